@@ -1,0 +1,397 @@
+/*
+ * mnist.c -- loads MNIST digits from IDX files into memory.
+ *
+ * Implements no part of [SNN]; it supplies the plaintext inputs and labels
+ * that the data owner secret-shares (SPEC.md §5: all networks run on MNIST,
+ * 28x28, 10 classes).  Runs before any protocol, so it reports failures
+ * through its err buffer, not through a party's sticky error.
+ *
+ * IDX format [MNIST] (http://yann.lecun.com/exdb/mnist/, "FILE FORMATS"):
+ *   bytes 0..3   magic, big-endian: 0x00 0x00 <type> <ndims>;
+ *                type 0x08 = unsigned byte, so images are 0x00000803
+ *                (3 dims) and labels 0x00000801 (1 dim)
+ *   then ndims   big-endian 32-bit sizes: images n, rows, cols; labels n
+ *   then         the data, one byte per element, row-major, nothing after it
+ * Labels are 0..9.  Pixels are 0 (background) .. 255 (ink).
+ *
+ * Both the bundled 8,000/2,000 subset in data/ (see data/README.md) and the
+ * official 60,000/10,000 files (after gunzip) load through this code.
+ *
+ * Robustness: every size product is checked for overflow, counts above
+ * MNIST_MAX_N are refused before any allocation, and a file must be
+ * exactly as long as its header says, so a truncated download or a wrong
+ * file is reported instead of training on garbage.
+ *
+ * Deviations: none (not a protocol).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "securenn.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ==== Constants and helpers ============================================ */
+
+static const uint32_t MNIST_MAGIC_IMAGES = 0x00000803u; /* ubyte, 3 dims */
+static const uint32_t MNIST_MAGIC_LABELS = 0x00000801u; /* ubyte, 1 dim  */
+static const size_t   MNIST_SIDE         = 28;          /* rows == cols  */
+static const size_t   MNIST_CLASSES      = 10;          /* labels 0..9   */
+/* Far above the official 60,000, far below where n*784 could strain memory;
+ * a header beyond it is corrupt, not a bigger data set. */
+static const size_t   MNIST_MAX_N        = 10000000u;
+
+/*
+ * Formats a diagnostic into the caller's err buffer.  A macro over snprintf
+ * rather than a variadic function so that -Wformat=2 checks each literal
+ * format.  The result is cast to void on purpose: a message cut short by a
+ * small buffer is still a correct, NUL-terminated message, and the
+ * conversions used here cannot fail.
+ */
+#define MNIST_ERR(err, errlen, ...) ((void)snprintf((err), (errlen), __VA_ARGS__))
+
+/*
+ * be32 -- decodes a big-endian 32-bit word, the byte order of every IDX
+ * header field regardless of the host.
+ */
+static uint32_t be32(const uint8_t b[4])
+{
+    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) |
+           ((uint32_t)b[2] << 8) | (uint32_t)b[3];
+}
+
+/*
+ * mul_size -- *out = a * b.  Returns 0, or -1 (leaving *out alone) if the
+ * product does not fit in size_t; on a 32-bit size_t even 10,000,000 images
+ * of 28x28 would wrap.
+ */
+static int mul_size(size_t *out, size_t a, size_t b)
+{
+    if (a != 0 && b > SIZE_MAX / a) {
+        return -1;
+    }
+    *out = a * b;
+    return 0;
+}
+
+/* ==== Reading one IDX file ============================================= */
+
+/*
+ * read_header -- reads the magic word and ndims sizes from the start of f
+ * into dims[0..ndims-1].  Checks the magic (with a hint when the file is
+ * still gzip-compressed) and that the first size, the item count, is in
+ * 1..MNIST_MAX_N.  Returns 0, or -1 with err naming path.
+ */
+static int read_header(FILE *f, const char *path, uint32_t magic, size_t *dims, size_t ndims,
+                       char *err, size_t errlen)
+{
+    uint8_t hdr[16];
+    size_t hdrlen = 4 + 4 * ndims;
+    size_t got;
+    uint32_t m;
+    size_t i;
+
+    /* Callers in this file pass 3 (images) or 1 (labels); hdr holds 3. */
+    assert(ndims >= 1 && ndims <= 3);
+    got = fread(hdr, 1, hdrlen, f);
+    if (got != hdrlen) {
+        if (ferror(f)) {
+            MNIST_ERR(err, errlen, "%s: read error: %s", path, strerror(errno));
+        } else {
+            MNIST_ERR(err, errlen, "%s: file is %lu bytes, shorter than the %lu-byte IDX header",
+                      path, (unsigned long)got, (unsigned long)hdrlen);
+        }
+        return -1;
+    }
+    m = be32(hdr);
+    if (m != magic) {
+        if (hdr[0] == 0x1f && hdr[1] == 0x8b) {
+            MNIST_ERR(err, errlen, "%s: bad magic 0x%08lx: file is gzip-compressed, gunzip it first",
+                      path, (unsigned long)m);
+        } else {
+            MNIST_ERR(err, errlen, "%s: bad magic 0x%08lx, want 0x%08lx (IDX %s file)", path,
+                      (unsigned long)m, (unsigned long)magic,
+                      magic == MNIST_MAGIC_IMAGES ? "images" : "labels");
+        }
+        return -1;
+    }
+    for (i = 0; i < ndims; i++) {
+        dims[i] = (size_t)be32(hdr + 4 + 4 * i);
+    }
+    if (dims[0] == 0 || dims[0] > MNIST_MAX_N) {
+        MNIST_ERR(err, errlen, "%s: header count %lu is outside 1..%lu", path,
+                  (unsigned long)dims[0], (unsigned long)MNIST_MAX_N);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * read_body -- reads exactly len bytes of data into buf, then requires end
+ * of file: the IDX header fixes the length, so a short file is truncated and
+ * a long one is not the file its header describes.  hdrlen only makes the
+ * message give real file sizes.  Returns 0, or -1 with err naming path.
+ */
+static int read_body(FILE *f, const char *path, uint8_t *buf, size_t len, size_t hdrlen,
+                     char *err, size_t errlen)
+{
+    size_t got = fread(buf, 1, len, f);
+
+    if (got != len) {
+        if (ferror(f)) {
+            MNIST_ERR(err, errlen, "%s: read error: %s", path, strerror(errno));
+        } else {
+            MNIST_ERR(err, errlen, "%s: file is %lu bytes, shorter than the %lu its header says",
+                      path, (unsigned long)(hdrlen + got), (unsigned long)(hdrlen + len));
+        }
+        return -1;
+    }
+    if (fgetc(f) != EOF) {
+        MNIST_ERR(err, errlen, "%s: file is longer than the %lu bytes its header says", path,
+                  (unsigned long)(hdrlen + len));
+        return -1;
+    }
+    if (ferror(f)) {
+        MNIST_ERR(err, errlen, "%s: read error: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * open_file -- fopen for binary reading, with the path and the system's
+ * reason (usually "No such file or directory") in err on failure.
+ */
+static FILE *open_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL) {
+        MNIST_ERR(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    }
+    return f;
+}
+
+/* ==== Public API ======================================================= */
+
+/*
+ * snn_mnist_load_files -- loads an IDX images file and its IDX labels file.
+ * Both headers are checked (magic, 28x28, counts equal and in range) before
+ * anything is allocated; then both bodies are read in full and every label
+ * must be 0..9.
+ * d:      overwritten without being freed, so it must not hold a data set
+ *         (call snn_mnist_free first); on error it is left empty.
+ * err:    receives a one-line message naming the file on error; may be NULL
+ *         (then errlen is ignored).
+ * Returns 0, or -1.
+ */
+int snn_mnist_load_files(snn_mnist *d, const char *images_path, const char *labels_path,
+                         char *err, size_t errlen)
+{
+    FILE *fi = NULL;
+    FILE *fl = NULL;
+    size_t idims[3];
+    size_t ldims[1];
+    size_t npix = 0;
+    snn_mnist tmp = {0, 0, 0, NULL, NULL};
+    size_t i;
+    int rc = -1;
+
+    if (err == NULL) {
+        errlen = 0; /* snprintf(NULL, 0, ...) is defined and writes nothing */
+    }
+    if (d == NULL || images_path == NULL || labels_path == NULL) {
+        MNIST_ERR(err, errlen, "snn_mnist_load_files: NULL argument");
+        return -1;
+    }
+    *d = tmp;
+
+    /* Headers first, so that a mismatched pair fails before a 47 MB read. */
+    fi = open_file(images_path, err, errlen);
+    if (fi == NULL) {
+        goto cleanup;
+    }
+    if (read_header(fi, images_path, MNIST_MAGIC_IMAGES, idims, 3, err, errlen) != 0) {
+        goto cleanup;
+    }
+    /* The networks of SPEC.md §5 have 784-input and 28x28-conv first layers. */
+    if (idims[1] != MNIST_SIDE || idims[2] != MNIST_SIDE) {
+        MNIST_ERR(err, errlen, "%s: images are %lux%lu, want %lux%lu", images_path,
+                  (unsigned long)idims[1], (unsigned long)idims[2], (unsigned long)MNIST_SIDE,
+                  (unsigned long)MNIST_SIDE);
+        goto cleanup;
+    }
+    fl = open_file(labels_path, err, errlen);
+    if (fl == NULL) {
+        goto cleanup;
+    }
+    if (read_header(fl, labels_path, MNIST_MAGIC_LABELS, ldims, 1, err, errlen) != 0) {
+        goto cleanup;
+    }
+    if (idims[0] != ldims[0]) {
+        MNIST_ERR(err, errlen, "%s has %lu images but %s has %lu labels: count mismatch",
+                  images_path, (unsigned long)idims[0], labels_path, (unsigned long)ldims[0]);
+        goto cleanup;
+    }
+
+    tmp.n = idims[0];
+    tmp.rows = idims[1];
+    tmp.cols = idims[2];
+    if (mul_size(&npix, tmp.rows, tmp.cols) != 0 || mul_size(&npix, npix, tmp.n) != 0) {
+        MNIST_ERR(err, errlen, "%s: %lu x %lu x %lu pixels overflow size_t", images_path,
+                  (unsigned long)tmp.n, (unsigned long)tmp.rows, (unsigned long)tmp.cols);
+        goto cleanup;
+    }
+    tmp.images = malloc(npix);
+    tmp.labels = malloc(tmp.n);
+    if (tmp.images == NULL || tmp.labels == NULL) {
+        MNIST_ERR(err, errlen, "%s: out of memory for %lu images", images_path,
+                  (unsigned long)tmp.n);
+        goto cleanup;
+    }
+    if (read_body(fi, images_path, tmp.images, npix, 16, err, errlen) != 0) {
+        goto cleanup;
+    }
+    if (read_body(fl, labels_path, tmp.labels, tmp.n, 8, err, errlen) != 0) {
+        goto cleanup;
+    }
+    for (i = 0; i < tmp.n; i++) {
+        /* Labels index 10-way one-hot vectors downstream; catch bad ones here. */
+        if ((size_t)tmp.labels[i] >= MNIST_CLASSES) {
+            MNIST_ERR(err, errlen, "%s: label %u at index %lu is not a digit 0..9", labels_path,
+                      (unsigned)tmp.labels[i], (unsigned long)i);
+            goto cleanup;
+        }
+    }
+
+    *d = tmp;
+    tmp.images = NULL; /* ownership moved to *d */
+    tmp.labels = NULL;
+    rc = 0;
+
+cleanup:
+    /* Streams opened for reading only: fclose cannot lose data, and every
+     * byte has already been read and checked, so its result is ignored. */
+    if (fi != NULL) {
+        (void)fclose(fi);
+    }
+    if (fl != NULL) {
+        (void)fclose(fl);
+    }
+    free(tmp.images);
+    free(tmp.labels);
+    return rc;
+}
+
+/*
+ * join_path -- returns malloc'd "dir/name" (no doubled '/' when dir already
+ * ends in one), or NULL when out of memory.  The caller frees it.
+ */
+static char *join_path(const char *dir, const char *name)
+{
+    size_t ld = strlen(dir);
+    size_t ln = strlen(name);
+    int slash = (ld > 0 && dir[ld - 1] != '/');
+    size_t len = ld + (size_t)slash + ln + 1; /* string lengths: cannot overflow */
+    char *p = malloc(len);
+
+    if (p == NULL) {
+        return NULL;
+    }
+    memcpy(p, dir, ld);
+    if (slash) {
+        p[ld] = '/';
+    }
+    memcpy(p + ld + (size_t)slash, name, ln + 1);
+    return p;
+}
+
+/*
+ * snn_mnist_load -- loads split "train" (train-images-idx3-ubyte,
+ * train-labels-idx1-ubyte) or "test" (t10k-images-idx3-ubyte,
+ * t10k-labels-idx1-ubyte) from directory dir: the official MNIST names, so
+ * dir may be data/ or a folder holding the gunzipped official files.
+ * Checks that dir exists first, so a mistyped --data names the directory
+ * rather than a file inside it.  Same contract for d and err as
+ * snn_mnist_load_files.  Returns 0, or -1.
+ */
+int snn_mnist_load(snn_mnist *d, const char *dir, const char *split, char *err, size_t errlen)
+{
+    struct stat st;
+    const char *iname;
+    const char *lname;
+    char *ipath = NULL;
+    char *lpath = NULL;
+    int rc = -1;
+
+    if (err == NULL) {
+        errlen = 0;
+    }
+    if (d == NULL || dir == NULL || split == NULL) {
+        MNIST_ERR(err, errlen, "snn_mnist_load: NULL argument");
+        return -1;
+    }
+    d->n = 0;
+    d->rows = 0;
+    d->cols = 0;
+    d->images = NULL;
+    d->labels = NULL;
+
+    if (strcmp(split, "train") == 0) {
+        iname = "train-images-idx3-ubyte";
+        lname = "train-labels-idx1-ubyte";
+    } else if (strcmp(split, "test") == 0) {
+        iname = "t10k-images-idx3-ubyte"; /* the official MNIST test-set names */
+        lname = "t10k-labels-idx1-ubyte";
+    } else {
+        MNIST_ERR(err, errlen, "unknown MNIST split \"%s\", want \"train\" or \"test\"", split);
+        return -1;
+    }
+    if (stat(dir, &st) != 0) {
+        MNIST_ERR(err, errlen, "data directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        MNIST_ERR(err, errlen, "data directory %s: not a directory", dir);
+        return -1;
+    }
+
+    /* Two short strings; cheaper to build than to bound with PATH_MAX. */
+    ipath = join_path(dir, iname);
+    lpath = join_path(dir, lname);
+    if (ipath == NULL || lpath == NULL) {
+        MNIST_ERR(err, errlen, "data directory %s: out of memory", dir);
+        goto cleanup;
+    }
+    rc = snn_mnist_load_files(d, ipath, lpath, err, errlen);
+
+cleanup:
+    free(ipath);
+    free(lpath);
+    return rc;
+}
+
+/*
+ * snn_mnist_free -- frees the pixels and labels and resets d to empty, so a
+ * second call, or a call on a d that failed to load, is harmless.  d may be
+ * NULL.
+ */
+void snn_mnist_free(snn_mnist *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    free(d->images);
+    free(d->labels);
+    d->n = 0;
+    d->rows = 0;
+    d->cols = 0;
+    d->images = NULL;
+    d->labels = NULL;
+}

