@@ -86,13 +86,13 @@
 
 /* ==== Names and the message inventory =================================== */
 
-static const char *const proto_names[SNN_PROTO_COUNT] = {
+static const char proto_names[SNN_PROTO_COUNT][16] = {
     "Setup", "Share", "Reveal", "MatMul", "SelectShare", "PrivateCompare",
     "ShareConvert", "ComputeMSB", "DReLU", "ReLU", "Division", "Maxpool",
     "DMaxpool", "Test"
 };
 
-static const char *const kind_names[SNN_KIND_COUNT] = {
+static const char kind_names[SNN_KIND_COUNT][8] = {
     "byte", "Z_L", "Z_{L-1}", "Z_p", "bit"
 };
 
@@ -108,7 +108,7 @@ static const size_t kind_size[SNN_KIND_COUNT] = { 1, 8, 8, 1, 1 };
 typedef struct {
     int proto, step, kind;
     unsigned from, to;       /* endpoint masks */
-    const char *what;
+    char what[56];           /* arrays, not pointers: the table stays in .rodata */
 } msg_type;
 
 /* The inventory of the file comment, as data. */
@@ -165,7 +165,7 @@ const char *snn_step_name(int proto, int step, int kind)
 
 static const char *who(int id)
 {
-    static const char *const names[SNN_NEND] = { "P0", "P1", "P2", "owner" };
+    static const char names[SNN_NEND][6] = { "P0", "P1", "P2", "owner" };
     return id >= 0 && id < SNN_NEND ? names[id] : "P?";
 }
 

@@ -313,16 +313,1038 @@ void snn_refresh(snn_party *p, uint64_t *x, size_t n)
 
 /* ==== 4. Pi_MatMul and local truncation [SNN, Alg. 1, Alg. 11] =========== */
 
+/*
+ * Helpers shared by every protocol below.  proto_begin: the sticky error
+ * and the role check every protocol starts with.  alloc_*: a zeroed
+ * temporary, or the error "<protocol>: out of memory".  release: wipes a
+ * temporary (it may hold shares) and frees it; NULL is fine.
+ */
+static int proto_begin(snn_party *p, const char *name)
+{
+    if (p->err) return -1;
+    if (p->id < 0 || p->id > 2)
+        return snn_fail(p, SNN_ERR_ARG, "%s: only P0, P1 and P2 run protocols", name);
+    return 0;
+}
+
+static int alloc_u64(snn_party *p, uint64_t **x, size_t n, const char *name)
+{
+    *x = calloc(n ? n : 1, sizeof **x);
+    if (!*x) return snn_fail(p, SNN_ERR_NOMEM, "%s: out of memory", name);
+    return 0;
+}
+
+static int alloc_u8(snn_party *p, uint8_t **x, size_t n, const char *name)
+{
+    *x = calloc(n ? n : 1, sizeof **x);
+    if (!*x) return snn_fail(p, SNN_ERR_NOMEM, "%s: out of memory", name);
+    return 0;
+}
+
+static void release(void *x, size_t nbytes)
+{
+    if (!x) return;
+    snn_wipe(x, nbytes);
+    free(x);
+}
+
+/* *out = a * b, or -1 if the product (of elements, later of bytes and of
+ * E||F frames) could overflow a size_t. */
+static int size_mul(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > (SIZE_MAX / 16) / a) return -1;
+    *out = a * b;
+    return 0;
+}
+
+static void draw_zl(snn_prg *g, uint64_t *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = snn_prg_u64(g);
+}
+
+/* C = A (m x n) * B (n x v) over Z_L, row-major; plain uint64_t wraparound. */
+static void plain_matmul(uint64_t *C, const uint64_t *A, const uint64_t *B, size_t m, size_t n, size_t v)
+{
+    size_t i, k, c;
+    for (i = 0; i < m * v; i++) C[i] = 0;
+    for (i = 0; i < m; i++)
+        for (k = 0; k < n; k++) {
+            const uint64_t a = A[i * n + k], *b = B + k * v;
+            uint64_t *row = C + i * v;
+            for (c = 0; c < v; c++) row[c] += a * b[c];
+        }
+}
+
+/* T (cols x rows) = A^T, A stored rows x cols, row-major. */
+static void transpose(uint64_t *T, const uint64_t *A, size_t rows, size_t cols)
+{
+    size_t r, c;
+    for (r = 0; r < rows; r++)
+        for (c = 0; c < cols; c++) T[c * rows + r] = A[r * cols + c];
+}
+
+/*
+ * One Beaver triple for Pi_MatMul, matrix form (U: m x n, V: n x v,
+ * Z = UV: m x v) or element-wise form (U, V, Z: n-vectors, Z = U o V).
+ * P0 and P1 hold their shares U_j, V_j, Z_j; P2 holds only the shape.
+ */
+typedef struct {
+    int       ew;             /* 1: element-wise product of n-vectors     */
+    size_t    m, n, v;        /* matrix form shape                         */
+    size_t    nu, nv, nz;     /* elements of U, V, Z                       */
+    uint64_t *U, *V, *Z;      /* [P_j] this party's shares; NULL on P2     */
+} mm_triple;
+
+static int triple_shape(snn_party *p, mm_triple *t, int ew, size_t m, size_t n, size_t v)
+{
+    memset(t, 0, sizeof *t);
+    t->ew = ew; t->m = m; t->n = n; t->v = v;
+    if (ew) {
+        if (size_mul(n, 2, &t->nu) != 0)
+            return snn_fail(p, SNN_ERR_ARG, "MatMul: %zu elements is too many", n);
+        t->nu = t->nv = t->nz = n;
+        return 0;
+    }
+    if (size_mul(m, n, &t->nu) != 0 || size_mul(n, v, &t->nv) != 0 || size_mul(m, v, &t->nz) != 0
+        || t->nu > (SIZE_MAX / 16) - t->nv)
+        return snn_fail(p, SNN_ERR_ARG, "MatMul: dimensions %zu x %zu x %zu are too large", m, n, v);
+    return 0;
+}
+
+static void triple_free(mm_triple *t)
+{
+    release(t->U, t->nu * sizeof *t->U);
+    release(t->V, t->nv * sizeof *t->V);
+    release(t->Z, t->nz * sizeof *t->Z);
+    t->U = t->V = t->Z = NULL;
+}
+
+/* C = A * B in the triple's form: a matrix product, or element-wise. */
+static void triple_product(const mm_triple *t, uint64_t *C, const uint64_t *A, const uint64_t *B)
+{
+    size_t i;
+    if (!t->ew) {
+        plain_matmul(C, A, B, t->m, t->n, t->v);
+        return;
+    }
+    for (i = 0; i < t->nz; i++) C[i] = A[i] * B[i];
+}
+
+/*
+ * matmul_deal -- Pi_MatMul step 1, the PRF triple (SPEC 1.4, 2.1).  It uses
+ * no input, so it could be precomputed; P1 receives Z_1 here, before it
+ * sends anything of step 2, so that frame never lengthens the round chain.
+ * On P0/P1 fills t->U, t->V, t->Z (freed by triple_free).
+ */
+static int matmul_deal(snn_party *p, mm_triple *t)
+{
+    uint64_t *U0 = NULL, *V0 = NULL, *Z0 = NULL, *U1 = NULL, *V1 = NULL, *Z1 = NULL;
+    int rc = -1;
+
+    if (p->id == 0 || p->id == 1) {
+        snn_prg *g = p->id == 0 ? snn_k02(p) : snn_k12(p);
+        SNN_GUARD(alloc_u64(p, &t->U, t->nu, "MatMul"));
+        SNN_GUARD(alloc_u64(p, &t->V, t->nv, "MatMul"));
+        SNN_GUARD(alloc_u64(p, &t->Z, t->nz, "MatMul"));
+        /* Step 1 [P_j,P2]: U_j, V_j from the stream P_j shares with P2 (K02 or K12) */
+        draw_zl(g, t->U, t->nu);
+        draw_zl(g, t->V, t->nv);
+        if (p->id == 0) {
+            /* Step 1 [P0,P2]: Z_0 from K02 */
+            draw_zl(g, t->Z, t->nz);
+        } else {
+            /* Step 1 [P1]: Z_1 from P2 */
+            SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_MATMUL, 1, t->Z, t->nz));
+        }
+    } else {
+        size_t i;
+        SNN_GUARD(alloc_u64(p, &U0, t->nu, "MatMul"));
+        SNN_GUARD(alloc_u64(p, &V0, t->nv, "MatMul"));
+        SNN_GUARD(alloc_u64(p, &Z0, t->nz, "MatMul"));
+        SNN_GUARD(alloc_u64(p, &U1, t->nu, "MatMul"));
+        SNN_GUARD(alloc_u64(p, &V1, t->nv, "MatMul"));
+        SNN_GUARD(alloc_u64(p, &Z1, t->nz, "MatMul"));
+        /* Step 1 [P2]: P0's U_0, V_0, Z_0 from K02 and P1's U_1, V_1 from K12,
+         * drawn in the same order as P0 and P1 draw them */
+        draw_zl(snn_k02(p), U0, t->nu);
+        draw_zl(snn_k02(p), V0, t->nv);
+        draw_zl(snn_k02(p), Z0, t->nz);
+        draw_zl(snn_k12(p), U1, t->nu);
+        draw_zl(snn_k12(p), V1, t->nv);
+        /* Step 1 [P2]: Z_1 = (U_0 + U_1)(V_0 + V_1) - Z_0, sent to P1 */
+        for (i = 0; i < t->nu; i++) U0[i] += U1[i];
+        for (i = 0; i < t->nv; i++) V0[i] += V1[i];
+        triple_product(t, Z1, U0, V0);
+        for (i = 0; i < t->nz; i++) Z1[i] -= Z0[i];
+        SNN_GUARD(snn_send_zl(p, 1, SNN_PROTO_MATMUL, 1, Z1, t->nz));
+    }
+    rc = 0;
+cleanup:
+    release(U0, t->nu * sizeof *U0);
+    release(V0, t->nv * sizeof *V0);
+    release(Z0, t->nz * sizeof *Z0);
+    release(U1, t->nu * sizeof *U1);
+    release(V1, t->nv * sizeof *V1);
+    release(Z1, t->nz * sizeof *Z1);
+    return rc;
+}
+
+/*
+ * matmul_open -- Pi_MatMul steps 2-3 on a dealt triple: open E = X - U and
+ * F = Y - V, then W_j = -j E F + X_j F + E Y_j + Z_j and the zero-share
+ * refresh.  P2 has no part.  W may be the same array as X or Y.
+ */
+static int matmul_open(snn_party *p, const mm_triple *t, uint64_t *W, const uint64_t *X, const uint64_t *Y)
+{
+    uint64_t *mine = NULL, *EF = NULL, *A = NULL, *B = NULL;
+    const uint64_t *E, *F;
+    size_t i, nef = t->nu + t->nv;
+    int j = p->id, rc = -1;
+
+    if (p->id == 2) return 0;
+    SNN_GUARD(alloc_u64(p, &mine, nef, "MatMul"));
+    SNN_GUARD(alloc_u64(p, &EF, nef, "MatMul"));
+    SNN_GUARD(alloc_u64(p, &A, t->nz, "MatMul"));
+    SNN_GUARD(alloc_u64(p, &B, t->nz, "MatMul"));
+
+    /* Step 2 [P_j]: E_j = X_j - U_j, F_j = Y_j - V_j, sent as one frame E_j || F_j */
+    for (i = 0; i < t->nu; i++) mine[i] = X[i] - t->U[i];
+    for (i = 0; i < t->nv; i++) mine[t->nu + i] = Y[i] - t->V[i];
+    SNN_GUARD(snn_send_zl(p, 1 - j, SNN_PROTO_MATMUL, 2, mine, nef));
+    SNN_GUARD(snn_recv_zl(p, 1 - j, SNN_PROTO_MATMUL, 2, EF, nef));
+    /* Step 2 [P0,P1]: E = E_0 + E_1 = X - U and F = F_0 + F_1 = Y - V */
+    for (i = 0; i < nef; i++) EF[i] += mine[i];
+    E = EF;
+    F = EF + t->nu;
+
+    /* Step 3 [P_j]: W_j = -j E F + X_j F + E Y_j + Z_j, evaluated as
+     * (X_j - j E) F + E Y_j + Z_j (two products instead of three) */
+    for (i = 0; i < t->nu; i++) mine[i] = j ? X[i] - E[i] : X[i];   /* j: the role, public */
+    triple_product(t, A, mine, F);
+    triple_product(t, B, E, Y);
+    for (i = 0; i < t->nz; i++) W[i] = A[i] + B[i] + t->Z[i];
+    /* Step 3 [P0,P1]: zero-share refresh, u from K01 (SPEC 1.1) */
+    snn_refresh(p, W, t->nz);
+    rc = 0;
+cleanup:
+    release(mine, nef * sizeof *mine);
+    release(EF, nef * sizeof *EF);
+    release(A, t->nz * sizeof *A);
+    release(B, t->nz * sizeof *B);
+    return rc;
+}
+
+/*
+ * snn_matmul -- Pi_MatMul, implements [SNN, Algorithm 1] with PRF triples.
+ * W = op(X) * op(Y), op(X) m x n and op(Y) n x v; with transpose_x set, X
+ * is stored n x m and op(X) = X^T (likewise Y, stored v x n).
+ * Roles:  P0,P1 hold <X>, <Y> and get <W> (fresh); P2 deals the triple and
+ *         passes NULL for W, X, Y.
+ * Pre:    none (no truncation inside: call snn_truncate after fixed x fixed).
+ * Comm:   step 1 P2 -> P1: mv Z_L; step 2 P0 <-> P1: (mn + nv) Z_L each way.
+ *         Total (2mn + 2nv + mv) * 8 bytes, 2 rounds [SNN, Table 1, PRF].
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: WP Alg. 1 prints -E.F for both parties; SPEC 4.1 [USE]: only
+ *         P1 subtracts it.  Transposes are local: the shares of X^T are
+ *         the X_j^T (CODE ignores its flags, SPEC 4.3 c).
+ */
+int snn_matmul(snn_party *p, uint64_t *W, const uint64_t *X, const uint64_t *Y,
+               size_t m, size_t n, size_t v, int transpose_x, int transpose_y)
+{
+    mm_triple t;
+    uint64_t *Xt = NULL, *Yt = NULL;
+    const uint64_t *A = X, *B = Y;
+    int rc = -1;
+
+    memset(&t, 0, sizeof t);
+    if (proto_begin(p, "MatMul") != 0) return -1;
+    SNN_GUARD(triple_shape(p, &t, 0, m, n, v));
+    /* Transposes [P0,P1]: the shares of X^T are X_0^T and X_1^T */
+    if (p->id != 2 && transpose_x) {
+        SNN_GUARD(alloc_u64(p, &Xt, t.nu, "MatMul"));
+        transpose(Xt, X, n, m);
+        A = Xt;
+    }
+    if (p->id != 2 && transpose_y) {
+        SNN_GUARD(alloc_u64(p, &Yt, t.nv, "MatMul"));
+        transpose(Yt, Y, v, n);
+        B = Yt;
+    }
+    /* Step 1: the triple */
+    SNN_GUARD(matmul_deal(p, &t));
+    /* Steps 2-3: open E, F; W_j; refresh */
+    SNN_GUARD(matmul_open(p, &t, W, A, B));
+    rc = 0;
+cleanup:
+    triple_free(&t);
+    release(Xt, t.nu * sizeof *Xt);
+    release(Yt, t.nv * sizeof *Yt);
+    return rc;
+}
+
+/*
+ * snn_mul -- Pi_MatMul in element-wise form: z_i = x_i * y_i over Z_L
+ * (SS, ReLU, MSB step 6, Division and Maxpool use it).
+ * Roles:  as snn_matmul.  z may be the same array as x or y.
+ * Comm:   step 1 P2 -> P1: n Z_L; step 2 P0 <-> P1: 2n Z_L each way.
+ *         Total 40 bytes per element, 2 rounds.
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: as snn_matmul.
+ */
+int snn_mul(snn_party *p, uint64_t *z, const uint64_t *x, const uint64_t *y, size_t n)
+{
+    mm_triple t;
+    int rc = -1;
+
+    memset(&t, 0, sizeof t);
+    if (proto_begin(p, "MatMul") != 0) return -1;
+    SNN_GUARD(triple_shape(p, &t, 1, 1, n, 1));
+    /* Step 1: the triple */
+    SNN_GUARD(matmul_deal(p, &t));
+    /* Steps 2-3: open E, F; z_j; refresh */
+    SNN_GUARD(matmul_open(p, &t, z, x, y));
+    rc = 0;
+cleanup:
+    triple_free(&t);
+    return rc;
+}
+
+/*
+ * snn_truncate -- local truncation by d bits, [SNN, Algorithm 11]
+ * (SecureML style, SPEC 1.3): P0 takes <x>_0 >> d (arithmetic), P1 takes
+ * -((-<x>_1) >> d).  The result is floor(s(x) / 2^d) or one more, except
+ * with probability about |s(x)| / 2^64 (SPEC 1.3, 4.2 d).
+ * Roles:  P0,P1 only; P2 does nothing (pass NULL).  y may equal x.
+ * Comm:   none.   Deviations: none.
+ */
+void snn_truncate(snn_party *p, uint64_t *y, const uint64_t *x, size_t n, unsigned d)
+{
+    size_t i;
+    if (p->err || (p->id != 0 && p->id != 1)) return;
+    for (i = 0; i < n; i++)
+        y[i] = p->id == 0 ? snn_sar(x[i], d) : (uint64_t)0 - snn_sar((uint64_t)0 - x[i], d);
+}
+
 /* ==== 5. Pi_SelectShare [SNN, Alg. 2] ==================================== */
+
+/*
+ * snn_select_share -- Pi_SS, implements [SNN, Algorithm 2].
+ * z = (1 - alpha) x + alpha y, with alpha a shared 0/1 over Z_L.
+ * Roles:  P0,P1 hold <alpha>, <x>, <y> and get <z> (fresh); P2 deals the
+ *         triple and passes NULL for z, alpha, x, y.
+ * Pre:    alpha in {0, 1}.
+ * Comm:   one element-wise MatMul: 40 bytes per element, 2 rounds.
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: none (bits are 0/1 integers and nothing is truncated,
+ *         SPEC 1.3 [USE]).
+ */
+int snn_select_share(snn_party *p, uint64_t *z, const uint64_t *alpha,
+                     const uint64_t *x, const uint64_t *y, size_t n)
+{
+    uint64_t *w = NULL, *c = NULL;
+    size_t i;
+    int rc = -1;
+
+    if (proto_begin(p, "SelectShare") != 0) return -1;
+    SNN_GUARD(alloc_u64(p, &w, n, "SelectShare"));
+    SNN_GUARD(alloc_u64(p, &c, n, "SelectShare"));
+    /* Step 1 [P_j]: w = y - x */
+    if (p->id != 2)
+        for (i = 0; i < n; i++) w[i] = y[i] - x[i];
+    /* Step 2 [all]: c = Pi_MatMul(alpha, w), element-wise, no truncation */
+    SNN_GUARD(snn_mul(p, c, alpha, w, n));
+    /* Step 3 [P_j]: z = x + c + u_j, u a zero-share from K01 */
+    if (p->id != 2) {
+        for (i = 0; i < n; i++) z[i] = x[i] + c[i];
+        snn_refresh(p, z, n);
+    }
+    rc = 0;
+cleanup:
+    release(w, n * sizeof *w);
+    release(c, n * sizeof *c);
+    return rc;
+}
 
 /* ==== 6. Pi_PrivateCompare [SNN, Alg. 3] ================================= */
 
+/*
+ * pc_mask -- Pi_PC steps 1-3 on P_j for one compared element: draws the
+ * element's common randomness, computes the c_i of SPEC 2.3 over Z_p, and
+ * writes d_i = s_i c_i in the order pi.  x: this party's shares of the 64
+ * bits of x (index 0 = LSB); r, beta: public to P0 and P1.
+ */
+static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL],
+                    uint64_t r, uint8_t beta, uint8_t j)
+{
+    uint8_t s[SNN_ELL], u[SNN_ELL], pi[SNN_ELL], c[SNN_ELL];
+    uint8_t acc = 0;          /* sum of w_k over the more significant k, mod p */
+    const uint8_t nj = (uint8_t)(1 - j);
+    uint64_t t;
+    size_t i, k;
+
+    /* Step 1 [P0,P1]: s_i, u_i in Z_p^* and a permutation pi of the 64
+     * positions, fresh for every element (SPEC 4.2 g); drawn whatever the
+     * case below, so both parties always draw alike */
+    for (i = 0; i < SNN_ELL; i++) s[i] = snn_prg_zp_star(k01);
+    for (i = 0; i < SNN_ELL; i++) u[i] = snn_prg_zp_star(k01);
+    snn_prg_perm(k01, pi, SNN_ELL);
+
+    /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
+    if (beta == 1 && r == SNN_LM1) {
+        /* Step 2 [P_j], beta = 1 and r = 2^l - 1: x <= r is certain, so
+         * shares of exactly one zero, at the LSB:
+         * c_1 = (-1)^j u_1 (reconstructs to 0), c_i = (1-j)(u_i + 1) - j u_i (to 1) */
+        c[0] = j ? snn_sub_p(0, u[0]) : u[0];
+        for (i = 1; i < SNN_ELL; i++)
+            c[i] = snn_sub_p(snn_mul_p(nj, snn_add_p(u[i], 1)), snn_mul_p(j, u[i]));
+    } else {
+        /* Step 2 [P_j]: compare with r (beta = 0) or with t = r + 1 (beta = 1),
+         * from the MSB (i = 63) down to the LSB */
+        t = beta ? r + 1 : r;
+        for (i = SNN_ELL; i-- > 0;) {
+            const uint8_t ti = (uint8_t)(t >> i & 1), xi = x[i];
+            /* w_i = x_i + j t_i - 2 t_i x_i, a share of x_i XOR t_i */
+            const uint8_t w = snn_sub_p(snn_add_p(xi, snn_mul_p(j, ti)), snn_mul_p((uint8_t)(2 * ti), xi));
+            if (beta == 0)
+                /* c_i = j r_i - x_i + j + sum_{k>i} w_k */
+                c[i] = snn_add_p(snn_add_p(snn_sub_p(snn_mul_p(j, ti), xi), j), acc);
+            else
+                /* c_i = -j t_i + x_i + j + sum_{k>i} w_k */
+                c[i] = snn_add_p(snn_add_p(snn_sub_p(xi, snn_mul_p(j, ti)), j), acc);
+            acc = snn_add_p(acc, w);
+        }
+    }
+    /* Step 3 [P_j]: d_i = s_i c_i, listed as (d_pi(1), ..., d_pi(l)) */
+    for (k = 0; k < SNN_ELL; k++) out[k] = snn_mul_p(s[pi[k]], c[pi[k]]);
+    snn_wipe(s, sizeof s);
+    snn_wipe(u, sizeof u);
+    snn_wipe(pi, sizeof pi);
+    snn_wipe(c, sizeof c);
+}
+
+/*
+ * snn_private_compare -- Pi_PC, implements [SNN, Algorithm 3] (SPEC 2.3).
+ * P2 learns beta'[e] = beta[e] XOR (x_e > r_e) for each element e.
+ * Roles:  P0,P1 hold Z_p shares of the bits of x (xbits[e*64 + i], i = 0
+ *         the LSB), the public r and the common bit beta, and pass NULL for
+ *         beta_prime; P2 gets beta_prime and passes NULL for the rest.
+ * Pre:    the bit shares are in Z_p (p = 67 > l + 1, checked at compile time).
+ * Comm:   step 3 P0,P1 -> P2: 64 Z_p each per element, 128 bytes, 1 round.
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: WP Alg. 3 step 4 has the beta = 0 sign wrong; SPEC 4.1 [USE]
+ *         (r_i - x_i + 1 + sum, t = r + 1 for beta = 1, the r = 2^l - 1 case).
+ *         Steps follow PYSYFT, which SPEC does not number: 1 common
+ *         randomness, 2 w_i and c_i, 3 mask, permute and send, 4 P2's output.
+ */
+int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
+                        const uint64_t *r, const uint8_t *beta, size_t n)
+{
+    uint8_t *d = NULL, *d1 = NULL;
+    size_t nd = 0, e, k;
+    int rc = -1;
+
+    if (proto_begin(p, "PrivateCompare") != 0) return -1;
+    if (size_mul(n, SNN_ELL, &nd) != 0)
+        return snn_fail(p, SNN_ERR_ARG, "PrivateCompare: %zu elements is too many", n);
+    SNN_GUARD(alloc_u8(p, &d, nd, "PrivateCompare"));
+    if (p->id != 2) {
+        /* Steps 1-3 [P_j]: per element; step 3: P_j -> P2, one frame */
+        for (e = 0; e < n; e++)
+            pc_mask(snn_k01(p), d + e * SNN_ELL, xbits + e * SNN_ELL, r[e], beta[e], (uint8_t)p->id);
+        SNN_GUARD(snn_send_zp(p, 2, SNN_PROTO_PC, 3, d, nd));
+    } else {
+        SNN_GUARD(alloc_u8(p, &d1, nd, "PrivateCompare"));
+        SNN_GUARD(snn_recv_zp(p, 0, SNN_PROTO_PC, 3, d, nd));
+        SNN_GUARD(snn_recv_zp(p, 1, SNN_PROTO_PC, 3, d1, nd));
+        /* Step 4 [P2]: d_i = d_i^0 + d_i^1; beta' = 1 iff some d_i = 0 */
+        for (e = 0; e < n; e++) {
+            unsigned zero = 0;
+            for (k = 0; k < SNN_ELL; k++)
+                zero |= (unsigned)(snn_add_p(d[e * SNN_ELL + k], d1[e * SNN_ELL + k]) == 0);
+            beta_prime[e] = (uint8_t)zero;
+        }
+    }
+    rc = 0;
+cleanup:
+    release(d, nd);
+    release(d1, nd);
+    return rc;
+}
+
 /* ==== 7. Pi_ShareConvert [SNN, Alg. 4] =================================== */
+
+/* b * x over Z_{L-1} for a bit b in {0, 1} and x in [0, L-2]: no branch. */
+static uint64_t bit_lm1(uint64_t b, uint64_t x) { return ((uint64_t)0 - b) & x; }
+
+/*
+ * snn_share_convert -- Pi_SC, implements [SNN, Algorithm 4], final version
+ * (SPEC 2.4 [USE]).  Converts <a> over Z_L into <a> over Z_{L-1}.
+ * Roles:  P0,P1 hold <a>^L and get <a>^{L-1} (fresh); P2 helps, learns
+ *         eta' (masked by eta'') and passes NULL for y and a.
+ * Pre:    a != L-1 (ensured by [SNN, Alg. 6, step 1]); for a = L-1 the
+ *         output reconstructs to 0.
+ * Comm:   step 1 P0,P1 -> P2: 1 Z_L each; step 2 P2 -> P0,P1: 64 Z_p and
+ *         1 Z_{L-1} each; step 3 Pi_PC 128 bytes; step 4 P2 -> P0,P1:
+ *         1 Z_{L-1} each.  Total 304 bytes per element, 4 rounds
+ *         [SNN, Table 1: 4 l log p + 6 l bits, log p = 8].
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: WP Alg. 4 steps 7, 10-11 (PC on r, eta = 1 + eta' + eta'',
+ *         -delta) are wrong; SPEC 4.1, 4.2 a [USE]: PC on r - 1,
+ *         eta = eta' XOR eta'', theta = beta_0 + beta_1 - alpha - 1 + delta + eta.
+ *         r is resampled until r != 0 (SPEC 4.2 b): with r = 0, r - 1 wraps
+ *         and the output is wrong.
+ */
+int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
+{
+    uint64_t *r0 = NULL, *r1 = NULL, *at = NULL, *at1 = NULL, *bj = NULL, *rm1 = NULL,
+             *delta = NULL, *ep = NULL;
+    uint8_t *eta_pp = NULL, *bits = NULL, *bits1 = NULL, *eta_prime = NULL;
+    size_t nb = 0, e, i;
+    int j = p->id, rc = -1;
+
+    if (proto_begin(p, "ShareConvert") != 0) return -1;
+    if (size_mul(n, SNN_ELL, &nb) != 0)
+        return snn_fail(p, SNN_ERR_ARG, "ShareConvert: %zu elements is too many", n);
+    SNN_GUARD(alloc_u64(p, &at, n, "ShareConvert"));
+    SNN_GUARD(alloc_u64(p, &delta, n, "ShareConvert"));
+    SNN_GUARD(alloc_u64(p, &ep, n, "ShareConvert"));
+    SNN_GUARD(alloc_u8(p, &bits, nb, "ShareConvert"));
+
+    if (p->id != 2) {
+        SNN_GUARD(alloc_u64(p, &r0, n, "ShareConvert"));
+        SNN_GUARD(alloc_u64(p, &r1, n, "ShareConvert"));
+        SNN_GUARD(alloc_u64(p, &bj, n, "ShareConvert"));
+        SNN_GUARD(alloc_u64(p, &rm1, n, "ShareConvert"));
+        SNN_GUARD(alloc_u8(p, &eta_pp, n, "ShareConvert"));
+        /* Common randomness [P0,P1] (K01): r_0, r_1 resampled together until
+         * r = r_0 + r_1 != 0 (SPEC 4.2 b), and the bit eta'' */
+        for (e = 0; e < n; e++) {
+            do {
+                r0[e] = snn_prg_u64(snn_k01(p));
+                r1[e] = snn_prg_u64(snn_k01(p));
+            } while (r0[e] + r1[e] == 0);   /* branch on r [P0,P1]: common randomness */
+            eta_pp[e] = snn_prg_bit(snn_k01(p));
+        }
+        /* Step 1 [P_j]: a~_j = a_j + r_j, beta_j = wrap(a_j, r_j, L); a~_j to P2 */
+        for (e = 0; e < n; e++) {
+            const uint64_t rj = j ? r1[e] : r0[e];
+            at[e] = a[e] + rj;
+            bj[e] = snn_wrap(a[e], rj);
+        }
+        SNN_GUARD(snn_send_zl(p, 2, SNN_PROTO_SC, 1, at, n));
+        /* Step 2 [P_j]: Z_p shares of the bits of x, Z_{L-1} shares of delta */
+        SNN_GUARD(snn_recv_zp(p, 2, SNN_PROTO_SC, 2, bits, nb));
+        SNN_GUARD(snn_recv_lm1(p, 2, SNN_PROTO_SC, 2, delta, n));
+        /* Step 3 [P0,P1]: Pi_PC(bits of x, r - 1, eta''); P2 learns eta' */
+        for (e = 0; e < n; e++) rm1[e] = r0[e] + r1[e] - 1;
+        SNN_GUARD(snn_private_compare(p, NULL, bits, rm1, eta_pp, n));
+        /* Step 4 [P_j]: shares of eta' over Z_{L-1} */
+        SNN_GUARD(snn_recv_lm1(p, 2, SNN_PROTO_SC, 4, ep, n));
+        /* Step 5 [P_j], over Z_{L-1}, with alpha = wrap(r_0, r_1, L) [P0,P1]:
+         *   eta_j   = eta'_j + (1-j) eta'' - 2 eta'' eta'_j     (share of eta' XOR eta'')
+         *   theta_j = beta_j + (1-j)(-alpha - 1) + delta_j + eta_j
+         *   y_j     = a_j - theta_j + u_j,  u a Z_{L-1} zero-share from K01 */
+        for (e = 0; e < n; e++) {
+            const uint64_t nj = (uint64_t)(1 - j), alpha = snn_wrap(r0[e], r1[e]);
+            const uint64_t u = snn_prg_lm1(snn_k01(p));
+            uint64_t eta, theta;
+            eta = snn_sub_lm1(snn_add_lm1(ep[e], bit_lm1(nj, eta_pp[e])),
+                              bit_lm1(eta_pp[e], snn_add_lm1(ep[e], ep[e])));
+            theta = snn_add_lm1(snn_add_lm1(snn_add_lm1(bj[e], bit_lm1(nj, snn_neg_lm1(1 + alpha))),
+                                            delta[e]), eta);
+            y[e] = snn_add_lm1(snn_sub_lm1(snn_red_lm1(a[e]), theta), j ? snn_neg_lm1(u) : u);
+        }
+    } else {
+        SNN_GUARD(alloc_u64(p, &at1, n, "ShareConvert"));
+        SNN_GUARD(alloc_u8(p, &bits1, nb, "ShareConvert"));
+        SNN_GUARD(alloc_u8(p, &eta_prime, n, "ShareConvert"));
+        /* Step 1 [P2]: a~_0, a~_1 */
+        SNN_GUARD(snn_recv_zl(p, 0, SNN_PROTO_SC, 1, at, n));
+        SNN_GUARD(snn_recv_zl(p, 1, SNN_PROTO_SC, 1, at1, n));
+        /* Step 2 [P2]: x = a~_0 + a~_1, delta = wrap(a~_0, a~_1, L); shares of
+         * the 64 bits of x over Z_p and of delta over Z_{L-1}, from P2's own stream */
+        for (e = 0; e < n; e++) {
+            const uint64_t x = at[e] + at1[e];
+            for (i = 0; i < SNN_ELL; i++) {
+                const uint8_t s = snn_prg_zp(&p->own);
+                bits[e * SNN_ELL + i] = s;
+                bits1[e * SNN_ELL + i] = snn_sub_p((uint8_t)(x >> i & 1), s);
+            }
+            ep[e] = snn_prg_lm1(&p->own);                           /* <delta>_0 */
+            delta[e] = snn_sub_lm1(snn_wrap(at[e], at1[e]), ep[e]); /* <delta>_1 */
+        }
+        SNN_GUARD(snn_send_zp(p, 0, SNN_PROTO_SC, 2, bits, nb));
+        SNN_GUARD(snn_send_lm1(p, 0, SNN_PROTO_SC, 2, ep, n));
+        SNN_GUARD(snn_send_zp(p, 1, SNN_PROTO_SC, 2, bits1, nb));
+        SNN_GUARD(snn_send_lm1(p, 1, SNN_PROTO_SC, 2, delta, n));
+        /* Step 3 [P2]: Pi_PC; P2 learns eta' = eta'' XOR (x > r - 1) */
+        SNN_GUARD(snn_private_compare(p, eta_prime, NULL, NULL, NULL, n));
+        /* Step 4 [P2]: shares of eta' over Z_{L-1} to P0 and P1 */
+        for (e = 0; e < n; e++) {
+            ep[e] = snn_prg_lm1(&p->own);
+            delta[e] = snn_sub_lm1(eta_prime[e], ep[e]);
+        }
+        SNN_GUARD(snn_send_lm1(p, 0, SNN_PROTO_SC, 4, ep, n));
+        SNN_GUARD(snn_send_lm1(p, 1, SNN_PROTO_SC, 4, delta, n));
+        /* Step 5: n/a for P2, which has no output */
+    }
+    rc = 0;
+cleanup:
+    release(r0, n * sizeof *r0);
+    release(r1, n * sizeof *r1);
+    release(at, n * sizeof *at);
+    release(at1, n * sizeof *at1);
+    release(bj, n * sizeof *bj);
+    release(rm1, n * sizeof *rm1);
+    release(delta, n * sizeof *delta);
+    release(ep, n * sizeof *ep);
+    release(eta_pp, n);
+    release(bits, nb);
+    release(bits1, nb);
+    release(eta_prime, n);
+    return rc;
+}
 
 /* ==== 8. Pi_ComputeMSB [SNN, Alg. 5] ===================================== */
 
+/*
+ * snn_compute_msb -- Pi_MSB, implements [SNN, Algorithm 5], final version
+ * (SPEC 2.5).  alpha = MSB(a) = [a >= 2^63] for a over Z_{L-1}, output
+ * over Z_L.
+ * Roles:  P0,P1 hold <a>^{L-1} and get <MSB(a)>^L (fresh); P2 deals x,
+ *         learns beta' (masked by beta) and passes NULL for alpha and a.
+ * Pre:    a in Z_{L-1} (a share of 2^64-1 is read as 0).
+ * Comm:   step 1 P2 -> P0,P1: 1 Z_{L-1} + 64 Z_p + 1 Z_L each; step 2
+ *         P0 <-> P1: 1 Z_{L-1} each way; step 3 Pi_PC 128 bytes; step 4
+ *         P2 -> P0,P1: 1 Z_L each; step 6 element-wise MatMul 40 bytes.
+ *         Total 360 bytes per element [SNN, Table 1: 4 l log p + 13 l bits],
+ *         5 rounds: P2 sends step 6's Z_1 right after step 4's beta', with
+ *         nothing received in between, so it carries the same round stamp.
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: the WP listing outputs over Z_2; SPEC 4.1 [USE]: over Z_L
+ *         through one MatMul (step 6), as Table 1 counts.
+ */
+int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
+{
+    uint64_t *xs = NULL, *xs1 = NULL, *x0 = NULL, *x01 = NULL, *c = NULL, *cc = NULL,
+             *bp = NULL, *gamma = NULL, *delta = NULL, *theta = NULL;
+    uint8_t *bits = NULL, *bits1 = NULL, *beta = NULL, *beta_prime = NULL;
+    size_t nb = 0, e, i;
+    int j = p->id, rc = -1;
+
+    if (proto_begin(p, "ComputeMSB") != 0) return -1;
+    if (size_mul(n, SNN_ELL, &nb) != 0)
+        return snn_fail(p, SNN_ERR_ARG, "ComputeMSB: %zu elements is too many", n);
+    SNN_GUARD(alloc_u64(p, &xs, n, "ComputeMSB"));
+    SNN_GUARD(alloc_u64(p, &x0, n, "ComputeMSB"));
+    SNN_GUARD(alloc_u64(p, &bp, n, "ComputeMSB"));
+    SNN_GUARD(alloc_u64(p, &gamma, n, "ComputeMSB"));
+    SNN_GUARD(alloc_u64(p, &delta, n, "ComputeMSB"));
+    SNN_GUARD(alloc_u64(p, &theta, n, "ComputeMSB"));
+    SNN_GUARD(alloc_u8(p, &bits, nb, "ComputeMSB"));
+
+    if (p->id == 2) {
+        SNN_GUARD(alloc_u64(p, &xs1, n, "ComputeMSB"));
+        SNN_GUARD(alloc_u64(p, &x01, n, "ComputeMSB"));
+        SNN_GUARD(alloc_u8(p, &bits1, nb, "ComputeMSB"));
+        SNN_GUARD(alloc_u8(p, &beta_prime, n, "ComputeMSB"));
+        /* Step 1 [P2]: x uniform in Z_{L-1}; shares of x over Z_{L-1}, of its
+         * 64 bits over Z_p and of x[0] over Z_L, from P2's own stream */
+        for (e = 0; e < n; e++) {
+            const uint64_t x = snn_prg_lm1(&p->own);
+            xs[e] = snn_prg_lm1(&p->own);
+            xs1[e] = snn_sub_lm1(x, xs[e]);
+            for (i = 0; i < SNN_ELL; i++) {
+                const uint8_t s = snn_prg_zp(&p->own);
+                bits[e * SNN_ELL + i] = s;
+                bits1[e * SNN_ELL + i] = snn_sub_p((uint8_t)(x >> i & 1), s);
+            }
+            x0[e] = snn_prg_u64(&p->own);
+            x01[e] = (x & 1) - x0[e];
+        }
+        SNN_GUARD(snn_send_lm1(p, 0, SNN_PROTO_MSB, 1, xs, n));
+        SNN_GUARD(snn_send_zp(p, 0, SNN_PROTO_MSB, 1, bits, nb));
+        SNN_GUARD(snn_send_zl(p, 0, SNN_PROTO_MSB, 1, x0, n));
+        SNN_GUARD(snn_send_lm1(p, 1, SNN_PROTO_MSB, 1, xs1, n));
+        SNN_GUARD(snn_send_zp(p, 1, SNN_PROTO_MSB, 1, bits1, nb));
+        SNN_GUARD(snn_send_zl(p, 1, SNN_PROTO_MSB, 1, x01, n));
+        /* Step 2: n/a for P2 */
+        /* Step 3 [P2]: Pi_PC; P2 learns beta' = beta XOR (x > c) */
+        SNN_GUARD(snn_private_compare(p, beta_prime, NULL, NULL, NULL, n));
+        /* Step 4 [P2]: shares of beta' over Z_L to P0 and P1 */
+        for (e = 0; e < n; e++) {
+            xs[e] = snn_prg_u64(&p->own);
+            xs1[e] = beta_prime[e] - xs[e];
+        }
+        SNN_GUARD(snn_send_zl(p, 0, SNN_PROTO_MSB, 4, xs, n));
+        SNN_GUARD(snn_send_zl(p, 1, SNN_PROTO_MSB, 4, xs1, n));
+        /* Step 5: n/a for P2.  Step 6 [P2]: deal the MatMul triple */
+        SNN_GUARD(snn_mul(p, NULL, NULL, NULL, n));
+        /* Step 7: n/a for P2 */
+    } else {
+        SNN_GUARD(alloc_u64(p, &c, n, "ComputeMSB"));
+        SNN_GUARD(alloc_u64(p, &cc, n, "ComputeMSB"));
+        SNN_GUARD(alloc_u8(p, &beta, n, "ComputeMSB"));
+        /* Step 1 [P_j]: <x>^{L-1}_j, <x[i]>^p_j, <x[0]>^L_j from P2 */
+        SNN_GUARD(snn_recv_lm1(p, 2, SNN_PROTO_MSB, 1, xs, n));
+        SNN_GUARD(snn_recv_zp(p, 2, SNN_PROTO_MSB, 1, bits, nb));
+        SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_MSB, 1, x0, n));
+        /* Step 2 [P_j]: y_j = 2 a_j, c_j = y_j + x_j (mod L-1); exchange, and
+         * c = c_0 + c_1 = 2a + x mod (L-1) [P0,P1] */
+        for (e = 0; e < n; e++) {
+            const uint64_t aj = snn_red_lm1(a[e]);
+            c[e] = snn_add_lm1(snn_add_lm1(aj, aj), xs[e]);
+        }
+        SNN_GUARD(snn_send_lm1(p, 1 - j, SNN_PROTO_MSB, 2, c, n));
+        SNN_GUARD(snn_recv_lm1(p, 1 - j, SNN_PROTO_MSB, 2, cc, n));
+        for (e = 0; e < n; e++) c[e] = snn_add_lm1(c[e], cc[e]);
+        /* Step 3 [P0,P1]: beta from K01; Pi_PC(bits of x, c, beta).  c <= L-2,
+         * so PC's r = 2^l - 1 case never arises */
+        for (e = 0; e < n; e++) beta[e] = snn_prg_bit(snn_k01(p));
+        SNN_GUARD(snn_private_compare(p, NULL, bits, c, beta, n));
+        /* Step 4 [P_j]: <beta'>^L_j from P2 */
+        SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_MSB, 4, bp, n));
+        /* Step 5 [P_j], over Z_L (beta, c public to P0,P1):
+         *   gamma_j = j beta + (1 - 2 beta) beta'_j      (share of beta XOR beta' = [x > c])
+         *   delta_j = j c[0] + (1 - 2 c[0]) <x[0]>_j      (share of c[0] XOR x[0]) */
+        for (e = 0; e < n; e++) {
+            const uint64_t b = beta[e], c0 = c[e] & 1, uj = (uint64_t)j;
+            gamma[e] = uj * b + (1 - 2 * b) * bp[e];
+            delta[e] = uj * c0 + (1 - 2 * c0) * x0[e];
+        }
+        /* Step 6 [all]: theta = Pi_MatMul(gamma, delta), element-wise */
+        SNN_GUARD(snn_mul(p, theta, gamma, delta, n));
+        /* Step 7 [P_j]: alpha_j = gamma_j + delta_j - 2 theta_j + u_j (share of gamma XOR delta) */
+        for (e = 0; e < n; e++) alpha[e] = gamma[e] + delta[e] - 2 * theta[e];
+        snn_refresh(p, alpha, n);
+    }
+    rc = 0;
+cleanup:
+    release(xs, n * sizeof *xs);
+    release(xs1, n * sizeof *xs1);
+    release(x0, n * sizeof *x0);
+    release(x01, n * sizeof *x01);
+    release(c, n * sizeof *c);
+    release(cc, n * sizeof *cc);
+    release(bp, n * sizeof *bp);
+    release(gamma, n * sizeof *gamma);
+    release(delta, n * sizeof *delta);
+    release(theta, n * sizeof *theta);
+    release(bits, nb);
+    release(bits1, nb);
+    release(beta, n);
+    release(beta_prime, n);
+    return rc;
+}
+
 /* ==== 9. Pi_DReLU, Pi_ReLU [SNN, Alg. 6, 7] ============================== */
+
+/*
+ * snn_drelu -- Pi_DReLU, implements [SNN, Algorithm 6].
+ * alpha = [s(a) >= 0] over Z_L (DReLU(0) = 1).
+ * Roles:  P0,P1 hold <a> and get <alpha> (fresh); P2 helps and passes NULL.
+ * Pre:    -2^62 <= s(a) < 2^62 (SPEC 2.6, 4.2 c).  Outside it the sign is
+ *         lost: 2a wraps, e.g. 2^62 -> 0, 2^63 -> 1, -2^62 - 5 -> 1.
+ * Comm:   Pi_SC (304 bytes) then Pi_MSB (360 bytes): 664 bytes per element
+ *         [SNN, Table 1: 8 l log p + 19 l bits], 8 rounds: P2's MSB step-1
+ *         frames carry the same round stamp as SC's step 4 (P2 receives
+ *         nothing in between), so they run in parallel with SC as SPEC 3 says.
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: none.
+ */
+int snn_drelu(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
+{
+    uint64_t *c = NULL, *y = NULL;
+    size_t e;
+    int rc = -1;
+
+    if (proto_begin(p, "DReLU") != 0) return -1;
+    SNN_GUARD(alloc_u64(p, &c, n, "DReLU"));
+    SNN_GUARD(alloc_u64(p, &y, n, "DReLU"));
+    /* Step 1 [P_j]: c_j = 2 a_j mod L; c is even, so c != L-1 (SC's precondition) */
+    if (p->id != 2)
+        for (e = 0; e < n; e++) c[e] = 2 * a[e];
+    /* Step 2 [all]: <y>^{L-1} = Pi_SC(c) */
+    SNN_GUARD(snn_share_convert(p, y, c, n));
+    /* Step 3 [all]: <alpha>^L = Pi_MSB(y) = MSB(2a) */
+    SNN_GUARD(snn_compute_msb(p, c, y, n));
+    /* Step 4 [P_j]: alpha_j = j - MSB_j + u_j */
+    if (p->id != 2) {
+        for (e = 0; e < n; e++) alpha[e] = (uint64_t)p->id - c[e];
+        snn_refresh(p, alpha, n);
+    }
+    rc = 0;
+cleanup:
+    release(c, n * sizeof *c);
+    release(y, n * sizeof *y);
+    return rc;
+}
+
+/*
+ * snn_relu -- Pi_ReLU, implements [SNN, Algorithm 7].
+ * y = a if s(a) >= 0, else 0, exactly (no truncation); drelu, if not NULL,
+ * gets the DReLU shares for the backward pass.
+ * Roles:  P0,P1 hold <a> and get <y> (fresh); P2 helps and passes NULL.
+ * Pre:    as snn_drelu.
+ * Comm:   Pi_DReLU (664 bytes) + one element-wise MatMul (40 bytes):
+ *         704 bytes per element [SNN, Table 1: 8 l log p + 24 l bits].
+ *         9 rounds: Table 1 counts DReLU + 2 = 10, but P2 deals the MatMul
+ *         triple with DReLU's last frame, so only step 2 of MatMul adds one.
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: the round count above (measured, Lamport stamps).
+ */
+int snn_relu(snn_party *p, uint64_t *y, uint64_t *drelu, const uint64_t *a, size_t n)
+{
+    uint64_t *alpha = NULL, *c = NULL;
+    size_t e;
+    int rc = -1;
+
+    if (proto_begin(p, "ReLU") != 0) return -1;
+    SNN_GUARD(alloc_u64(p, &alpha, n, "ReLU"));
+    SNN_GUARD(alloc_u64(p, &c, n, "ReLU"));
+    /* Step 1 [all]: alpha = Pi_DReLU(a) */
+    SNN_GUARD(snn_drelu(p, alpha, a, n));
+    /* Step 2 [all]: c = Pi_MatMul(alpha, a), element-wise, no truncation */
+    SNN_GUARD(snn_mul(p, c, alpha, a, n));
+    /* Step 3 [P_j]: y_j = c_j + u_j; keep alpha for the backward pass */
+    if (p->id != 2) {
+        for (e = 0; e < n; e++) y[e] = c[e];
+        snn_refresh(p, y, n);
+        if (drelu) memcpy(drelu, alpha, n * sizeof *alpha);
+    }
+    rc = 0;
+cleanup:
+    release(alpha, n * sizeof *alpha);
+    release(c, n * sizeof *c);
+    return rc;
+}
 
 /* ==== 10. Pi_Division [SNN, Alg. 8 (a)] ================================== */
 
+/*
+ * snn_division -- Pi_Div, implements [SNN, Algorithm 8], final ePrint
+ * version (a) (SPEC 2.8 [USE]): long division, q = floor(x / y).
+ * Roles:  P0,P1 hold <x>, <y> and get <q> (fresh); P2 helps and passes NULL.
+ * Pre:    0 <= x < 2^62, y > 0 and 2^(ell_d) y < 2^62, so every DReLU input
+ *         stays in its domain; 0 <= ell_d <= 62.
+ *         If q >= 2^ell_d the output saturates at 2^ell_d - 1: then at
+ *         every i, x - u_{i+1} >= 2^ell_d y - (2^ell_d - 2^(i+1)) y
+ *         = 2^(i+1) y > 2^i y, so every beta_i = 1 (also for y = 0).
+ * Comm:   per iteration Pi_DReLU + one element-wise MatMul: 704 ell_d bytes
+ *         per element [SNN, Table 1: (8 l log p + 24 l) ell_d bits].
+ *         9 ell_d rounds; Table 1 says 10 ell_d (see snn_relu: P2 deals
+ *         the MatMul triple with DReLU's last frame).
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: the round count above.  Version (b) (WP/CODE) is not
+ *         implemented.
+ */
+int snn_division(snn_party *p, uint64_t *q, const uint64_t *x, const uint64_t *y,
+                 size_t n, unsigned ell_d)
+{
+    uint64_t *u = NULL, *z = NULL, *beta = NULL, *ty = NULL, *v = NULL, *k = NULL;
+    size_t e;
+    unsigned i;
+    int rc = -1, pj = p->id != 2;
+
+    if (proto_begin(p, "Division") != 0) return -1;
+    if (ell_d > 62)
+        return snn_fail(p, SNN_ERR_ARG, "Division: ell_d = %u, must be at most 62", ell_d);
+    SNN_GUARD(alloc_u64(p, &u, n, "Division"));
+    SNN_GUARD(alloc_u64(p, &z, n, "Division"));
+    SNN_GUARD(alloc_u64(p, &beta, n, "Division"));
+    SNN_GUARD(alloc_u64(p, &ty, n, "Division"));
+    SNN_GUARD(alloc_u64(p, &v, n, "Division"));
+    SNN_GUARD(alloc_u64(p, &k, n, "Division"));
+    /* Step 0 [P_j]: <u_{ell_d}> = 0 (calloc), sum of k_i = 0 */
+    for (i = ell_d; i-- > 0;) {
+        /* Step 1 [P_j]: z_i = x - u_{i+1} - 2^i y + w_i, w_i a zero-share from K01 */
+        if (pj) {
+            for (e = 0; e < n; e++) {
+                ty[e] = y[e] << i;
+                z[e] = x[e] - u[e] - ty[e];
+            }
+            snn_refresh(p, z, n);
+        }
+        /* Step 2 [all]: beta_i = Pi_DReLU(z_i) */
+        SNN_GUARD(snn_drelu(p, beta, z, n));
+        /* Step 3 [all]: v_i = Pi_MatMul(beta_i, 2^i y), element-wise, no truncation */
+        SNN_GUARD(snn_mul(p, v, beta, ty, n));
+        if (pj)
+            for (e = 0; e < n; e++) {
+                /* Step 4 [P_j]: k_i = 2^i beta_i, summed as it is made */
+                k[e] += beta[e] << i;
+                /* Step 5 [P_j]: u_i = u_{i+1} + v_i */
+                u[e] += v[e];
+            }
+    }
+    /* Output [P_j]: q = sum_i k_i + s, s a zero-share from K01 */
+    if (pj) {
+        for (e = 0; e < n; e++) q[e] = k[e];
+        snn_refresh(p, q, n);
+    }
+    rc = 0;
+cleanup:
+    release(u, n * sizeof *u);
+    release(z, n * sizeof *z);
+    release(beta, n * sizeof *beta);
+    release(ty, n * sizeof *ty);
+    release(v, n * sizeof *v);
+    release(k, n * sizeof *k);
+    return rc;
+}
+
 /* ==== 11. Pi_Maxpool, Pi_DMaxpool [SNN, Alg. 9, 10] ====================== */
+
+/*
+ * snn_maxpool -- Pi_Maxpool, implements [SNN, Algorithm 9] (SPEC 2.9).
+ * For each of nwin windows of k contiguous elements of x: max, the signed
+ * maximum, and ind, its 0-based index; ties go to the later element.
+ * Roles:  P0,P1 hold <x> and get <max>, <ind> (fresh); P2 helps and passes NULL.
+ * Pre:    k >= 1; within a window |s(x_i) - s(x_m)| < 2^62 (DReLU's domain).
+ * Comm:   per step i = 2..k: Pi_DReLU on nwin elements + one element-wise
+ *         MatMul on 2 nwin (max and ind together): 744 (k-1) bytes per
+ *         window [SNN, Table 1: (8 l log p + 29 l)(n-1) bits], 9 (k-1) rounds.
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: WP Alg. 9 steps 3-7 (diff = max - x_i) keep the earlier
+ *         element; SPEC 4.1 [USE]: max + DReLU(x_i - max)(x_i - max), ties to
+ *         the later element.  The two SelectShares of a step share one MatMul.
+ */
+int snn_maxpool(snn_party *p, uint64_t *max, uint64_t *ind, const uint64_t *x,
+                size_t nwin, size_t k)
+{
+    uint64_t *mx = NULL, *id = NULL, *w = NULL, *beta = NULL, *bb = NULL, *rhs = NULL, *prod = NULL;
+    size_t n2 = 0, e, i;
+    int rc = -1, pj = p->id != 2;
+
+    if (proto_begin(p, "Maxpool") != 0) return -1;
+    if (k == 0) return snn_fail(p, SNN_ERR_ARG, "Maxpool: window size k = 0");
+    if (size_mul(nwin, k, &n2) != 0 || size_mul(nwin, 2, &n2) != 0)
+        return snn_fail(p, SNN_ERR_ARG, "Maxpool: %zu windows of %zu is too many", nwin, k);
+    SNN_GUARD(alloc_u64(p, &mx, nwin, "Maxpool"));
+    SNN_GUARD(alloc_u64(p, &id, nwin, "Maxpool"));
+    SNN_GUARD(alloc_u64(p, &w, nwin, "Maxpool"));
+    SNN_GUARD(alloc_u64(p, &beta, nwin, "Maxpool"));
+    SNN_GUARD(alloc_u64(p, &bb, n2, "Maxpool"));
+    SNN_GUARD(alloc_u64(p, &rhs, n2, "Maxpool"));
+    SNN_GUARD(alloc_u64(p, &prod, n2, "Maxpool"));
+    /* Step 1 [P_j]: max = x_1, ind = 0 */
+    if (pj)
+        for (e = 0; e < nwin; e++) mx[e] = x[e * k];
+    for (i = 1; i < k; i++) {
+        /* Step 2 [P_j]: w = x_i - max */
+        if (pj)
+            for (e = 0; e < nwin; e++) w[e] = x[e * k + i] - mx[e];
+        /* Step 3 [all]: beta = Pi_DReLU(w) = [x_i >= max] */
+        SNN_GUARD(snn_drelu(p, beta, w, nwin));
+        /* Steps 4-5 [all]: max <- SS(beta, max, x_i) = max + beta w and
+         * ind <- SS(beta, ind, i) = ind + beta (i - ind), as one element-wise
+         * MatMul of [beta; beta] and [w; i - ind]; the public index i is
+         * shared as P0: i, P1: 0 */
+        if (pj)
+            for (e = 0; e < nwin; e++) {
+                bb[e] = bb[nwin + e] = beta[e];
+                rhs[e] = w[e];
+                rhs[nwin + e] = (p->id == 0 ? (uint64_t)i : 0) - id[e];
+            }
+        SNN_GUARD(snn_mul(p, prod, bb, rhs, n2));
+        if (pj)
+            for (e = 0; e < nwin; e++) {
+                mx[e] += prod[e];
+                id[e] += prod[nwin + e];
+            }
+    }
+    /* Step 6 [P_j]: output max + u and ind + v, zero-shares from K01 */
+    if (pj) {
+        memcpy(max, mx, nwin * sizeof *mx);
+        memcpy(ind, id, nwin * sizeof *id);
+        snn_refresh(p, max, nwin);
+        snn_refresh(p, ind, nwin);
+    }
+    rc = 0;
+cleanup:
+    release(mx, nwin * sizeof *mx);
+    release(id, nwin * sizeof *id);
+    release(w, nwin * sizeof *w);
+    release(beta, nwin * sizeof *beta);
+    release(bb, n2 * sizeof *bb);
+    release(rhs, n2 * sizeof *rhs);
+    release(prod, n2 * sizeof *prod);
+    return rc;
+}
+
+/*
+ * snn_dmaxpool -- Pi_DMaxpool, implements [SNN, Algorithm 10] (SPEC 2.10).
+ * onehot (nwin x k) = e_ind for each window, as 0/1 integers over Z_L.
+ * Roles:  P0,P1 hold <ind> (from snn_maxpool) and get <e_ind> (fresh); P2
+ *         learns only (ind + r) mod k for a uniform r and passes NULL.
+ * Pre:    k | 2^64, i.e. k a power of two (else SNN_ERR_ARG); 0 <= ind < k.
+ * Comm:   step 2 P0,P1 -> P2: 1 Z_L each; step 3 P2 -> P0,P1: k Z_L each.
+ *         16 + 16 k bytes per window [SNN, Table 1: 2(n+1) l bits],
+ *         2 rounds on top of its input.
+ * Returns 0, or -1 with p->err set (sticky).
+ * Deviations: none; n not dividing 2^64 (the paper's "full version") is
+ *         refused.
+ */
+int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k)
+{
+    uint64_t *r = NULL, *t = NULL, *t1 = NULL, *E = NULL, *E1 = NULL;
+    size_t nk = 0, e, m;
+    int rc = -1;
+
+    if (proto_begin(p, "DMaxpool") != 0) return -1;
+    if (k == 0 || (k & (k - 1)) != 0)
+        return snn_fail(p, SNN_ERR_ARG, "DMaxpool: window size k = %zu does not divide 2^64 "
+                        "(must be a power of two)", k);
+    if (size_mul(nwin, k, &nk) != 0)
+        return snn_fail(p, SNN_ERR_ARG, "DMaxpool: %zu windows of %zu is too many", nwin, k);
+    SNN_GUARD(alloc_u64(p, &t, nwin, "DMaxpool"));
+    SNN_GUARD(alloc_u64(p, &E, nk, "DMaxpool"));
+    if (p->id != 2) {
+        SNN_GUARD(alloc_u64(p, &r, nwin, "DMaxpool"));
+        /* Step 1: n/a, <ind> is the input (from Pi_Maxpool) */
+        /* Step 2 [P_j]: r from K01; P0 sends <ind>_0 + r, P1 sends <ind>_1 */
+        for (e = 0; e < nwin; e++) {
+            r[e] = snn_prg_u64(snn_k01(p));
+            t[e] = p->id == 0 ? ind[e] + r[e] : ind[e];
+        }
+        SNN_GUARD(snn_send_zl(p, 2, SNN_PROTO_DMAXPOOL, 2, t, nwin));
+        /* Step 3 [P_j]: shares of E = e_k, k = (ind + r) mod n */
+        SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_DMAXPOOL, 3, E, nk));
+        /* Step 4 [P_j]: g = r mod n; D_j[m] = E_j[(m + g) mod n] (rotate left by g).
+         * Index on g [P0,P1]: r is common randomness both hold; P2 never sees it */
+        for (e = 0; e < nwin; e++) {
+            const size_t g = (size_t)(r[e] & (uint64_t)(k - 1));
+            for (m = 0; m < k; m++) onehot[e * k + m] = E[e * k + ((m + g) & (k - 1))];
+        }
+        /* Step 5 [P_j]: D_j + U_j, U an n-vector zero-share from K01 */
+        snn_refresh(p, onehot, nk);
+    } else {
+        SNN_GUARD(alloc_u64(p, &t1, nwin, "DMaxpool"));
+        SNN_GUARD(alloc_u64(p, &E1, nk, "DMaxpool"));
+        /* Step 2 [P2]: <ind>_0 + r and <ind>_1 */
+        SNN_GUARD(snn_recv_zl(p, 0, SNN_PROTO_DMAXPOOL, 2, t, nwin));
+        SNN_GUARD(snn_recv_zl(p, 1, SNN_PROTO_DMAXPOOL, 2, t1, nwin));
+        /* Step 3 [P2]: t = ind + r mod L, k = t mod n (n | L, so this is
+         * (ind + r) mod n); E = e_k shared over Z_L from P2's own stream.
+         * Index on k [P2]: P2 computed it; it is uniform and tells it nothing */
+        for (e = 0; e < nwin; e++) {
+            const size_t kk = (size_t)((t[e] + t1[e]) & (uint64_t)(k - 1));
+            for (m = 0; m < k; m++) {
+                E[e * k + m] = snn_prg_u64(&p->own);
+                E1[e * k + m] = (uint64_t)(m == kk) - E[e * k + m];
+            }
+        }
+        SNN_GUARD(snn_send_zl(p, 0, SNN_PROTO_DMAXPOOL, 3, E, nk));
+        SNN_GUARD(snn_send_zl(p, 1, SNN_PROTO_DMAXPOOL, 3, E1, nk));
+        /* Steps 4-5: n/a for P2 */
+    }
+    rc = 0;
+cleanup:
+    release(r, nwin * sizeof *r);
+    release(t, nwin * sizeof *t);
+    release(t1, nwin * sizeof *t1);
+    release(E, nk * sizeof *E);
+    release(E1, nk * sizeof *E1);
+    return rc;
+}

@@ -53,6 +53,11 @@ static const char *current_test = "";
 static snn_prg *trng(void) { return &test_prg; }
 
 static void check_(int ok, const char *file, int line, const char *detail, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+static void check_(int ok, const char *file, int line, const char *detail, const char *fmt, ...)
 {
     va_list ap;
     printf("%s %u - %s: ", ok ? "ok" : "not ok", n_pass + n_fail + 1, current_test);
