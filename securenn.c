@@ -671,24 +671,27 @@ cleanup:
 /*
  * pc_mask -- Pi_PC steps 1-3 on P_j for one compared element: draws the
  * element's common randomness, computes the c_i of SPEC 2.3 over Z_p, and
- * writes d_i = s_i c_i in the order pi.  x: this party's shares of the 64
- * bits of x (index 0 = LSB); r, beta: public to P0 and P1.
+ * writes d_i = s_i c_i in the order pi, plus this party's half of a Z_p
+ * zero-share (see the Deviations of snn_private_compare).  x: this
+ * party's shares of the 64 bits of x (index 0 = LSB); r, beta: public to
+ * P0 and P1.
  */
 static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL],
                     uint64_t r, uint8_t beta, uint8_t j)
 {
-    uint8_t s[SNN_ELL], u[SNN_ELL], pi[SNN_ELL], c[SNN_ELL];
+    uint8_t s[SNN_ELL], u[SNN_ELL], pi[SNN_ELL], c[SNN_ELL], m[SNN_ELL];
     uint8_t acc = 0;          /* sum of w_k over the more significant k, mod p */
     const uint8_t nj = (uint8_t)(1 - j);
     uint64_t t;
     size_t i, k;
 
     /* Step 1 [P0,P1]: s_i, u_i in Z_p^* and a permutation pi of the 64
-     * positions, fresh for every element (SPEC 4.2 g); drawn whatever the
-     * case below, so both parties always draw alike */
+     * positions, fresh for every element (SPEC 4.2 g), then the mask m_k
+     * in Z_p; drawn whatever the case below, so both parties draw alike */
     for (i = 0; i < SNN_ELL; i++) s[i] = snn_prg_zp_star(k01);
     for (i = 0; i < SNN_ELL; i++) u[i] = snn_prg_zp_star(k01);
     snn_prg_perm(k01, pi, SNN_ELL);
+    for (k = 0; k < SNN_ELL; k++) m[k] = snn_prg_zp(k01);
 
     /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
     if (beta == 1 && r == SNN_LM1) {
@@ -715,8 +718,13 @@ static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL]
             acc = snn_add_p(acc, w);
         }
     }
-    /* Step 3 [P_j]: d_i = s_i c_i, listed as (d_pi(1), ..., d_pi(l)) */
-    for (k = 0; k < SNN_ELL; k++) out[k] = snn_mul_p(s[pi[k]], c[pi[k]]);
+    /* Step 3 [P_j]: d_i = s_i c_i, listed as (d_pi(1), ..., d_pi(l)); P0 adds
+     * m_k and P1 subtracts it, so P2 sees d_pi(k) and nothing of s_i c_i^j */
+    for (k = 0; k < SNN_ELL; k++) {
+        const uint8_t d = snn_mul_p(s[pi[k]], c[pi[k]]);
+        out[k] = j ? snn_sub_p(d, m[k]) : snn_add_p(d, m[k]);
+    }
+    snn_wipe(m, sizeof m);
     snn_wipe(s, sizeof s);
     snn_wipe(u, sizeof u);
     snn_wipe(pi, sizeof pi);
@@ -734,8 +742,18 @@ static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL]
  * Returns 0, or -1 with p->err set (sticky).
  * Deviations: WP Alg. 3 step 4 has the beta = 0 sign wrong; SPEC 4.1 [USE]
  *         (r_i - x_i + 1 + sum, t = r + 1 for beta = 1, the r = 2^l - 1 case).
- *         Steps follow PYSYFT, which SPEC does not number: 1 common
- *         randomness, 2 w_i and c_i, 3 mask, permute and send, 4 P2's output.
+ *         Added (not in [SNN] or SPEC): in step 3 P0 and P1 also add a Z_p
+ *         zero-share m_k from K01 to the permuted d, at no cost in bytes or
+ *         rounds.  Without it P2 sees s_i c_i^0 and s_i c_i^1 apart, and in
+ *         Pi_SC and Pi_MSB it dealt the bit shares x_i^j itself.  Then
+ *         c_i^0, c_i^1 depend only on r's bits above i, so P2 can search
+ *         r MSB first, keeping the guesses whose (c_i^0, c_i^1) equal some
+ *         slot up to the factor s_i; this recovers r, and with it the
+ *         protected input (a = x - r in SC, (c - x)/2 in MSB).  With the
+ *         mask P2 sees exactly the d_i that SPEC 2.3's argument covers
+ *         (test.c shows both views).
+ * Steps:  SPEC 2.3 does not number them; here 1 common randomness, 2 w_i
+ *         and c_i, 3 mask d_i = s_i c_i, permute and send, 4 P2's output.
  */
 int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
                         const uint64_t *r, const uint8_t *beta, size_t n)
@@ -1209,6 +1227,8 @@ cleanup:
  * Deviations: WP Alg. 9 steps 3-7 (diff = max - x_i) keep the earlier
  *         element; SPEC 4.1 [USE]: max + DReLU(x_i - max)(x_i - max), ties to
  *         the later element.  The two SelectShares of a step share one MatMul.
+ * Steps:  SPEC 2.9 does not number them; here 1 start, then for each
+ *         i = 2..k: 2 w, 3 beta, 4 max, 5 ind; 6 output.
  */
 int snn_maxpool(snn_party *p, uint64_t *max, uint64_t *ind, const uint64_t *x,
                 size_t nwin, size_t k)
@@ -1276,6 +1296,7 @@ cleanup:
 /*
  * snn_dmaxpool -- Pi_DMaxpool, implements [SNN, Algorithm 10] (SPEC 2.10).
  * onehot (nwin x k) = e_ind for each window, as 0/1 integers over Z_L.
+ * The window size k is the paper's n.
  * Roles:  P0,P1 hold <ind> (from snn_maxpool) and get <e_ind> (fresh); P2
  *         learns only (ind + r) mod k for a uniform r and passes NULL.
  * Pre:    k | 2^64, i.e. k a power of two (else SNN_ERR_ARG); 0 <= ind < k.
@@ -1309,15 +1330,15 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
             t[e] = p->id == 0 ? ind[e] + r[e] : ind[e];
         }
         SNN_GUARD(snn_send_zl(p, 2, SNN_PROTO_DMAXPOOL, 2, t, nwin));
-        /* Step 3 [P_j]: shares of E = e_k, k = (ind + r) mod n */
+        /* Step 3 [P_j]: shares of E = e_t, t = (ind + r) mod k */
         SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_DMAXPOOL, 3, E, nk));
-        /* Step 4 [P_j]: g = r mod n; D_j[m] = E_j[(m + g) mod n] (rotate left by g).
+        /* Step 4 [P_j]: g = r mod k; D_j[m] = E_j[(m + g) mod k] (rotate left by g).
          * Index on g [P0,P1]: r is common randomness both hold; P2 never sees it */
         for (e = 0; e < nwin; e++) {
             const size_t g = (size_t)(r[e] & (uint64_t)(k - 1));
             for (m = 0; m < k; m++) onehot[e * k + m] = E[e * k + ((m + g) & (k - 1))];
         }
-        /* Step 5 [P_j]: D_j + U_j, U an n-vector zero-share from K01 */
+        /* Step 5 [P_j]: D_j + U_j, U a zero-share from K01 */
         snn_refresh(p, onehot, nk);
     } else {
         SNN_GUARD(alloc_u64(p, &t1, nwin, "DMaxpool"));
@@ -1325,14 +1346,14 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
         /* Step 2 [P2]: <ind>_0 + r and <ind>_1 */
         SNN_GUARD(snn_recv_zl(p, 0, SNN_PROTO_DMAXPOOL, 2, t, nwin));
         SNN_GUARD(snn_recv_zl(p, 1, SNN_PROTO_DMAXPOOL, 2, t1, nwin));
-        /* Step 3 [P2]: t = ind + r mod L, k = t mod n (n | L, so this is
-         * (ind + r) mod n); E = e_k shared over Z_L from P2's own stream.
-         * Index on k [P2]: P2 computed it; it is uniform and tells it nothing */
+        /* Step 3 [P2]: t = ind + r mod L, then t mod k (k | L, so this is
+         * (ind + r) mod k); E = e_(t mod k) shared over Z_L from P2's own
+         * stream.  Index on t mod k [P2]: P2 computed it; it is uniform */
         for (e = 0; e < nwin; e++) {
-            const size_t kk = (size_t)((t[e] + t1[e]) & (uint64_t)(k - 1));
+            const size_t hot = (size_t)((t[e] + t1[e]) & (uint64_t)(k - 1));
             for (m = 0; m < k; m++) {
                 E[e * k + m] = snn_prg_u64(&p->own);
-                E1[e * k + m] = (uint64_t)(m == kk) - E[e * k + m];
+                E1[e * k + m] = (uint64_t)(m == hot) - E[e * k + m];
             }
         }
         SNN_GUARD(snn_send_zl(p, 0, SNN_PROTO_DMAXPOOL, 3, E, nk));

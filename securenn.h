@@ -353,6 +353,196 @@ int  snn_mnist_load(snn_mnist *d, const char *dir, const char *split, char *err,
 void snn_mnist_free(snn_mnist *d);
 
 /* ==== 9. Neural networks (nn.c) ========================================== */
-/* Declarations of nn.c follow in the section below. */
+/*
+ * Layers as forward/backward pairs over shares, the networks A-D of [SNN,
+ * App. B] (SPEC 5), training [SNN, App. B] (SPEC 2.12), the plaintext
+ * fixed-point twin, and model files.  Activations are row-major with the
+ * batch first; images and feature maps are NHWC (channels fastest).
+ *
+ * Every secure function snn_nn_X(p, ...) has a twin snn_plain_X(...) that
+ * runs the same integer steps in the clear (exact floor truncation, exact
+ * DReLU, division and argmax): the reference of the tests and of --plain.
+ */
+
+#define SNN_NN_MAXLAYER 12   /* layers of the largest network (C: 10)      */
+#define SNN_NN_IN      784   /* 28 x 28 MNIST pixels                      */
+#define SNN_NN_OUT      10   /* classes                                   */
+
+/* The networks of [SNN, App. B] (SPEC 5). */
+enum snn_net_id { SNN_NET_A = 0, SNN_NET_B, SNN_NET_C, SNN_NET_D, SNN_NET_COUNT };
+
+enum snn_layer_kind {
+    SNN_LAYER_FC = 1,     /* y = trunc(x W) + b          Pi_MatMul      */
+    SNN_LAYER_CONV,       /* im2col, then as FC          Pi_MatMul      */
+    SNN_LAYER_RELU,       /* y = max(x, 0)               Pi_ReLU        */
+    SNN_LAYER_MAXPOOL     /* k x k windows, stride k     Pi_Maxpool     */
+};
+
+/* One layer.  Input c x h x w (FC: c features, h = w = 1), output
+ * oc x oh x ow, both NHWC.  FC weights are c x oc; convolution weights are
+ * (k*k*c) x oc, row (ky, kx, ci); biases oc.  woff/boff locate them in the
+ * network's parameter vector. */
+typedef struct {
+    int    kind;
+    size_t c, h, w;
+    size_t oc, oh, ow;
+    size_t k, stride, pad;   /* filter or window side, stride, zero pad  */
+    size_t woff, nw;         /* weights: offset, count                   */
+    size_t boff, nb;         /* biases: offset, count                    */
+} snn_layer;
+
+/* A network: its layers in order and the size of its parameter vector
+ * (each layer's weights, then its biases, layer by layer). */
+typedef struct {
+    int       id;
+    size_t    nlayer;
+    snn_layer layer[SNN_NN_MAXLAYER];
+    size_t    nparam;
+} snn_net;
+
+/* Layer descriptors with woff = 0, boff = nw (snn_net_init relocates). */
+void snn_layer_fc(snn_layer *L, size_t in, size_t out);
+void snn_layer_conv(snn_layer *L, size_t c, size_t h, size_t w, size_t oc,
+                    size_t k, size_t stride, size_t pad);
+void snn_layer_relu(snn_layer *L, size_t c, size_t h, size_t w);
+void snn_layer_maxpool(snn_layer *L, size_t c, size_t h, size_t w, size_t k);
+/* Elements of one sample's input / output of layer L. */
+size_t snn_layer_in_size(const snn_layer *L);
+size_t snn_layer_out_size(const snn_layer *L);
+
+/* Builds network id (SNN_NET_A..D); -1 for an unknown id. */
+int         snn_net_init(snn_net *net, int id);
+const char *snn_net_name(int id);               /* "A".."D", or "?"      */
+int         snn_net_parse(const char *s);       /* "A"/"a" -> id, or -1  */
+
+/* Per-batch state: act[l] is the input of layer l (batch x in_l),
+ * act[nlayer] the logits u (batch x 10); keep[l] what layer l's backward
+ * pass needs (ReLU: the DReLU bits; Maxpool: the argmax index); out the
+ * ASM output of the last training step (batch x 10). */
+typedef struct {
+    const snn_net *net;
+    size_t    batch;
+    uint64_t *act[SNN_NN_MAXLAYER + 1];
+    uint64_t *keep[SNN_NN_MAXLAYER];
+    uint64_t *out;
+} snn_nn_state;
+int  snn_nn_state_alloc(snn_nn_state *s, const snn_net *net, size_t batch);
+void snn_nn_state_free(snn_nn_state *s);
+
+/* im2col (SPEC 2.11): x is n x h x w x c (NHWC); cols gets
+ * (n*oh*ow) x (k*k*c), row (b, oy, ox), column (ky, kx, ci), zero outside
+ * the image.  oh = (h + 2 pad - k) / stride + 1, likewise ow.  Local. */
+void snn_im2col(uint64_t *cols, const uint64_t *x, size_t n, size_t c, size_t h, size_t w,
+                size_t k, size_t stride, size_t pad);
+
+/* One layer forward over n samples: out (n x out), keep as in snn_nn_state.
+ * param is the network's parameter vector. */
+int  snn_nn_layer_forward(snn_party *p, const snn_layer *L, uint64_t *out, uint64_t *keep,
+                          const uint64_t *in, const uint64_t *param, size_t n);
+int  snn_plain_layer_forward(const snn_layer *L, uint64_t *out, uint64_t *keep,
+                             const uint64_t *in, const uint64_t *param, size_t n);
+/* One layer backward: dprev (n x in; NULL: not needed) from delta (n x out);
+ * FC and convolution also update their parameters in param by SGD,
+ * W -= trunc(grad, f + shift), b -= trunc(sum delta, shift), where
+ * shift = log2(batch) + log2(1/lr) (SPEC 2.12). */
+int  snn_nn_layer_backward(snn_party *p, const snn_layer *L, uint64_t *dprev, uint64_t *param,
+                           const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
+                           size_t n, unsigned shift);
+int  snn_plain_layer_backward(const snn_layer *L, uint64_t *dprev, uint64_t *param,
+                              const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
+                              size_t n, unsigned shift);
+
+/* The whole network forward on n <= batch samples x (n x 784 shares;
+ * P2: NULL); the logits u are left in s->act[s->net->nlayer]. */
+int  snn_nn_forward(snn_party *p, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n);
+int  snn_plain_forward(snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n);
+/* ASM(u)_i = ReLU(u_i) / (sum_k ReLU(u_k) + 2^-f), in fixed point (n x 10). */
+int  snn_nn_asm(snn_party *p, uint64_t *q, const uint64_t *u, size_t n);
+int  snn_plain_asm(uint64_t *q, const uint64_t *u, size_t n);
+/* Predicted classes of the last forward: cls[i] = argmax_k u[i][k] via
+ * Pi_Maxpool's index (ties to the later class); shares of 0..9. */
+int  snn_nn_predict(snn_party *p, uint64_t *cls, const snn_nn_state *s, size_t n);
+int  snn_plain_predict(uint64_t *cls, const snn_nn_state *s, size_t n);
+/* One SGD step on a full batch (s->batch samples, a power of two):
+ * x (batch x 784), y one-hot in fixed point (batch x 10); the ASM output
+ * is left in s->out.  lr = 2^-lr_shift. */
+int  snn_nn_train_step(snn_party *p, snn_nn_state *s, uint64_t *param, const uint64_t *x,
+                       const uint64_t *y, unsigned lr_shift);
+int  snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
+                          const uint64_t *y, unsigned lr_shift);
+
+/* Bound, in units of 2^-f, on |secure - twin| of every logit for the same
+ * parameters and inputs (see nn.c): truncation errors through the layers. */
+uint64_t snn_nn_error_bound(const snn_net *net, const uint64_t *param);
+
+/* Owner-side encodings, integers only: pixel/255 and one-hot labels in
+ * fixed point; weights uniform in +-sqrt(6 / (fan_in + fan_out)) (Glorot),
+ * biases 0, drawn from g. */
+void snn_nn_encode_images(uint64_t *x, const uint8_t *pixels, size_t n);
+void snn_nn_encode_labels(uint64_t *y, const uint8_t *labels, size_t n);
+void snn_nn_init_params(const snn_net *net, uint64_t *param, snn_prg *g);
+
+/* Model files (format in nn.c): network id and the parameter vector. */
+typedef struct {
+    int       net;
+    size_t    n;
+    uint64_t *param;
+} snn_model;
+/* want_net: the network the caller expects, or -1 for any.  Returns 0, or
+ * -1 with a one-line message in err. */
+int  snn_model_save(const char *path, int net, const uint64_t *param, size_t n, char *err, size_t errlen);
+int  snn_model_load(snn_model *m, const char *path, int want_net, char *err, size_t errlen);
+void snn_model_free(snn_model *m);
+
+/* Training progress, computed by the owner from the ASM outputs revealed to
+ * it (the twin: from its own): since the previous report. */
+typedef struct {
+    size_t   iter, iters;     /* iterations done, of iters                 */
+    size_t   seen, correct;   /* samples, and those whose argmax was right */
+    uint64_t sqerr;           /* sum of sum_k (q_k - y_k)^2, 2f fractional bits */
+    uint64_t bytes;           /* payload bytes among the servers so far    */
+} snn_progress;
+typedef void (*snn_progress_fn)(void *ctx, const snn_progress *pr);
+
+/* The twin's training and inference on MNIST, batches exactly as the owner
+ * makes them (same order stream, same batches); report every `every`
+ * iterations (0: never).  Return 0, or -1 (out of memory, bad size). */
+int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
+                     size_t iters, unsigned lr_shift, snn_prg *order, size_t every,
+                     snn_progress_fn fn, void *ctx);
+int  snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
+                     size_t batch, uint64_t *pred);
+
+/* A job: the public parameters the owner sends to the three servers. */
+enum { SNN_JOB_TRAIN = 1, SNN_JOB_INFER = 2 };
+#define SNN_JOB_BYTES 36
+typedef struct {
+    uint32_t cmd;             /* SNN_JOB_TRAIN and/or SNN_JOB_INFER        */
+    uint32_t net;             /* SNN_NET_A..D (D: inference only)          */
+    uint32_t batch;           /* power of two, 1..256                      */
+    uint32_t iters;           /* training steps                            */
+    uint32_t lr_shift;        /* learning rate 2^-lr_shift                 */
+    uint32_t n_infer;         /* images to classify                        */
+    uint32_t report;          /* progress every so many steps; 0: none     */
+} snn_job;
+/* 0 if every field is in range, else -1 and a one-line message. */
+int  snn_job_check(const snn_job *j, char *err, size_t errlen);
+
+/* What the owner gives and gets in one job. */
+typedef struct {
+    const snn_mnist *train;   /* training: the data                        */
+    snn_prg         *order;   /* training: batch order stream              */
+    const snn_mnist *test;    /* inference: classifies its first n_infer   */
+    uint64_t        *param;   /* in: initial weights / model; out: trained */
+    uint64_t        *pred;    /* out: n_infer predicted classes            */
+    uint64_t         infer_bytes;  /* out: servers' traffic in inference   */
+    snn_progress_fn  progress;     /* may be NULL                          */
+    void            *ctx;
+} snn_owner_io;
+
+/* A server (P0, P1 or P2) runs one job of the connected owner. */
+int  snn_nn_serve(snn_party *p);
+/* The owner (connected, private stream set) runs one job on the servers. */
+int  snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io);
 
 #endif /* SECURENN_H */

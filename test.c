@@ -936,6 +936,1126 @@ static void test_net_inventory(void)
 
 /* ==== Protocols ============================================================ */
 
+/*
+ * Sections 4-11 of securenn.c against SPEC 6: every invariant of 6.1 on
+ * random and edge inputs (share splits forced to include 0, 2^63 and
+ * 2^64-1), the traces of 6.2-6.4 as plaintext evaluations of the formulas,
+ * the negative tests of 6.5 as plaintext simulations, refresh, and exact
+ * bytes and rounds.  The plaintext code here is written apart from the
+ * library: it shares only the public API and the helpers of securenn.h.
+ */
+
+/* Sizes: full, or --quick (sanitizers, valgrind). */
+static size_t qn(size_t full, size_t small) { return quick ? small : full; }
+
+/* Z_{L-1} in plaintext: a + b mod (2^64 - 1), inputs any 64-bit values. */
+static uint64_t pm_add(uint64_t a, uint64_t b)
+{
+    uint64_t lo = a + b, carry = lo < a;      /* a + b = carry * 2^64 + lo */
+    lo += carry;                              /* 2^64 = 1 (mod 2^64 - 1)  */
+    if (lo < carry) lo += 1;                  /* cannot happen twice       */
+    return lo == UINT64_MAX ? 0 : lo;
+}
+static uint64_t pm_neg(uint64_t a) { return a == 0 || a == UINT64_MAX ? 0 : UINT64_MAX - a; }
+static uint64_t pm_sub(uint64_t a, uint64_t b) { return pm_add(a, pm_neg(b)); }
+
+/* The three forced values of one share (SPEC 6: 0, 2^63, 2^64-1). */
+static const uint64_t forced_share[3] = { 0, (uint64_t)1 << 63, UINT64_MAX };
+
+/* Splits x over Z_L: in every block of 8 elements, P0's share is forced to
+ * 0, 2^63, 2^64-1, then P1's share is, and two splits are random. */
+static void split_edges(uint64_t *s0, uint64_t *s1, const uint64_t *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        size_t f = i % 8;
+        if (f < 3) s0[i] = forced_share[f];
+        else if (f < 6) s0[i] = x[i] - forced_share[f - 3];
+        else s0[i] = snn_prg_u64(trng());
+        s1[i] = x[i] - s0[i];
+    }
+}
+
+/* The same over Z_{L-1}; the share 2^64-1 stands for 0 there. */
+static void split_edges_lm1(uint64_t *s0, uint64_t *s1, const uint64_t *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        size_t f = i % 8;
+        if (f < 3) {
+            s0[i] = forced_share[f];
+            s1[i] = pm_sub(x[i], s0[i]);
+        } else if (f < 6) {
+            s1[i] = forced_share[f - 3];
+            s0[i] = pm_sub(x[i], s1[i]);
+        } else {
+            s0[i] = snn_prg_u64(trng()) >> 1;
+            s1[i] = pm_sub(x[i], s0[i]);
+        }
+    }
+}
+
+/* Signed order and sign. */
+static int sgn_ge(uint64_t a, uint64_t b) { return snn_to_signed(a) >= snn_to_signed(b); }
+static uint64_t is_nonneg(uint64_t a) { return a < ((uint64_t)1 << 63); }
+
+/* A uniform value with |s(v)| < 2^bits. */
+static uint64_t rand_signed(unsigned bits)
+{
+    uint64_t m = snn_prg_u64(trng()) & ((((uint64_t)1) << bits) - 1);
+    return snn_prg_bit(trng()) ? (uint64_t)0 - m : m;
+}
+
+/* P_j's shares of up to three inputs, public values, and shapes. */
+typedef struct {
+    size_t n, m, k, v;           /* elements; MatMul m x k x v; Maxpool n windows of k */
+    int tx, ty;
+    unsigned ell_d;
+    const uint64_t *a[2], *b[2], *c[2];
+    const uint8_t *bits[2];      /* PC: Z_p shares of the bits of x      */
+    const uint64_t *r;           /* PC: public r                         */
+    const uint8_t *beta;         /* PC: common beta                      */
+    int trace;                   /* record frames through the hook       */
+} pctx;
+
+static const uint64_t *mine(const snn_party *p, const uint64_t *const s[2])
+{
+    return p->id < 2 ? s[p->id] : NULL;
+}
+
+/* Runs fn on c over socketpairs (or TCP); checks it succeeded and, unless
+ * bytes is NO_COUNT, its total payload bytes and its rounds. */
+#define NO_COUNT UINT64_MAX
+static int run_proto(const char *what, party_fn fn, const pctx *c, int tcp, party_out out[3],
+                     uint64_t bytes, uint32_t rounds)
+{
+    int rc = run3(fn, c, tcp, out);
+    CHECK(rc == 0, "%s: the three parties finish %s", what, first_err(out));
+    if (rc == 0 && bytes != NO_COUNT) {
+        CHECK_EQ_U64(total_bytes(out), bytes, "%s: total payload bytes", what);
+        CHECK_EQ_U64(total_rounds(out), rounds, "%s: rounds", what);
+    }
+    return rc;
+}
+
+/* The Z_L value of outputs off..off+n-1 of P0 and P1 (caller frees); a
+ * marker value that no test expects if a party returned fewer. */
+static uint64_t *recon(const party_out out[3], size_t off, size_t n)
+{
+    uint64_t *x = xcalloc(n, sizeof *x);
+    size_t i;
+    if (out[0].n < off + n || out[1].n < off + n) {
+        for (i = 0; i < n; i++) x[i] = 0xBADBADBADBADBAD0u;
+        return x;
+    }
+    for (i = 0; i < n; i++) x[i] = out[0].v[off + i] + out[1].v[off + i];
+    return x;
+}
+
+/* Output buffer of n elements for P0/P1; P2 passes NULL. */
+static uint64_t *outvec(const snn_party *p, size_t n) { return p->id < 2 ? xcalloc(n, sizeof(uint64_t)) : NULL; }
+
+static int finish(snn_party *p, outbuf *o, int rc, uint64_t *y, size_t n)
+{
+    if (rc == 0 && p->id < 2) out_put(o, y, n);
+    free(y);
+    return rc;
+}
+
+/* ---- MatMul, truncation, SelectShare ------------------------------------ */
+
+static int pf_matmul(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *w = outvec(p, c->m * c->v);
+    return finish(p, o, snn_matmul(p, w, mine(p, c->a), mine(p, c->b), c->m, c->k, c->v, c->tx, c->ty),
+                  w, c->m * c->v);
+}
+
+static int pf_mul(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *z = outvec(p, c->n);
+    return finish(p, o, snn_mul(p, z, mine(p, c->a), mine(p, c->b), c->n), z, c->n);
+}
+
+/* Plain product of op(X) (m x k) and op(Y) (k x v), reading the stored
+ * (possibly transposed) operands element by element. */
+static void ref_matmul(uint64_t *W, const uint64_t *X, const uint64_t *Y, size_t m, size_t k, size_t v,
+                       int tx, int ty)
+{
+    size_t i, l, c;
+    for (i = 0; i < m; i++)
+        for (c = 0; c < v; c++) {
+            uint64_t s = 0;
+            for (l = 0; l < k; l++) s += (tx ? X[l * m + i] : X[i * k + l]) * (ty ? Y[c * k + l] : Y[l * v + c]);
+            W[i * v + c] = s;
+        }
+}
+
+static void test_matmul(void)
+{
+    static const size_t shapes[][3] = { { 1, 1, 1 }, { 3, 5, 2 }, { 17, 9, 13 }, { 1, 100, 1 }, { 8, 1, 8 }, { 40, 30, 20 } };
+    size_t sh, i, n;
+    for (sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int t;
+        for (t = 0; t < 4; t++) {
+            pctx c;
+            party_out out[3];
+            uint64_t *X, *Y, *X0, *X1, *Y0, *Y1, *want, *got;
+            size_t m = shapes[sh][0], k = shapes[sh][1], v = shapes[sh][2];
+            char what[80];
+            memset(&c, 0, sizeof c);
+            c.m = m; c.k = k; c.v = v; c.tx = t & 1; c.ty = t >> 1;
+            X = xcalloc(m * k, 8); X0 = xcalloc(m * k, 8); X1 = xcalloc(m * k, 8);
+            Y = xcalloc(k * v, 8); Y0 = xcalloc(k * v, 8); Y1 = xcalloc(k * v, 8);
+            want = xcalloc(m * v, 8);
+            for (i = 0; i < m * k; i++) X[i] = i % 5 == 0 ? forced_share[i % 3] : snn_prg_u64(trng());
+            for (i = 0; i < k * v; i++) Y[i] = i % 7 == 0 ? forced_share[i % 3] : snn_prg_u64(trng());
+            split_edges(X0, X1, X, m * k);
+            split_edges(Y0, Y1, Y, k * v);
+            c.a[0] = X0; c.a[1] = X1; c.b[0] = Y0; c.b[1] = Y1;
+            ref_matmul(want, X, Y, m, k, v, c.tx, c.ty);
+            snprintf(what, sizeof what, "%zux%zux%zu%s%s", m, k, v, c.tx ? " X^T" : "", c.ty ? " Y^T" : "");
+            if (run_proto(what, pf_matmul, &c, MESH_PAIRS, out, (2 * m * k + 2 * k * v + m * v) * 8, 2) == 0) {
+                got = recon(out, 0, m * v);
+                CHECK_EQ_ARR(got, want, m * v, "%s: R(W) = op(X) op(Y) mod 2^64", what);
+                free(got);
+            }
+            free3(out);
+            free(X); free(X0); free(X1); free(Y); free(Y0); free(Y1); free(want);
+        }
+    }
+
+    /* element-wise form, with edge values and edge splits */
+    n = qn(4000, 300);
+    {
+        pctx c;
+        party_out out[3];
+        uint64_t *x = xcalloc(n, 8), *y = xcalloc(n, 8), *s[4], *want = xcalloc(n, 8), *got;
+        for (i = 0; i < 4; i++) s[i] = xcalloc(n, 8);
+        for (i = 0; i < n; i++) {
+            x[i] = i < 9 ? forced_share[i % 3] + (i / 3) : snn_prg_u64(trng());
+            y[i] = i < 9 ? forced_share[i / 3] : snn_prg_u64(trng());
+            want[i] = x[i] * y[i];
+        }
+        split_edges(s[0], s[1], x, n);
+        split_edges(s[2], s[3], y, n);
+        memset(&c, 0, sizeof c);
+        c.n = n; c.a[0] = s[0]; c.a[1] = s[1]; c.b[0] = s[2]; c.b[1] = s[3];
+        if (run_proto("element-wise", pf_mul, &c, MESH_PAIRS, out, 40 * n, 2) == 0) {
+            got = recon(out, 0, n);
+            CHECK_EQ_ARR(got, want, n, "element-wise: R(z) = x y mod 2^64 on %zu elements", n);
+            free(got);
+        }
+        free3(out);
+        for (i = 0; i < 4; i++) free(s[i]);
+        free(x); free(y); free(want);
+    }
+}
+
+/* floor(s / 2^d) for a signed s, by integer division. */
+static int64_t floor_div(int64_t s, unsigned d)
+{
+    int64_t q = s / ((int64_t)1 << d);
+    if (s % ((int64_t)1 << d) != 0 && s < 0) q -= 1;
+    return q;
+}
+
+/* Whether the signed views of two shares add up without overflow (so that
+ * [SNN, Alg. 11] is within one of the floor, SPEC 1.3). */
+static int shares_fit(uint64_t a0, uint64_t a1)
+{
+    int64_t s0 = snn_to_signed(a0), s1 = snn_to_signed(a1);
+    if (a1 == (uint64_t)1 << 63) return 0;             /* -s(a1) does not exist */
+    if (s0 > 0 && s1 > INT64_MAX - s0) return 0;
+    if (s0 < 0 && s1 < INT64_MIN - s0) return 0;
+    return 1;
+}
+
+static void test_truncate(void)
+{
+    snn_party p0, p1;
+    size_t n = qn(20000, 2000), i, bad = 0, misfit = 0, forced_bad = 0;
+    uint64_t *x = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8), *t0 = xcalloc(n, 8),
+             *t1 = xcalloc(n, 8);
+    snn_party_init(&p0, 0, 1000);
+    snn_party_init(&p1, 1, 1000);
+
+    /* random splits, and splits with a share of 0 or 2^64-1 */
+    for (i = 0; i < n; i++) {
+        x[i] = rand_signed(40);
+        s0[i] = i % 4 == 0 ? 0 : i % 4 == 1 ? UINT64_MAX : snn_prg_u64(trng());
+        s1[i] = x[i] - s0[i];
+    }
+    snn_truncate(&p0, t0, s0, n, SNN_F);
+    snn_truncate(&p1, t1, s1, n, SNN_F);
+    for (i = 0; i < n; i++) {
+        uint64_t f = (uint64_t)floor_div(snn_to_signed(x[i]), SNN_F), d = t0[i] + t1[i] - f;
+        if (!shares_fit(s0[i], s1[i])) { misfit++; continue; }
+        if (d > 1) bad++;
+    }
+    CHECK(bad == 0, "%zu values with |x| < 2^40: t0 + t1 - floor(s(x)/2^13) in {0, 1} (%zu failed)", n, bad);
+    CHECK(misfit <= 2, "signed shares overflow rarely (%zu of %zu, about |x|/2^64 each)", misfit, n);
+
+    /* the documented failure: P0's share 2^63 and x >= 0 overflow the
+     * signed shares, and the result is off by -2^51 (SPEC 1.3, 4.2 d) */
+    for (i = 0; i < 64; i++) {
+        x[i] = 1 + (snn_prg_u64(trng()) >> 24);
+        s0[i] = (uint64_t)1 << 63;
+        s1[i] = x[i] - s0[i];
+    }
+    snn_truncate(&p0, t0, s0, 64, SNN_F);
+    snn_truncate(&p1, t1, s1, 64, SNN_F);
+    for (i = 0; i < 64; i++) {
+        uint64_t d = t0[i] + t1[i] - (x[i] >> SNN_F) + ((uint64_t)1 << 51);
+        if (d > 1) forced_bad++;
+    }
+    CHECK(forced_bad == 0, "share 2^63 with x >= 0: off by -2^51 as documented (%zu not)", forced_bad);
+    snn_party_close(&p0);
+    snn_party_close(&p1);
+    free(x); free(s0); free(s1); free(t0); free(t1);
+
+    /* a fixed-point MatMul then truncation: within one of floor(XY/2^13) */
+    {
+        pctx c;
+        party_out out[3];
+        size_t m = 20, k = 30, v = 10, nbad = 0;
+        uint64_t *X = xcalloc(m * k, 8), *Y = xcalloc(k * v, 8), *X0 = xcalloc(m * k, 8), *X1 = xcalloc(m * k, 8),
+                 *Y0 = xcalloc(k * v, 8), *Y1 = xcalloc(k * v, 8), *W = xcalloc(m * v, 8);
+        for (i = 0; i < m * k; i++) X[i] = rand_signed(10 + SNN_F);
+        for (i = 0; i < k * v; i++) Y[i] = rand_signed(10 + SNN_F);
+        split(X0, X1, X, m * k);
+        split(Y0, Y1, Y, k * v);
+        ref_matmul(W, X, Y, m, k, v, 0, 0);
+        memset(&c, 0, sizeof c);
+        c.m = m; c.k = k; c.v = v; c.a[0] = X0; c.a[1] = X1; c.b[0] = Y0; c.b[1] = Y1;
+        if (run_proto("fixed-point MatMul", pf_matmul, &c, MESH_PAIRS, out, NO_COUNT, 0) == 0) {
+            snn_party_init(&p0, 0, 1000);
+            snn_party_init(&p1, 1, 1000);
+            snn_truncate(&p0, out[0].v, out[0].v, m * v, SNN_F);
+            snn_truncate(&p1, out[1].v, out[1].v, m * v, SNN_F);
+            for (i = 0; i < m * v; i++) {
+                uint64_t f = (uint64_t)floor_div(snn_to_signed(W[i]), SNN_F);
+                if (out[0].v[i] + out[1].v[i] - f > 1) nbad++;
+            }
+            CHECK(nbad == 0, "fixed-point %zux%zux%zu MatMul then truncation: within one of floor(XY/2^13)", m, k, v);
+        }
+        free3(out);
+        free(X); free(Y); free(X0); free(X1); free(Y0); free(Y1); free(W);
+    }
+}
+
+static int pf_ss(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *z = outvec(p, c->n);
+    return finish(p, o, snn_select_share(p, z, mine(p, c->a), mine(p, c->b), mine(p, c->c), c->n), z, c->n);
+}
+
+static void test_select_share(void)
+{
+    size_t n = qn(4000, 300), i;
+    pctx c;
+    party_out out[3];
+    uint64_t *al = xcalloc(n, 8), *x = xcalloc(n, 8), *y = xcalloc(n, 8), *want = xcalloc(n, 8), *s[6], *got;
+    for (i = 0; i < 6; i++) s[i] = xcalloc(n, 8);
+    for (i = 0; i < n; i++) {
+        al[i] = snn_prg_bit(trng());
+        x[i] = i < 6 ? forced_share[i % 3] : snn_prg_u64(trng());
+        y[i] = i < 6 ? forced_share[(i + 1) % 3] : snn_prg_u64(trng());
+        want[i] = al[i] ? y[i] : x[i];
+    }
+    split_edges(s[0], s[1], al, n);
+    split_edges(s[2], s[3], x, n);
+    split_edges(s[4], s[5], y, n);
+    memset(&c, 0, sizeof c);
+    c.n = n;
+    c.a[0] = s[0]; c.a[1] = s[1]; c.b[0] = s[2]; c.b[1] = s[3]; c.c[0] = s[4]; c.c[1] = s[5];
+    if (run_proto("SelectShare", pf_ss, &c, MESH_PAIRS, out, 40 * n, 2) == 0) {
+        got = recon(out, 0, n);
+        CHECK_EQ_ARR(got, want, n, "R(z) = alpha ? y : x on %zu elements", n);
+        free(got);
+    }
+    free3(out);
+    for (i = 0; i < 6; i++) free(s[i]);
+    free(al); free(x); free(y); free(want);
+}
+
+/* ---- PrivateCompare ------------------------------------------------------ */
+
+/* The d frames P2 receives (PC step 3), seen through the frame hook. */
+typedef struct { uint8_t *d[2]; size_t nd; int seen[2]; } pc_trace;
+
+static void pc_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    pc_trace *t = ctx;
+    (void)p;
+    if (f->dir == 1 && f->proto == SNN_PROTO_PC && f->step == 3 && f->from < 2 && f->nbytes == t->nd) {
+        memcpy(t->d[f->from], f->payload, t->nd);
+        t->seen[f->from] = 1;
+    }
+}
+
+/* P2 returns beta' and the number of reconstructed d_i equal to 0 for each
+ * element, then the d vectors it received from P0 and from P1. */
+static int pf_pc(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    pc_trace t;
+    uint8_t *bp;
+    size_t e, i;
+    int rc;
+    if (p->id < 2) return snn_private_compare(p, NULL, c->bits[p->id], c->r, c->beta, c->n);
+    memset(&t, 0, sizeof t);
+    t.nd = c->n * 64;
+    t.d[0] = xcalloc(t.nd, 1);
+    t.d[1] = xcalloc(t.nd, 1);
+    bp = xcalloc(c->n, 1);
+    p->hook = pc_hook;
+    p->hook_ctx = &t;
+    rc = snn_private_compare(p, bp, NULL, NULL, NULL, c->n);
+    p->hook = NULL;
+    if (rc == 0 && t.seen[0] && t.seen[1]) {
+        for (e = 0; e < c->n; e++) {
+            uint64_t v[2] = { bp[e], 0 };
+            for (i = 0; i < 64; i++) v[1] += (t.d[0][e * 64 + i] + t.d[1][e * 64 + i]) % SNN_P == 0;
+            out_put(o, v, 2);
+        }
+        for (i = 0; i < 2 * t.nd; i++) {
+            uint64_t v = t.d[i / t.nd][i % t.nd];
+            out_put(o, &v, 1);
+        }
+    }
+    free(t.d[0]); free(t.d[1]); free(bp);
+    return rc;
+}
+
+/*
+ * What P2 can test when it dealt the bit shares x_i^j (as in ShareConvert
+ * and ComputeMSB): whether some slot k of the vectors it received is
+ * (s c0, s c1) for some s in Z_p^*, where c0, c1 are the two parties'
+ * shares of c_63 under a guess of r's top bit (beta = 0):
+ * c_63^0 = -x_63^0 and c_63^1 = r_63 - x_63^1 + 1.
+ */
+static int pc_slot_fits(const uint8_t *D0, const uint8_t *D1, unsigned c0, unsigned c1)
+{
+    unsigned k, sv;
+    for (k = 0; k < 64; k++)
+        for (sv = 1; sv < SNN_P; sv++)
+            if (D0[k] == sv * c0 % SNN_P && D1[k] == sv * c1 % SNN_P) return 1;
+    return 0;
+}
+
+/* P_j's unmasked d vector of [SNN, Alg. 3] for beta = 0, in plaintext:
+ * c_i^j = j r_i - x_i^j + j + sum_{k>i} w_k^j, d = pi(s_i c_i^j). */
+static void pc_unmasked(uint8_t D[64], unsigned j, const uint8_t *x, uint64_t r, const uint8_t *s, const uint8_t *pi)
+{
+    unsigned c[64], acc = 0, i, k;
+    for (i = 64; i-- > 0;) {
+        unsigned ri = (unsigned)(r >> i & 1);
+        c[i] = (j * ri + SNN_P - x[i] + j + acc) % SNN_P;
+        acc = (acc + x[i] + j * ri + 2 * (SNN_P - 1) * ri * x[i]) % SNN_P;
+    }
+    for (k = 0; k < 64; k++) D[k] = (uint8_t)(s[pi[k]] * c[pi[k]] % SNN_P);
+}
+
+/* Counts, over the elements with beta = 0 and x_63 = 0 (so that neither
+ * guess makes c_63 = 0, which P2 may legitimately see as a zero d_i), how
+ * often pc_slot_fits holds for the true top bit of r and for the false one. */
+static void pc_fit_counts(const uint8_t *D0, const uint8_t *D1, const uint8_t *b0, const uint8_t *b1,
+                          const uint64_t *x, const uint64_t *r, const uint8_t *beta, size_t n, size_t cnt[3])
+{
+    size_t e;
+    cnt[0] = cnt[1] = cnt[2] = 0;
+    for (e = 0; e < n; e++) {
+        unsigned r63 = (unsigned)(r[e] >> 63), c0 = (unsigned)(SNN_P - b0[e * 64 + 63]) % SNN_P;
+        if (beta[e] || x[e] >> 63) continue;
+        cnt[0]++;
+        cnt[1] += (size_t)pc_slot_fits(D0 + e * 64, D1 + e * 64, c0, (r63 + SNN_P - b1[e * 64 + 63] + 1) % SNN_P);
+        cnt[2] += (size_t)pc_slot_fits(D0 + e * 64, D1 + e * 64, c0, (1 - r63 + SNN_P - b1[e * 64 + 63] + 1) % SNN_P);
+    }
+}
+
+/*
+ * The unmasked c_i of SPEC 2.3 for an ell-bit compare, listed MSB first,
+ * evaluated on the reconstructed bits (no shares): the toy traces of SPEC 6.4.
+ */
+static void toy_pc(unsigned ell, uint64_t x, uint64_t r, int beta, int *c)
+{
+    uint64_t t = beta ? r + 1 : r;
+    int acc = 0;
+    unsigned k;
+    for (k = 0; k < ell; k++) {
+        unsigned i = ell - 1 - k;
+        int xi = (int)(x >> i & 1), ti = (int)(t >> i & 1);
+        if (beta && r == ((uint64_t)1 << ell) - 1) c[k] = i == 0 ? 0 : 1;
+        else c[k] = (beta ? xi - ti : ti - xi) + 1 + acc;
+        acc += xi ^ ti;
+    }
+}
+
+static void test_private_compare(void)
+{
+    static const uint64_t E[8] = { 0, 1, 2, ((uint64_t)1 << 63) - 1, (uint64_t)1 << 63,
+                                   ((uint64_t)1 << 63) + 1, UINT64_MAX - 1, UINT64_MAX };
+    static const struct { uint64_t x, r; int beta; int c[4]; int bp; } toy[5] = {
+        { 10, 9, 0, { 1, 1, 0, 3 }, 1 }, { 10, 9, 1, { 1, 1, 1, 1 }, 0 }, { 9, 9, 0, { 1, 1, 1, 1 }, 0 },
+        { 9, 9, 1, { 1, 1, 0, 3 }, 1 }, { 0, 15, 0, { 2, 3, 4, 5 }, 0 },
+    };
+    size_t nrand = qn(3000, 1000), n = 0, cap = 2 * (64 + 16) + nrand, e, i;
+    uint64_t *x = xcalloc(cap, 8), *r = xcalloc(cap, 8);
+    uint8_t *beta = xcalloc(cap, 1), *b0 = xcalloc(cap * 64, 1), *b1 = xcalloc(cap * 64, 1);
+    int b, k;
+    pctx c;
+    party_out out[3];
+
+    /* SPEC 6.4: the toy traces, l = 4, unmasked */
+    for (k = 0; k < 5; k++) {
+        int cc[4], zero = 0;
+        toy_pc(4, toy[k].x, toy[k].r, toy[k].beta, cc);
+        for (i = 0; i < 4; i++) zero |= cc[i] == 0;
+        CHECK(memcmp(cc, toy[k].c, sizeof cc) == 0 && zero == toy[k].bp
+              && zero == (toy[k].beta ^ (toy[k].x > toy[k].r)),
+              "SPEC 6.4: x = %d, r = %d, beta = %d gives c = [%d,%d,%d,%d], beta' = %d",
+              (int)toy[k].x, (int)toy[k].r, toy[k].beta, cc[0], cc[1], cc[2], cc[3], zero);
+    }
+
+    /* SPEC 6.1 item 2: the grid, x = r +- 1, both beta, and random pairs */
+    for (b = 0; b < 2; b++)
+        for (k = 0; k < 8; k++) {
+            for (i = 0; i < 8; i++) { x[n] = E[i]; r[n] = E[k]; beta[n++] = (uint8_t)b; }
+            x[n] = E[k] + 1; r[n] = E[k]; beta[n++] = (uint8_t)b;
+            x[n] = E[k] - 1; r[n] = E[k]; beta[n++] = (uint8_t)b;
+        }
+    for (i = 0; i < nrand; i++, n++) {
+        r[n] = snn_prg_u64(trng());
+        switch (i % 4) {
+        case 0: x[n] = snn_prg_u64(trng()); break;
+        case 1: x[n] = r[n] + (uint64_t)(snn_prg_below(trng(), 7)) - 3; break;
+        case 2: x[n] = r[n] ^ ((uint64_t)1 << snn_prg_below(trng(), 64)); break;
+        default: x[n] = r[n]; break;
+        }
+        beta[n] = snn_prg_bit(trng());
+    }
+    for (e = 0; e < n; e++)
+        for (i = 0; i < 64; i++) {
+            uint8_t bit = (uint8_t)(x[e] >> i & 1), s = (uint8_t)(i % 9 == 1 ? 0 : i % 9 == 2 ? SNN_P - 1 : snn_prg_zp(trng()));
+            b0[e * 64 + i] = s;
+            b1[e * 64 + i] = (uint8_t)((bit + SNN_P - s) % SNN_P);
+        }
+    memset(&c, 0, sizeof c);
+    c.n = n; c.bits[0] = b0; c.bits[1] = b1; c.r = r; c.beta = beta;
+    if (run_proto("PrivateCompare", pf_pc, &c, MESH_PAIRS, out, 128 * n, 1) == 0) {
+        size_t wrong = 0, manyzero = 0, special = 0, first = SIZE_MAX;
+        CHECK(out[2].n == 2 * n + 128 * n, "P2 reports beta', the zero count and the d vectors of every element");
+        if (out[2].n == 2 * n + 128 * n) {
+            for (e = 0; e < n; e++) {
+                uint64_t want = (uint64_t)(beta[e] ^ (x[e] > r[e]));
+                if (out[2].v[2 * e] != want) { wrong++; if (first == SIZE_MAX) first = e; }
+                if (out[2].v[2 * e + 1] != out[2].v[2 * e]) manyzero++;
+                if (beta[e] && r[e] == UINT64_MAX && out[2].v[2 * e] == 1) special++;
+            }
+            CHECK(wrong == 0, "beta' = beta XOR [x > r] on %zu elements (grid, x = r +- 1, random): %zu wrong, first %zu",
+                  n, wrong, first == SIZE_MAX ? 0 : first);
+            CHECK(manyzero == 0, "exactly beta' reconstructed d_i are 0, so at most one (%zu not)", manyzero);
+            CHECK_EQ_U64(special, 10, "r = 2^64-1, beta = 1: beta' = 1 for every x");
+        }
+        /* P2 dealt no shares here, but the test did, so it can play the P2
+         * of ShareConvert/ComputeMSB: without the zero-share mask of step 3
+         * (plaintext, first) the slot of c_63 is found and reveals r's top
+         * bit on every element; with it (the protocol's frames) the true
+         * guess fits no more often than the false one, both as for random
+         * vectors (about 1 - (1 - 1/67)^64 = 62%). */
+        if (out[2].n == 2 * n + 128 * n) {
+            uint8_t *D0 = xcalloc(64 * n, 1), *D1 = xcalloc(64 * n, 1), sv[64], pi[64];
+            size_t cnt[3];
+            for (e = 0; e < n; e++) {
+                for (i = 0; i < 64; i++) sv[i] = snn_prg_zp_star(trng());
+                snn_prg_perm(trng(), pi, 64);
+                pc_unmasked(D0 + e * 64, 0, b0 + e * 64, r[e], sv, pi);
+                pc_unmasked(D1 + e * 64, 1, b1 + e * 64, r[e], sv, pi);
+            }
+            pc_fit_counts(D0, D1, b0, b1, x, r, beta, n, cnt);
+            CHECK(cnt[1] == cnt[0] && cnt[2] * 10 < cnt[0] * 8,
+                  "negative (plaintext, SPEC's step 3 as printed): P2 finds r's top bit on %zu of %zu elements "
+                  "(the false guess fits %zu)", cnt[1], cnt[0], cnt[2]);
+            for (i = 0; i < 64 * n; i++) {
+                D0[i] = (uint8_t)out[2].v[2 * n + i];
+                D1[i] = (uint8_t)out[2].v[2 * n + 64 * n + i];
+            }
+            pc_fit_counts(D0, D1, b0, b1, x, r, beta, n, cnt);
+            CHECK(cnt[1] * 100 < cnt[0] * 75 && cnt[2] * 100 < cnt[0] * 75
+                  && cnt[1] * 100 < cnt[2] * 100 + cnt[0] * 20,
+                  "with the step-3 zero-share mask P2's view does not locate c_63: true guess fits %zu, "
+                  "false %zu of %zu", cnt[1], cnt[2], cnt[0]);
+            free(D0); free(D1);
+        }
+    }
+    free3(out);
+    free(x); free(r); free(beta); free(b0); free(b1);
+}
+
+/* ---- ShareConvert -------------------------------------------------------- */
+
+static int pf_sc(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *y = outvec(p, c->n);
+    return finish(p, o, snn_share_convert(p, y, mine(p, c->a), c->n), y, c->n);
+}
+
+/* One ShareConvert, all three parties simulated in plaintext (SPEC 2.4),
+ * with P2's shares of delta and eta' split by d0, e0.  variant 0: the final
+ * formula; 1: the pre-PR#13 one (SPEC 4.2 a: PC on r, eta = 1 + eta' + eta'',
+ * theta = beta_0 + beta_1 + eta - delta - alpha). */
+typedef struct {
+    uint64_t at0, at1, b0, b1, r, alpha, x, delta, pc_r, gt, eta_p, eta, theta, y;
+} sc_sim;
+
+static void sim_sc(sc_sim *s, uint64_t a0, uint64_t a1, uint64_t r0, uint64_t r1, int eta_pp, int variant,
+                   uint64_t d0, uint64_t e0)
+{
+    uint64_t y[2], dsh[2], esh[2];
+    int j;
+    s->r = r0 + r1;
+    s->alpha = r0 + r1 < r0;
+    s->at0 = a0 + r0; s->b0 = s->at0 < a0;
+    s->at1 = a1 + r1; s->b1 = s->at1 < a1;
+    s->x = s->at0 + s->at1;
+    s->delta = s->x < s->at0;
+    s->pc_r = variant ? s->r : s->r - 1;
+    s->gt = s->x > s->pc_r;
+    s->eta_p = (uint64_t)eta_pp ^ s->gt;
+    /* P2's shares over Z_{L-1} */
+    dsh[0] = d0; dsh[1] = pm_sub(s->delta, d0);
+    esh[0] = e0; esh[1] = pm_sub(s->eta_p, e0);
+    for (j = 0; j < 2; j++) {
+        uint64_t eta_j, theta_j, bj = j ? s->b1 : s->b0, aj = j ? a1 : a0;
+        if (variant == 0) {
+            /* eta_j = eta'_j + (1-j) eta'' - 2 eta'' eta'_j */
+            eta_j = pm_sub(pm_add(esh[j], j == 0 ? (uint64_t)eta_pp : 0), eta_pp ? pm_add(esh[j], esh[j]) : 0);
+            /* theta_j = beta_j + (1-j)(-alpha - 1) + delta_j + eta_j */
+            theta_j = pm_add(pm_add(pm_add(bj, j == 0 ? pm_neg(s->alpha + 1) : 0), dsh[j]), eta_j);
+        } else {
+            /* eta = 1 XOR eta' XOR eta'': j + eta'_j - 2 eta'_j, then XOR eta'' as above */
+            uint64_t f = pm_sub(pm_add(j == 0 ? 1 : 0, esh[j]), pm_add(esh[j], esh[j]));
+            eta_j = pm_sub(pm_add(f, j == 0 ? (uint64_t)eta_pp : 0), eta_pp ? pm_add(f, f) : 0);
+            theta_j = pm_sub(pm_sub(pm_add(bj, eta_j), dsh[j]), j == 0 ? s->alpha : 0);
+        }
+        y[j] = pm_sub(pm_add(aj, 0), theta_j);
+    }
+    s->eta = (uint64_t)eta_pp ^ s->eta_p;
+    s->theta = variant ? s->b0 + s->b1 + (1 ^ s->eta_p ^ (uint64_t)eta_pp) - s->delta - s->alpha
+                       : s->b0 + s->b1 - s->alpha - 1 + s->delta + s->eta;
+    s->y = pm_add(y[0], y[1]);
+}
+
+static void test_share_convert(void)
+{
+    static const uint64_t E[7] = { 0, 1, ((uint64_t)1 << 63) - 1, (uint64_t)1 << 63, ((uint64_t)1 << 63) + 1,
+                                   UINT64_MAX - 1, UINT64_MAX };
+    size_t n = qn(3000, 200) + 7 * 8, i;
+    uint64_t *a = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8), *want = xcalloc(n, 8);
+    pctx c;
+    party_out out[3];
+    sc_sim s;
+
+    /* SPEC 6.2: the three traces, as plaintext evaluations of the formulas */
+    sim_sc(&s, 0x0123456789ABCDEFu, 0xFEDCBA987654320Fu, 0xFEDCBA9876543210u, 0x0F0F0F0F0F0F0F0Fu, 1, 0,
+           snn_prg_lm1(trng()), snn_prg_lm1(trng()));
+    CHECK(s.r == 0x0DEBC9A78563411Fu && s.alpha == 1 && s.at0 == 0xFFFFFFFFFFFFFFFFu && s.b0 == 0
+          && s.at1 == 0x0DEBC9A78563411Eu && s.b1 == 1 && s.x == 0x0DEBC9A78563411Du && s.delta == 1
+          && s.pc_r == 0x0DEBC9A78563411Eu && s.gt == 0 && s.eta_p == 1 && s.eta == 0 && s.theta == 0
+          && s.y == 0xFFFFFFFFFFFFFFFEu,
+          "SPEC 6.2 T1: r, alpha, a~, beta, x, delta, r - 1, eta', eta, theta = 0, y = 2^64 - 2");
+    sim_sc(&s, UINT64_MAX, UINT64_MAX, 0x8000000000000000u, 0x8000000000000001u, 0, 0,
+           snn_prg_lm1(trng()), snn_prg_lm1(trng()));
+    CHECK(s.r == 1 && s.alpha == 1 && s.b0 == 1 && s.b1 == 1 && s.x == UINT64_MAX && s.delta == 0
+          && s.pc_r == 0 && s.eta_p == 1 && s.eta == 1 && s.theta == 1 && s.y == 0xFFFFFFFFFFFFFFFEu,
+          "SPEC 6.2 T2: beta = 1, 1; x = 2^64 - 1, delta = 0; eta = 1; theta = 1; y = 2^64 - 2");
+    sim_sc(&s, 0, 0, 1, 0, 0, 0, snn_prg_lm1(trng()), snn_prg_lm1(trng()));
+    CHECK(s.x == 1 && s.delta == 0 && s.gt == 1 && s.eta == 1 && s.theta == 0 && s.y == 0,
+          "SPEC 6.2 T3: x = 1, delta = 0, [x > 0] = 1, eta = 1, theta = 0, y = 0");
+
+    /* SPEC 6.1 item 3 through the protocol: edge values (each with the
+     * eight splits of split_edges) and random a != L-1 */
+    for (i = 0; i < n; i++) {
+        a[i] = i < 7 * 8 ? E[i / 8] : snn_prg_u64(trng());
+        if (a[i] == UINT64_MAX && i >= 7 * 8) a[i] = 5;
+        want[i] = a[i] == UINT64_MAX ? 0 : a[i];
+    }
+    split_edges(s0, s1, a, n);
+    memset(&c, 0, sizeof c);
+    c.n = n; c.a[0] = s0; c.a[1] = s1;
+    if (run_proto("ShareConvert", pf_sc, &c, MESH_PAIRS, out, 304 * n, 4) == 0) {
+        uint64_t *got = xcalloc(n, 8);
+        if (out[0].n == n && out[1].n == n)
+            for (i = 0; i < n; i++) got[i] = pm_add(out[0].v[i], out[1].v[i]);
+        CHECK_EQ_ARR(got, want, n, "R_{L-1}(y) = a on %zu elements; a = 2^64-1 gives 0 (precondition)", n);
+        free(got);
+    }
+    free3(out);
+    free(a); free(s0); free(s1); free(want);
+}
+
+/* SPEC 6.5: the negative tests, as plaintext simulations of ShareConvert. */
+static void test_sc_negative(void)
+{
+    size_t n = qn(6000, 600), i, old_bad = 0, new_bad = 0, theta_bad = 0, r0_bad = 0, nr0 = qn(500, 50);
+    sc_sim s;
+    for (i = 0; i < n; i++) {
+        uint64_t a = snn_prg_u64(trng()), a0 = snn_prg_u64(trng()), r0 = snn_prg_u64(trng()),
+                 r1 = snn_prg_u64(trng()), d0 = snn_prg_lm1(trng()), e0 = snn_prg_lm1(trng());
+        int eta_pp = snn_prg_bit(trng());
+        if (a == UINT64_MAX) a = 0;
+        if (r0 + r1 == 0) r1 = 1 - r0;
+        sim_sc(&s, a0, a - a0, r0, r1, eta_pp, 0, d0, e0);
+        new_bad += s.y != a;
+        theta_bad += s.theta != (uint64_t)(a < a0);   /* wrap(a_0, a_1, L), a_1 = a - a_0 */
+        sim_sc(&s, a0, a - a0, r0, r1, eta_pp, 1, d0, e0);
+        old_bad += s.y != a;
+    }
+    CHECK(new_bad == 0 && theta_bad == 0, "final formula: y = a and theta = wrap(a_0, a_1) on %zu random trials", n);
+    CHECK(old_bad * 100 > n * 25 && old_bad * 100 < n * 42,
+          "pre-PR#13 formula fails on about 1/3 of random trials (%zu of %zu)", old_bad, n);
+    for (i = 0; i < nr0; i++) {
+        uint64_t a = snn_prg_u64(trng()) >> 1, a0 = snn_prg_u64(trng()), r0 = snn_prg_u64(trng());
+        sim_sc(&s, a0, a - a0, r0, (uint64_t)0 - r0, snn_prg_bit(trng()), 0, snn_prg_lm1(trng()), snn_prg_lm1(trng()));
+        r0_bad += s.y != a;
+    }
+    CHECK_EQ_U64(r0_bad, nr0, "r = 0 forced: the final formula is wrong on every trial, so r must be sampled != 0");
+}
+
+/* ---- ComputeMSB ---------------------------------------------------------- */
+
+/* With trace set, P0 and P1 also return their share of x (MSB step 1,
+ * received) and of c (step 2, sent), seen through the frame hook. */
+typedef struct { uint64_t *x, *c; size_t n; } msb_trace;
+
+static uint64_t le64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = v << 8 | b[i];
+    return v;
+}
+
+static void msb_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    msb_trace *t = ctx;
+    size_t i;
+    uint64_t *dst = NULL;
+    (void)p;
+    if (f->proto != SNN_PROTO_MSB || f->kind != SNN_KIND_ZLM1 || f->count != t->n) return;
+    if (f->dir == 1 && f->step == 1) dst = t->x;
+    if (f->dir == 0 && f->step == 2) dst = t->c;
+    if (dst)
+        for (i = 0; i < t->n; i++) dst[i] = le64(f->payload + 8 * i);
+}
+
+static int pf_msb(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    msb_trace t;
+    uint64_t *al = outvec(p, c->n);
+    int rc;
+    t.n = c->n;
+    t.x = xcalloc(c->n, 8);
+    t.c = xcalloc(c->n, 8);
+    if (c->trace) { p->hook = msb_hook; p->hook_ctx = &t; }
+    rc = snn_compute_msb(p, al, mine(p, c->a), c->n);
+    p->hook = NULL;
+    if (rc == 0 && p->id < 2) {
+        out_put(o, al, c->n);
+        if (c->trace) { out_put(o, t.x, c->n); out_put(o, t.c, c->n); }
+    }
+    free(t.x); free(t.c); free(al);
+    return rc;
+}
+
+static void test_compute_msb(void)
+{
+    static const struct { uint64_t a, x, c; int gt, beta, bp, gamma, delta, msb; } T[4] = {
+        { 0xFFFFFFFFFFFFFFFDu, 0x0000000123456789u, 0x0000000123456785u, 1, 1, 0, 1, 0, 1 },
+        { 0x7FFFFFFFFFFFFFFFu, 0xFFFFFFFFFFFFFFFEu, 0xFFFFFFFFFFFFFFFDu, 1, 0, 1, 1, 1, 0 },
+        { 0x8000000000000000u, 0x7FFFFFFFFFFFFFFFu, 0x8000000000000000u, 0, 1, 1, 0, 1, 1 },
+        { 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+    };
+    static const uint64_t E[5] = { 0, ((uint64_t)1 << 63) - 1, (uint64_t)1 << 63, UINT64_MAX - 1, 0xFFFFFFFFFFFFFFFDu };
+    size_t n = qn(3000, 200) + 5 * 8, i, k;
+    uint64_t *a = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8), *want = xcalloc(n, 8);
+    pctx c;
+    party_out out[3];
+
+    /* SPEC 6.3: the table, with P2's share x_0 = 0x1111111111111111 and a
+     * random split of a, evaluated share by share */
+    for (k = 0; k < 4; k++) {
+        uint64_t x0 = 0x1111111111111111u, x1 = pm_sub(T[k].x, x0), a0 = snn_prg_lm1(trng()),
+                 a1 = pm_sub(T[k].a, a0), c0 = pm_add(pm_add(a0, a0), x0), c1 = pm_add(pm_add(a1, a1), x1),
+                 cc = pm_add(c0, c1);
+        int gt = T[k].x > cc, bp = T[k].beta ^ gt, gamma = T[k].beta ^ bp, delta = (int)((cc ^ T[k].x) & 1);
+        CHECK(cc == T[k].c && gt == T[k].gt && bp == T[k].bp && gamma == T[k].gamma && delta == T[k].delta
+              && (gamma ^ delta) == T[k].msb && T[k].msb == (T[k].a >= (uint64_t)1 << 63),
+              "SPEC 6.3 row %zu: c = 0x%016" PRIx64 ", [x > c] = %d, beta' = %d, gamma = %d, delta = %d, MSB = %d",
+              k + 1, cc, gt, bp, gamma, delta, gamma ^ delta);
+    }
+
+    /* SPEC 6.1 item 4 through the protocol, with the values of the
+     * trace: c = 2a + x (mod L-1) and MSB = [x > c] XOR c[0] XOR x[0] */
+    for (i = 0; i < n; i++) {
+        a[i] = i < 5 * 8 ? E[i / 8] : snn_prg_lm1(trng());
+        want[i] = a[i] >= (uint64_t)1 << 63;
+    }
+    split_edges_lm1(s0, s1, a, n);
+    memset(&c, 0, sizeof c);
+    c.n = n; c.a[0] = s0; c.a[1] = s1; c.trace = 1;
+    if (run_proto("ComputeMSB", pf_msb, &c, MESH_PAIRS, out, 360 * n, 5) == 0) {
+        uint64_t *got = recon(out, 0, n);
+        size_t cbad = 0, tbad = 0;
+        CHECK_EQ_ARR(got, want, n, "R_L(alpha) = MSB(a), exactly 0 or 1, on %zu elements (0, 2^63-1, 2^63, 2^64-2, ...)", n);
+        if (out[0].n == 3 * n && out[1].n == 3 * n)
+            for (i = 0; i < n; i++) {
+                uint64_t x = pm_add(out[0].v[n + i], out[1].v[n + i]), cc = pm_add(out[0].v[2 * n + i], out[1].v[2 * n + i]);
+                cbad += cc != pm_add(pm_add(a[i], a[i]), x);
+                tbad += ((uint64_t)(x > cc) ^ (cc & 1) ^ (x & 1)) != want[i];
+            }
+        CHECK(out[0].n == 3 * n && cbad == 0 && tbad == 0,
+              "observed x and c: c = 2a + x mod (L-1) and MSB = [x > c] ^ c[0] ^ x[0] (%zu, %zu wrong)", cbad, tbad);
+        free(got);
+    }
+    free3(out);
+    free(a); free(s0); free(s1); free(want);
+}
+
+/* ---- DReLU, ReLU ---------------------------------------------------------- */
+
+static int pf_drelu(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *y = outvec(p, c->n);
+    return finish(p, o, snn_drelu(p, y, mine(p, c->a), c->n), y, c->n);
+}
+
+static void test_drelu(void)
+{
+    /* SPEC 6.1 item 5: in the domain, then the documented behaviour outside it */
+    static const struct { uint64_t a, d; } E[12] = {
+        { 0, 1 }, { 1, 1 }, { UINT64_MAX, 0 }, { ((uint64_t)1 << 62) - 1, 1 }, { (uint64_t)0 - ((uint64_t)1 << 62), 0 },
+        { (uint64_t)1 << 13, 1 }, { (uint64_t)0 - ((uint64_t)1 << 13), 0 },
+        { (uint64_t)1 << 62, 0 }, { ((uint64_t)1 << 63) - 1, 0 }, { (uint64_t)1 << 63, 1 },
+        { ((uint64_t)1 << 62) + 5, 0 }, { (uint64_t)0 - ((uint64_t)1 << 62) - 5, 1 },
+    };
+    size_t ne = 12 * 8, n = qn(4000, 300) + ne, i;
+    uint64_t *a = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8), *want = xcalloc(n, 8);
+    pctx c;
+    party_out out[3];
+    int tcp;
+
+    for (i = 0; i < n; i++) {
+        if (i < ne) { a[i] = E[i / 8].a; want[i] = E[i / 8].d; }
+        else { a[i] = rand_signed(62); want[i] = is_nonneg(a[i]); }
+    }
+    split_edges(s0, s1, a, n);
+    memset(&c, 0, sizeof c);
+    c.n = n; c.a[0] = s0; c.a[1] = s1;
+    for (tcp = 0; tcp < 2; tcp++) {
+        const char *what = tcp ? "DReLU over TCP" : "DReLU";
+        if (run_proto(what, pf_drelu, &c, tcp, out, 664 * n, 8) == 0) {
+            uint64_t *got = recon(out, 0, 7 * 8);
+            CHECK_EQ_ARR(got, want, 7 * 8, "%s: 0, 1, -1, 2^62-1, -2^62, 2^13, -2^13 -> 1 1 0 1 0 1 0", what);
+            free(got);
+            got = recon(out, 7 * 8, 5 * 8);
+            CHECK_EQ_ARR(got, want + 7 * 8, 5 * 8,
+                         "%s: out of domain (documented) 2^62, 2^63-1, 2^63, 2^62+5, -2^62-5 -> 0 0 1 0 1", what);
+            free(got);
+            got = recon(out, ne, n - ne);
+            CHECK_EQ_ARR(got, want + ne, n - ne, "%s: [s(a) >= 0] on %zu random |s(a)| < 2^62", what, n - ne);
+            free(got);
+        }
+        free3(out);
+        if (quick) break;
+    }
+    free(a); free(s0); free(s1); free(want);
+}
+
+/* ReLU returns y, then the DReLU shares. */
+static int pf_relu(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *y = outvec(p, c->n), *d = outvec(p, c->n);
+    int rc = snn_relu(p, y, d, mine(p, c->a), c->n);
+    if (rc == 0 && p->id < 2) out_put(o, y, c->n);
+    free(y);
+    return finish(p, o, rc, d, c->n);
+}
+
+static void test_relu(void)
+{
+    size_t n = qn(4000, 300), i;
+    uint64_t *a = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8), *want = xcalloc(n, 8),
+             *wd = xcalloc(n, 8);
+    pctx c;
+    party_out out[3];
+    for (i = 0; i < n; i++) {
+        static const uint64_t E[6] = { 0, 1, UINT64_MAX, ((uint64_t)1 << 62) - 1, (uint64_t)0 - ((uint64_t)1 << 62), 12345 };
+        a[i] = i < 48 ? E[i / 8] : i % 3 == 0 ? rand_signed(20) : rand_signed(62);
+        wd[i] = is_nonneg(a[i]);
+        want[i] = wd[i] ? a[i] : 0;
+    }
+    split_edges(s0, s1, a, n);
+    memset(&c, 0, sizeof c);
+    c.n = n; c.a[0] = s0; c.a[1] = s1;
+    if (run_proto("ReLU", pf_relu, &c, MESH_PAIRS, out, 704 * n, 9) == 0) {
+        uint64_t *got = recon(out, 0, n), *gd = recon(out, n, n);
+        CHECK_EQ_ARR(got, want, n, "R(y) = a if s(a) >= 0 else 0, exactly, on %zu elements", n);
+        CHECK_EQ_ARR(gd, wd, n, "the DReLU shares kept for the backward pass are [s(a) >= 0]");
+        free(got); free(gd);
+    }
+    free3(out);
+    free(a); free(s0); free(s1); free(want); free(wd);
+}
+
+/* ---- Division ------------------------------------------------------------ */
+
+static int pf_div(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *q = outvec(p, c->n);
+    return finish(p, o, snn_division(p, q, mine(p, c->a), mine(p, c->b), c->n, c->ell_d), q, c->n);
+}
+
+static void test_division(void)
+{
+    /* SPEC 6.1 item 7 (ell_d = 20), then saturation and y = 0 */
+    static const uint64_t E[][3] = {
+        { 0, 1, 0 }, { 1, 1, 1 }, { 7, 2, 3 }, { 100, 7, 14 }, { 5, 9, 0 }, { 255, 1, 255 },
+        { 1 << 20, 3, 349525 }, { 8191, 8192, 0 },
+        { 1 << 20, 1, (1 << 20) - 1 }, { (uint64_t)5 << 40, 3, (1 << 20) - 1 }, { 77, 0, (1 << 20) - 1 },
+    };
+    size_t ne = sizeof E / sizeof E[0], n = qn(1000, 30) + ne, i;
+    uint64_t *x = xcalloc(n, 8), *y = xcalloc(n, 8), *s[4], *want = xcalloc(n, 8);
+    pctx c;
+    party_out out[3];
+    for (i = 0; i < 4; i++) s[i] = xcalloc(n, 8);
+    for (i = 0; i < n; i++) {
+        if (i < ne) { x[i] = E[i][0]; y[i] = E[i][1]; want[i] = E[i][2]; continue; }
+        y[i] = 1 + snn_prg_below(trng(), i % 2 ? 1000 : (uint64_t)1 << 30);
+        x[i] = snn_prg_below(trng(), y[i] << 20);
+        want[i] = x[i] / y[i];
+    }
+    split_edges(s[0], s[1], x, n);
+    split_edges(s[2], s[3], y, n);
+    memset(&c, 0, sizeof c);
+    c.n = n; c.a[0] = s[0]; c.a[1] = s[1]; c.b[0] = s[2]; c.b[1] = s[3]; c.ell_d = 20;
+    if (run_proto("Division ell_d = 20", pf_div, &c, MESH_PAIRS, out, 704 * 20 * n, 9 * 20) == 0) {
+        uint64_t *got = recon(out, 0, n);
+        CHECK_EQ_ARR(got, want, 8, "floor(x/y): (0,1) (1,1) (7,2) (100,7) (5,9) (255,1) (2^20,3) (8191,8192)");
+        CHECK_EQ_ARR(got + 8, want + 8, ne - 8, "q >= 2^20 (and y = 0) saturates at 2^20 - 1");
+        CHECK_EQ_ARR(got + ne, want + ne, n - ne, "floor(x/y) on %zu random x < 2^20 y", n - ne);
+        free(got);
+    }
+    free3(out);
+
+    /* a short ell_d: bytes, rounds and saturation */
+    c.n = ne; c.ell_d = 3;
+    for (i = 0; i < ne; i++) want[i] = E[i][1] && E[i][0] / E[i][1] < 8 ? E[i][0] / E[i][1] : 7;
+    if (run_proto("Division ell_d = 3", pf_div, &c, MESH_PAIRS, out, 704 * 3 * ne, 27) == 0) {
+        uint64_t *got = recon(out, 0, ne);
+        CHECK_EQ_ARR(got, want, ne, "ell_d = 3: min(floor(x/y), 7)");
+        free(got);
+    }
+    free3(out);
+    c.ell_d = 63;
+    CHECK(run3(pf_div, &c, MESH_PAIRS, out) != 0 && strstr(out[0].err, "Division: ell_d = 63") != NULL
+          && strstr(out[2].err, "Division") != NULL, "ell_d = 63 is refused: \"%s\"", out[0].err);
+    free3(out);
+    for (i = 0; i < 4; i++) free(s[i]);
+    free(x); free(y); free(want);
+}
+
+/* ---- Maxpool, DMaxpool --------------------------------------------------- */
+
+/* Maxpool returns max, then ind; with c->trace also DMaxpool's one-hot. */
+static int pf_maxpool(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *mx = outvec(p, c->n), *ind = outvec(p, c->n), *oh = outvec(p, c->n * c->k);
+    int rc = snn_maxpool(p, mx, ind, mine(p, c->a), c->n, c->k);
+    if (rc == 0 && c->trace) rc = snn_dmaxpool(p, oh, ind, c->n, c->k);
+    if (rc == 0 && p->id < 2) {
+        out_put(o, mx, c->n);
+        out_put(o, ind, c->n);
+        if (c->trace) out_put(o, oh, c->n * c->k);
+    }
+    free(mx); free(ind); free(oh);
+    return rc;
+}
+
+static int pf_dmaxpool(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *oh = outvec(p, c->n * c->k);
+    return finish(p, o, snn_dmaxpool(p, oh, mine(p, c->a), c->n, c->k), oh, c->n * c->k);
+}
+
+static void test_maxpool(void)
+{
+    static const size_t ks[] = { 4, 1, 2, 9 };
+    size_t t, i, w;
+    for (t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        size_t k = ks[t], nw = qn(t == 0 ? 1000 : 200, 30), n = nw * k;
+        uint64_t *x = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8), *wm = xcalloc(nw, 8),
+                 *wi = xcalloc(nw, 8), *woh = xcalloc(n, 8);
+        pctx c;
+        party_out out[3];
+        char what[64];
+        for (i = 0; i < n; i++) x[i] = i % 5 == 0 ? rand_signed(8) : rand_signed(60);
+        for (w = 0; w < nw; w++) {
+            /* ties: some windows repeat one value, some copy their first element */
+            if (w % 7 == 1) for (i = 0; i < k; i++) x[w * k + i] = x[w * k];
+            if (w % 7 == 2 && k > 1) x[w * k + k - 1] = x[w * k];
+            if (w % 7 == 3 && k > 2) x[w * k + 1] = x[w * k + 2];
+            /* the plain answer: the signed maximum, then the last index holding it */
+            wm[w] = x[w * k];
+            for (i = 1; i < k; i++) if (sgn_ge(x[w * k + i], wm[w])) wm[w] = x[w * k + i];
+            for (i = 0; i < k; i++) if (x[w * k + i] == wm[w]) wi[w] = i;
+            woh[w * k + wi[w]] = 1;
+        }
+        split_edges(s0, s1, x, n);
+        memset(&c, 0, sizeof c);
+        c.n = nw; c.k = k; c.a[0] = s0; c.a[1] = s1;
+        snprintf(what, sizeof what, "Maxpool %zu windows of %zu", nw, k);
+        if (run_proto(what, pf_maxpool, &c, MESH_PAIRS, out, 744 * (k - 1) * nw, (uint32_t)(9 * (k - 1))) == 0) {
+            uint64_t *gm = recon(out, 0, nw), *gi = recon(out, nw, nw);
+            CHECK_EQ_ARR(gm, wm, nw, "%s: R(max) is the signed maximum", what);
+            CHECK_EQ_ARR(gi, wi, nw, "%s: R(ind) is its index, ties to the later element", what);
+            free(gm); free(gi);
+        }
+        free3(out);
+        if (k == 4 || k == 2) {
+            /* with DMaxpool on the result: the one-hot of R(ind) */
+            c.trace = 1;
+            snprintf(what, sizeof what, "Maxpool + DMaxpool, windows of %zu", k);
+            if (run_proto(what, pf_maxpool, &c, MESH_PAIRS, out,
+                          744 * (k - 1) * nw + (16 + 16 * k) * nw, (uint32_t)(9 * (k - 1) + 2)) == 0) {
+                uint64_t *goh = recon(out, 2 * nw, n);
+                CHECK_EQ_ARR(goh, woh, n, "%s: the one-hot vector of R(ind), as 0/1", what);
+                free(goh);
+            }
+            free3(out);
+        }
+        free(x); free(s0); free(s1); free(wm); free(wi); free(woh);
+    }
+    {
+        pctx c;
+        party_out out[3];
+        memset(&c, 0, sizeof c);
+        c.n = 1; c.k = 0;
+        CHECK(run3(pf_maxpool, &c, MESH_PAIRS, out) != 0 && strstr(out[1].err, "Maxpool: window size k = 0") != NULL,
+              "k = 0 is refused: \"%s\"", out[1].err);
+        free3(out);
+    }
+}
+
+static void test_dmaxpool(void)
+{
+    static const size_t ks[] = { 1, 2, 4, 16 };
+    size_t t, i, w;
+    for (t = 0; t < 4; t++) {
+        size_t k = ks[t], nw = qn(1000, 50);
+        uint64_t *ind = xcalloc(nw, 8), *s0 = xcalloc(nw, 8), *s1 = xcalloc(nw, 8), *want = xcalloc(nw * k, 8);
+        pctx c;
+        party_out out[3];
+        char what[64];
+        for (w = 0; w < nw; w++) {
+            ind[w] = w < k ? w : snn_prg_below(trng(), k);
+            want[w * k + ind[w]] = 1;
+        }
+        split_edges(s0, s1, ind, nw);
+        memset(&c, 0, sizeof c);
+        c.n = nw; c.k = k; c.a[0] = s0; c.a[1] = s1;
+        snprintf(what, sizeof what, "DMaxpool %zu windows of %zu", nw, k);
+        if (run_proto(what, pf_dmaxpool, &c, MESH_PAIRS, out, (16 + 16 * k) * nw, 2) == 0) {
+            uint64_t *got = recon(out, 0, nw * k);
+            CHECK_EQ_ARR(got, want, nw * k, "%s: R(onehot) = e_ind, as 0/1 integers", what);
+            free(got);
+        }
+        free3(out);
+        free(ind); free(s0); free(s1); free(want);
+    }
+    for (i = 0; i < 2; i++) {
+        pctx c;
+        party_out out[3];
+        uint64_t z[3] = { 0, 0, 0 };
+        memset(&c, 0, sizeof c);
+        c.n = 1; c.k = i ? 0 : 3; c.a[0] = z; c.a[1] = z;
+        CHECK(run3(pf_dmaxpool, &c, MESH_PAIRS, out) != 0 && out[0].err[0] && strstr(out[0].err, "DMaxpool: window size") != NULL
+              && strstr(out[2].err, "power of two") != NULL,
+              "k = %zu (does not divide 2^64) is refused: \"%s\"", c.k, out[0].err);
+        free3(out);
+    }
+}
+
+/* ---- Refresh: fresh output shares, same value ----------------------------- */
+
+static void test_refresh(void)
+{
+    static const struct { const char *name; party_fn fn; size_t nout; } P[] = {
+        { "MatMul", pf_matmul, 6 }, { "element-wise MatMul", pf_mul, 16 }, { "SelectShare", pf_ss, 16 },
+        { "ShareConvert", pf_sc, 16 }, { "ComputeMSB", pf_msb, 16 }, { "DReLU", pf_drelu, 16 },
+        { "ReLU", pf_relu, 32 }, { "Division", pf_div, 16 }, { "Maxpool", pf_maxpool, 8 },
+        { "DMaxpool", pf_dmaxpool, 16 },
+    };
+    size_t n = 16, i, t;
+    uint64_t *s[6], v[16];
+    pctx c;
+    for (i = 0; i < 6; i++) s[i] = xcalloc(n, 8);
+    for (i = 0; i < n; i++) v[i] = rand_signed(20);
+    split(s[0], s[1], v, n);
+    for (i = 0; i < n; i++) v[i] = 1 + (snn_prg_u64(trng()) & 0xff);
+    split(s[2], s[3], v, n);
+    for (i = 0; i < n; i++) v[i] = snn_prg_bit(trng());
+    split(s[4], s[5], v, n);
+    memset(&c, 0, sizeof c);
+    c.n = n; c.m = 2; c.k = 4; c.v = 3; c.ell_d = 4;
+    c.a[0] = s[0]; c.a[1] = s[1]; c.b[0] = s[2]; c.b[1] = s[3]; c.c[0] = s[0]; c.c[1] = s[1];
+    for (t = 0; t < sizeof P / sizeof P[0]; t++) {
+        party_out o1[3], o2[3];
+        size_t same = 0, m = P[t].nout;
+        int rc1, rc2;
+        c.a[0] = s[0]; c.a[1] = s[1];
+        if (P[t].fn == pf_ss) { c.a[0] = s[4]; c.a[1] = s[5]; c.b[0] = s[0]; c.b[1] = s[1]; c.c[0] = s[2]; c.c[1] = s[3]; }
+        else { c.b[0] = s[2]; c.b[1] = s[3]; }
+        if (P[t].fn == pf_div) { c.a[0] = s[2]; c.a[1] = s[3]; }
+        if (P[t].fn == pf_dmaxpool) { c.a[0] = s[4]; c.a[1] = s[5]; c.n = 8; c.k = 2; }
+        if (P[t].fn == pf_maxpool) { c.n = 4; c.k = 4; }
+        if (P[t].fn == pf_sc) { c.a[0] = s[0]; c.a[1] = s[1]; }
+        rc1 = run3(P[t].fn, &c, MESH_PAIRS, o1);
+        rc2 = run3(P[t].fn, &c, MESH_PAIRS, o2);
+        if (rc1 == 0 && rc2 == 0 && o1[0].n == m && o2[0].n == m && o1[1].n == m && o2[1].n == m) {
+            size_t diffval = 0;
+            for (i = 0; i < m; i++) {
+                uint64_t r1 = o1[0].v[i] + o1[1].v[i], r2 = o2[0].v[i] + o2[1].v[i];
+                if (P[t].fn == pf_sc) {   /* ShareConvert's output is over Z_{L-1} */
+                    r1 = pm_add(o1[0].v[i], o1[1].v[i]);
+                    r2 = pm_add(o2[0].v[i], o2[1].v[i]);
+                }
+                same += o1[0].v[i] == o2[0].v[i];
+                diffval += r1 != r2;
+            }
+            CHECK(same == 0 && diffval == 0, "%s: two key seeds give different shares (%zu equal) of the same value (%zu differ)",
+                  P[t].name, same, diffval);
+        } else {
+            CHECK(0, "%s: both runs finish with %zu outputs %s", P[t].name, m, first_err(rc1 ? o1 : o2));
+        }
+        free3(o1);
+        free3(o2);
+        c.n = n;
+    }
+    for (i = 0; i < 6; i++) free(s[i]);
+}
+
 /* ==== MNIST ================================================================ */
 
 /*
@@ -1247,6 +2367,19 @@ static const test_entry tests[] = {
     { "net_dead_peer",   test_net_dead_peer },
     { "net_tcp_errors",  test_net_tcp_errors },
     { "net_inventory",   test_net_inventory },
+    { "matmul",          test_matmul },
+    { "truncate",        test_truncate },
+    { "select_share",    test_select_share },
+    { "private_compare", test_private_compare },
+    { "share_convert",   test_share_convert },
+    { "sc_negative",     test_sc_negative },
+    { "compute_msb",     test_compute_msb },
+    { "drelu",           test_drelu },
+    { "relu",            test_relu },
+    { "division",        test_division },
+    { "maxpool",         test_maxpool },
+    { "dmaxpool",        test_dmaxpool },
+    { "refresh",         test_refresh },
     { "mnist",           test_mnist },
 };
 

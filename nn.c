@@ -1,0 +1,2499 @@
+/*
+ * nn.c -- neural networks over the protocols of [SNN]: layers as forward /
+ * backward pairs on shares, the networks A-D, training with SGD, the
+ * plaintext fixed-point twin, model files, the owner and server sides of a
+ * job, and (under SNN_PROGRAM) the program ./securenn.
+ *
+ * Implements [SNN, App. B] and SPEC sections 2.11 (linear and convolution
+ * layers by im2col), 2.12 (training: ASM output, output error, backprop,
+ * SGD as one truncation) and 5 (networks A-D, hyperparameters), on top of
+ * Pi_MatMul, Pi_ReLU, Pi_Division, Pi_Maxpool and Pi_DMaxpool (securenn.c).
+ *
+ * Layout: activations are row-major with the batch first; images and
+ * feature maps are NHWC (channels fastest), so the product of an im2col
+ * patch matrix with the filters is the next layer's input as it stands.
+ * Fixed point with f = 13 fractional bits end to end; no floating point
+ * touches a share or the twin (floats only print progress).
+ *
+ * The plaintext twin: every layer below is written once, over the
+ * operations of section 2 (nn_matmul, nn_relu, ...).  Each operation is a
+ * protocol call when the context holds a party, and its plaintext twin
+ * (plain_matmul, plain_relu, ... right beside it) when it does not.  So the
+ * twin runs the same integer steps in the same order, with exact floor
+ * truncation where the protocol's is floor or floor + 1 (SPEC 1.3).
+ *
+ * Deviations and choices (also in the README's Deviations):
+ *   - B and C run conv -> Maxpool -> ReLU (CODE order, SPEC 2.11) instead of
+ *     conv -> ReLU -> Maxpool: ReLU is monotone, so the forward pass is
+ *     identical bit for bit, with 4x fewer DReLUs in the ReLU.  The backward
+ *     pass differs only for a window whose maximum is exactly 0 while its
+ *     last element is negative: then this order passes the gradient to the
+ *     (last) zero element, DReLU(0) = 1, and the other order passes none.
+ *   - Network D (inference only in [SNN]): convolution 5x5, stride 2, zero
+ *     padding 2, 5 channels, so 5 x 14 x 14 = 980 outputs as App. B's
+ *     FC 980 -> 100 requires (the padding is not stated, SPEC 5).  No
+ *     Maxpool (App. B; Fig. 4 differs, SPEC 4.1).
+ *   - Network A: CODE's ReLU after the last FC layer is the ReLU inside
+ *     ASM, so it is not a layer of its own.
+ *   - ASM(u)_i = ReLU(u_i) / (sum_k ReLU(u_k) + 2^-13): one LSB is added to
+ *     the denominator so that it is never 0 (all ReLU(u_k) = 0 gives ASM = 0
+ *     and the error -y).  It moves the quotient by at most
+ *     2^13 / (sum + 1) LSB, i.e. at most 1 LSB once the sum reaches 1.0.
+ *   - The output error delta = ASM(u) - y is taken as the gradient of the
+ *     logits u (SPEC 2.12: ASM, including its ReLU, is not differentiated).
+ *   - Inference predicts argmax_k u_k by Pi_Maxpool's index (SPEC 2.12);
+ *     ASM is computed only in training.
+ *   - Weights: Glorot uniform in +-sqrt(6 / (fan_in + fan_out)), computed
+ *     with an integer square root; biases 0 (CODE: all weights 1.0,
+ *     SPEC 4.3 d).
+ *
+ * Messages of a job (all in net.c's inventory; owner = SNN_CLIENT):
+ *   Setup  2 bytes  owner -> P0,P1,P2  the job block (format at job_encode)
+ *   Share  2 Z_L    owner -> P0,P1     parameters; per step images, labels
+ *   Reveal 1 Z_L    P0,P1 -> owner     training: ASM outputs of each step
+ *                                      (progress) and the trained weights;
+ *                                      inference: predicted classes;
+ *                                      traffic counters (see serve_traffic)
+ * The owner holds the data and the model, so everything revealed to it is
+ * its own; P2 receives nothing from the owner and reveals nothing.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "securenn.h"
+
+#define F SNN_F                       /* fractional bits */
+#define NN_MAX_BATCH 256              /* memory: C's conv2 backward is ~1.4 MB per sample */
+#define NN_MAX_ITERS 10000000u
+#define NN_MAX_LR_SHIFT 30u
+
+/* ==== 1. Networks [SNN, App. B], SPEC 5 ================================== */
+
+void snn_layer_fc(snn_layer *L, size_t in, size_t out)
+{
+    memset(L, 0, sizeof *L);
+    L->kind = SNN_LAYER_FC;
+    L->c = in; L->h = L->w = 1;
+    L->oc = out; L->oh = L->ow = 1;
+    L->k = L->stride = 1;
+    L->nw = in * out;
+    L->nb = out;
+    L->boff = L->nw;
+}
+
+void snn_layer_conv(snn_layer *L, size_t c, size_t h, size_t w, size_t oc,
+                    size_t k, size_t stride, size_t pad)
+{
+    memset(L, 0, sizeof *L);
+    L->kind = SNN_LAYER_CONV;
+    L->c = c; L->h = h; L->w = w;
+    L->oc = oc;
+    L->k = k; L->stride = stride; L->pad = pad;
+    L->oh = (h + 2 * pad - k) / stride + 1;
+    L->ow = (w + 2 * pad - k) / stride + 1;
+    L->nw = k * k * c * oc;
+    L->nb = oc;
+    L->boff = L->nw;
+}
+
+void snn_layer_relu(snn_layer *L, size_t c, size_t h, size_t w)
+{
+    memset(L, 0, sizeof *L);
+    L->kind = SNN_LAYER_RELU;
+    L->c = L->oc = c; L->h = L->oh = h; L->w = L->ow = w;
+    L->k = L->stride = 1;
+}
+
+void snn_layer_maxpool(snn_layer *L, size_t c, size_t h, size_t w, size_t k)
+{
+    memset(L, 0, sizeof *L);
+    L->kind = SNN_LAYER_MAXPOOL;
+    L->c = L->oc = c; L->h = h; L->w = w;
+    L->k = L->stride = k;
+    L->oh = h / k; L->ow = w / k;
+}
+
+size_t snn_layer_in_size(const snn_layer *L) { return L->c * L->h * L->w; }
+size_t snn_layer_out_size(const snn_layer *L) { return L->oc * L->oh * L->ow; }
+
+/* Appends L to net, placing its parameters after those already there. */
+static void net_push(snn_net *net, const snn_layer *L)
+{
+    snn_layer *d = &net->layer[net->nlayer++];
+    *d = *L;
+    d->woff = net->nparam;
+    d->boff = net->nparam + d->nw;
+    net->nparam += d->nw + d->nb;
+}
+
+/*
+ * snn_net_init -- the networks of SPEC 5 ([SNN, App. B], CODE main.cpp):
+ *   A  FC 784-128, ReLU, FC 128-128, ReLU, FC 128-10            (-> ASM)
+ *   B  conv 5x5 1->16 (24x24), MP 2x2, ReLU, conv 5x5 16->16 (8x8), MP 2x2,
+ *      ReLU, FC 256-100, ReLU, FC 100-10                       (-> ASM)
+ *   C  as B with 20 and 50 channels, FC 800-500, ReLU, FC 500-10 (-> ASM)
+ *   D  conv 5x5 stride 2 pad 2 1->5 (14x14), ReLU, FC 980-100, ReLU,
+ *      FC 100-10                                            (-> argmax)
+ * Maxpool before ReLU in B and C: see the file comment.
+ */
+int snn_net_init(snn_net *net, int id)
+{
+    snn_layer L;
+    memset(net, 0, sizeof *net);
+    net->id = id;
+    switch (id) {
+    case SNN_NET_A:
+        snn_layer_fc(&L, 784, 128);              net_push(net, &L);
+        snn_layer_relu(&L, 128, 1, 1);           net_push(net, &L);
+        snn_layer_fc(&L, 128, 128);              net_push(net, &L);
+        snn_layer_relu(&L, 128, 1, 1);           net_push(net, &L);
+        snn_layer_fc(&L, 128, 10);               net_push(net, &L);
+        return 0;
+    case SNN_NET_B:
+    case SNN_NET_C: {
+        size_t c1 = id == SNN_NET_B ? 16 : 20, c2 = id == SNN_NET_B ? 16 : 50;
+        size_t hid = id == SNN_NET_B ? 100 : 500;
+        snn_layer_conv(&L, 1, 28, 28, c1, 5, 1, 0);  net_push(net, &L);   /* 24x24xc1 */
+        snn_layer_maxpool(&L, c1, 24, 24, 2);        net_push(net, &L);   /* 12x12xc1 */
+        snn_layer_relu(&L, c1, 12, 12);              net_push(net, &L);
+        snn_layer_conv(&L, c1, 12, 12, c2, 5, 1, 0); net_push(net, &L);   /* 8x8xc2   */
+        snn_layer_maxpool(&L, c2, 8, 8, 2);          net_push(net, &L);   /* 4x4xc2   */
+        snn_layer_relu(&L, c2, 4, 4);                net_push(net, &L);
+        snn_layer_fc(&L, 16 * c2, hid);              net_push(net, &L);
+        snn_layer_relu(&L, hid, 1, 1);               net_push(net, &L);
+        snn_layer_fc(&L, hid, 10);                   net_push(net, &L);
+        return 0;
+    }
+    case SNN_NET_D:
+        /* 980 = 5 x 14 x 14 (App. B) needs padding 2 with stride 2 */
+        snn_layer_conv(&L, 1, 28, 28, 5, 5, 2, 2);   net_push(net, &L);   /* 14x14x5 */
+        snn_layer_relu(&L, 5, 14, 14);               net_push(net, &L);
+        snn_layer_fc(&L, 980, 100);                  net_push(net, &L);
+        snn_layer_relu(&L, 100, 1, 1);               net_push(net, &L);
+        snn_layer_fc(&L, 100, 10);                   net_push(net, &L);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+const char *snn_net_name(int id)
+{
+    static const char *const names[SNN_NET_COUNT] = { "A", "B", "C", "D" };
+    return id >= 0 && id < SNN_NET_COUNT ? names[id] : "?";
+}
+
+int snn_net_parse(const char *s)
+{
+    if (s[0] != '\0' && s[1] == '\0') {
+        if (s[0] >= 'A' && s[0] <= 'D') return s[0] - 'A';
+        if (s[0] >= 'a' && s[0] <= 'd') return s[0] - 'a';
+    }
+    return -1;
+}
+
+/* ==== 2. Operations and their plaintext twins ============================ */
+/*
+ * Every layer goes through these.  c->p is the executing server (P0, P1 or
+ * P2), or NULL for the plaintext twin, which then runs the plain_ function
+ * beside each operation on the values themselves.
+ */
+
+typedef struct {
+    snn_party *p;             /* NULL: the plaintext twin */
+} nn_ctx;
+
+static uint64_t *nn_alloc(size_t n)
+{
+    return calloc(n ? n : 1, sizeof(uint64_t));
+}
+
+/* Out-of-memory: the sticky error for a party; -1 for the twin. */
+static int nn_nomem(nn_ctx *c, const char *where)
+{
+    if (c->p) return snn_fail(c->p, SNN_ERR_NOMEM, "%s: out of memory", where);
+    return -1;
+}
+
+/* W (m x v) = op(X) (m x n) * op(Y) (n x v) over Z_L, transposes as in
+ * snn_matmul (X stored n x m when tx).  Loop orders keep the inner loop on
+ * contiguous memory; zero entries of X (ReLU outputs, blank pixels) are
+ * skipped, which changes no result. */
+static void plain_matmul(uint64_t *W, const uint64_t *X, const uint64_t *Y,
+                         size_t m, size_t n, size_t v, int tx, int ty)
+{
+    size_t i, k, j;
+    memset(W, 0, m * v * sizeof *W);
+    if (!tx && !ty) {
+        for (i = 0; i < m; i++) {
+            uint64_t *w = W + i * v;
+            for (k = 0; k < n; k++) {
+                const uint64_t a = X[i * n + k], *y = Y + k * v;
+                if (a == 0) continue;
+                for (j = 0; j < v; j++) w[j] += a * y[j];
+            }
+        }
+    } else if (tx && !ty) {
+        for (k = 0; k < n; k++)
+            for (i = 0; i < m; i++) {
+                const uint64_t a = X[k * m + i], *y = Y + k * v;
+                uint64_t *w = W + i * v;
+                if (a == 0) continue;
+                for (j = 0; j < v; j++) w[j] += a * y[j];
+            }
+    } else if (!tx && ty) {
+        for (i = 0; i < m; i++)
+            for (j = 0; j < v; j++) {
+                const uint64_t *x = X + i * n, *y = Y + j * n;
+                uint64_t s = 0;
+                for (k = 0; k < n; k++) s += x[k] * y[k];
+                W[i * v + j] = s;
+            }
+    } else {
+        for (i = 0; i < m; i++)
+            for (j = 0; j < v; j++) {
+                uint64_t s = 0;
+                for (k = 0; k < n; k++) s += X[k * m + i] * Y[j * n + k];
+                W[i * v + j] = s;
+            }
+    }
+}
+
+/* nn_matmul -- Pi_MatMul [SNN, Alg. 1]; no truncation. */
+static int nn_matmul(nn_ctx *c, uint64_t *W, const uint64_t *X, const uint64_t *Y,
+                     size_t m, size_t n, size_t v, int tx, int ty)
+{
+    if (c->p) return snn_matmul(c->p, W, X, Y, m, n, v, tx, ty);
+    plain_matmul(W, X, Y, m, n, v, tx, ty);
+    return 0;
+}
+
+static void plain_mul(uint64_t *z, const uint64_t *x, const uint64_t *y, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) z[i] = x[i] * y[i];
+}
+
+/* nn_mul -- element-wise Pi_MatMul; no truncation (one factor is 0/1). */
+static int nn_mul(nn_ctx *c, uint64_t *z, const uint64_t *x, const uint64_t *y, size_t n)
+{
+    if (c->p) return snn_mul(c->p, z, x, y, n);
+    plain_mul(z, x, y, n);
+    return 0;
+}
+
+/* Exact floor(s(x) / 2^d); the protocol gives this or one more. */
+static void plain_truncate(uint64_t *y, const uint64_t *x, size_t n, unsigned d)
+{
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = snn_sar(x[i], d);
+}
+
+/* nn_truncate -- [SNN, Alg. 11], local; y may equal x. */
+static int nn_truncate(nn_ctx *c, uint64_t *y, const uint64_t *x, size_t n, unsigned d)
+{
+    if (c->p) {
+        snn_truncate(c->p, y, x, n, d);
+        return c->p->err ? -1 : 0;
+    }
+    plain_truncate(y, x, n, d);
+    return 0;
+}
+
+/* ReLU and DReLU exactly: DReLU(x) = [s(x) >= 0] (SPEC 2.6). */
+static void plain_relu(uint64_t *y, uint64_t *drelu, const uint64_t *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        uint64_t b = (x[i] >> 63) ^ 1;
+        if (drelu) drelu[i] = b;
+        y[i] = b ? x[i] : 0;
+    }
+}
+
+/* nn_relu -- Pi_ReLU [SNN, Alg. 7]; drelu (may be NULL) keeps the bits. */
+static int nn_relu(nn_ctx *c, uint64_t *y, uint64_t *drelu, const uint64_t *x, size_t n)
+{
+    if (c->p) return snn_relu(c->p, y, drelu, x, n);
+    plain_relu(y, drelu, x, n);
+    return 0;
+}
+
+/* Maxpool as SPEC 2.9: max <- x_i when DReLU(x_i - max) = 1, so ties go
+ * to the later element, exactly as Pi_Maxpool. */
+static void plain_maxpool(uint64_t *max, uint64_t *ind, const uint64_t *x, size_t nwin, size_t k)
+{
+    size_t w, i;
+    for (w = 0; w < nwin; w++) {
+        const uint64_t *v = x + w * k;
+        uint64_t m = v[0], at = 0;
+        for (i = 1; i < k; i++)
+            if (((v[i] - m) >> 63) == 0) { m = v[i]; at = i; }
+        max[w] = m;
+        if (ind) ind[w] = at;
+    }
+}
+
+/* nn_maxpool -- Pi_Maxpool [SNN, Alg. 9] over nwin windows of k. */
+static int nn_maxpool(nn_ctx *c, uint64_t *max, uint64_t *ind, const uint64_t *x, size_t nwin, size_t k)
+{
+    if (c->p) return snn_maxpool(c->p, max, ind, x, nwin, k);
+    plain_maxpool(max, ind, x, nwin, k);
+    return 0;
+}
+
+static void plain_dmaxpool(uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k)
+{
+    size_t w;
+    memset(onehot, 0, nwin * k * sizeof *onehot);
+    for (w = 0; w < nwin; w++) onehot[w * k + (size_t)(ind[w] % k)] = 1;
+}
+
+/* nn_dmaxpool -- Pi_DMaxpool [SNN, Alg. 10]: the one-hot of each index. */
+static int nn_dmaxpool(nn_ctx *c, uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k)
+{
+    if (c->p) return snn_dmaxpool(c->p, onehot, ind, nwin, k);
+    plain_dmaxpool(onehot, ind, nwin, k);
+    return 0;
+}
+
+/* floor(x / y), saturated at 2^ell - 1 as Pi_Div (SPEC 6.1 item 7);
+ * y > 0 by the caller's construction (ASM adds one LSB). */
+static void plain_division(uint64_t *q, const uint64_t *x, const uint64_t *y, size_t n, unsigned ell)
+{
+    size_t i;
+    const uint64_t top = ((uint64_t)1 << ell) - 1;
+    for (i = 0; i < n; i++) {
+        uint64_t v = y[i] ? x[i] / y[i] : top;
+        q[i] = v > top ? top : v;
+    }
+}
+
+/* nn_division -- Pi_Div [SNN, Alg. 8, version (a)]. */
+static int nn_division(nn_ctx *c, uint64_t *q, const uint64_t *x, const uint64_t *y, size_t n, unsigned ell)
+{
+    if (c->p) return snn_division(c->p, q, x, y, n, ell);
+    plain_division(q, x, y, n, ell);
+    return 0;
+}
+
+/* x += v for a public v: only P0 adds it (a public constant is shared as
+ * (v, 0)); the twin adds it to the value. */
+static void nn_add_public(nn_ctx *c, uint64_t *x, size_t n, uint64_t v)
+{
+    size_t i;
+    if (c->p && c->p->id != 0) return;
+    for (i = 0; i < n; i++) x[i] += v;
+}
+
+/* ==== 3. Local reshaping: im2col, windows, rotated filters ================ */
+
+/*
+ * snn_im2col -- the patch matrix of SPEC 2.11.  x: n x h x w x c (NHWC);
+ * cols: (n*oh*ow) x (k*k*c), row (b, oy, ox), column (ky, kx, ci); taps
+ * outside the image read 0.  Linear, so P0 and P1 apply it to their
+ * shares and P2 to its zeros.
+ */
+void snn_im2col(uint64_t *cols, const uint64_t *x, size_t n, size_t c, size_t h, size_t w,
+                size_t k, size_t stride, size_t pad)
+{
+    size_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+    size_t b, oy, ox, ky, kx, row = 0, kkc = k * k * c;
+    for (b = 0; b < n; b++)
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++, row++) {
+                uint64_t *r = cols + row * kkc;
+                for (ky = 0; ky < k; ky++) {
+                    size_t iy = oy * stride + ky;          /* row in the padded image */
+                    for (kx = 0; kx < k; kx++) {
+                        size_t ix = ox * stride + kx;
+                        uint64_t *dst = r + (ky * k + kx) * c;
+                        if (iy < pad || iy - pad >= h || ix < pad || ix - pad >= w)
+                            memset(dst, 0, c * sizeof *dst);
+                        else
+                            memcpy(dst, x + ((b * h + iy - pad) * w + ix - pad) * c, c * sizeof *dst);
+                    }
+                }
+            }
+}
+
+/* Maxpool windows made contiguous: win (n*oh*ow*c) x (k*k), window
+ * (b, oy, ox, ch) -- the NHWC index of its output -- element (ky, kx). */
+static void windows_gather(uint64_t *win, const uint64_t *x, const snn_layer *L, size_t n)
+{
+    size_t b, oy, ox, ch, ky, kx, k = L->k, kk = k * k, wi = 0;
+    for (b = 0; b < n; b++)
+        for (oy = 0; oy < L->oh; oy++)
+            for (ox = 0; ox < L->ow; ox++)
+                for (ch = 0; ch < L->c; ch++, wi++)
+                    for (ky = 0; ky < k; ky++)
+                        for (kx = 0; kx < k; kx++)
+                            win[wi * kk + ky * k + kx] =
+                                x[((b * L->h + oy * k + ky) * L->w + ox * k + kx) * L->c + ch];
+}
+
+/* The inverse of windows_gather: x gets each window element back in
+ * place; inputs outside every window (h or w not a multiple of k) get 0. */
+static void windows_scatter(uint64_t *x, const uint64_t *win, const snn_layer *L, size_t n)
+{
+    size_t b, oy, ox, ch, ky, kx, k = L->k, kk = k * k, wi = 0;
+    memset(x, 0, n * snn_layer_in_size(L) * sizeof *x);
+    for (b = 0; b < n; b++)
+        for (oy = 0; oy < L->oh; oy++)
+            for (ox = 0; ox < L->ow; ox++)
+                for (ch = 0; ch < L->c; ch++, wi++)
+                    for (ky = 0; ky < k; ky++)
+                        for (kx = 0; kx < k; kx++)
+                            x[((b * L->h + oy * k + ky) * L->w + ox * k + kx) * L->c + ch] =
+                                win[wi * kk + ky * k + kx];
+}
+
+/* The filters of the full convolution of the backward pass, rotated by
+ * 180 degrees with in and out channels swapped:
+ * rot (k*k*oc) x c, rot[(ky, kx, d), ci] = W[(k-1-ky, k-1-kx, ci), d]. */
+static void filters_rotate(uint64_t *rot, const uint64_t *W, const snn_layer *L)
+{
+    size_t ky, kx, d, ci, k = L->k;
+    for (ky = 0; ky < k; ky++)
+        for (kx = 0; kx < k; kx++)
+            for (d = 0; d < L->oc; d++)
+                for (ci = 0; ci < L->c; ci++)
+                    rot[((ky * k + kx) * L->oc + d) * L->c + ci] =
+                        W[(((k - 1 - ky) * k + (k - 1 - kx)) * L->c + ci) * L->oc + d];
+}
+
+/* rows x cols matrix: y[r][j] += b[j] (a shared bias: both add their share). */
+static void add_rows(uint64_t *y, const uint64_t *b, size_t rows, size_t cols)
+{
+    size_t r, j;
+    for (r = 0; r < rows; r++)
+        for (j = 0; j < cols; j++) y[r * cols + j] += b[j];
+}
+
+/* g[j] = sum_r d[r][j] */
+static void sum_rows(uint64_t *g, const uint64_t *d, size_t rows, size_t cols)
+{
+    size_t r, j;
+    memset(g, 0, cols * sizeof *g);
+    for (r = 0; r < rows; r++)
+        for (j = 0; j < cols; j++) g[j] += d[r * cols + j];
+}
+
+/*
+ * SGD on one parameter block (SPEC 2.12): W -= trunc(g, d) with
+ * d = f + log2 B + log2(1/lr) for weight gradients (2f fractional bits)
+ * and d = log2 B + log2(1/lr) for bias gradients (f bits).
+ */
+static int sgd_update(nn_ctx *c, uint64_t *W, uint64_t *g, size_t n, unsigned d)
+{
+    size_t i;
+    if (nn_truncate(c, g, g, n, d) != 0) return -1;
+    for (i = 0; i < n; i++) W[i] -= g[i];
+    return 0;
+}
+
+/* ==== 4. Fully connected layer (SPEC 2.11) =============================== */
+
+/*
+ * fc_forward -- y = trunc(x W, f) + b.
+ * Shapes: x n x c, W c x oc, b oc, y n x oc.
+ * One Pi_MatMul (n, c, oc) and one truncation by f.
+ */
+static int fc_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, const uint64_t *x,
+                      const uint64_t *param, size_t n)
+{
+    if (nn_matmul(c, y, x, param + L->woff, n, L->c, L->oc, 0, 0) != 0) return -1;
+    if (nn_truncate(c, y, y, n * L->oc, F) != 0) return -1;
+    add_rows(y, param + L->boff, n, L->oc);
+    return 0;
+}
+
+/*
+ * fc_backward -- dx = trunc(delta W^T, f) (if dx), then
+ * W -= trunc(x^T delta, f + shift) and b -= trunc(sum_n delta, shift).
+ * Shapes: delta n x oc, dx n x c, x^T delta c x oc.
+ * dx uses W before its update (backprop of the step's forward pass).
+ */
+static int fc_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *param,
+                       const uint64_t *x, const uint64_t *delta, size_t n, unsigned shift)
+{
+    uint64_t *g = NULL;
+    int rc = -1;
+
+    if (!(g = nn_alloc(L->nw))) return nn_nomem(c, "FC backward");
+    if (dx) {
+        /* (n x oc) * (oc x c): W is stored c x oc, its transpose read as stored */
+        SNN_GUARD(nn_matmul(c, dx, delta, param + L->woff, n, L->oc, L->c, 0, 1));
+        SNN_GUARD(nn_truncate(c, dx, dx, n * L->c, F));
+    }
+    SNN_GUARD(nn_matmul(c, g, x, delta, L->c, n, L->oc, 1, 0));
+    SNN_GUARD(sgd_update(c, param + L->woff, g, L->nw, F + shift));
+    sum_rows(g, delta, n, L->oc);
+    SNN_GUARD(sgd_update(c, param + L->boff, g, L->nb, shift));
+    rc = 0;
+cleanup:
+    free(g);
+    return rc;
+}
+
+/* ==== 5. Convolution layer by im2col (SPEC 2.11) ========================= */
+
+/*
+ * conv_forward -- y = trunc(im2col(x) W, f) + b.
+ * Shapes: x n x h x w x c; im2col(x) (n*oh*ow) x (k*k*c); W (k*k*c) x oc;
+ * y (n*oh*ow) x oc = n x oh x ow x oc.  One Pi_MatMul, one truncation.
+ */
+static int conv_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, const uint64_t *x,
+                        const uint64_t *param, size_t n)
+{
+    size_t rows = n * L->oh * L->ow, kkc = L->k * L->k * L->c;
+    uint64_t *cols = NULL;
+    int rc = -1;
+
+    if (!(cols = nn_alloc(rows * kkc))) return nn_nomem(c, "Conv forward");
+    snn_im2col(cols, x, n, L->c, L->h, L->w, L->k, L->stride, L->pad);
+    SNN_GUARD(nn_matmul(c, y, cols, param + L->woff, rows, kkc, L->oc, 0, 0));
+    SNN_GUARD(nn_truncate(c, y, y, rows * L->oc, F));
+    add_rows(y, param + L->boff, rows, L->oc);
+    rc = 0;
+cleanup:
+    free(cols);
+    return rc;
+}
+
+/*
+ * conv_backward -- with delta (n*oh*ow) x oc:
+ *   dx = trunc(im2col(delta, pad k-1-pad) rot(W), f): the full convolution
+ *        of the zero-padded delta with the rotated filters (SPEC 2.11);
+ *        (n*h*w) x (k*k*oc) times (k*k*oc) x c; stride 1 only (every
+ *        strided convolution here is a first layer, which needs no dx);
+ *   W -= trunc(im2col(x)^T delta, f + shift), (k*k*c) x oc;
+ *   b -= trunc(sum delta, shift).
+ */
+static int conv_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *param,
+                         const uint64_t *x, const uint64_t *delta, size_t n, unsigned shift)
+{
+    size_t rows = n * L->oh * L->ow, kkc = L->k * L->k * L->c;
+    uint64_t *cols = NULL, *rot = NULL, *g = NULL;
+    int rc = -1;
+
+    if (dx) {
+        size_t irows = n * L->h * L->w, kko = L->k * L->k * L->oc;
+        if (L->stride != 1 || L->pad > L->k - 1) {
+            if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "Conv backward: input gradient needs stride 1");
+            return -1;
+        }
+        if (!(cols = nn_alloc(irows * kko)) || !(rot = nn_alloc(kko * L->c))) {
+            rc = nn_nomem(c, "Conv backward");
+            goto cleanup;
+        }
+        snn_im2col(cols, delta, n, L->oc, L->oh, L->ow, L->k, 1, L->k - 1 - L->pad);
+        filters_rotate(rot, param + L->woff, L);
+        SNN_GUARD(nn_matmul(c, dx, cols, rot, irows, kko, L->c, 0, 0));
+        SNN_GUARD(nn_truncate(c, dx, dx, irows * L->c, F));
+        free(cols);
+        cols = NULL;
+    }
+    if (!(cols = nn_alloc(rows * kkc)) || !(g = nn_alloc(L->nw))) {
+        rc = nn_nomem(c, "Conv backward");
+        goto cleanup;
+    }
+    snn_im2col(cols, x, n, L->c, L->h, L->w, L->k, L->stride, L->pad);
+    SNN_GUARD(nn_matmul(c, g, cols, delta, kkc, rows, L->oc, 1, 0));
+    SNN_GUARD(sgd_update(c, param + L->woff, g, L->nw, F + shift));
+    sum_rows(g, delta, rows, L->oc);
+    SNN_GUARD(sgd_update(c, param + L->boff, g, L->nb, shift));
+    rc = 0;
+cleanup:
+    free(cols);
+    free(rot);
+    free(g);
+    return rc;
+}
+
+/* ==== 6. ReLU layer [SNN, Alg. 7] ======================================== */
+
+/* relu_forward -- y = ReLU(x), keeping the DReLU bits (n*size). */
+static int relu_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, uint64_t *drelu,
+                        const uint64_t *x, size_t n)
+{
+    return nn_relu(c, y, drelu, x, n * snn_layer_in_size(L));
+}
+
+/* relu_backward -- dx = delta * DReLU(x), one element-wise Pi_MatMul with
+ * no truncation: the bits are the integers 0/1 (SPEC 1.3 [USE]). */
+static int relu_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, const uint64_t *drelu,
+                         const uint64_t *delta, size_t n)
+{
+    return nn_mul(c, dx, delta, drelu, n * snn_layer_in_size(L));
+}
+
+/* ==== 7. Maxpool layer [SNN, Alg. 9, 10] ================================= */
+
+/*
+ * maxpool_forward -- k x k windows with stride k: y = the window maxima
+ * (n x oh x ow x c), ind (same shape) the argmax within each window.
+ */
+static int maxpool_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, uint64_t *ind,
+                           const uint64_t *x, size_t n)
+{
+    size_t nwin = n * snn_layer_out_size(L), kk = L->k * L->k;
+    uint64_t *win = NULL;
+    int rc = -1;
+
+    if (!(win = nn_alloc(nwin * kk))) return nn_nomem(c, "Maxpool forward");
+    windows_gather(win, x, L, n);
+    SNN_GUARD(nn_maxpool(c, y, ind, win, nwin, kk));
+    rc = 0;
+cleanup:
+    free(win);
+    return rc;
+}
+
+/*
+ * maxpool_backward -- dx = the window's one-hot (Pi_DMaxpool on ind) times
+ * delta upsampled to the window (element-wise Pi_MatMul, no truncation),
+ * put back in place (SPEC 2.12).  k*k must divide 2^64 (2x2 here).
+ */
+static int maxpool_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, const uint64_t *ind,
+                            const uint64_t *delta, size_t n)
+{
+    size_t nwin = n * snn_layer_out_size(L), kk = L->k * L->k, w, i;
+    uint64_t *onehot = NULL, *up = NULL;
+    int rc = -1;
+
+    if (!(onehot = nn_alloc(nwin * kk)) || !(up = nn_alloc(nwin * kk))) {
+        rc = nn_nomem(c, "Maxpool backward");
+        goto cleanup;
+    }
+    SNN_GUARD(nn_dmaxpool(c, onehot, ind, nwin, kk));
+    for (w = 0; w < nwin; w++)
+        for (i = 0; i < kk; i++) up[w * kk + i] = delta[w];
+    SNN_GUARD(nn_mul(c, up, up, onehot, nwin * kk));
+    windows_scatter(dx, up, L, n);
+    rc = 0;
+cleanup:
+    free(onehot);
+    free(up);
+    return rc;
+}
+
+/* ==== 8. Layers: dispatch ================================================ */
+
+static int layer_forward(nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t *keep,
+                         const uint64_t *in, const uint64_t *param, size_t n)
+{
+    switch (L->kind) {
+    case SNN_LAYER_FC:      return fc_forward(c, L, out, in, param, n);
+    case SNN_LAYER_CONV:    return conv_forward(c, L, out, in, param, n);
+    case SNN_LAYER_RELU:    return relu_forward(c, L, out, keep, in, n);
+    case SNN_LAYER_MAXPOOL: return maxpool_forward(c, L, out, keep, in, n);
+    default:
+        if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "unknown layer kind %d", L->kind);
+        return -1;
+    }
+}
+
+static int layer_backward(nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64_t *param,
+                          const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
+                          size_t n, unsigned shift)
+{
+    switch (L->kind) {
+    case SNN_LAYER_FC:      return fc_backward(c, L, dprev, param, in, delta, n, shift);
+    case SNN_LAYER_CONV:    return conv_backward(c, L, dprev, param, in, delta, n, shift);
+    case SNN_LAYER_RELU:    return dprev ? relu_backward(c, L, dprev, keep, delta, n) : 0;
+    case SNN_LAYER_MAXPOOL: return dprev ? maxpool_backward(c, L, dprev, keep, delta, n) : 0;
+    default:
+        if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "unknown layer kind %d", L->kind);
+        return -1;
+    }
+}
+
+/* snn_nn_layer_forward -- one layer on shares (see securenn.h). */
+int snn_nn_layer_forward(snn_party *p, const snn_layer *L, uint64_t *out, uint64_t *keep,
+                         const uint64_t *in, const uint64_t *param, size_t n)
+{
+    nn_ctx c;
+    if (p->err) return -1;
+    c.p = p;
+    return layer_forward(&c, L, out, keep, in, param, n);
+}
+
+/* snn_plain_layer_forward -- its twin. */
+int snn_plain_layer_forward(const snn_layer *L, uint64_t *out, uint64_t *keep,
+                            const uint64_t *in, const uint64_t *param, size_t n)
+{
+    nn_ctx c;
+    c.p = NULL;
+    return layer_forward(&c, L, out, keep, in, param, n);
+}
+
+/* snn_nn_layer_backward -- one layer's backward pass and SGD step on shares. */
+int snn_nn_layer_backward(snn_party *p, const snn_layer *L, uint64_t *dprev, uint64_t *param,
+                          const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
+                          size_t n, unsigned shift)
+{
+    nn_ctx c;
+    if (p->err) return -1;
+    c.p = p;
+    return layer_backward(&c, L, dprev, param, keep, in, delta, n, shift);
+}
+
+/* snn_plain_layer_backward -- its twin. */
+int snn_plain_layer_backward(const snn_layer *L, uint64_t *dprev, uint64_t *param,
+                             const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
+                             size_t n, unsigned shift)
+{
+    nn_ctx c;
+    c.p = NULL;
+    return layer_backward(&c, L, dprev, param, keep, in, delta, n, shift);
+}
+
+/* ==== 9. Networks: state, forward, ASM, predict, train step ============== */
+
+int snn_nn_state_alloc(snn_nn_state *s, const snn_net *net, size_t batch)
+{
+    size_t l;
+    memset(s, 0, sizeof *s);
+    s->net = net;
+    s->batch = batch;
+    for (l = 0; l < net->nlayer; l++) {
+        const snn_layer *L = &net->layer[l];
+        if (!(s->act[l] = nn_alloc(batch * snn_layer_in_size(L)))) goto fail;
+        if ((L->kind == SNN_LAYER_RELU || L->kind == SNN_LAYER_MAXPOOL)
+            && !(s->keep[l] = nn_alloc(batch * snn_layer_out_size(L))))
+            goto fail;
+    }
+    if (!(s->act[net->nlayer] = nn_alloc(batch * SNN_NN_OUT))) goto fail;
+    if (!(s->out = nn_alloc(batch * SNN_NN_OUT))) goto fail;
+    return 0;
+fail:
+    snn_nn_state_free(s);
+    return -1;
+}
+
+void snn_nn_state_free(snn_nn_state *s)
+{
+    size_t l;
+    for (l = 0; l <= SNN_NN_MAXLAYER; l++) { free(s->act[l]); s->act[l] = NULL; }
+    for (l = 0; l < SNN_NN_MAXLAYER; l++) { free(s->keep[l]); s->keep[l] = NULL; }
+    free(s->out);
+    s->out = NULL;
+}
+
+/* The network's forward pass: act[0] = x, act[l+1] = layer l (act[l]). */
+static int net_forward(nn_ctx *c, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
+{
+    const snn_net *net = s->net;
+    size_t l;
+    if (n > s->batch) {
+        if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "forward: %zu samples, state holds %zu", n, s->batch);
+        return -1;
+    }
+    if (x) memcpy(s->act[0], x, n * SNN_NN_IN * sizeof *x);
+    else memset(s->act[0], 0, n * SNN_NN_IN * sizeof *x);      /* P2 holds no input */
+    for (l = 0; l < net->nlayer; l++)
+        if (layer_forward(c, &net->layer[l], s->act[l + 1], s->keep[l], s->act[l], param, n) != 0)
+            return -1;
+    return 0;
+}
+
+int snn_nn_forward(snn_party *p, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
+{
+    nn_ctx c;
+    if (p->err) return -1;
+    c.p = p;
+    return net_forward(&c, s, param, x, n);
+}
+
+int snn_plain_forward(snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
+{
+    nn_ctx c;
+    c.p = NULL;
+    return net_forward(&c, s, param, x, n);
+}
+
+/*
+ * net_asm -- ASM [SNN, App. B], SPEC 2.12, on u (n x 10):
+ *   r = ReLU(u)                                  Pi_ReLU
+ *   den_i = sum_k r_ik + 1  (one LSB: never 0)   local, P0 adds the 1
+ *   q_ik = floor(r_ik 2^f / den_i)               Pi_Div, l_D = f + 1
+ * Pi_Div's preconditions (SPEC 2.8): r 2^f < 2^62 and 2^f den < 2^62 hold
+ * while |u| < 2^35 (2^22 in real units); q < 2^f < 2^(f+1) since r < den.
+ */
+static int net_asm(nn_ctx *c, uint64_t *q, const uint64_t *u, size_t n)
+{
+    size_t m = n * SNN_NN_OUT, i, k;
+    uint64_t *r = NULL, *den = NULL;
+    int rc = -1;
+
+    if (!(r = nn_alloc(m)) || !(den = nn_alloc(m))) {
+        rc = nn_nomem(c, "ASM");
+        goto cleanup;
+    }
+    SNN_GUARD(nn_relu(c, r, NULL, u, m));
+    for (i = 0; i < n; i++) {
+        uint64_t sum = 0;
+        for (k = 0; k < SNN_NN_OUT; k++) sum += r[i * SNN_NN_OUT + k];
+        for (k = 0; k < SNN_NN_OUT; k++) den[i * SNN_NN_OUT + k] = sum;
+    }
+    nn_add_public(c, den, m, 1);
+    for (i = 0; i < m; i++) r[i] <<= F;           /* x 2^f: a public factor, share-wise */
+    SNN_GUARD(nn_division(c, q, r, den, m, F + 1));
+    rc = 0;
+cleanup:
+    free(r);
+    free(den);
+    return rc;
+}
+
+int snn_nn_asm(snn_party *p, uint64_t *q, const uint64_t *u, size_t n)
+{
+    nn_ctx c;
+    if (p->err) return -1;
+    c.p = p;
+    return net_asm(&c, q, u, n);
+}
+
+int snn_plain_asm(uint64_t *q, const uint64_t *u, size_t n)
+{
+    nn_ctx c;
+    c.p = NULL;
+    return net_asm(&c, q, u, n);
+}
+
+/* Argmax of the logits by Pi_Maxpool's index over windows of 10. */
+static int net_predict(nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n)
+{
+    uint64_t *mx = nn_alloc(n);
+    int rc;
+    if (!mx) return nn_nomem(c, "predict");
+    rc = nn_maxpool(c, mx, cls, s->act[s->net->nlayer], n, SNN_NN_OUT);
+    free(mx);
+    return rc;
+}
+
+int snn_nn_predict(snn_party *p, uint64_t *cls, const snn_nn_state *s, size_t n)
+{
+    nn_ctx c;
+    if (p->err) return -1;
+    c.p = p;
+    return net_predict(&c, cls, s, n);
+}
+
+int snn_plain_predict(uint64_t *cls, const snn_nn_state *s, size_t n)
+{
+    nn_ctx c;
+    c.p = NULL;
+    return net_predict(&c, cls, s, n);
+}
+
+static unsigned log2_exact(size_t b)
+{
+    unsigned k = 0;
+    while (((size_t)1 << k) < b) k++;
+    return k;
+}
+
+/*
+ * net_train_step -- one SGD step on a batch of B = s->batch samples
+ * (SPEC 2.12): forward; q = ASM(u); delta = q - y; then, last layer first,
+ * each layer's backward pass (input gradient with the weights of this
+ * step's forward pass, then its SGD update with shift log2 B + lr_shift).
+ * The first layer computes no input gradient.
+ */
+static int net_train_step(nn_ctx *c, snn_nn_state *s, uint64_t *param, const uint64_t *x,
+                          const uint64_t *y, unsigned lr_shift)
+{
+    const snn_net *net = s->net;
+    size_t B = s->batch, m = B * SNN_NN_OUT, l, i;
+    unsigned shift = log2_exact(B) + lr_shift;
+    uint64_t *delta = NULL, *dprev = NULL;
+    int rc = -1;
+
+    if (((size_t)1 << log2_exact(B)) != B) {
+        if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "train: batch %zu is not a power of two", B);
+        return -1;
+    }
+    SNN_GUARD(net_forward(c, s, param, x, B));
+    SNN_GUARD(net_asm(c, s->out, s->act[net->nlayer], B));
+    /* delta = ASM(u) - y: the error of the logits (SPEC 2.12), local */
+    if (!(delta = nn_alloc(m))) {
+        rc = nn_nomem(c, "train");
+        goto cleanup;
+    }
+    for (i = 0; i < m; i++) delta[i] = s->out[i] - (y ? y[i] : 0);
+    for (l = net->nlayer; l-- > 0;) {
+        const snn_layer *L = &net->layer[l];
+        dprev = NULL;
+        if (l > 0 && !(dprev = nn_alloc(B * snn_layer_in_size(L)))) {
+            rc = nn_nomem(c, "train");
+            goto cleanup;
+        }
+        SNN_GUARD(layer_backward(c, L, dprev, param, s->keep[l], s->act[l], delta, B, shift));
+        free(delta);
+        delta = dprev;
+        dprev = NULL;
+    }
+    rc = 0;
+cleanup:
+    free(delta);
+    free(dprev);
+    return rc;
+}
+
+int snn_nn_train_step(snn_party *p, snn_nn_state *s, uint64_t *param, const uint64_t *x,
+                      const uint64_t *y, unsigned lr_shift)
+{
+    nn_ctx c;
+    if (p->err) return -1;
+    c.p = p;
+    return net_train_step(&c, s, param, x, y, lr_shift);
+}
+
+int snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
+                         const uint64_t *y, unsigned lr_shift)
+{
+    nn_ctx c;
+    c.p = NULL;
+    return net_train_step(&c, s, param, x, y, lr_shift);
+}
+
+/* ==== 10. The error bound of secure inference ============================ */
+
+static uint64_t abs_signed(uint64_t x) { return (x >> 63) ? (uint64_t)0 - x : x; }
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+    if (a != 0 && b > UINT64_MAX / a) return UINT64_MAX;
+    return a * b;
+}
+
+/*
+ * snn_nn_error_bound -- a bound e (units 2^-f) with |u_secure - u_twin| <= e
+ * for every logit, same parameters and inputs.  Derivation: the two runs
+ * differ only where the protocol's truncation gives floor(x/2^f) + t with
+ * t in {0, 1} (SPEC 1.3; Pi_MatMul, ReLU, Maxpool and the additions are
+ * exact).  If a layer's inputs differ by at most e, then for an FC or
+ * convolution output with weights w (|w| summed over its inputs: S, the
+ * largest such sum of the layer) the products differ by at most S e, so
+ *     |floor((X + D) / 2^f) + t - floor(X / 2^f)| <= ceil(S e / 2^f) + 1;
+ * ReLU and Maxpool are 1-Lipschitz and keep e.  Starting from e = 0 (the
+ * same pixels): e <- ceil(S e / 2^f) + 1 per FC/convolution layer.  It
+ * excludes the truncation failure of probability about |x| / 2^64 per
+ * element (SPEC 1.3, 4.2 d).
+ */
+uint64_t snn_nn_error_bound(const snn_net *net, const uint64_t *param)
+{
+    uint64_t e = 0;
+    size_t l, i, j;
+    for (l = 0; l < net->nlayer; l++) {
+        const snn_layer *L = &net->layer[l];
+        size_t rows = L->nw / (L->oc ? L->oc : 1);    /* inputs per output */
+        uint64_t S = 0, d;
+        if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+        for (j = 0; j < L->oc; j++) {
+            uint64_t s = 0;
+            for (i = 0; i < rows; i++) s += abs_signed(param[L->woff + i * L->oc + j]);
+            if (s > S) S = s;
+        }
+        d = sat_mul(S, e);
+        e = (d >> F) + ((d & ((1u << F) - 1)) != 0) + 1;
+    }
+    return e;
+}
+
+/* ==== 11. Owner-side encodings and initial weights ======================= */
+
+/* Pixels p/255 in fixed point, rounded to nearest: (p 2^f + 127) / 255. */
+void snn_nn_encode_images(uint64_t *x, const uint8_t *pixels, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n * SNN_NN_IN; i++)
+        x[i] = ((uint64_t)pixels[i] << F) / 255 + ((((uint64_t)pixels[i] << F) % 255) * 2 >= 255);
+}
+
+/* One-hot labels: 1.0 = 2^f at the label, 0 elsewhere. */
+void snn_nn_encode_labels(uint64_t *y, const uint8_t *labels, size_t n)
+{
+    size_t i;
+    memset(y, 0, n * SNN_NN_OUT * sizeof *y);
+    for (i = 0; i < n; i++) y[i * SNN_NN_OUT + labels[i] % SNN_NN_OUT] = (uint64_t)1 << F;
+}
+
+/* floor(sqrt(v)) by Newton's method on integers. */
+static uint64_t isqrt64(uint64_t v)
+{
+    uint64_t x = v, y;
+    if (v < 2) return v;
+    y = x / 2 + 1;
+    while (y < x) { x = y; y = (x + v / x) / 2; }
+    return x;
+}
+
+/*
+ * snn_nn_init_params -- Glorot uniform: each weight uniform in [-a, a] with
+ * a = sqrt(6 / (fan_in + fan_out)), i.e. a 2^f = sqrt(6 2^2f / (fan_in +
+ * fan_out)), by integer square root; biases 0.  Convolutions count
+ * fan_in = k k c and fan_out = k k oc.  Drawn in layer order from g.
+ */
+void snn_nn_init_params(const snn_net *net, uint64_t *param, snn_prg *g)
+{
+    size_t l, i;
+    memset(param, 0, net->nparam * sizeof *param);
+    for (l = 0; l < net->nlayer; l++) {
+        const snn_layer *L = &net->layer[l];
+        uint64_t fan, a;
+        if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+        fan = (uint64_t)(L->k * L->k * (L->c + L->oc));
+        a = isqrt64(((uint64_t)6 << (2 * F)) / fan);
+        for (i = 0; i < L->nw; i++)
+            param[L->woff + i] = snn_prg_below(g, 2 * a + 1) - a;
+    }
+}
+
+/* ==== 12. Model files ==================================================== */
+/*
+ * Format, all little-endian:
+ *   off      size  field
+ *     0         4  magic "SNNM"
+ *     4         4  version, 1
+ *     8         4  network id: 0 = A, 1 = B, 2 = C, 3 = D
+ *    12         4  fractional bits f (13)
+ *    16         8  parameter count n (must be the network's)
+ *    24       8 n  parameters, int64 two's complement (= the Z_L element),
+ *                  in snn_net order: per layer its weights, then biases
+ *  24+8n        8  FNV-1a 64 of bytes 0 .. 24+8n-1
+ * The file must be exactly 32 + 8n bytes.
+ */
+
+#define MODEL_VERSION 1u
+#define MODEL_HDR 24u
+
+static void put_le(unsigned char *b, uint64_t x, unsigned nbytes)
+{
+    unsigned i;
+    for (i = 0; i < nbytes; i++) b[i] = (unsigned char)(x >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *b, unsigned nbytes)
+{
+    uint64_t x = 0;
+    unsigned i;
+    for (i = nbytes; i-- > 0;) x = x << 8 | b[i];
+    return x;
+}
+
+static uint64_t fnv1a64(const unsigned char *b, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    size_t i;
+    for (i = 0; i < n; i++) { h ^= b[i]; h *= 0x100000001b3u; }
+    return h;
+}
+
+int snn_model_save(const char *path, int net, const uint64_t *param, size_t n, char *err, size_t errlen)
+{
+    unsigned char *buf = NULL;
+    size_t len = MODEL_HDR + 8 * n + 8, i;
+    FILE *f = NULL;
+    int rc = -1;
+
+    if (!(buf = malloc(len))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto cleanup;
+    }
+    memcpy(buf, "SNNM", 4);
+    put_le(buf + 4, MODEL_VERSION, 4);
+    put_le(buf + 8, (uint64_t)net, 4);
+    put_le(buf + 12, F, 4);
+    put_le(buf + 16, (uint64_t)n, 8);
+    for (i = 0; i < n; i++) put_le(buf + MODEL_HDR + 8 * i, param[i], 8);
+    put_le(buf + len - 8, fnv1a64(buf, len - 8), 8);
+    if (!(f = fopen(path, "wb"))) {
+        snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    if (fwrite(buf, 1, len, f) != len) {
+        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    f = NULL;
+    rc = 0;
+cleanup:
+    if (f) fclose(f);
+    free(buf);
+    return rc;
+}
+
+int snn_model_load(snn_model *m, const char *path, int want_net, char *err, size_t errlen)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 1 << 16, i, want_len;
+    uint64_t ver, id, fb, n;
+    snn_net net;
+    FILE *f = NULL;
+    int rc = -1;
+
+    memset(m, 0, sizeof *m);
+    m->net = -1;
+    if (!(f = fopen(path, "rb"))) {
+        snprintf(err, errlen, "%s: cannot open model: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    /* Read it all, up to the largest model (network C) plus one byte. */
+    for (;;) {
+        size_t got;
+        if (len == cap) {
+            unsigned char *nb;
+            if (cap > ((size_t)64 << 20)) {
+                snprintf(err, errlen, "%s: over 64 MiB, not a model of this program", path);
+                goto cleanup;
+            }
+            nb = realloc(buf, cap * 2);
+            if (!nb) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+            buf = nb;
+            cap *= 2;
+        }
+        if (!buf && !(buf = malloc(cap))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: read error", path);
+        goto cleanup;
+    }
+    if (len < 4 || memcmp(buf, "SNNM", 4) != 0) {
+        snprintf(err, errlen, "%s: not a SecureNN model (bad magic)", path);
+        goto cleanup;
+    }
+    if (len < MODEL_HDR) {
+        snprintf(err, errlen, "%s: truncated model: %zu bytes, the header alone is %u", path, len, MODEL_HDR);
+        goto cleanup;
+    }
+    ver = get_le(buf + 4, 4);
+    id = get_le(buf + 8, 4);
+    fb = get_le(buf + 12, 4);
+    n = get_le(buf + 16, 8);
+    if (ver != MODEL_VERSION) {
+        snprintf(err, errlen, "%s: model format version %llu, this program reads version %u",
+                 path, (unsigned long long)ver, MODEL_VERSION);
+        goto cleanup;
+    }
+    if (id >= SNN_NET_COUNT) {
+        snprintf(err, errlen, "%s: unknown network id %llu", path, (unsigned long long)id);
+        goto cleanup;
+    }
+    if (want_net >= 0 && (uint64_t)want_net != id) {
+        snprintf(err, errlen, "%s: model is for network %s, not %s", path, snn_net_name((int)id),
+                 snn_net_name(want_net));
+        goto cleanup;
+    }
+    if (fb != F) {
+        snprintf(err, errlen, "%s: model has %llu fractional bits, this build uses %d",
+                 path, (unsigned long long)fb, F);
+        goto cleanup;
+    }
+    snn_net_init(&net, (int)id);
+    if (n != net.nparam) {
+        snprintf(err, errlen, "%s: %llu parameters, network %s has %zu", path,
+                 (unsigned long long)n, snn_net_name((int)id), net.nparam);
+        goto cleanup;
+    }
+    want_len = MODEL_HDR + 8 * net.nparam + 8;
+    if (len != want_len) {
+        snprintf(err, errlen, "%s: %s model: %zu bytes, a network %s model is %zu bytes", path,
+                 len < want_len ? "truncated" : "oversized", len, snn_net_name((int)id), want_len);
+        goto cleanup;
+    }
+    if (get_le(buf + len - 8, 8) != fnv1a64(buf, len - 8)) {
+        snprintf(err, errlen, "%s: checksum mismatch, the model is corrupt", path);
+        goto cleanup;
+    }
+    if (!(m->param = nn_alloc(net.nparam))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto cleanup;
+    }
+    for (i = 0; i < net.nparam; i++) m->param[i] = get_le(buf + MODEL_HDR + 8 * i, 8);
+    m->net = (int)id;
+    m->n = net.nparam;
+    rc = 0;
+cleanup:
+    if (f) fclose(f);
+    free(buf);
+    return rc;
+}
+
+void snn_model_free(snn_model *m)
+{
+    free(m->param);
+    m->param = NULL;
+    m->n = 0;
+}
+
+/* ==== 13. Batches, plaintext training and inference ====================== */
+
+/* Training batches: an epoch is a fresh permutation of the training set
+ * (Fisher-Yates from the owner's stream); the last partial batch of an
+ * epoch is dropped.  The owner and the twin use the same code, so with the
+ * same stream they see the same batches. */
+typedef struct {
+    size_t *perm;
+    size_t  n, pos;
+} batcher;
+
+static int batcher_init(batcher *b, size_t n)
+{
+    size_t i;
+    b->n = n;
+    b->pos = n;                       /* empty: the first call shuffles */
+    if (!(b->perm = malloc((n ? n : 1) * sizeof *b->perm))) return -1;
+    for (i = 0; i < n; i++) b->perm[i] = i;
+    return 0;
+}
+
+static void batcher_free(batcher *b)
+{
+    free(b->perm);
+    b->perm = NULL;
+}
+
+/* The next B samples: x (B x 784) and y (B x 10) in fixed point, lab. */
+static void batcher_next(batcher *b, snn_prg *g, const snn_mnist *d, size_t B,
+                         uint64_t *x, uint64_t *y, uint8_t *lab)
+{
+    size_t i;
+    if (b->pos + B > b->n) {
+        for (i = b->n; i > 1; i--) {
+            size_t k = (size_t)snn_prg_below(g, (uint64_t)i), t = b->perm[i - 1];
+            b->perm[i - 1] = b->perm[k];
+            b->perm[k] = t;
+        }
+        b->pos = 0;
+    }
+    for (i = 0; i < B; i++) {
+        size_t k = b->perm[b->pos++];
+        snn_nn_encode_images(x + i * SNN_NN_IN, d->images + k * SNN_NN_IN, 1);
+        lab[i] = d->labels[k];
+    }
+    snn_nn_encode_labels(y, lab, B);
+}
+
+/* Index of the largest of v[0..9] by the rule of Pi_Maxpool (ties: later). */
+static size_t argmax10(const uint64_t *v)
+{
+    uint64_t m = v[0];
+    size_t i, at = 0;
+    for (i = 1; i < SNN_NN_OUT; i++)
+        if (((v[i] - m) >> 63) == 0) { m = v[i]; at = i; }
+    return at;
+}
+
+/* Adds one batch's ASM outputs q to the running progress figures. */
+static void progress_add(snn_progress *pr, const uint64_t *q, const uint8_t *lab, size_t B)
+{
+    size_t i, k;
+    for (i = 0; i < B; i++) {
+        for (k = 0; k < SNN_NN_OUT; k++) {
+            uint64_t d = abs_signed(q[i * SNN_NN_OUT + k] - (k == lab[i] ? (uint64_t)1 << F : 0));
+            pr->sqerr += d * d;
+        }
+        pr->correct += argmax10(q + i * SNN_NN_OUT) == lab[i];
+        pr->seen++;
+    }
+}
+
+/* Whether iteration it (0-based) of iters ends a progress report. */
+static int report_due(size_t it, size_t iters, size_t every)
+{
+    return every != 0 && ((it + 1) % every == 0 || it + 1 == iters);
+}
+
+int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
+                    size_t iters, unsigned lr_shift, snn_prg *order, size_t every,
+                    snn_progress_fn fn, void *ctx)
+{
+    snn_nn_state s;
+    batcher bt;
+    uint64_t *x = NULL, *y = NULL;
+    uint8_t *lab = NULL;
+    snn_progress pr;
+    size_t it;
+    int rc = -1;
+
+    memset(&s, 0, sizeof s);
+    memset(&bt, 0, sizeof bt);
+    memset(&pr, 0, sizeof pr);
+    if (batch == 0 || d->n < batch) return -1;
+    if (snn_nn_state_alloc(&s, net, batch) != 0 || batcher_init(&bt, d->n) != 0
+        || !(x = nn_alloc(batch * SNN_NN_IN)) || !(y = nn_alloc(batch * SNN_NN_OUT))
+        || !(lab = malloc(batch)))
+        goto cleanup;
+    pr.iters = iters;
+    for (it = 0; it < iters; it++) {
+        batcher_next(&bt, order, d, batch, x, y, lab);
+        SNN_GUARD(snn_plain_train_step(&s, param, x, y, lr_shift));
+        progress_add(&pr, s.out, lab, batch);
+        if (report_due(it, iters, every) && fn) {
+            pr.iter = it + 1;
+            fn(ctx, &pr);
+            pr.seen = pr.correct = 0;
+            pr.sqerr = 0;
+        }
+    }
+    rc = 0;
+cleanup:
+    snn_nn_state_free(&s);
+    batcher_free(&bt);
+    free(x);
+    free(y);
+    free(lab);
+    return rc;
+}
+
+int snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
+                    size_t batch, uint64_t *pred)
+{
+    snn_nn_state s;
+    uint64_t *x = NULL;
+    size_t done, m;
+    int rc = -1;
+
+    memset(&s, 0, sizeof s);
+    if (batch == 0 || n > d->n) return -1;
+    if (snn_nn_state_alloc(&s, net, batch) != 0 || !(x = nn_alloc(batch * SNN_NN_IN))) goto cleanup;
+    for (done = 0; done < n; done += m) {
+        m = n - done < batch ? n - done : batch;
+        snn_nn_encode_images(x, d->images + done * SNN_NN_IN, m);
+        SNN_GUARD(snn_plain_forward(&s, param, x, m));
+        SNN_GUARD(snn_plain_predict(pred + done, &s, m));
+    }
+    rc = 0;
+cleanup:
+    snn_nn_state_free(&s);
+    free(x);
+    return rc;
+}
+
+/* ==== 14. Jobs: the servers' side and the owner's side ================== */
+/*
+ * The job block, 36 bytes, little-endian, sent by the owner to P0, P1 and
+ * P2 as Setup step 2 (bytes).  All of it is public:
+ *   off size field
+ *     0    4 magic "SNNJ"
+ *     4    4 version, 1
+ *     8    4 command: 1 train, 2 infer, 3 train then infer (the demo)
+ *    12    4 network id 0..3 (A..D)
+ *    16    4 batch size, a power of two, 1..256
+ *    20    4 training iterations (0 unless training)
+ *    24    4 learning-rate shift: lr = 2^-shift (0 unless training)
+ *    28    4 images to classify (0 unless inferring)
+ *    32    4 progress every this many iterations; 0: none (0 unless training)
+ */
+
+#define JOB_VERSION 1u
+
+static void job_encode(unsigned char b[SNN_JOB_BYTES], const snn_job *j)
+{
+    memcpy(b, "SNNJ", 4);
+    put_le(b + 4, JOB_VERSION, 4);
+    put_le(b + 8, j->cmd, 4);
+    put_le(b + 12, j->net, 4);
+    put_le(b + 16, j->batch, 4);
+    put_le(b + 20, j->iters, 4);
+    put_le(b + 24, j->lr_shift, 4);
+    put_le(b + 28, j->n_infer, 4);
+    put_le(b + 32, j->report, 4);
+}
+
+/* snn_job_check -- every field within its range; 0, or -1 and a message. */
+int snn_job_check(const snn_job *j, char *err, size_t errlen)
+{
+    int train = (j->cmd & SNN_JOB_TRAIN) != 0, infer = (j->cmd & SNN_JOB_INFER) != 0;
+    if (j->cmd < 1 || j->cmd > 3) {
+        snprintf(err, errlen, "job: unknown command %u", (unsigned)j->cmd);
+        return -1;
+    }
+    if (j->net >= SNN_NET_COUNT) {
+        snprintf(err, errlen, "job: unknown network id %u", (unsigned)j->net);
+        return -1;
+    }
+    if (j->batch < 1 || j->batch > NN_MAX_BATCH || (j->batch & (j->batch - 1)) != 0) {
+        snprintf(err, errlen, "job: batch %u is not a power of two in 1..%d", (unsigned)j->batch, NN_MAX_BATCH);
+        return -1;
+    }
+    if (train) {
+        if (j->net == SNN_NET_D) {
+            snprintf(err, errlen, "job: network D is for inference only ([SNN, App. B])");
+            return -1;
+        }
+        if (j->iters < 1 || j->iters > NN_MAX_ITERS) {
+            snprintf(err, errlen, "job: %u training iterations, not in 1..%u", (unsigned)j->iters, NN_MAX_ITERS);
+            return -1;
+        }
+        if (j->lr_shift > NN_MAX_LR_SHIFT) {
+            snprintf(err, errlen, "job: learning-rate shift %u above %u", (unsigned)j->lr_shift, NN_MAX_LR_SHIFT);
+            return -1;
+        }
+        if (j->report > j->iters) {
+            snprintf(err, errlen, "job: progress every %u of %u iterations", (unsigned)j->report, (unsigned)j->iters);
+            return -1;
+        }
+    } else if (j->iters != 0 || j->lr_shift != 0 || j->report != 0) {
+        snprintf(err, errlen, "job: training fields set in a job that does not train");
+        return -1;
+    }
+    if (infer) {
+        if (j->n_infer < 1 || j->n_infer > NN_MAX_ITERS) {
+            snprintf(err, errlen, "job: %u images to classify, not in 1..%u", (unsigned)j->n_infer, NN_MAX_ITERS);
+            return -1;
+        }
+    } else if (j->n_infer != 0) {
+        snprintf(err, errlen, "job: images to classify in a job that does not infer");
+        return -1;
+    }
+    return 0;
+}
+
+static int job_decode(snn_job *j, const unsigned char b[SNN_JOB_BYTES], char *err, size_t errlen)
+{
+    if (memcmp(b, "SNNJ", 4) != 0) {
+        snprintf(err, errlen, "job: bad magic, not a SecureNN job");
+        return -1;
+    }
+    if (get_le(b + 4, 4) != JOB_VERSION) {
+        snprintf(err, errlen, "job: version %u, this server reads %u", (unsigned)get_le(b + 4, 4), JOB_VERSION);
+        return -1;
+    }
+    j->cmd = (uint32_t)get_le(b + 8, 4);
+    j->net = (uint32_t)get_le(b + 12, 4);
+    j->batch = (uint32_t)get_le(b + 16, 4);
+    j->iters = (uint32_t)get_le(b + 20, 4);
+    j->lr_shift = (uint32_t)get_le(b + 24, 4);
+    j->n_infer = (uint32_t)get_le(b + 28, 4);
+    j->report = (uint32_t)get_le(b + 32, 4);
+    return snn_job_check(j, err, errlen);
+}
+
+/*
+ * Traffic among the servers, for the owner's progress report.  Pj counts
+ * the payload bytes it sends to the other servers and those it receives
+ * from P2 (P2 sends only to P0 and P1), so c_0 + c_1 is every byte the
+ * three servers exchange; frames to or from the owner are not counted.
+ * Pj reveals c_j to the owner with snn_reveal: (c_0, c_1) is an additive
+ * sharing of the (public) total, so the owner learns the total only.
+ */
+typedef struct {
+    uint64_t  c;
+    snn_hook  prev;
+    void     *prev_ctx;
+} serve_traffic;
+
+static void traffic_hook(void *ctx, const struct snn_party_ *p, snn_frame *f)
+{
+    serve_traffic *t = ctx;
+    if (f->from != SNN_CLIENT && f->to != SNN_CLIENT && (f->dir == 0 || f->from == 2))
+        t->c += f->nbytes;
+    if (t->prev) t->prev(t->prev_ctx, p, f);
+}
+
+/*
+ * snn_nn_serve -- the servers' side of one job (P0, P1, P2 alike): receive
+ * the job block from the owner, check it, receive the parameter shares,
+ * run it, and reveal to the owner what it is entitled to (see the file
+ * comment).  Returns 0, or -1 with p->err set.
+ */
+int snn_nn_serve(snn_party *p)
+{
+    unsigned char jb[SNN_JOB_BYTES];
+    char msg[160];
+    snn_job job;
+    snn_net net;
+    snn_nn_state s;
+    serve_traffic tr;
+    uint64_t *param = NULL, *x = NULL, *y = NULL, *cls = NULL, base;
+    size_t it, done, m, B;
+    int rc = -1, hooked = 0;
+
+    memset(&s, 0, sizeof s);
+    if (p->err) return -1;
+    tr.c = 0; tr.prev = p->hook; tr.prev_ctx = p->hook_ctx;
+    p->hook = traffic_hook;
+    p->hook_ctx = &tr;
+    hooked = 1;
+    SNN_GUARD(snn_recv(p, SNN_CLIENT, SNN_PROTO_SETUP, 2, SNN_KIND_BYTES, jb, sizeof jb));
+    if (job_decode(&job, jb, msg, sizeof msg) != 0) {
+        snn_fail(p, SNN_ERR_PROTO, "%s", msg);
+        goto cleanup;
+    }
+    snn_net_init(&net, (int)job.net);
+    B = job.batch;
+    if (snn_nn_state_alloc(&s, &net, B) != 0 || !(param = nn_alloc(net.nparam))
+        || !(x = nn_alloc(B * SNN_NN_IN)) || !(y = nn_alloc(B * SNN_NN_OUT)) || !(cls = nn_alloc(B))) {
+        snn_fail(p, SNN_ERR_NOMEM, "job: out of memory");
+        goto cleanup;
+    }
+    /* The owner's initial weights or model, shared to P0 and P1 */
+    SNN_GUARD(snn_share(p, SNN_CLIENT, param, NULL, net.nparam));
+    if (job.cmd & SNN_JOB_TRAIN) {
+        for (it = 0; it < job.iters; it++) {
+            SNN_GUARD(snn_share(p, SNN_CLIENT, x, NULL, B * SNN_NN_IN));
+            SNN_GUARD(snn_share(p, SNN_CLIENT, y, NULL, B * SNN_NN_OUT));
+            SNN_GUARD(snn_nn_train_step(p, &s, param, x, y, job.lr_shift));
+            if (job.report) {
+                /* progress, to the owner only: this step's ASM outputs */
+                SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, s.out, B * SNN_NN_OUT));
+                if (report_due(it, job.iters, job.report))
+                    SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, &tr.c, 1));
+            }
+        }
+        /* the trained model, to its owner */
+        SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, param, net.nparam));
+    }
+    if (job.cmd & SNN_JOB_INFER) {
+        base = tr.c;
+        for (done = 0; done < job.n_infer; done += m) {
+            m = job.n_infer - done < B ? job.n_infer - done : B;
+            SNN_GUARD(snn_share(p, SNN_CLIENT, x, NULL, m * SNN_NN_IN));
+            SNN_GUARD(snn_nn_forward(p, &s, param, p->id == 2 ? NULL : x, m));
+            SNN_GUARD(snn_nn_predict(p, cls, &s, m));
+            SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, cls, m));
+        }
+        base = tr.c - base;
+        SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, &base, 1));
+    }
+    rc = 0;
+cleanup:
+    if (hooked) { p->hook = tr.prev; p->hook_ctx = tr.prev_ctx; }
+    snn_nn_state_free(&s);
+    if (param) { snn_wipe(param, net.nparam * sizeof *param); free(param); }
+    free(x);
+    free(y);
+    free(cls);
+    return rc;
+}
+
+/*
+ * snn_nn_owner -- the owner's side of one job: send the job block to P0, P1
+ * and P2, secret-share the parameters (io->param) to P0 and P1, then per
+ * training step a batch of images and one-hot labels; receive the progress
+ * (if job->report), the trained weights (into io->param), and for inference
+ * the predicted classes (io->pred) and the servers' traffic (io->infer_bytes).
+ * o must be connected (snn_connect_client_tcp) with its private stream set
+ * (snn_setup_keys).  Returns 0, or -1 with o->err set.
+ */
+int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
+{
+    unsigned char jb[SNN_JOB_BYTES];
+    char msg[160];
+    snn_net net;
+    batcher bt;
+    snn_progress pr;
+    uint64_t *x = NULL, *y = NULL, *q = NULL, traffic;
+    uint8_t *lab = NULL;
+    size_t it, done, m, B = job->batch, k;
+    int rc = -1;
+
+    memset(&bt, 0, sizeof bt);
+    memset(&pr, 0, sizeof pr);
+    if (o->err) return -1;
+    if (snn_job_check(job, msg, sizeof msg) != 0) return snn_fail(o, SNN_ERR_ARG, "%s", msg);
+    if ((job->cmd & SNN_JOB_TRAIN) && (!io->train || io->train->n < B))
+        return snn_fail(o, SNN_ERR_ARG, "owner: fewer training images than one batch of %zu", B);
+    if ((job->cmd & SNN_JOB_INFER) && (!io->test || io->test->n < job->n_infer))
+        return snn_fail(o, SNN_ERR_ARG, "owner: fewer test images than %u", (unsigned)job->n_infer);
+    snn_net_init(&net, (int)job->net);
+    if (!(x = nn_alloc(B * SNN_NN_IN)) || !(y = nn_alloc(B * SNN_NN_OUT)) || !(q = nn_alloc(B * SNN_NN_OUT))
+        || !(lab = malloc(B)) || ((job->cmd & SNN_JOB_TRAIN) && batcher_init(&bt, io->train->n) != 0)) {
+        snn_fail(o, SNN_ERR_NOMEM, "owner: out of memory");
+        goto cleanup;
+    }
+    job_encode(jb, job);
+    for (k = 0; k < SNN_NPARTY; k++)
+        SNN_GUARD(snn_send(o, (int)k, SNN_PROTO_SETUP, 2, SNN_KIND_BYTES, jb, sizeof jb));
+    SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, io->param, net.nparam));
+    if (job->cmd & SNN_JOB_TRAIN) {
+        pr.iters = job->iters;
+        for (it = 0; it < job->iters; it++) {
+            batcher_next(&bt, io->order, io->train, B, x, y, lab);
+            SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, x, B * SNN_NN_IN));
+            SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, y, B * SNN_NN_OUT));
+            if (job->report) {
+                SNN_GUARD(snn_reveal(o, SNN_CLIENT, q, NULL, B * SNN_NN_OUT));
+                progress_add(&pr, q, lab, B);
+                if (report_due(it, job->iters, job->report)) {
+                    SNN_GUARD(snn_reveal(o, SNN_CLIENT, &traffic, NULL, 1));
+                    pr.iter = it + 1;
+                    pr.bytes = traffic;
+                    if (io->progress) io->progress(io->ctx, &pr);
+                    pr.seen = pr.correct = 0;
+                    pr.sqerr = 0;
+                }
+            }
+        }
+        SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
+    }
+    if (job->cmd & SNN_JOB_INFER) {
+        for (done = 0; done < job->n_infer; done += m) {
+            m = job->n_infer - done < B ? job->n_infer - done : B;
+            snn_nn_encode_images(x, io->test->images + done * SNN_NN_IN, m);
+            SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, x, m * SNN_NN_IN));
+            SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->pred + done, NULL, m));
+        }
+        SNN_GUARD(snn_reveal(o, SNN_CLIENT, &io->infer_bytes, NULL, 1));
+    }
+    rc = 0;
+cleanup:
+    batcher_free(&bt);
+    if (x) { snn_wipe(x, B * SNN_NN_IN * sizeof *x); free(x); }
+    free(y);
+    free(q);
+    free(lab);
+    return rc;
+}
+
+/* ==== 15. The program ./securenn ========================================= */
+#ifdef SNN_PROGRAM
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+static const char usage_text[] =
+"usage: securenn COMMAND [OPTIONS]\n"
+"\n"
+"SecureNN [SNN]: three servers P0, P1 (additive shares over Z_2^64) and P2\n"
+"(helper) train and run neural networks on MNIST; no single server learns the\n"
+"data or the model.  The data and model owner talks to all three.\n"
+"\n"
+"Commands:\n"
+"  demo            fork P0, P1, P2 on 127.0.0.1 (ports 7000-7002) and act as the\n"
+"                  owner: train securely (progress per report), then classify the\n"
+"                  test split securely (accuracy, traffic per image, a few digits),\n"
+"                  then train the plaintext twin on the same batches to compare.\n"
+"                  Network D is inference only: the owner trains it in the clear.\n"
+"  party ID        run server ID (0, 1 or 2): connect the server mesh, set up keys,\n"
+"                  wait for the owner and run its job\n"
+"  train           the owner: train on three running parties, save with --model\n"
+"  infer           the owner: classify the test split with --model FILE on three\n"
+"                  running parties\n"
+"  bench           time, bytes and rounds per protocol and network (not yet)\n"
+"  help, --help    this text\n"
+"\n"
+"Options (command: default):\n"
+"  --net A|B|C|D   network of [SNN, App. B] (A)\n"
+"  --epochs E      epochs over the training split (train: A 15, B/C 5, as [SNN];\n"
+"                  demo: A 15, B/C 1)\n"
+"  --iters N       training iterations; overrides --epochs\n"
+"  --batch B       batch size, a power of two up to 256 (128, as [SNN])\n"
+"  --lr-shift K    learning rate 2^-K (A 7, B/C 5, as [SNN])\n"
+"  --every N       progress every N iterations (one epoch)\n"
+"  --quiet         no progress: nothing is revealed to the owner while training\n"
+"  --data DIR      MNIST IDX files train-* and t10k-* (data)\n"
+"  --test-n N      classify only the first N test images (all)\n"
+"  --model FILE    train, demo: save the trained model; infer: the model to use\n"
+"  --seed S        reproducible run: weights, batch order, and all keys and masks\n"
+"                  derive from S (testing only; default: the OS, printed seed for\n"
+"                  weights and batch order)\n"
+"  --peers LIST    party, train, infer: h0:p0,h1:p1,h2:p2\n"
+"                  (127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002)\n"
+"  --port P        demo: the parties listen on P, P+1, P+2 (7000)\n"
+"  --timeout SEC   bound on every network wait (120)\n"
+"  --plain         demo: run only the plaintext twin, in this process\n"
+"  --no-twin       demo: skip the plaintext comparison\n"
+"\n"
+"Progress during training (loss, running accuracy) comes from the ASM outputs\n"
+"revealed to the owner, who owns both the data and the model; --quiet reveals\n"
+"nothing until the trained weights.  Model file format: see nn.c.\n";
+
+/* The program's one-line errors: "securenn: ..." on stderr. */
+#define PERR(...) (fputs("securenn: ", stderr), fprintf(stderr, __VA_ARGS__), fputc('\n', stderr))
+
+enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 << 3,
+       OPT_LR = 1 << 4, OPT_EVERY = 1 << 5, OPT_QUIET = 1 << 6, OPT_DATA = 1 << 7,
+       OPT_TESTN = 1 << 8, OPT_MODEL = 1 << 9, OPT_SEED = 1 << 10, OPT_PEERS = 1 << 11,
+       OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15 };
+
+typedef struct {
+    const char *cmd;
+    unsigned    given;                 /* OPT_ bits seen */
+    int         party_id;
+    int         net;
+    uint64_t    epochs, iters, batch, lr_shift, every, test_n, seed, port, timeout;
+    const char *data, *model;
+    char        peers[SNN_NPARTY][128];
+} opts;
+
+typedef struct {
+    const char *name;
+    unsigned    bit;
+    int         arg;                   /* takes a value */
+} opt_def;
+
+static const opt_def opt_table[] = {
+    { "--net", OPT_NET, 1 },         { "--epochs", OPT_EPOCHS, 1 }, { "--iters", OPT_ITERS, 1 },
+    { "--batch", OPT_BATCH, 1 },     { "--lr-shift", OPT_LR, 1 },   { "--every", OPT_EVERY, 1 },
+    { "--quiet", OPT_QUIET, 0 },     { "--data", OPT_DATA, 1 },     { "--test-n", OPT_TESTN, 1 },
+    { "--model", OPT_MODEL, 1 },     { "--seed", OPT_SEED, 1 },     { "--peers", OPT_PEERS, 1 },
+    { "--port", OPT_PORT, 1 },       { "--timeout", OPT_TIMEOUT, 1 }, { "--plain", OPT_PLAIN, 0 },
+    { "--no-twin", OPT_NOTWIN, 0 },
+};
+
+#define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_EVERY | OPT_QUIET \
+                       | OPT_DATA | OPT_MODEL | OPT_SEED | OPT_TIMEOUT)
+
+/* Which options each command accepts. */
+static unsigned opts_allowed(const char *cmd)
+{
+    if (strcmp(cmd, "demo") == 0)
+        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN;
+    if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_SEED;
+    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS;
+    if (strcmp(cmd, "infer") == 0)
+        return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_SEED | OPT_PEERS | OPT_TIMEOUT;
+    return 0;
+}
+
+/* Strict decimal in [lo, hi]. */
+static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *c = s;
+    if (*c == '\0') return -1;
+    for (; *c; c++) {
+        if (*c < '0' || *c > '9') return -1;
+        if (v > (UINT64_MAX - (uint64_t)(*c - '0')) / 10) return -1;
+        v = v * 10 + (uint64_t)(*c - '0');
+    }
+    if (v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+/* "h0:p0,h1:p1,h2:p2" into three "host:port" strings. */
+static int parse_peers(const char *s, char peers[SNN_NPARTY][128])
+{
+    size_t k;
+    for (k = 0; k < SNN_NPARTY; k++) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        if ((k < SNN_NPARTY - 1) != (end != NULL) || len == 0 || len >= 128) return -1;
+        memcpy(peers[k], s, len);
+        peers[k][len] = '\0';
+        if (!strchr(peers[k], ':') || peers[k][len - 1] == ':') return -1;
+        s = end ? end + 1 : s + len;
+    }
+    return 0;
+}
+
+static int bad_value(const char *flag, const char *v, const char *want)
+{
+    PERR("bad value for %s: '%s' (%s)", flag, v, want);
+    return -1;
+}
+
+/* Parses argv[first..] into o; a one-line error and -1 on any problem. */
+static int parse_opts(opts *o, int argc, char **argv, int first)
+{
+    unsigned allowed = opts_allowed(o->cmd);
+    int i;
+    size_t t, k;
+    for (i = first; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        for (t = 0; t < sizeof opt_table / sizeof opt_table[0]; t++)
+            if (strcmp(a, opt_table[t].name) == 0) break;
+        if (t == sizeof opt_table / sizeof opt_table[0]) {
+            PERR("%s: unknown option '%s' (see securenn --help)", o->cmd, a);
+            return -1;
+        }
+        if (!(allowed & opt_table[t].bit)) {
+            PERR("%s: option %s does not apply to this command (see securenn --help)", o->cmd, a);
+            return -1;
+        }
+        if (opt_table[t].arg) {
+            if (i + 1 >= argc) {
+                PERR("%s: option %s needs a value", o->cmd, a);
+                return -1;
+            }
+            v = argv[++i];
+        }
+        o->given |= opt_table[t].bit;
+        switch (opt_table[t].bit) {
+        case OPT_NET:
+            if ((o->net = snn_net_parse(v)) < 0) return bad_value(a, v, "A, B, C or D");
+            break;
+        case OPT_EPOCHS:
+            if (parse_u64(v, 1, 100000, &o->epochs) != 0) return bad_value(a, v, "1..100000");
+            break;
+        case OPT_ITERS:
+            if (parse_u64(v, 1, NN_MAX_ITERS, &o->iters) != 0) return bad_value(a, v, "1..10000000");
+            break;
+        case OPT_BATCH:
+            if (parse_u64(v, 1, NN_MAX_BATCH, &o->batch) != 0 || (o->batch & (o->batch - 1)) != 0)
+                return bad_value(a, v, "a power of two, 1..256");
+            break;
+        case OPT_LR:
+            if (parse_u64(v, 0, NN_MAX_LR_SHIFT, &o->lr_shift) != 0) return bad_value(a, v, "0..30");
+            break;
+        case OPT_EVERY:
+            if (parse_u64(v, 1, NN_MAX_ITERS, &o->every) != 0) return bad_value(a, v, "1..10000000");
+            break;
+        case OPT_TESTN:
+            if (parse_u64(v, 1, NN_MAX_ITERS, &o->test_n) != 0) return bad_value(a, v, "1..10000000");
+            break;
+        case OPT_SEED:
+            if (parse_u64(v, 0, UINT64_MAX, &o->seed) != 0) return bad_value(a, v, "a decimal integer");
+            break;
+        case OPT_PORT:
+            if (parse_u64(v, 1, 65533, &o->port) != 0) return bad_value(a, v, "1..65533");
+            break;
+        case OPT_TIMEOUT:
+            if (parse_u64(v, 1, 86400, &o->timeout) != 0) return bad_value(a, v, "1..86400 seconds");
+            break;
+        case OPT_PEERS:
+            if (parse_peers(v, o->peers) != 0) return bad_value(a, v, "h0:p0,h1:p1,h2:p2");
+            break;
+        case OPT_DATA:  o->data = v; break;
+        case OPT_MODEL: o->model = v; break;
+        default: break;               /* the flags without a value */
+        }
+    }
+    if (!(o->given & OPT_PEERS) || strcmp(o->cmd, "demo") == 0)
+        for (k = 0; k < SNN_NPARTY; k++)
+            snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Bytes for display: "12.3 MB". */
+static void fmt_bytes(char *buf, size_t n, double b)
+{
+    if (b >= 1e9) snprintf(buf, n, "%.2f GB", b / 1e9);
+    else if (b >= 1e6) snprintf(buf, n, "%.2f MB", b / 1e6);
+    else if (b >= 1e3) snprintf(buf, n, "%.1f kB", b / 1e3);
+    else snprintf(buf, n, "%.0f B", b);
+}
+
+/* The owner's streams from its seed: stream 1 the initial weights,
+ * stream 2 the batch order. */
+static void owner_prg(snn_prg *g, uint64_t seed, uint32_t stream)
+{
+    uint8_t key[32];
+    size_t i;
+    memset(key, 0, sizeof key);
+    memcpy(key + 8, "SNN-owner-model", 15);
+    for (i = 0; i < 8; i++) key[i] = (uint8_t)(seed >> (8 * i));
+    snn_prg_init(g, key, stream);
+    snn_wipe(key, sizeof key);
+}
+
+/* A seed from the operating system (when --seed is absent). */
+static int os_seed(uint64_t *seed)
+{
+    unsigned char b[8];
+    size_t got = 0, i;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0) return -1;
+    while (got < sizeof b) {
+        ssize_t r = read(fd, b + got, sizeof b - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { close(fd); return -1; }
+        got += (size_t)r;
+    }
+    close(fd);
+    *seed = 0;
+    for (i = 0; i < 8; i++) *seed |= (uint64_t)b[i] << (8 * i);
+    return 0;
+}
+
+typedef struct {
+    double t0;
+    int    secure;
+} prog_progress;
+
+static void print_progress(void *ctx, const snn_progress *pr)
+{
+    const prog_progress *c = ctx;
+    double loss = pr->seen ? (double)pr->sqerr / (double)pr->seen / (double)((uint64_t)1 << (2 * F)) : 0.0;
+    double acc = pr->seen ? 100.0 * (double)pr->correct / (double)pr->seen : 0.0;
+    char b[32];
+    printf("  iter %6zu/%-6zu loss %.4f  running acc %5.1f%%", pr->iter, pr->iters, loss, acc);
+    if (c->secure) {
+        fmt_bytes(b, sizeof b, (double)pr->bytes);
+        printf("  traffic %10s", b);
+    }
+    printf("  %7.1f s\n", now_s() - c->t0);
+    fflush(stdout);
+}
+
+/* A few test digits as ASCII art, three to a row, with the predictions. */
+static void draw_digits(const snn_mnist *d, const uint64_t *pred, size_t count)
+{
+    static const char ramp[] = " .:-=+*#%@";
+    size_t first, i, r, c;
+    for (first = 0; first < count; first += 3) {
+        size_t n = count - first < 3 ? count - first : 3;
+        for (r = 0; r < 28; r += 2) {
+            fputs("  ", stdout);
+            for (i = first; i < first + n; i++) {
+                const uint8_t *px = d->images + i * SNN_NN_IN;
+                for (c = 0; c < 28; c++) {
+                    unsigned v = ((unsigned)px[r * 28 + c] + px[(r + 1) * 28 + c]) / 2;
+                    putchar(ramp[v * 10 / 256]);
+                }
+                fputs("    ", stdout);
+            }
+            putchar('\n');
+        }
+        fputs("  ", stdout);
+        for (i = first; i < first + n; i++)
+            printf("predicted %u (label %u)%-8s", (unsigned)pred[i], (unsigned)d->labels[i], "");
+        printf("\n\n");
+    }
+}
+
+static size_t count_correct(const uint64_t *pred, const snn_mnist *d, size_t n)
+{
+    size_t i, c = 0;
+    for (i = 0; i < n; i++) c += pred[i] == d->labels[i];
+    return c;
+}
+
+/*
+ * run_party -- the `party` command: server id connects the mesh, sets up
+ * keys, tells ready_fd (the demo's parent; -1: nobody) that it is
+ * listening for the owner, accepts the owner and serves its job.
+ */
+static int run_party(int id, const opts *o, int ready_fd)
+{
+    snn_party p;
+    const char *peers[SNN_NPARTY];
+    size_t k;
+    int rc = 1;
+
+    for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
+    snn_party_init(&p, id, (int)o->timeout * 1000);
+    if (snn_connect_tcp(&p, peers) == 0 && snn_setup_keys(&p, (o->given & OPT_SEED) ? &o->seed : NULL) == 0) {
+        if (ready_fd >= 0) {
+            char one = 1;
+            (void)(write(ready_fd, &one, 1) == 1);
+            close(ready_fd);
+        }
+        if (snn_accept_client(&p) == 0 && snn_nn_serve(&p) == 0) rc = 0;
+    }
+    if (rc != 0) PERR("%s", p.errmsg);
+    snn_party_close(&p);
+    return rc;
+}
+
+/* Hyperparameters as resolved from the options and the defaults. */
+typedef struct {
+    snn_net  net;
+    size_t   batch, iters, every, test_n;
+    unsigned lr_shift;
+    uint64_t seed;
+} plan;
+
+/* Fills the plan; the training split is known (ntrain) if training. */
+static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo)
+{
+    size_t per_epoch, epochs;
+    memset(pl, 0, sizeof *pl);
+    snn_net_init(&pl->net, o->net);
+    pl->batch = (o->given & OPT_BATCH) ? (size_t)o->batch : 128;
+    pl->lr_shift = (o->given & OPT_LR) ? (unsigned)o->lr_shift : (o->net == SNN_NET_A ? 7u : 5u);
+    per_epoch = ntrain / pl->batch;
+    if (ntrain && per_epoch == 0) {
+        PERR("batch %zu is larger than the %zu training images", pl->batch, ntrain);
+        return -1;
+    }
+    epochs = (o->given & OPT_EPOCHS) ? (size_t)o->epochs
+             : o->net == SNN_NET_A ? 15 : demo ? 1 : 5;
+    pl->iters = (o->given & OPT_ITERS) ? (size_t)o->iters : epochs * per_epoch;
+    if (pl->iters > NN_MAX_ITERS) {
+        PERR("%zu training iterations, at most %u", pl->iters, NN_MAX_ITERS);
+        return -1;
+    }
+    pl->every = (o->given & OPT_QUIET) ? 0 : (o->given & OPT_EVERY) ? (size_t)o->every : per_epoch;
+    if (pl->every > pl->iters) pl->every = pl->iters;
+    pl->test_n = (size_t)o->test_n;
+    if (o->given & OPT_SEED) pl->seed = o->seed;
+    else if (os_seed(&pl->seed) != 0) {
+        PERR("cannot read /dev/urandom for a seed");
+        return -1;
+    }
+    return 0;
+}
+
+static int load_split(snn_mnist *d, const opts *o, const char *split)
+{
+    char err[256];
+    if (snn_mnist_load(d, o->data, split, err, sizeof err) != 0) {
+        PERR("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The owner's party: connected to P0, P1, P2, private stream set. */
+static int owner_connect(snn_party *own, const opts *o)
+{
+    const char *peers[SNN_NPARTY];
+    size_t k;
+    for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
+    snn_party_init(own, SNN_CLIENT, (int)o->timeout * 1000);
+    if (snn_connect_client_tcp(own, peers) != 0
+        || snn_setup_keys(own, (o->given & OPT_SEED) ? &o->seed : NULL) != 0) {
+        PERR("owner: %s", own->errmsg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits up to timeout_s for the children; kills those still running.
+ * Returns the number that failed. */
+static int reap(const pid_t *pid, size_t n, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    int done[SNN_NPARTY] = { 0, 0, 0 }, failed = 0;
+    size_t k, left = n;
+    while (left > 0) {
+        for (k = 0; k < n; k++) {
+            int st;
+            pid_t r;
+            if (done[k]) continue;
+            r = waitpid(pid[k], &st, WNOHANG);
+            if (r == pid[k] || r < 0) {
+                done[k] = 1;
+                left--;
+                if (r < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) failed++;
+            }
+        }
+        if (left == 0) break;
+        if (now_s() > end) {
+            for (k = 0; k < n; k++)
+                if (!done[k]) {
+                    PERR("party %zu did not finish within %.0f s; killed", k, timeout_s);
+                    kill(pid[k], SIGKILL);
+                    waitpid(pid[k], NULL, 0);
+                    failed++;
+                }
+            break;
+        }
+        {
+            struct timespec ts = { 0, 20 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    return failed;
+}
+
+/* Trains the twin (progress to stdout when verbose) and returns its test
+ * accuracy in pred / the count of correct predictions. */
+static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, const snn_mnist *test,
+                    uint64_t *pred, int verbose)
+{
+    snn_prg g;
+    prog_progress pc;
+    pc.t0 = now_s();
+    pc.secure = 0;
+    owner_prg(&g, pl->seed, 1);
+    snn_nn_init_params(&pl->net, param, &g);
+    owner_prg(&g, pl->seed, 2);
+    if (pl->net.id != SNN_NET_D || pl->iters) {
+        if (snn_plain_train(&pl->net, param, train, pl->batch, pl->iters, pl->lr_shift, &g,
+                            verbose ? pl->every : 0, print_progress, &pc) != 0) {
+            PERR("plaintext training failed (out of memory)");
+            return -1;
+        }
+    }
+    if (snn_plain_infer(&pl->net, param, test, pl->test_n, pl->batch, pred) != 0) {
+        PERR("plaintext inference failed (out of memory)");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * cmd_demo -- the `demo` command (see usage_text).  The parties run the
+ * `party` code path in three forked children; this process is the owner.
+ */
+static int cmd_demo(opts *o)
+{
+    snn_mnist train, test;
+    plan pl;
+    snn_party own;
+    snn_owner_io io;
+    snn_job job;
+    snn_prg g;
+    prog_progress pc;
+    uint64_t *param = NULL, *pred = NULL, *tpred = NULL;
+    pid_t pid[SNN_NPARTY];
+    size_t nkids = 0, k, correct;
+    int ready[2] = { -1, -1 }, rc = 1, owner_open = 0;
+    double t_train = 0, t0;
+    char b1[32], b2[32], err[256];
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (!(o->given & OPT_PORT)) o->port = 7000;
+    if (!(o->given & OPT_DATA)) o->data = "data";
+    for (k = 0; k < SNN_NPARTY; k++)
+        snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
+    if (load_split(&train, o, "train") != 0 || load_split(&test, o, "test") != 0) goto cleanup;
+    if (make_plan(&pl, o, train.n, 1) != 0) goto cleanup;
+    if (!pl.test_n || pl.test_n > test.n) pl.test_n = test.n;
+    if (pl.net.id == SNN_NET_D && !(o->given & OPT_PLAIN) && !(o->given & (OPT_ITERS | OPT_EPOCHS)))
+        pl.iters = 5 * (train.n / pl.batch);
+    if (!(param = nn_alloc(pl.net.nparam)) || !(pred = nn_alloc(pl.test_n)) || !(tpred = nn_alloc(pl.test_n))) {
+        PERR("out of memory");
+        goto cleanup;
+    }
+    printf("SecureNN demo: network %s, %zu parameters; %zu training and %zu test digits from %s/\n",
+           snn_net_name(pl.net.id), pl.net.nparam, train.n, pl.test_n, o->data);
+    printf("batch %zu, %zu iterations (%.1f epochs), learning rate 2^-%u, seed %llu\n",
+           pl.batch, pl.iters, (double)pl.iters * (double)pl.batch / (double)train.n, pl.lr_shift,
+           (unsigned long long)pl.seed);
+
+    if (o->given & OPT_PLAIN) {
+        printf("plaintext twin (fixed point, the same integers as the secure run):\n");
+        t0 = now_s();
+        if (twin_run(&pl, param, &train, &test, pred, 1) != 0) goto cleanup;
+        correct = count_correct(pred, &test, pl.test_n);
+        printf("plaintext twin: test accuracy %.2f%% (%zu/%zu) in %.1f s\n\n",
+               100.0 * (double)correct / (double)pl.test_n, correct, pl.test_n, now_s() - t0);
+        draw_digits(&test, pred, pl.test_n < 6 ? pl.test_n : 6);
+        if (o->model && snn_model_save(o->model, pl.net.id, param, pl.net.nparam, err, sizeof err) != 0) {
+            PERR("%s", err);
+            goto cleanup;
+        }
+        if (o->model) printf("model saved to %s\n", o->model);
+        rc = 0;
+        goto cleanup;
+    }
+
+    /* The owner's initial weights: from its seed, never seen by a server. */
+    owner_prg(&g, pl.seed, 1);
+    snn_nn_init_params(&pl.net, param, &g);
+    owner_prg(&g, pl.seed, 2);
+    memset(&job, 0, sizeof job);
+    job.net = (uint32_t)pl.net.id;
+    job.batch = (uint32_t)pl.batch;
+    job.n_infer = (uint32_t)pl.test_n;
+    if (pl.net.id == SNN_NET_D) {
+        /* D is inference only ([SNN, App. B]): the owner trains it itself */
+        printf("network D is inference only: the owner trains it in the clear (%zu iterations)\n", pl.iters);
+        if (snn_plain_train(&pl.net, param, &train, pl.batch, pl.iters, pl.lr_shift, &g, 0, NULL, NULL) != 0) {
+            PERR("plaintext training failed (out of memory)");
+            goto cleanup;
+        }
+        job.cmd = SNN_JOB_INFER;
+    } else {
+        job.cmd = SNN_JOB_TRAIN | SNN_JOB_INFER;
+        job.iters = (uint32_t)pl.iters;
+        job.lr_shift = pl.lr_shift;
+        job.report = (uint32_t)pl.every;
+    }
+    if (snn_job_check(&job, err, sizeof err) != 0) {
+        PERR("%s", err);
+        goto cleanup;
+    }
+
+    /* The three parties: children that run the `party` path; each writes a
+     * byte on `ready` once its mesh and keys are set up. */
+    if (pipe(ready) != 0) {
+        PERR("pipe: %s", strerror(errno));
+        goto cleanup;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    for (k = 0; k < SNN_NPARTY; k++) {
+        pid[k] = fork();
+        if (pid[k] < 0) {
+            PERR("fork: %s", strerror(errno));
+            goto cleanup;
+        }
+        if (pid[k] == 0) {
+            int crc;
+            close(ready[0]);
+            crc = run_party((int)k, o, ready[1]);
+            snn_mnist_free(&train);
+            snn_mnist_free(&test);
+            free(param); free(pred); free(tpred);
+            _exit(crc);
+        }
+        nkids++;
+    }
+    close(ready[1]);
+    ready[1] = -1;
+    for (k = 0; k < SNN_NPARTY; k++) {
+        struct pollfd pf;
+        char one;
+        pf.fd = ready[0]; pf.events = POLLIN; pf.revents = 0;
+        if (poll(&pf, 1, (int)o->timeout * 1000) <= 0 || read(ready[0], &one, 1) != 1) {
+            PERR("the parties did not connect to each other within %u s", (unsigned)o->timeout);
+            goto cleanup;
+        }
+    }
+
+    printf("P0, P1, P2 listening on %s, %s, %s; training securely:\n", o->peers[0], o->peers[1], o->peers[2]);
+    if (owner_connect(&own, o) != 0) { owner_open = 1; goto cleanup; }
+    owner_open = 1;
+    memset(&io, 0, sizeof io);
+    io.train = &train;
+    io.order = &g;
+    io.test = &test;
+    io.param = param;
+    io.pred = pred;
+    pc.t0 = now_s();
+    pc.secure = 1;
+    io.progress = print_progress;
+    io.ctx = &pc;
+    if (snn_nn_owner(&own, &job, &io) != 0) {
+        PERR("owner: %s", own.errmsg);
+        goto cleanup;
+    }
+    t_train = now_s() - pc.t0;
+    snn_party_close(&own);
+    owner_open = 0;
+    if (reap(pid, nkids, (double)o->timeout) != 0) {
+        nkids = 0;
+        PERR("a party failed");
+        goto cleanup;
+    }
+    nkids = 0;
+
+    correct = count_correct(pred, &test, pl.test_n);
+    fmt_bytes(b1, sizeof b1, (double)io.infer_bytes / (double)pl.test_n);
+    fmt_bytes(b2, sizeof b2, (double)io.infer_bytes);
+    printf("secure %s and inference: %.1f s\n", pl.net.id == SNN_NET_D ? "setup" : "training", t_train);
+    printf("secure inference: test accuracy %.2f%% (%zu/%zu); traffic %s in all, %s per image\n\n",
+           100.0 * (double)correct / (double)pl.test_n, correct, pl.test_n, b2, b1);
+    draw_digits(&test, pred, pl.test_n < 6 ? pl.test_n : 6);
+    if (o->model) {
+        if (snn_model_save(o->model, pl.net.id, param, pl.net.nparam, err, sizeof err) != 0) {
+            PERR("%s", err);
+            goto cleanup;
+        }
+        printf("model saved to %s\n", o->model);
+    }
+    if (!(o->given & OPT_NOTWIN)) {
+        size_t tc;
+        printf("plaintext twin on the same batches:\n");
+        t0 = now_s();
+        if (twin_run(&pl, param, &train, &test, tpred, 0) != 0) goto cleanup;
+        tc = count_correct(tpred, &test, pl.test_n);
+        printf("plaintext twin: test accuracy %.2f%% (%zu/%zu) in %.1f s; secure - twin = %+.2f points\n",
+               100.0 * (double)tc / (double)pl.test_n, tc, pl.test_n, now_s() - t0,
+               100.0 * ((double)correct - (double)tc) / (double)pl.test_n);
+    }
+    rc = 0;
+cleanup:
+    if (owner_open) snn_party_close(&own);
+    if (ready[0] >= 0) close(ready[0]);
+    if (ready[1] >= 0) close(ready[1]);
+    if (nkids && reap(pid, nkids, (double)o->timeout) != 0) rc = 1;
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+    free(param);
+    free(pred);
+    free(tpred);
+    return rc;
+}
+
+/* cmd_train -- the owner against three running parties. */
+static int cmd_train(opts *o)
+{
+    snn_mnist train;
+    plan pl;
+    snn_party own;
+    snn_owner_io io;
+    snn_job job;
+    snn_prg g;
+    prog_progress pc;
+    uint64_t *param = NULL;
+    int rc = 1, owner_open = 0;
+    char err[256], b[32];
+
+    memset(&train, 0, sizeof train);
+    if (!(o->given & OPT_DATA)) o->data = "data";
+    if (o->net == SNN_NET_D) {
+        PERR("network D is for inference only ([SNN, App. B]); train it with: demo --net D --plain --model FILE");
+        return 2;
+    }
+    if (load_split(&train, o, "train") != 0) goto cleanup;
+    if (make_plan(&pl, o, train.n, 0) != 0) goto cleanup;
+    if (!(param = nn_alloc(pl.net.nparam))) { PERR("out of memory"); goto cleanup; }
+    owner_prg(&g, pl.seed, 1);
+    snn_nn_init_params(&pl.net, param, &g);
+    owner_prg(&g, pl.seed, 2);
+    memset(&job, 0, sizeof job);
+    job.cmd = SNN_JOB_TRAIN;
+    job.net = (uint32_t)pl.net.id;
+    job.batch = (uint32_t)pl.batch;
+    job.iters = (uint32_t)pl.iters;
+    job.lr_shift = pl.lr_shift;
+    job.report = (uint32_t)pl.every;
+    printf("training network %s: batch %zu, %zu iterations, learning rate 2^-%u, seed %llu\n",
+           snn_net_name(pl.net.id), pl.batch, pl.iters, pl.lr_shift, (unsigned long long)pl.seed);
+    if (owner_connect(&own, o) != 0) { owner_open = 1; goto cleanup; }
+    owner_open = 1;
+    memset(&io, 0, sizeof io);
+    io.train = &train;
+    io.order = &g;
+    io.param = param;
+    pc.t0 = now_s();
+    pc.secure = 1;
+    io.progress = print_progress;
+    io.ctx = &pc;
+    if (snn_nn_owner(&own, &job, &io) != 0) {
+        PERR("owner: %s", own.errmsg);
+        goto cleanup;
+    }
+    fmt_bytes(b, sizeof b, (double)own.stats.bytes_sent + (double)own.stats.bytes_recv);
+    printf("trained in %.1f s (owner traffic %s)\n", now_s() - pc.t0, b);
+    if (o->model) {
+        if (snn_model_save(o->model, pl.net.id, param, pl.net.nparam, err, sizeof err) != 0) {
+            PERR("%s", err);
+            goto cleanup;
+        }
+        printf("model saved to %s\n", o->model);
+    } else {
+        printf("no --model given: the trained weights are not saved\n");
+    }
+    rc = 0;
+cleanup:
+    if (owner_open) snn_party_close(&own);
+    snn_mnist_free(&train);
+    free(param);
+    return rc;
+}
+
+/* cmd_infer -- the owner classifies the test split with a saved model. */
+static int cmd_infer(opts *o)
+{
+    snn_mnist test;
+    snn_model m;
+    snn_party own;
+    snn_owner_io io;
+    snn_job job;
+    uint64_t *pred = NULL;
+    size_t n, correct;
+    int rc = 1, owner_open = 0;
+    double t0;
+    char err[256], b1[32], b2[32];
+
+    memset(&test, 0, sizeof test);
+    memset(&m, 0, sizeof m);
+    if (!(o->given & OPT_DATA)) o->data = "data";
+    if (!o->model) {
+        PERR("infer: --model FILE is required");
+        return 2;
+    }
+    if (snn_model_load(&m, o->model, (o->given & OPT_NET) ? o->net : -1, err, sizeof err) != 0) {
+        PERR("%s", err);
+        goto cleanup;
+    }
+    if (load_split(&test, o, "test") != 0) goto cleanup;
+    n = o->test_n && o->test_n < test.n ? (size_t)o->test_n : test.n;
+    if (!(pred = nn_alloc(n))) { PERR("out of memory"); goto cleanup; }
+    memset(&job, 0, sizeof job);
+    job.cmd = SNN_JOB_INFER;
+    job.net = (uint32_t)m.net;
+    job.batch = (o->given & OPT_BATCH) ? (uint32_t)o->batch : 128;
+    job.n_infer = (uint32_t)n;
+    if (owner_connect(&own, o) != 0) { owner_open = 1; goto cleanup; }
+    owner_open = 1;
+    memset(&io, 0, sizeof io);
+    io.test = &test;
+    io.param = m.param;
+    io.pred = pred;
+    t0 = now_s();
+    if (snn_nn_owner(&own, &job, &io) != 0) {
+        PERR("owner: %s", own.errmsg);
+        goto cleanup;
+    }
+    correct = count_correct(pred, &test, n);
+    fmt_bytes(b1, sizeof b1, (double)io.infer_bytes / (double)n);
+    fmt_bytes(b2, sizeof b2, (double)io.infer_bytes);
+    printf("network %s, %zu test images: accuracy %.2f%% (%zu/%zu) in %.1f s; traffic %s, %s per image\n",
+           snn_net_name(m.net), n, 100.0 * (double)correct / (double)n, correct, n, now_s() - t0, b2, b1);
+    rc = 0;
+cleanup:
+    if (owner_open) snn_party_close(&own);
+    snn_mnist_free(&test);
+    snn_model_free(&m);
+    free(pred);
+    return rc;
+}
+
+/* cmd_bench -- left to fill in. */
+static int cmd_bench(opts *o)
+{
+    (void)o;
+    printf("bench: not yet implemented\n");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    int first = 2;
+
+    memset(&o, 0, sizeof o);
+    o.net = SNN_NET_A;
+    o.port = 7000;
+    o.timeout = 120;
+    o.data = "data";
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    o.cmd = argv[1];
+    if (strcmp(o.cmd, "help") == 0 || strcmp(o.cmd, "--help") == 0 || strcmp(o.cmd, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!opts_allowed(o.cmd) && strcmp(o.cmd, "bench") != 0) {
+        PERR("unknown command '%s' (see securenn --help)", o.cmd);
+        return 2;
+    }
+    if (strcmp(o.cmd, "party") == 0) {
+        uint64_t id;
+        if (argc < 3 || parse_u64(argv[2], 0, SNN_NPARTY - 1, &id) != 0) {
+            PERR("party: the first argument is the party id, 0, 1 or 2");
+            return 2;
+        }
+        o.party_id = (int)id;
+        first = 3;
+    }
+    if (parse_opts(&o, argc, argv, first) != 0) return 2;
+    if (strcmp(o.cmd, "party") == 0) return run_party(o.party_id, &o, -1);
+    if (strcmp(o.cmd, "demo") == 0) return cmd_demo(&o);
+    if (strcmp(o.cmd, "train") == 0) return cmd_train(&o);
+    if (strcmp(o.cmd, "infer") == 0) return cmd_infer(&o);
+    return cmd_bench(&o);
+}
+
+#endif /* SNN_PROGRAM */
