@@ -18,6 +18,23 @@
  *
  * Who knows what: comments mark each value with the parties that hold it,
  * e.g. [P0,P1].  No function branches or indexes on a share.
+ *
+ * Deviations from the paper's listings (each also in its function's header
+ * block and in README "Deviations and errata"):
+ *   - Alg. 1: only P1 subtracts E.F (the WP listing has both; SPEC 4.1).
+ *   - Alg. 3: the beta = 0 sign, t = r + 1 for beta = 1, and the
+ *     r = 2^64 - 1 case (SPEC 2.3, 4.1); and a Z_p zero-share added to the
+ *     permuted d so that P2 never sees one party's s_i c_i^j alone (not in
+ *     [SNN] or SPEC: without it P2 can recover r inside Pi_SC and Pi_MSB).
+ *   - Alg. 4: the final formula (PC on r - 1, eta = eta' XOR eta'') and r
+ *     sampled non-zero (SPEC 4.1, 4.2 a-b).
+ *   - Alg. 5: output over Z_L through one MatMul (SPEC 4.1).
+ *   - Alg. 8: version (a), long division (SPEC 2.8).
+ *   - Alg. 9: ties go to the later element (SPEC 2.9, 4.1).
+ *   - Alg. 10: windows must be powers of two (n | 2^64).
+ *   - Bits are 0/1 integers and only fixed x fixed products are truncated
+ *     (SPEC 1.3 [USE]); ReLU and Division take 9 and 9 ell_d rounds,
+ *     not Table 1's 10 and 10 ell_d (measured critical path, net.c).
  */
 #include <math.h>
 #include <stdlib.h>

@@ -22,6 +22,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <poll.h>
@@ -2352,6 +2353,161 @@ static void test_mnist(void)
 
 /* ==== The program's command line ========================================== */
 
+/*
+ * ./securenn as a user runs it: exit status and the one-line error on
+ * stderr.  Every run is bounded: a process still running after its limit is
+ * killed, and that is a failure.
+ */
+typedef struct {
+    int  status;          /* exit status, or -1 if killed or not exited  */
+    char err[1024];       /* what it wrote on stderr                     */
+    int  lines;           /* lines on stderr                             */
+    double secs;
+} cmd_result;
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void run_cmd(cmd_result *r, char *const argv[], double limit_s)
+{
+    int ep[2], st = 0;
+    size_t len = 0;
+    pid_t pid;
+    double t0 = mono_s();
+
+    memset(r, 0, sizeof *r);
+    r->status = -1;
+    fflush(stdout);
+    if (pipe(ep) != 0) return;
+    pid = fork();
+    if (pid < 0) { close(ep[0]); close(ep[1]); return; }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, 1);
+        dup2(ep[1], 2);
+        close(ep[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(ep[1]);
+    for (;;) {
+        struct pollfd pf;
+        double left = limit_s - (mono_s() - t0);
+        ssize_t n;
+        if (left <= 0) { kill(pid, SIGKILL); break; }
+        pf.fd = ep[0]; pf.events = POLLIN; pf.revents = 0;
+        if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0) continue;
+        n = read(ep[0], r->err + len, sizeof r->err - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+        if (len == sizeof r->err - 1) break;
+    }
+    close(ep[0]);
+    waitpid(pid, &st, 0);
+    r->err[len] = '\0';
+    r->secs = mono_s() - t0;
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    for (len = 0; r->err[len]; len++) if (r->err[len] == '\n') r->lines++;
+}
+
+/* A clean failure: non-zero exit (no signal), one line on stderr that
+ * contains `needle`. */
+static void expect_cli_error(char *const argv[], const char *needle, double limit_s, const char *what)
+{
+    cmd_result r;
+    size_t n;
+    run_cmd(&r, argv, limit_s);
+    n = strlen(r.err);
+    if (n && r.err[n - 1] == '\n') r.err[n - 1] = '\0';
+    CHECK(r.status > 0 && r.lines == 1 && strstr(r.err, needle) != NULL,
+          "%s: exit %d, %d line(s) in %.1f s: \"%s\"", what, r.status, r.lines, r.secs, r.err);
+}
+
+static void test_cli(void)
+{
+    char tmpl[] = "/tmp/snn_cli_XXXXXX", path[256], ports[3][32], peers[128];
+    cmd_result r;
+    int port[3], fd, one = 1;
+    struct sockaddr_in sa;
+    FILE *f;
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    {
+        char *argv[] = { "./securenn", "--help", NULL };
+        run_cmd(&r, argv, 10);
+        CHECK(r.status == 0, "--help exits 0");
+    }
+    {
+        char *argv[] = { "./securenn", "frobnicate", NULL };
+        expect_cli_error(argv, "unknown command", 10, "an unknown command");
+    }
+    {
+        char *argv[] = { "./securenn", "demo", "--frob", NULL };
+        expect_cli_error(argv, "--frob", 10, "an unknown flag");
+    }
+    {
+        char *argv[] = { "./securenn", "demo", "--net", "E", NULL };
+        expect_cli_error(argv, "E", 10, "a bad --net");
+    }
+    {
+        char *argv[] = { "./securenn", "party", "7", NULL };
+        expect_cli_error(argv, "party", 10, "a bad party id");
+    }
+    {
+        char *argv[] = { "./securenn", "demo", "--data", "/nonexistent-dir", "--iters", "1", NULL };
+        expect_cli_error(argv, "/nonexistent-dir", 30, "an absent data directory");
+    }
+
+    /* model files: empty, wrong magic, truncated */
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(path, sizeof path, "%s/bad.snnm", tmpl);
+    f = fopen(path, "wb");
+    if (f) { fputs("not a model at all, just text\n", f); fclose(f); }
+    {
+        char *argv[] = { "./securenn", "infer", "--model", path, NULL };
+        expect_cli_error(argv, "bad.snnm", 10, "a model file with a bad magic");
+    }
+    f = fopen(path, "wb");
+    if (f) { fwrite("SNNM", 1, 4, f); fclose(f); }
+    {
+        char *argv[] = { "./securenn", "infer", "--model", path, NULL };
+        expect_cli_error(argv, "bad.snnm", 10, "a truncated model file");
+    }
+    remove(path);
+    rmdir(tmpl);
+
+    if (free_ports(port, 3) != 0) { CHECK(0, "free ports"); return; }
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+    snprintf(ports[0], sizeof ports[0], "%d", port[0]);
+    {
+        /* nobody else starts: P1 gives up after its timeout */
+        char *argv[] = { "./securenn", "party", "1", "--timeout", "1", "--peers", peers, NULL };
+        expect_cli_error(argv, "P1: cannot connect to P0", 10, "a peer that never starts");
+    }
+    {
+        /* P0 alone waits for P1 and P2, then gives up */
+        char *argv[] = { "./securenn", "party", "0", "--timeout", "1", "--peers", peers, NULL };
+        expect_cli_error(argv, "P0:", 10, "peers that never connect");
+    }
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port[0]);
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0) {
+        char *argv[] = { "./securenn", "party", "0", "--timeout", "1", "--peers", peers, NULL };
+        expect_cli_error(argv, "in use", 10, "a port in use");
+    } else {
+        CHECK(0, "could not occupy a port for the test");
+    }
+    if (fd >= 0) close(fd);
+}
+
 /* ==== main ================================================================= */
 
 typedef struct { const char *name; void (*fn)(void); } test_entry;
@@ -2381,6 +2537,7 @@ static const test_entry tests[] = {
     { "dmaxpool",        test_dmaxpool },
     { "refresh",         test_refresh },
     { "mnist",           test_mnist },
+    { "cli",             test_cli },
 };
 
 static int usage(void)
