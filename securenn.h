@@ -425,6 +425,9 @@ typedef struct {
     uint64_t *act[SNN_NN_MAXLAYER + 1];
     uint64_t *keep[SNN_NN_MAXLAYER];
     uint64_t *out;
+    snn_prg  *round;   /* twin only: if set, SGD steps round stochastically
+                        * from this stream, as the protocol's truncation
+                        * does (see nn.c sgd_update); NULL: exact floor */
 } snn_nn_state;
 int  snn_nn_state_alloc(snn_nn_state *s, const snn_net *net, size_t batch);
 void snn_nn_state_free(snn_nn_state *s);
@@ -505,11 +508,12 @@ typedef struct {
 typedef void (*snn_progress_fn)(void *ctx, const snn_progress *pr);
 
 /* The twin's training and inference on MNIST, batches exactly as the owner
- * makes them (same order stream, same batches); report every `every`
+ * makes them (same order stream, same batches); round: stochastic SGD
+ * rounding stream (see snn_nn_state), or NULL; report every `every`
  * iterations (0: never).  Return 0, or -1 (out of memory, bad size). */
 int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
-                     size_t iters, unsigned lr_shift, snn_prg *order, size_t every,
-                     snn_progress_fn fn, void *ctx);
+                     size_t iters, unsigned lr_shift, snn_prg *order, snn_prg *round,
+                     size_t every, snn_progress_fn fn, void *ctx);
 int  snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
                      size_t batch, uint64_t *pred);
 

@@ -2350,6 +2350,644 @@ static void test_mnist(void)
 }
 
 /* ==== Neural networks ====================================================== */
+/*
+ * nn.c: the layers of the plaintext twin against independent computations
+ * (direct loops, the im2col example of SPEC 2.11, a hand-checked FC), model
+ * files, then every network's secure inference against the twin (classes
+ * equal, logits within the truncation bound of snn_nn_error_bound), secure
+ * training of A against the twin, and one whole owner/server job.
+ */
+
+#define NN_ONE ((uint64_t)1 << SNN_F)
+
+/* From the command-line section below. */
+static double mono_s(void);
+static void expect_cli_error(char *const argv[], const char *needle, double limit_s, const char *what);
+
+/* v in fixed point, for hand-written values that are exact in binary. */
+static uint64_t nn_fx(int64_t num, unsigned den_log2)
+{
+    return snn_from_signed(num * (int64_t)(NN_ONE >> den_log2));
+}
+
+/* Small random fixed-point values in [-a, a] (units 2^-f). */
+static void nn_rand_fx(uint64_t *x, size_t n, uint64_t a)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = snn_prg_below(trng(), 2 * a + 1) - a;
+}
+
+static uint64_t nn_absdiff(uint64_t a, uint64_t b)
+{
+    uint64_t d = a - b;
+    return (d >> 63) ? (uint64_t)0 - d : d;
+}
+
+static void test_nn_im2col(void)
+{
+    /* SPEC 2.11: 3x3 input x1..x9, 2x2 kernel -> rows (x1 x2 x4 x5),
+     * (x2 x3 x5 x6), (x4 x5 x7 x8), (x5 x6 x8 x9), times (k1 k2 k3 k4)^T */
+    const uint64_t x[9] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+    const uint64_t want[16] = { 1, 2, 4, 5, 2, 3, 5, 6, 4, 5, 7, 8, 5, 6, 8, 9 };
+    uint64_t cols[16], out[4], param[5], wantc[4];
+    snn_layer L;
+    size_t r;
+
+    snn_im2col(cols, x, 1, 1, 3, 3, 2, 1, 0);
+    CHECK_EQ_ARR(cols, want, 16, "SPEC 2.11 example: the 4x4 patch matrix of a 3x3 input, 2x2 kernel");
+    /* the convolution itself: k = (1, 10, 100, 1000) in fixed point, bias 0 */
+    snn_layer_conv(&L, 1, 3, 3, 1, 2, 1, 0);
+    param[0] = 1 * NN_ONE; param[1] = 10 * NN_ONE; param[2] = 100 * NN_ONE; param[3] = 1000 * NN_ONE;
+    param[4] = 0;
+    for (r = 0; r < 4; r++) wantc[r] = want[4 * r] + 10 * want[4 * r + 1] + 100 * want[4 * r + 2] + 1000 * want[4 * r + 3];
+    CHECK(snn_plain_layer_forward(&L, out, NULL, x, param, 1) == 0, "plain conv forward runs");
+    CHECK_EQ_ARR(out, wantc, 4, "SPEC 2.11 example: conv output = patches x kernel (integers, f shifts out)");
+}
+
+/* Direct convolution by nested loops, NHWC, zero padding: the twin's
+ * truncation (floor by f) and bias included. */
+static void nn_direct_conv(uint64_t *y, const uint64_t *x, const uint64_t *W, const uint64_t *b,
+                           const snn_layer *L, size_t n)
+{
+    size_t bb, oy, ox, d, ky, kx, c;
+    for (bb = 0; bb < n; bb++)
+        for (oy = 0; oy < L->oh; oy++)
+            for (ox = 0; ox < L->ow; ox++)
+                for (d = 0; d < L->oc; d++) {
+                    uint64_t s = 0;
+                    for (ky = 0; ky < L->k; ky++)
+                        for (kx = 0; kx < L->k; kx++)
+                            for (c = 0; c < L->c; c++) {
+                                long iy = (long)(oy * L->stride + ky) - (long)L->pad;
+                                long ix = (long)(ox * L->stride + kx) - (long)L->pad;
+                                if (iy < 0 || ix < 0 || iy >= (long)L->h || ix >= (long)L->w) continue;
+                                s += x[((bb * L->h + (size_t)iy) * L->w + (size_t)ix) * L->c + c]
+                                     * W[((ky * L->k + kx) * L->c + c) * L->oc + d];
+                            }
+                    y[((bb * L->oh + oy) * L->ow + ox) * L->oc + d] = snn_sar(s, SNN_F) + b[d];
+                }
+}
+
+static void test_nn_conv_direct(void)
+{
+    /* (c, h, w, oc, k, stride, pad): B-like, D-like (stride 2, pad 2), odd */
+    static const size_t cfg[3][7] = { { 3, 8, 8, 4, 5, 1, 0 }, { 1, 12, 12, 5, 5, 2, 2 }, { 2, 7, 6, 3, 3, 1, 1 } };
+    size_t t, n = 2;
+    for (t = 0; t < 3; t++) {
+        snn_layer L;
+        size_t nin, nout, i, bb, iy, ix, c, oy, ox, d, ky, kx;
+        uint64_t *x, *param, *y, *yd, *delta, *dx, *dxd, *p2, *wd, *bd;
+        unsigned shift = 3;
+        snn_layer_conv(&L, cfg[t][0], cfg[t][1], cfg[t][2], cfg[t][3], cfg[t][4], cfg[t][5], cfg[t][6]);
+        nin = n * snn_layer_in_size(&L);
+        nout = n * snn_layer_out_size(&L);
+        x = xmalloc(nin * 8); param = xmalloc((L.nw + L.nb) * 8); y = xmalloc(nout * 8); yd = xmalloc(nout * 8);
+        delta = xmalloc(nout * 8); dx = xmalloc(nin * 8); dxd = xcalloc(nin, 8); p2 = xmalloc((L.nw + L.nb) * 8);
+        wd = xmalloc(L.nw * 8); bd = xmalloc(L.nb * 8);
+        nn_rand_fx(x, nin, 4 * NN_ONE);
+        nn_rand_fx(param, L.nw + L.nb, NN_ONE);
+        nn_rand_fx(delta, nout, NN_ONE);
+        CHECK(snn_plain_layer_forward(&L, y, NULL, x, param, n) == 0, "conv %zu runs", t);
+        nn_direct_conv(yd, x, param, param + L.boff, &L, n);
+        CHECK_EQ_ARR(y, yd, nout, "conv %zux%zux%zu -> %zu, k %zu stride %zu pad %zu: im2col = direct loops",
+                     L.h, L.w, L.c, L.oc, L.k, L.stride, L.pad);
+        /* backward: dx by direct loops (the adjoint of the convolution),
+         * grad W = sum x delta, both truncated like the twin */
+        memcpy(p2, param, (L.nw + L.nb) * 8);
+        CHECK(snn_plain_layer_backward(&L, L.stride == 1 ? dx : NULL, p2, NULL, x, delta, n, shift) == 0,
+              "conv %zu backward runs", t);
+        memset(wd, 0, L.nw * 8);
+        memset(bd, 0, L.nb * 8);
+        for (bb = 0; bb < n; bb++)
+            for (oy = 0; oy < L.oh; oy++)
+                for (ox = 0; ox < L.ow; ox++)
+                    for (d = 0; d < L.oc; d++) {
+                        uint64_t dl = delta[((bb * L.oh + oy) * L.ow + ox) * L.oc + d];
+                        bd[d] += dl;
+                        for (ky = 0; ky < L.k; ky++)
+                            for (kx = 0; kx < L.k; kx++)
+                                for (c = 0; c < L.c; c++) {
+                                    long sy = (long)(oy * L.stride + ky) - (long)L.pad;
+                                    long sx = (long)(ox * L.stride + kx) - (long)L.pad;
+                                    size_t wi = ((ky * L.k + kx) * L.c + c) * L.oc + d, xi;
+                                    if (sy < 0 || sx < 0 || sy >= (long)L.h || sx >= (long)L.w) continue;
+                                    xi = ((bb * L.h + (size_t)sy) * L.w + (size_t)sx) * L.c + c;
+                                    wd[wi] += x[xi] * dl;
+                                    dxd[xi] += param[wi] * dl;     /* exact sum, truncated below */
+                                }
+                    }
+        for (i = 0; i < L.nw; i++) wd[i] = param[i] - snn_sar(wd[i], SNN_F + shift);
+        for (i = 0; i < L.nb; i++) bd[i] = param[L.boff + i] - snn_sar(bd[i], shift);
+        CHECK_EQ_ARR(p2, wd, L.nw, "conv %zu: W - trunc(im2col(x)^T delta) = direct loops", t);
+        CHECK_EQ_ARR(p2 + L.boff, bd, L.nb, "conv %zu: b - trunc(sum delta) = direct loops", t);
+        if (L.stride == 1) {
+            for (bb = 0; bb < n; bb++)
+                for (iy = 0; iy < L.h; iy++)
+                    for (ix = 0; ix < L.w; ix++)
+                        for (c = 0; c < L.c; c++) {
+                            size_t xi = ((bb * L.h + iy) * L.w + ix) * L.c + c;
+                            dxd[xi] = snn_sar(dxd[xi], SNN_F);
+                        }
+            CHECK_EQ_ARR(dx, dxd, nin, "conv %zu: full convolution with rotated filters = adjoint by direct loops", t);
+        }
+        free(x); free(param); free(y); free(yd); free(delta); free(dx); free(dxd); free(p2); free(wd); free(bd);
+    }
+}
+
+static void test_nn_fc_hand(void)
+{
+    /* x = (1, 2); W = [[0.5, -1], [0.25, 0.5]] (in x out); b = (0.125, 0):
+     * y = (0.5 + 0.5 + 0.125, -1 + 1 + 0) = (1.125, 0).
+     * delta = (1, -0.5): dx = delta W^T = (0.5 + 0.5, 0.25 - 0.25) = (1, 0);
+     * grad W = x^T delta = [[1, -0.5], [2, -1]], grad b = (1, -0.5); with
+     * B = 1 and lr = 1 (shift 0): W = [[-0.5, -0.5], [-1.75, 1.5]],
+     * b = (-0.875, 0.5). */
+    snn_layer L;
+    uint64_t x[2], param[6], y[2], dx[2], delta[2];
+    uint64_t wy[2], wdx[2], wparam[6];
+    snn_layer_fc(&L, 2, 2);
+    x[0] = nn_fx(1, 0); x[1] = nn_fx(2, 0);
+    param[0] = nn_fx(1, 1); param[1] = nn_fx(-1, 0); param[2] = nn_fx(1, 2); param[3] = nn_fx(1, 1);
+    param[4] = nn_fx(1, 3); param[5] = 0;
+    wy[0] = nn_fx(9, 3); wy[1] = 0;
+    CHECK(snn_plain_layer_forward(&L, y, NULL, x, param, 1) == 0, "FC forward runs");
+    CHECK_EQ_ARR(y, wy, 2, "hand-checked FC 2 -> 2 forward: (1.125, 0)");
+    delta[0] = nn_fx(1, 0); delta[1] = nn_fx(-1, 1);
+    wdx[0] = nn_fx(1, 0); wdx[1] = 0;
+    wparam[0] = nn_fx(-1, 1); wparam[1] = nn_fx(-1, 1); wparam[2] = nn_fx(-7, 2); wparam[3] = nn_fx(3, 1);
+    wparam[4] = nn_fx(-7, 3); wparam[5] = nn_fx(1, 1);
+    CHECK(snn_plain_layer_backward(&L, dx, param, NULL, x, delta, 1, 0) == 0, "FC backward runs");
+    CHECK_EQ_ARR(dx, wdx, 2, "hand-checked FC backward: dx = (1, 0)");
+    CHECK_EQ_ARR(param, wparam, 6, "hand-checked SGD step: W, b");
+}
+
+static void test_nn_relu_maxpool(void)
+{
+    /* one 4x4 single-channel map, 2x2 windows; ties go to the later one */
+    const int64_t v[16] = { 1, 5, -2, -3,   3, 5, -1, -4,   0, 0, 7, 2,   0, -1, 2, 7 };
+    uint64_t x[16], y[4], ind[4], d[4], dx[16], wy[4], wind[4], wdx[16], r[16], dr[16], wr[16], wdr[16];
+    snn_layer L, R;
+    size_t i;
+    for (i = 0; i < 16; i++) x[i] = snn_from_signed(v[i]);
+    snn_layer_maxpool(&L, 1, 4, 4, 2);
+    wy[0] = 5; wind[0] = 3;           /* window (1 5 3 5): last 5 */
+    wy[1] = snn_from_signed(-1); wind[1] = 2;
+    wy[2] = 0; wind[2] = 2;           /* (0 0 0 -1): the last 0 */
+    wy[3] = 7; wind[3] = 3;           /* (7 2 2 7) */
+    CHECK(snn_plain_layer_forward(&L, y, ind, x, NULL, 1) == 0, "maxpool forward runs");
+    CHECK_EQ_ARR(y, wy, 4, "maxpool 2x2: window maxima");
+    CHECK_EQ_ARR(ind, wind, 4, "maxpool 2x2: argmax, ties to the later element");
+    for (i = 0; i < 4; i++) d[i] = 100 + i;
+    memset(wdx, 0, sizeof wdx);
+    wdx[5] = 100; wdx[6] = 101; wdx[12] = 102; wdx[15] = 103;
+    CHECK(snn_plain_layer_backward(&L, dx, NULL, ind, x, d, 1, 0) == 0, "maxpool backward runs");
+    CHECK_EQ_ARR(dx, wdx, 16, "maxpool backward: delta routed to each argmax");
+    snn_layer_relu(&R, 1, 4, 4);
+    for (i = 0; i < 16; i++) { wdr[i] = v[i] >= 0; wr[i] = v[i] >= 0 ? x[i] : 0; }
+    CHECK(snn_plain_layer_forward(&R, r, dr, x, NULL, 1) == 0, "ReLU forward runs");
+    CHECK_EQ_ARR(r, wr, 16, "ReLU forward");
+    CHECK_EQ_ARR(dr, wdr, 16, "ReLU keeps DReLU bits, DReLU(0) = 1");
+}
+
+static void test_nn_model_file(void)
+{
+    char dir[] = "/tmp/snn_nn_XXXXXX", path[256], err[256];
+    snn_net A, B;
+    snn_model m;
+    uint64_t *p;
+    size_t i;
+    FILE *f;
+    unsigned char *buf;
+    long len;
+
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(path, sizeof path, "%s/a.snnm", dir);
+    snn_net_init(&A, SNN_NET_A);
+    snn_net_init(&B, SNN_NET_B);
+    p = xmalloc(A.nparam * 8);
+    for (i = 0; i < A.nparam; i++) p[i] = snn_prg_u64(trng());
+    CHECK(snn_model_save(path, SNN_NET_A, p, A.nparam, err, sizeof err) == 0, "save a model of A");
+    CHECK(snn_model_load(&m, path, SNN_NET_A, err, sizeof err) == 0 && m.net == SNN_NET_A && m.n == A.nparam,
+          "load it back as network A");
+    CHECK_EQ_ARR(m.param, p, A.nparam, "every parameter round-trips");
+    snn_model_free(&m);
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) == 0 && m.net == SNN_NET_A, "load with any network");
+    snn_model_free(&m);
+    CHECK(snn_model_load(&m, path, SNN_NET_B, err, sizeof err) != 0 && strstr(err, "network A, not B"),
+          "wrong network: \"%s\"", err);
+    f = fopen(path, "rb");
+    buf = xmalloc(A.nparam * 8 + 64);
+    len = f ? (long)fread(buf, 1, A.nparam * 8 + 64, f) : 0;
+    if (f) fclose(f);
+    CHECK(len == (long)(32 + 8 * A.nparam), "file size is 32 + 8n bytes");
+    /* truncated: the body cut short */
+    f = fopen(path, "wb"); if (f) { fwrite(buf, 1, (size_t)len - 100, f); fclose(f); }
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "truncated"), "truncated: \"%s\"", err);
+    /* truncated: the header cut short */
+    f = fopen(path, "wb"); if (f) { fwrite(buf, 1, 10, f); fclose(f); }
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "truncated"), "truncated header: \"%s\"", err);
+    /* wrong size: trailing bytes */
+    f = fopen(path, "wb"); if (f) { fwrite(buf, 1, (size_t)len, f); fwrite("xxxxxxxx", 1, 8, f); fclose(f); }
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "oversized"), "wrong size: \"%s\"", err);
+    /* wrong parameter count in the header */
+    buf[16] ^= 1;
+    f = fopen(path, "wb"); if (f) { fwrite(buf, 1, (size_t)len, f); fclose(f); }
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "parameters"), "wrong count: \"%s\"", err);
+    buf[16] ^= 1;
+    /* bad magic, bad version, unknown network, flipped bit */
+    buf[0] = 'X';
+    f = fopen(path, "wb"); if (f) { fwrite(buf, 1, (size_t)len, f); fclose(f); }
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "bad magic"), "bad magic: \"%s\"", err);
+    buf[0] = 'S'; buf[4] = 2;
+    f = fopen(path, "wb"); if (f) { fwrite(buf, 1, (size_t)len, f); fclose(f); }
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "version 2"), "bad version: \"%s\"", err);
+    buf[4] = 1; buf[8] = 9;
+    f = fopen(path, "wb"); if (f) { fwrite(buf, 1, (size_t)len, f); fclose(f); }
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "unknown network"), "bad network id: \"%s\"", err);
+    buf[8] = 0; buf[100] ^= 4;
+    f = fopen(path, "wb"); if (f) { fwrite(buf, 1, (size_t)len, f); fclose(f); }
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "checksum"), "flipped bit: \"%s\"", err);
+    snprintf(path, sizeof path, "%s/none.snnm", dir);
+    CHECK(snn_model_load(&m, path, -1, err, sizeof err) != 0 && strstr(err, "cannot open"), "absent: \"%s\"", err);
+    /* through the program: a model of A given as B, and a wrong-size file */
+    snprintf(path, sizeof path, "%s/a.snnm", dir);
+    CHECK(snn_model_save(path, SNN_NET_A, p, A.nparam, err, sizeof err) == 0, "save again");
+    {
+        char *argv[] = { "./securenn", "infer", "--net", "B", "--model", path, NULL };
+        expect_cli_error(argv, "model is for network A, not B", 10, "infer: a model of the wrong network");
+    }
+    f = fopen(path, "ab"); if (f) { fputs("extra", f); fclose(f); }
+    {
+        char *argv[] = { "./securenn", "infer", "--model", path, NULL };
+        expect_cli_error(argv, "bytes", 10, "infer: a model of the wrong size");
+    }
+    {
+        char *argv[] = { "./securenn", "train", "--data", "/nonexistent-nn-dir", NULL };
+        expect_cli_error(argv, "/nonexistent-nn-dir", 10, "train: an absent data directory");
+    }
+    {
+        char *argv[] = { "./securenn", "demo", "--batch", "100", NULL };
+        expect_cli_error(argv, "--batch", 10, "demo: a batch that is not a power of two");
+    }
+    remove(path);
+    rmdir(dir);
+    free(p);
+    free(buf);
+    (void)B;
+}
+
+/* ---- secure against the twin ---- */
+
+/* Plaintext training of net on the bundled data (the test's weights). */
+static int nn_t_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t iters, size_t batch)
+{
+    snn_prg order = *trng();
+    snn_nn_init_params(net, param, trng());
+    snn_prg_u64(trng());
+    return snn_plain_train(net, param, d, batch, iters, 5, &order, NULL, 0, NULL, NULL);
+}
+
+typedef struct {
+    const snn_net *net;
+    size_t n;
+    const uint64_t *param[2], *x[2];
+} nn_infer_ctx;
+
+/* Each party: forward and predict; P0/P1 return their shares of the
+ * logits (n x 10) and of the classes (n). */
+static int pf_nn_infer(snn_party *p, const void *vctx, outbuf *o)
+{
+    const nn_infer_ctx *c = vctx;
+    snn_nn_state s;
+    uint64_t *param = xcalloc(c->net->nparam, 8), *cls = xcalloc(c->n, 8);
+    int rc = -1;
+    if (snn_nn_state_alloc(&s, c->net, c->n) != 0) { free(param); free(cls); return snn_fail(p, SNN_ERR_NOMEM, "state"); }
+    if (p->id < 2) memcpy(param, c->param[p->id], c->net->nparam * 8);
+    if (snn_nn_forward(p, &s, param, p->id < 2 ? c->x[p->id] : NULL, c->n) == 0
+        && snn_nn_predict(p, cls, &s, c->n) == 0) {
+        if (p->id < 2) {
+            out_put(o, s.act[c->net->nlayer], c->n * SNN_NN_OUT);
+            out_put(o, cls, c->n);
+        }
+        rc = 0;
+    }
+    snn_nn_state_free(&s);
+    free(param);
+    free(cls);
+    return rc;
+}
+
+static void nn_t_infer(int id, size_t iters, size_t batch, size_t n, int tcp, const snn_mnist *train, const snn_mnist *test)
+{
+    snn_net net;
+    snn_nn_state s;
+    nn_infer_ctx c;
+    party_out out[3];
+    uint64_t *param, *p0, *p1, *x, *x0, *x1, *tcls, bound, maxdiff = 0;
+    size_t i, k, same = 0, ties = 0, wrong = 0, correct = 0;
+    double t0;
+
+    snn_net_init(&net, id);
+    param = xmalloc(net.nparam * 8); p0 = xmalloc(net.nparam * 8); p1 = xmalloc(net.nparam * 8);
+    x = xmalloc(n * SNN_NN_IN * 8); x0 = xmalloc(n * SNN_NN_IN * 8); x1 = xmalloc(n * SNN_NN_IN * 8);
+    tcls = xmalloc(n * 8);
+    CHECK(nn_t_train(&net, param, train, iters, batch) == 0, "net %s: plaintext training, %zu steps of %zu",
+          snn_net_name(id), iters, batch);
+    snn_nn_encode_images(x, test->images, n);
+    CHECK(snn_nn_state_alloc(&s, &net, n) == 0 && snn_plain_forward(&s, param, x, n) == 0
+          && snn_plain_predict(tcls, &s, n) == 0, "net %s: twin inference", snn_net_name(id));
+    bound = snn_nn_error_bound(&net, param);
+    split(p0, p1, param, net.nparam);
+    split(x0, x1, x, n * SNN_NN_IN);
+    c.net = &net; c.n = n; c.param[0] = p0; c.param[1] = p1; c.x[0] = x0; c.x[1] = x1;
+    t0 = mono_s();
+    if (run3(pf_nn_infer, &c, tcp, out) == 0 && out[0].n == n * 11 && out[1].n == n * 11) {
+        for (i = 0; i < n; i++) {
+            for (k = 0; k < 10; k++) {
+                uint64_t d = nn_absdiff(out[0].v[i * 10 + k] + out[1].v[i * 10 + k], s.act[net.nlayer][i * 10 + k]);
+                if (d > maxdiff) maxdiff = d;
+            }
+            correct += tcls[i] == test->labels[i];
+        }
+        /* Classes must be the twin's.  The one legitimate exception is a
+         * near-tie: when the twin's two best logits are within twice the
+         * measured logit error (itself asserted below the bound), the
+         * protocol's floor-or-floor+1 truncation may order them either way. */
+        for (i = 0; i < n; i++) {
+            uint64_t cls = out[0].v[n * 10 + i] + out[1].v[n * 10 + i];
+            if (cls == tcls[i]) same++;
+            else if (cls < 10 && nn_absdiff(s.act[net.nlayer][i * 10 + tcls[i]],
+                                            s.act[net.nlayer][i * 10 + cls]) <= 2 * maxdiff) ties++;
+            else wrong++;
+        }
+        CHECK(wrong == 0, "net %s%s: secure inference on %zu digits: %zu classes equal to the twin's, "
+              "%zu flips at near-ties (twin's top two within 2 x maxdiff), %zu other (%.1f s; twin %.0f%% correct)",
+              snn_net_name(id), tcp ? " over TCP" : "", n, same, ties, wrong, mono_s() - t0,
+              100.0 * (double)correct / (double)n);
+        CHECK(maxdiff <= bound, "net %s: every logit within the truncation bound: maxdiff %llu <= bound %llu LSB",
+              snn_net_name(id), (unsigned long long)maxdiff, (unsigned long long)bound);
+    } else {
+        CHECK(0, "net %s: secure inference ran: %s", snn_net_name(id), first_err(out));
+    }
+    free3(out);
+    snn_nn_state_free(&s);
+    free(param); free(p0); free(p1); free(x); free(x0); free(x1); free(tcls);
+}
+
+static int nn_t_load(snn_mnist *train, snn_mnist *test)
+{
+    char err[256];
+    if (snn_mnist_load(train, "data", "train", err, sizeof err) != 0
+        || snn_mnist_load(test, "data", "test", err, sizeof err) != 0) {
+        CHECK(0, "bundled MNIST loads: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void test_nn_infer(void)
+{
+    snn_mnist train, test;
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    nn_t_infer(SNN_NET_A, 120, 32, quick ? 20 : 200, 0, &train, &test);
+    nn_t_infer(SNN_NET_A, 40, 32, quick ? 10 : 100, 1, &train, &test);
+    nn_t_infer(SNN_NET_D, 120, 32, quick ? 20 : 100, 0, &train, &test);
+    nn_t_infer(SNN_NET_B, 30, 32, quick ? 5 : 100, 0, &train, &test);
+    nn_t_infer(SNN_NET_C, 15, 32, quick ? 5 : 100, 0, &train, &test);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
+typedef struct {
+    const snn_net *net;
+    size_t batch, steps;
+    unsigned lr_shift;
+    const uint64_t *param[2], *x[2], *y[2];   /* x, y: steps batches */
+} nn_train_ctx;
+
+static int pf_nn_train(snn_party *p, const void *vctx, outbuf *o)
+{
+    const nn_train_ctx *c = vctx;
+    snn_nn_state s;
+    uint64_t *param = xcalloc(c->net->nparam, 8);
+    size_t t;
+    int rc = 0;
+    if (snn_nn_state_alloc(&s, c->net, c->batch) != 0) { free(param); return snn_fail(p, SNN_ERR_NOMEM, "state"); }
+    if (p->id < 2) memcpy(param, c->param[p->id], c->net->nparam * 8);
+    for (t = 0; t < c->steps && rc == 0; t++) {
+        const size_t xo = t * c->batch * SNN_NN_IN, yo = t * c->batch * SNN_NN_OUT;
+        rc = snn_nn_train_step(p, &s, param, p->id < 2 ? c->x[p->id] + xo : NULL,
+                               p->id < 2 ? c->y[p->id] + yo : NULL, c->lr_shift);
+    }
+    if (rc == 0 && p->id < 2) out_put(o, param, c->net->nparam);
+    snn_nn_state_free(&s);
+    free(param);
+    return rc;
+}
+
+/*
+ * Secure training of A for a few steps against the twin on the same
+ * batches.  Bound: each step the protocol's SGD truncation gives floor or
+ * floor + 1 where the twin takes floor, so W moves at most 1 LSB apart per
+ * step directly; the forward/backward differences (a few LSB in the logits,
+ * bounded as in snn_nn_error_bound) reach W only through that truncation by
+ * f + log2 B + lr_shift bits, i.e. divided by 2^-(log2 B + lr_shift) ~ 2^-10
+ * relative to the gradient, which adds at most one LSB more per step except
+ * where a DReLU bit flips on a pre-activation within its error of 0.  So
+ * |W_secure - W_twin| <= 2 T + 2 after T steps (asserted; the count of
+ * weights beyond T is reported: about 0.1%).
+ */
+static void test_nn_train(void)
+{
+    snn_mnist train, test;
+    snn_net net;
+    snn_nn_state s;
+    nn_train_ctx c;
+    party_out out[3];
+    const size_t B = 32, T = quick ? 2 : 4;
+    const unsigned lr = 5;
+    uint64_t *param, *p0, *p1, *tw, *x, *y, *x0, *x1, *y0, *y1, maxdiff = 0;
+    uint8_t lab[32];
+    size_t i, t, beyond = 0;
+    double t0;
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    snn_net_init(&net, SNN_NET_A);
+    param = xmalloc(net.nparam * 8); p0 = xmalloc(net.nparam * 8); p1 = xmalloc(net.nparam * 8);
+    tw = xmalloc(net.nparam * 8);
+    x = xmalloc(T * B * SNN_NN_IN * 8); x0 = xmalloc(T * B * SNN_NN_IN * 8); x1 = xmalloc(T * B * SNN_NN_IN * 8);
+    y = xmalloc(T * B * SNN_NN_OUT * 8); y0 = xmalloc(T * B * SNN_NN_OUT * 8); y1 = xmalloc(T * B * SNN_NN_OUT * 8);
+    /* weights after a short plaintext training, then T batches of the training split */
+    CHECK(nn_t_train(&net, param, &train, 60, 32) == 0, "A: plaintext pre-training");
+    for (t = 0; t < T; t++) {
+        for (i = 0; i < B; i++) lab[i] = train.labels[(t * B + i) * 7 % train.n];
+        for (i = 0; i < B; i++)
+            snn_nn_encode_images(x + (t * B + i) * SNN_NN_IN, train.images + ((t * B + i) * 7 % train.n) * SNN_NN_IN, 1);
+        snn_nn_encode_labels(y + t * B * SNN_NN_OUT, lab, B);
+    }
+    memcpy(tw, param, net.nparam * 8);
+    CHECK(snn_nn_state_alloc(&s, &net, B) == 0, "twin state");
+    for (t = 0; t < T; t++)
+        CHECK(snn_plain_train_step(&s, tw, x + t * B * SNN_NN_IN, y + t * B * SNN_NN_OUT, lr) == 0, "twin step %zu", t);
+    split(p0, p1, param, net.nparam);
+    split(x0, x1, x, T * B * SNN_NN_IN);
+    split(y0, y1, y, T * B * SNN_NN_OUT);
+    c.net = &net; c.batch = B; c.steps = T; c.lr_shift = lr;
+    c.param[0] = p0; c.param[1] = p1; c.x[0] = x0; c.x[1] = x1; c.y[0] = y0; c.y[1] = y1;
+    t0 = mono_s();
+    if (run3(pf_nn_train, &c, 0, out) == 0 && out[0].n == net.nparam && out[1].n == net.nparam) {
+        size_t moved = 0;
+        for (i = 0; i < net.nparam; i++) {
+            uint64_t d = nn_absdiff(out[0].v[i] + out[1].v[i], tw[i]);
+            if (d > maxdiff) maxdiff = d;
+            if (d > T) beyond++;
+            moved += tw[i] != param[i];
+        }
+        CHECK(maxdiff <= 2 * T + 2,
+              "A: %zu secure SGD steps of batch %zu (%.1f s): weights within the bound of the twin's: "
+              "maxdiff %llu <= %zu LSB, %zu of %zu beyond %zu (twin moved %zu weights)", T, B, mono_s() - t0,
+              (unsigned long long)maxdiff, 2 * T + 2, beyond, net.nparam, T, moved);
+    } else {
+        CHECK(0, "A: secure training ran: %s", first_err(out));
+    }
+    free3(out);
+    snn_nn_state_free(&s);
+    free(param); free(p0); free(p1); free(tw); free(x); free(x0); free(x1); free(y); free(y0); free(y1);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
+typedef struct {
+    snn_job job;
+    const snn_mnist *train, *test;
+    const uint64_t *init;
+    snn_prg order;
+} nn_job_ctx;
+
+static void nn_t_count(void *ctx, const snn_progress *pr)
+{
+    size_t *calls = ctx;
+    (*calls)++;
+    (void)pr;
+}
+
+/* P0, P1, P2 serve; the owner (endpoint 3) runs the job and returns the
+ * trained weights, the predictions and the number of progress reports. */
+static int pf_nn_job(snn_party *p, const void *vctx, outbuf *o)
+{
+    const nn_job_ctx *c = vctx;
+    snn_owner_io io;
+    snn_net net;
+    snn_prg order = c->order;
+    size_t calls = 0;
+    uint64_t ncalls;
+    int rc;
+    if (p->id != SNN_CLIENT) return snn_nn_serve(p);
+    snn_net_init(&net, (int)c->job.net);
+    memset(&io, 0, sizeof io);
+    io.train = c->train;
+    io.test = c->test;
+    io.order = &order;
+    io.param = xmalloc(net.nparam * 8);
+    io.pred = xmalloc(c->job.n_infer * 8);
+    io.progress = nn_t_count;
+    io.ctx = &calls;
+    memcpy(io.param, c->init, net.nparam * 8);
+    rc = snn_nn_owner(p, &c->job, &io);
+    if (rc == 0) {
+        ncalls = calls;
+        out_put(o, io.param, net.nparam);
+        out_put(o, io.pred, c->job.n_infer);
+        out_put(o, &ncalls, 1);
+        out_put(o, &io.infer_bytes, 1);
+    }
+    free(io.param);
+    free(io.pred);
+    return rc;
+}
+
+/* One whole job as the program runs it: the owner shares the weights and
+ * the batches, the servers train and classify, the owner gets the trained
+ * weights (within the bound of the twin on the same batches) and the
+ * predictions (equal to the twin's with those weights).  Then a job the
+ * servers must refuse. */
+static void test_nn_job(void)
+{
+    snn_mnist train, test;
+    snn_net net;
+    nn_job_ctx c;
+    run_opts ro;
+    party_out out[SNN_NEND];
+    uint64_t *init, *tw, *tpred, maxdiff = 0;
+    size_t i, np, n, same = 0;
+    snn_prg order;
+    const size_t T = 3;
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    snn_net_init(&net, SNN_NET_A);
+    np = net.nparam;
+    memset(&c, 0, sizeof c);
+    c.job.cmd = SNN_JOB_TRAIN | SNN_JOB_INFER;
+    c.job.net = SNN_NET_A;
+    c.job.batch = 16;
+    c.job.iters = (uint32_t)T;
+    c.job.lr_shift = 5;
+    c.job.n_infer = quick ? 20 : 50;
+    c.job.report = 1;
+    n = c.job.n_infer;
+    c.train = &train;
+    c.test = &test;
+    init = xmalloc(np * 8);
+    tw = xmalloc(np * 8);
+    tpred = xmalloc(n * 8);
+    snn_nn_init_params(&net, init, trng());
+    c.init = init;
+    c.order = *trng();
+    snn_prg_u64(trng());
+    memset(&ro, 0, sizeof ro);
+    ro.timeout_ms = 30000;
+    ro.nparty = 4;
+    if (run_parties(&ro, pf_nn_job, &c, out) == 0 && out[3].n == np + n + 2) {
+        memcpy(tw, init, np * 8);
+        order = c.order;
+        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, &order, NULL, 0, NULL, NULL) == 0, "job: the twin trains");
+        for (i = 0; i < np; i++) {
+            uint64_t d = nn_absdiff(out[3].v[i], tw[i]);
+            if (d > maxdiff) maxdiff = d;
+        }
+        CHECK(maxdiff <= 2 * T + 2, "job: trained weights revealed to the owner, within %zu LSB of the twin's (maxdiff %llu)",
+              2 * T + 2, (unsigned long long)maxdiff);
+        CHECK(snn_plain_infer(&net, out[3].v, &test, n, 16, tpred) == 0, "job: twin inference");
+        for (i = 0; i < n; i++) same += out[3].v[np + i] == tpred[i];
+        CHECK(same == n, "job: %zu of %zu predictions equal the twin's with the trained weights", same, n);
+        CHECK(out[3].v[np + n] == T, "job: %llu progress reports for %zu steps (every step)",
+              (unsigned long long)out[3].v[np + n], T);
+        CHECK(out[3].v[np + n + 1] > 0, "job: inference traffic counted: %llu bytes",
+              (unsigned long long)out[3].v[np + n + 1]);
+    } else {
+        CHECK(0, "job: ran: %s", out[3].err[0] ? out[3].err : first_err(out));
+    }
+    for (i = 0; i < SNN_NEND; i++) free(out[i].v);
+    /* network D cannot be trained: the servers refuse the job */
+    {
+        char err[160];
+        snn_job j = c.job;
+        j.net = SNN_NET_D;
+        CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "inference only"), "job: D refused: \"%s\"", err);
+        j = c.job;
+        j.batch = 24;
+        CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "power of two"), "job: batch 24 refused: \"%s\"", err);
+    }
+    free(init); free(tw); free(tpred);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
 
 /* ==== The program's command line ========================================== */
 
@@ -2537,7 +3175,15 @@ static const test_entry tests[] = {
     { "dmaxpool",        test_dmaxpool },
     { "refresh",         test_refresh },
     { "mnist",           test_mnist },
+    { "nn_im2col",       test_nn_im2col },
+    { "nn_conv",         test_nn_conv_direct },
+    { "nn_fc",           test_nn_fc_hand },
+    { "nn_relu_maxpool", test_nn_relu_maxpool },
+    { "nn_infer",        test_nn_infer },
+    { "nn_train",        test_nn_train },
+    { "nn_job",          test_nn_job },
     { "cli",             test_cli },
+    { "nn_model_file",   test_nn_model_file },
 };
 
 static int usage(void)
