@@ -1766,7 +1766,8 @@ static const char usage_text[] =
 "  train           the owner: train on three running parties, save with --model\n"
 "  infer           the owner: classify the test split with --model FILE on three\n"
 "                  running parties\n"
-"  bench           time, bytes and rounds per protocol and network (not yet)\n"
+"  bench           time, bytes and rounds of each protocol of WP Table 8 and each\n"
+"                  network of WP Table 7, beside the paper's figures (--port, --seed)\n"
 "  help, --help    this text\n"
 "\n"
 "Options (command: default):\n"
@@ -1842,6 +1843,7 @@ static unsigned opts_allowed(const char *cmd)
     if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS;
     if (strcmp(cmd, "infer") == 0)
         return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_SEED | OPT_PEERS | OPT_TIMEOUT;
+    if (strcmp(cmd, "bench") == 0) return OPT_PORT | OPT_SEED | OPT_TIMEOUT;
     return 0;
 }
 
@@ -2535,12 +2537,265 @@ cleanup:
     return rc;
 }
 
-/* cmd_bench -- left to fill in. */
+/* ---- make bench: [SNN] Tables 7 and 8 side by side ---------------------- */
+
+/*
+ * One benchmark: a protocol call of WP Table 8, or a network's inference of
+ * WP Table 7.  The [SNN] figures are the paper's (LAN: EC2 c4.8xlarge,
+ * 625 MB/s, 0.22 ms ping); ours are measured here, on loopback.
+ */
+enum { B_CONV, B_MATMUL, B_MAXPOOL, B_DMP, B_DRELU, B_RELU, B_NET };
+
+typedef struct {
+    int         kind;
+    const char *name, *dims;
+    size_t      a, b, c, d;       /* shape: see bench_one                 */
+    double      snn_ms, snn_mb;   /* [SNN] LAN time (ms) and traffic (MB) */
+    const char *snn_rounds;       /* [SNN, Table 1]                       */
+} bench_item;
+
+static const bench_item bench_items[] = {
+    /* WP Table 8: Conv2d (m, f, i, o) is one MatMul of the im2col matrix,
+     * (m-f+1)^2 x f^2 i, by the filters, f^2 i x o (SPEC 3: the MB match
+     * only with m^2 the output positions). */
+    { B_CONV,    "Conv2d",  "8, 5, 16, 50",    8, 5, 16, 50,    3.8,  0.42,   "2" },
+    { B_CONV,    "Conv2d",  "28, 3, 1, 20",   28, 3,  1, 20,    1.8,  0.2,    "2" },
+    { B_CONV,    "Conv2d",  "28, 5, 1, 20",   28, 5,  1, 20,    2.8,  0.33,   "2" },
+    { B_MATMUL,  "MatMul",  "1, 500, 100",     1, 500, 100, 0,  4.8,  0.81,   "2" },
+    { B_MATMUL,  "MatMul",  "1, 100, 1",       1, 100, 1, 0,    0.33, 0.0032, "2" },
+    { B_MATMUL,  "MatMul",  "784, 128, 10",  784, 128, 10, 0,   9.7,  1.69,   "2" },
+    /* Maxpool and DMP: windows x window size (8x8x50 with 4x4 windows is
+     * 200 windows of 16) */
+    { B_MAXPOOL, "Maxpool", "8x8x50, 4x4",   200, 16, 0, 0,    59.7,  2.23,   "135" },
+    { B_MAXPOOL, "Maxpool", "24x24x16, 2x2", 2304, 4, 0, 0,    61.1,  5.14,   "27" },
+    { B_MAXPOOL, "Maxpool", "24x24x20, 2x2", 2880, 4, 0, 0,    62.6,  6.43,   "27" },
+    /* DMP: Pi_DMaxpool plus the product of delta with the one-hot vector
+     * (SPEC 3: the paper's DMP figures include it) */
+    { B_DMP,     "DMP",     "8x8x50, 4x4",   200, 16, 0, 0,     1.9,  0.18,   "2" },
+    { B_DMP,     "DMP",     "24x24x16, 2x2", 2304, 4, 0, 0,     4.8,  0.52,   "2" },
+    { B_DMP,     "DMP",     "24x24x20, 2x2", 2880, 4, 0, 0,     4.9,  0.65,   "2" },
+    { B_DRELU,   "DReLU",   "64x16",         1024, 0, 0, 0,    11.2,  0.68,   "8" },
+    { B_DRELU,   "DReLU",   "128x128",      16384, 0, 0, 0,   109.8, 10.88,   "8" },
+    { B_DRELU,   "DReLU",   "576x20",       11520, 0, 0, 0,    71.5,  7.65,   "8" },
+    /* ReLU on top of DReLU (Table 8 counts only this part): the product */
+    { B_RELU,    "ReLU",    "64x16",         1024, 0, 0, 0,     0.42, 0.04,   "2" },
+    { B_RELU,    "ReLU",    "128x128",      16384, 0, 0, 0,     2.8,  0.66,   "2" },
+    { B_RELU,    "ReLU",    "576x20",       11520, 0, 0, 0,     2.5,  0.46,   "2" },
+    /* WP Table 7: inference, batch 1 and batch 128 (LAN seconds, MB) */
+    { B_NET,     "A",       "batch 1",       SNN_NET_A, 1, 0, 0,    43,   2.1,   "-" },
+    { B_NET,     "A",       "batch 128",     SNN_NET_A, 128, 0, 0,  380,  29,    "-" },
+    { B_NET,     "B",       "batch 1",       SNN_NET_B, 1, 0, 0,    130,  8.86,  "-" },
+    { B_NET,     "B",       "batch 128",     SNN_NET_B, 128, 0, 0,  7180, 1066,  "-" },
+    { B_NET,     "C",       "batch 1",       SNN_NET_C, 1, 0, 0,    230,  18.94, "-" },
+    { B_NET,     "C",       "batch 128",     SNN_NET_C, 128, 0, 0,  10820, 1550, "-" },
+    { B_NET,     "D",       "batch 1",       SNN_NET_D, 1, 0, 0,    76,   4.05,  "-" },
+    { B_NET,     "D",       "batch 128",     SNN_NET_D, 128, 0, 0,  2600, 317.7, "-" },
+};
+
+#define BENCH_N (sizeof bench_items / sizeof bench_items[0])
+
+/* What a party reports for one benchmark. */
+typedef struct {
+    int       ok;
+    double    secs;
+    snn_stats stats;
+} bench_rec;
+
+/* Random shares for P0 and P1 (the values do not change the cost). */
+static uint64_t *bench_shares(snn_party *p, size_t n)
+{
+    uint64_t *x = nn_alloc(n);
+    size_t i;
+    if (x && p->id != 2)
+        for (i = 0; i < n; i++) x[i] = snn_prg_u64(&p->own) >> 20;
+    return x;
+}
+
+/*
+ * bench_one -- runs benchmark it on this party and times it.  Inputs are
+ * made before the clock starts; the parties meet at a barrier first, so
+ * each measurement starts together.
+ */
+static int bench_one(snn_party *p, const bench_item *it, bench_rec *rec)
+{
+    uint64_t *x = NULL, *y = NULL, *z = NULL, *w = NULL, *param = NULL, *cls = NULL;
+    snn_nn_state st;
+    snn_net net;
+    size_t n = 0, m = 0, k = 0, v = 0, i;
+    unsigned char one = 1;
+    double t0;
+    int rc = -1;
+
+    memset(&st, 0, sizeof st);
+    switch (it->kind) {
+    case B_CONV:
+        m = (it->a - it->b + 1) * (it->a - it->b + 1);      /* output positions */
+        k = it->b * it->b * it->c;                          /* f^2 i            */
+        v = it->d;                                          /* o                */
+        if (!(x = bench_shares(p, m * k)) || !(y = bench_shares(p, k * v)) || !(z = nn_alloc(m * v))) goto nomem;
+        break;
+    case B_MATMUL:
+        m = it->a; k = it->b; v = it->c;
+        if (!(x = bench_shares(p, m * k)) || !(y = bench_shares(p, k * v)) || !(z = nn_alloc(m * v))) goto nomem;
+        break;
+    case B_MAXPOOL: case B_DMP:
+        n = it->a * it->b;
+        if (!(x = bench_shares(p, n)) || !(y = nn_alloc(it->a)) || !(z = nn_alloc(it->a))
+            || !(w = nn_alloc(n)) || !(cls = bench_shares(p, n)))
+            goto nomem;
+        if (it->kind == B_DMP) {
+            /* DMP needs Maxpool's index: computed before the clock starts */
+            SNN_GUARD(snn_maxpool(p, y, z, x, it->a, it->b));
+        }
+        break;
+    case B_DRELU: case B_RELU:
+        n = it->a;
+        if (!(x = bench_shares(p, n)) || !(y = nn_alloc(n)) || !(z = nn_alloc(n))) goto nomem;
+        if (it->kind == B_RELU) SNN_GUARD(snn_drelu(p, y, x, n));
+        break;
+    case B_NET:
+        if (snn_net_init(&net, (int)it->a) != 0 || snn_nn_state_alloc(&st, &net, it->b) != 0) goto nomem;
+        n = it->b;
+        if (!(param = bench_shares(p, net.nparam)) || !(x = bench_shares(p, n * SNN_NN_IN))
+            || !(cls = nn_alloc(n)))
+            goto nomem;
+        break;
+    default:
+        break;
+    }
+
+    /* Barrier: every party has its inputs; then all start the clock. */
+    for (i = 0; i < SNN_NPARTY; i++)
+        if ((int)i != p->id) SNN_GUARD(snn_send(p, (int)i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1));
+    for (i = 0; i < SNN_NPARTY; i++)
+        if ((int)i != p->id) SNN_GUARD(snn_recv(p, (int)i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1));
+    snn_stats_reset(p);
+    t0 = now_s();
+    switch (it->kind) {
+    case B_CONV: case B_MATMUL:
+        SNN_GUARD(snn_matmul(p, z, x, y, m, k, v, 0, 0));
+        break;
+    case B_MAXPOOL:
+        SNN_GUARD(snn_maxpool(p, y, z, x, it->a, it->b));
+        break;
+    case B_DMP:
+        SNN_GUARD(snn_dmaxpool(p, w, z, it->a, it->b));
+        SNN_GUARD(snn_mul(p, w, w, cls, n));
+        break;
+    case B_DRELU:
+        SNN_GUARD(snn_drelu(p, y, x, n));
+        break;
+    case B_RELU:
+        SNN_GUARD(snn_mul(p, z, y, x, n));
+        break;
+    case B_NET:
+        SNN_GUARD(snn_nn_forward(p, &st, param, x, n));
+        SNN_GUARD(snn_nn_predict(p, cls, &st, n));
+        break;
+    default:
+        break;
+    }
+    rec->secs = now_s() - t0;
+    rec->stats = p->stats;
+    rec->ok = 1;
+    rc = 0;
+    goto cleanup;
+nomem:
+    snn_fail(p, SNN_ERR_NOMEM, "bench %s %s: out of memory", it->name, it->dims);
+cleanup:
+    free(x); free(y); free(z); free(w); free(param); free(cls);
+    snn_nn_state_free(&st);
+    return rc;
+}
+
+/* One party of the benchmark: every item in order, a record each. */
+static int bench_party(int id, const opts *o, int out_fd)
+{
+    snn_party p;
+    const char *peers[SNN_NPARTY];
+    size_t k;
+    int rc = 0;
+
+    for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
+    snn_party_init(&p, id, (int)o->timeout * 1000);
+    if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, &o->seed) != 0) rc = -1;
+    for (k = 0; k < BENCH_N && rc == 0; k++) {
+        bench_rec rec;
+        memset(&rec, 0, sizeof rec);
+        if (bench_one(&p, &bench_items[k], &rec) != 0) rc = -1;
+        if (write(out_fd, &rec, sizeof rec) != (ssize_t)sizeof rec) rc = -1;
+    }
+    if (p.err) PERR("%s", p.errmsg);
+    snn_party_close(&p);
+    close(out_fd);
+    return rc == 0 ? 0 : 1;
+}
+
+/*
+ * cmd_bench -- forks P0, P1, P2 over TCP on 127.0.0.1 and runs WP Table 8
+ * (protocols) and Table 7 (inference), printing ours beside [SNN]'s.
+ */
 static int cmd_bench(opts *o)
 {
-    (void)o;
-    printf("bench: not yet implemented\n");
-    return 1;
+    pid_t pid[SNN_NPARTY];
+    int fds[SNN_NPARTY][2], rc = 1;
+    size_t k, i, nkids = 0;
+    bench_rec (*rec)[SNN_NPARTY] = NULL;
+
+    if (!(o->given & OPT_PORT)) o->port = 7100;
+    if (!(o->given & OPT_SEED)) o->seed = 1;
+    for (k = 0; k < SNN_NPARTY; k++)
+        snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
+    rec = calloc(BENCH_N, sizeof *rec);
+    if (!rec) { PERR("out of memory"); return 1; }
+
+    printf("SecureNN bench: P0, P1, P2 as processes on 127.0.0.1 over TCP (%s, %s, %s)\n",
+           o->peers[0], o->peers[1], o->peers[2]);
+    printf("[SNN]: the paper's LAN figures (EC2 c4.8xlarge, 625 MB/s, 0.22 ms ping, PrivateCompare on 4 cores).\n");
+    printf("MB = 10^6 payload bytes sent by all three parties; rounds = the longest chain of\n");
+    printf("messages that wait on each other (measured); [SNN] rounds from Table 1.\n\n");
+    fflush(stdout);
+    fflush(stderr);
+    for (k = 0; k < SNN_NPARTY; k++) {
+        if (pipe(fds[k]) != 0) { PERR("pipe: %s", strerror(errno)); goto cleanup; }
+        pid[k] = fork();
+        if (pid[k] < 0) { PERR("fork: %s", strerror(errno)); goto cleanup; }
+        if (pid[k] == 0) {
+            size_t m;
+            for (m = 0; m <= k; m++) close(fds[m][0]);
+            free(rec);
+            _exit(bench_party((int)k, o, fds[k][1]));
+        }
+        close(fds[k][1]);
+        nkids++;
+    }
+    printf("%-8s %-15s %10s %10s %9s %9s %7s %7s\n", "", "", "time", "[SNN]", "MB", "[SNN]", "rounds", "[SNN]");
+    for (i = 0; i < BENCH_N; i++) {
+        const bench_item *it = &bench_items[i];
+        double secs = 0, mb = 0;
+        uint32_t rounds = 0;
+        int ok = 1;
+        if (i == 0) printf("WP Table 8: protocols (time in ms)\n");
+        if (it->kind == B_NET && bench_items[i - 1].kind != B_NET)
+            printf("WP Table 7: inference (time in ms)\n");
+        for (k = 0; k < SNN_NPARTY; k++) {
+            bench_rec *r = &rec[i][k];
+            if (read(fds[k][0], r, sizeof *r) != (ssize_t)sizeof *r || !r->ok) { ok = 0; continue; }
+            if (r->secs > secs) secs = r->secs;
+            mb += (double)r->stats.bytes_sent / 1e6;
+            if (r->stats.rounds > rounds) rounds = r->stats.rounds;
+        }
+        if (!ok) { PERR("bench %s %s failed", it->name, it->dims); goto cleanup; }
+        printf("%-8s %-15s %10.2f %10.2f %9.4g %9.4g %7u %7s\n", it->name, it->dims, secs * 1e3,
+               it->snn_ms, mb, it->snn_mb, (unsigned)rounds, it->snn_rounds);
+        fflush(stdout);
+    }
+    rc = 0;
+cleanup:
+    for (k = 0; k < nkids; k++) close(fds[k][0]);
+    if (reap(pid, nkids, (double)o->timeout) != 0) rc = 1;
+    free(rec);
+    return rc;
 }
 
 /* main -- dispatches the command; exit 0, 1 on failure, 2 on bad usage. */
