@@ -283,6 +283,7 @@ static long inbox_fill(snn_party *p, int k)
     if (r > 0) { b->len += (size_t)r; return (long)r; }
     if (r == 0) return -2;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+    if (errno == ECONNRESET || errno == EPIPE) return -2;     /* the peer is gone */
     return snn_fail(p, SNN_ERR_IO, "reading from %s: %s", who(k), strerror(errno));
 }
 
@@ -703,7 +704,15 @@ int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
     if (p->id < 0 || p->id >= SNN_NPARTY) return snn_fail(p, SNN_ERR_ARG, "party id must be 0, 1 or 2");
     SNN_GUARD(listen_on(p, peers[p->id]));
     for (k = 0; k < p->id; k++) SNN_GUARD(connect_to(p, k, peers[k]));
-    for (k = p->id + 1; k < SNN_NPARTY; k++) SNN_GUARD(accept_one(p, (1u << SNN_NPARTY) - 1));
+    /* Accept every higher id; an owner that connects early is kept for
+     * snn_accept_client rather than refused. */
+    for (;;) {
+        unsigned want = 0;
+        for (k = p->id + 1; k < SNN_NPARTY; k++) if (p->fd[k] < 0) want |= 1u << k;
+        if (!want) break;
+        if (p->fd[SNN_CLIENT] < 0) want |= 1u << SNN_CLIENT;
+        SNN_GUARD(accept_one(p, want));
+    }
     return 0;
 cleanup:
     return -1;
@@ -722,6 +731,7 @@ cleanup:
 int snn_accept_client(snn_party *p)
 {
     if (p->err) return -1;
+    if (p->fd[SNN_CLIENT] >= 0) return 0;       /* it connected during the mesh setup */
     if (p->listen_fd < 0) return snn_fail(p, SNN_ERR_ARG, "not listening for the owner");
     return accept_one(p, 1u << SNN_CLIENT);
 }

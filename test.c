@@ -3066,6 +3066,140 @@ static void expect_cli_error(char *const argv[], const char *needle, double limi
           "%s: exit %d, %d line(s) in %.1f s: \"%s\"", what, r.status, r.lines, r.secs, r.err);
 }
 
+/* A process started in the background, its stderr to a pipe. */
+typedef struct { pid_t pid; int errfd; } bg_proc;
+
+static int spawn_bg(bg_proc *b, char *const argv[])
+{
+    int ep[2];
+    fflush(stdout);
+    if (pipe(ep) != 0) return -1;
+    b->pid = fork();
+    if (b->pid < 0) { close(ep[0]); close(ep[1]); return -1; }
+    if (b->pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, 1);
+        dup2(ep[1], 2);
+        close(ep[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(ep[1]);
+    b->errfd = ep[0];
+    return 0;
+}
+
+/* Waits for b until the absolute monotonic time `until`, then kills it;
+ * fills r as run_cmd does. */
+static void wait_bg(bg_proc *b, cmd_result *r, double until)
+{
+    size_t len = 0;
+    int st = 0;
+    memset(r, 0, sizeof *r);
+    for (;;) {
+        struct pollfd pf;
+        double left = until - mono_s();
+        ssize_t n;
+        if (left <= 0) { kill(b->pid, SIGKILL); break; }
+        pf.fd = b->errfd; pf.events = POLLIN; pf.revents = 0;
+        if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0) continue;
+        n = read(b->errfd, r->err + len, sizeof r->err - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+        if (len == sizeof r->err - 1) break;
+    }
+    close(b->errfd);
+    waitpid(b->pid, &st, 0);
+    r->err[len] = '\0';
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    for (len = 0; r->err[len]; len++) if (r->err[len] == '\n') r->lines++;
+    if (len && r->err[len - 1] == '\n') r->err[len - 1] = '\0';
+}
+
+/*
+ * Three `party` processes and an owner, as on three machines but on
+ * 127.0.0.1: train (the owner starts first, before the parties listen),
+ * then infer with the saved model, then a run in which P2 is killed.
+ */
+static void test_cli_parties(void)
+{
+    char tmpl[] = "/tmp/snn_e2e_XXXXXX", model[256], peers[128];
+    int port[3], k;
+    bg_proc party[3], owner;
+    cmd_result r[3], ro;
+    double until;
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+    char *ids[3] = { "0", "1", "2" };
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (!mkdtemp(tmpl) || free_ports(port, 3) != 0) { CHECK(0, "temporary directory and ports"); return; }
+    snprintf(model, sizeof model, "%s/a.snnm", tmpl);
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+
+    {
+        char *oargv[] = { "./securenn", "train", "--net", "A", "--iters", "2", "--batch", "16", "--quiet",
+                          "--seed", "5", "--timeout", "20", "--peers", peers, "--model", model, NULL };
+        CHECK(spawn_bg(&owner, oargv) == 0, "train: the owner starts first");
+        nanosleep(&ts, NULL);
+        for (k = 0; k < 3; k++) {
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--peers", peers, NULL };
+            if (spawn_bg(&party[k], pargv) != 0) CHECK(0, "spawn party %d", k);
+        }
+        until = mono_s() + 120;
+        wait_bg(&owner, &ro, until);
+        for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+        CHECK(ro.status == 0 && r[0].status == 0 && r[1].status == 0 && r[2].status == 0
+              && access(model, R_OK) == 0,
+              "train across four processes over TCP, model saved (owner: \"%s\", P0: \"%s\")", ro.err, r[0].err);
+    }
+    {
+        char *oargv[] = { "./securenn", "infer", "--model", model, "--test-n", "16", "--batch", "16",
+                          "--timeout", "20", "--peers", peers, NULL };
+        for (k = 0; k < 3; k++) {
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--peers", peers, NULL };
+            if (spawn_bg(&party[k], pargv) != 0) CHECK(0, "spawn party %d", k);
+        }
+        nanosleep(&ts, NULL);
+        CHECK(spawn_bg(&owner, oargv) == 0, "infer: the owner starts");
+        until = mono_s() + 120;
+        wait_bg(&owner, &ro, until);
+        for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+        CHECK(ro.status == 0 && r[0].status == 0 && r[1].status == 0 && r[2].status == 0,
+              "infer with the saved model across four processes (owner: \"%s\")", ro.err);
+    }
+    {
+        /* A dead peer: P2 is killed mid-training; the others stop with one
+         * line each, well within their timeout, and no one hangs. */
+        char *oargv[] = { "./securenn", "train", "--net", "A", "--iters", "10000", "--batch", "16", "--quiet",
+                          "--timeout", "20", "--peers", peers, NULL };
+        struct timespec two = { 2, 0 };
+        double t0;
+        for (k = 0; k < 3; k++) {
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--peers", peers, NULL };
+            if (spawn_bg(&party[k], pargv) != 0) CHECK(0, "spawn party %d", k);
+        }
+        nanosleep(&ts, NULL);
+        CHECK(spawn_bg(&owner, oargv) == 0, "a long training run starts");
+        nanosleep(&two, NULL);
+        kill(party[2].pid, SIGKILL);
+        t0 = mono_s();
+        until = t0 + 60;
+        wait_bg(&party[2], &r[2], until);
+        wait_bg(&party[0], &r[0], until);
+        wait_bg(&party[1], &r[1], until);
+        wait_bg(&owner, &ro, until);
+        CHECK(r[0].status > 0 && r[0].lines == 1 && strstr(r[0].err, "P0:") != NULL && strstr(r[0].err, " step ") != NULL,
+              "P2 killed: P0 exits %d with one line: \"%s\"", r[0].status, r[0].err);
+        CHECK(r[1].status > 0 && r[1].lines == 1 && strstr(r[1].err, "P1:") != NULL && strstr(r[1].err, " step ") != NULL,
+              "P2 killed: P1 exits %d with one line: \"%s\"", r[1].status, r[1].err);
+        CHECK(ro.status > 0 && ro.lines == 1,
+              "P2 killed: the owner exits %d with one line: \"%s\"", ro.status, ro.err);
+        CHECK(mono_s() - t0 < 20, "everyone stopped within the 20 s timeout (%.1f s)", mono_s() - t0);
+    }
+    remove(model);
+    rmdir(tmpl);
+}
+
 static void test_cli(void)
 {
     char tmpl[] = "/tmp/snn_cli_XXXXXX", path[256], ports[3][32], peers[128];
@@ -3184,6 +3318,7 @@ static const test_entry tests[] = {
     { "nn_train",        test_nn_train },
     { "nn_job",          test_nn_job },
     { "cli",             test_cli },
+    { "cli_parties",     test_cli_parties },
     { "nn_model_file",   test_nn_model_file },
 };
 
