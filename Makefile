@@ -35,7 +35,7 @@ test: securenn test-runner
 
 check:
 	$(MAKE) clean
-	$(MAKE) CFLAGS='$(CFLAGS) -Werror $(SAN)' test
+	$(MAKE) CFLAGS='$(CFLAGS) -Werror $(SAN)' TESTARGS='--quick $(TESTARGS)' test
 	$(MAKE) clean
 
 asan:
