@@ -123,18 +123,55 @@ void snn_prg_init(snn_prg *g, const uint8_t key[32], uint32_t stream_id)
     g->nonce[1] = 0;
     g->nonce[2] = 0;
     g->counter = 0;
-    g->used = 64;
+    g->used = SNN_PRG_BUF;
+}
+
+/*
+ * chacha20_blocks -- SNN_PRG_BLOCKS consecutive keystream blocks at once:
+ * the block function of snn_chacha20_block, run on the blocks side by side
+ * (lane b is block counter + b), so that the compiler can keep the lanes
+ * in vector registers.  Block numbers carry into nonce word 1 as in
+ * snn_prg_init.  Byte for byte the same keystream as calling
+ * snn_chacha20_block once per block (test.c checks it, carry included).
+ */
+static void chacha20_blocks(uint8_t out[64 * SNN_PRG_BLOCKS], const uint32_t key[8], uint32_t counter,
+                            const uint32_t nonce[3])
+{
+    uint32_t s[16][SNN_PRG_BLOCKS], x[16][SNN_PRG_BLOCKS];
+    size_t b, i;
+
+    for (b = 0; b < SNN_PRG_BLOCKS; b++) {
+        const uint32_t ctr = counter + (uint32_t)b;
+        s[0][b] = 0x61707865; s[1][b] = 0x3320646e; s[2][b] = 0x79622d32; s[3][b] = 0x6b206574;
+        for (i = 0; i < 8; i++) s[4 + i][b] = key[i];
+        s[12][b] = ctr;
+        s[13][b] = nonce[0];
+        s[14][b] = nonce[1] + (uint32_t)(ctr < counter);   /* carry: see snn_prg_init */
+        s[15][b] = nonce[2];
+    }
+    memcpy(x, s, sizeof x);
+#define QRN(a, bb, c, d)                                                        \
+    for (b = 0; b < SNN_PRG_BLOCKS; b++) QR(x[a][b], x[bb][b], x[c][b], x[d][b])
+    for (i = 0; i < 10; i++) {
+        QRN(0, 4, 8,  12); QRN(1, 5, 9,  13); QRN(2, 6, 10, 14); QRN(3, 7, 11, 15);
+        QRN(0, 5, 10, 15); QRN(1, 6, 11, 12); QRN(2, 7, 8,  13); QRN(3, 4, 9,  14);
+    }
+#undef QRN
+    for (b = 0; b < SNN_PRG_BLOCKS; b++)
+        for (i = 0; i < 16; i++) store32_le(out + 64 * b + 4 * i, x[i][b] + s[i][b]);
+    /* The working state, word by word (s is only key, counter and nonce,
+     * all still held in g) */
+    for (i = 0; i < 16; i++) {
+        volatile uint32_t *row = x[i];
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) row[b] = 0;
+    }
 }
 
 static void prg_refill(snn_prg *g)
 {
-    uint32_t w[16];
-    int i;
-    snn_chacha20_block(w, g->key, g->counter, g->nonce);
-    for (i = 0; i < 16; i++) store32_le(g->block + 4 * i, w[i]);
-    snn_wipe(w, sizeof w);
-    g->counter++;
-    if (g->counter == 0) g->nonce[1]++;   /* carry: see snn_prg_init */
+    chacha20_blocks(g->block, g->key, g->counter, g->nonce);
+    if (g->counter > UINT32_MAX - SNN_PRG_BLOCKS) g->nonce[1]++;   /* carry: see snn_prg_init */
+    g->counter += SNN_PRG_BLOCKS;
     g->used = 0;
 }
 
@@ -143,8 +180,8 @@ void snn_prg_bytes(snn_prg *g, uint8_t *out, size_t n)
 {
     while (n > 0) {
         size_t take;
-        if (g->used == 64) prg_refill(g);
-        take = 64 - g->used;
+        if (g->used == SNN_PRG_BUF) prg_refill(g);
+        take = SNN_PRG_BUF - g->used;
         if (take > n) take = n;
         memcpy(out, g->block + g->used, take);
         g->used += (unsigned)take;
@@ -155,7 +192,7 @@ void snn_prg_bytes(snn_prg *g, uint8_t *out, size_t n)
 
 static uint8_t prg_byte(snn_prg *g)
 {
-    if (g->used == 64) prg_refill(g);
+    if (g->used == SNN_PRG_BUF) prg_refill(g);
     return g->block[g->used++];
 }
 

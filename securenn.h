@@ -141,12 +141,18 @@ double   snn_decode(uint64_t x);
 
 /* ==== 4. ChaCha20 PRG [RFC8439 2.3] ===================================== */
 
+/* The PRG computes SNN_PRG_BLOCKS keystream blocks per refill (one
+ * multiple of 4 lets the compiler vectorise them); the stream is the same. */
+#define SNN_PRG_BLOCKS 8
+#define SNN_PRG_BUF    (64 * SNN_PRG_BLOCKS)
+
 typedef struct {
     uint32_t key[8];
     uint32_t nonce[3];
-    uint32_t counter;        /* next block number                       */
-    uint8_t  block[64];      /* current keystream block                 */
-    unsigned used;           /* bytes of block consumed (64 = empty)    */
+    uint32_t counter;        /* next block number, a multiple of SNN_PRG_BLOCKS
+                              * unless set by hand (test.c)              */
+    uint8_t  block[SNN_PRG_BUF]; /* current keystream blocks             */
+    unsigned used;           /* bytes of block consumed (SNN_PRG_BUF = empty) */
 } snn_prg;
 
 /* The RFC 8439 block function: out = ChaCha20(key, counter, nonce). */

@@ -477,6 +477,34 @@ static void test_chacha20(void)
         CHECK(memcmp(ks, w1, 64) == 0 && memcmp(ks + 64, w2, 64) == 0,
               "PRG stream = RFC 8439 keystream (A.1 #1, #2) across split reads");
     }
+
+    /* The PRG computes several blocks per refill: its stream is still one
+     * block function call per block, across refills and across the carry
+     * of the 32-bit block counter into nonce word 1. */
+    for (i = 0; i < 32; i++) kb[i] = (uint8_t)(7 * i + 1);
+    for (i = 0; i < 8; i++) key[i] = (uint32_t)kb[4*i] | (uint32_t)kb[4*i+1] << 8 | (uint32_t)kb[4*i+2] << 16 | (uint32_t)kb[4*i+3] << 24;
+    {
+        static const uint32_t start[2] = { 0, 0xffffffffu - 2 * SNN_PRG_BLOCKS + 3 };
+        uint8_t ks[64 * 4 * SNN_PRG_BLOCKS];
+        size_t bad = 0, s0;
+        for (s0 = 0; s0 < 2; s0++) {
+            snn_prg_init(&g, kb, 5);
+            g.counter = start[s0];
+            snn_prg_bytes(&g, ks, 3);
+            snn_prg_bytes(&g, ks + 3, sizeof ks - 3);
+            for (t = 0; t < 4 * SNN_PRG_BLOCKS; t++) {
+                const uint32_t ctr = start[s0] + (uint32_t)t;
+                nonce[0] = 5;
+                nonce[1] = ctr < start[s0];
+                nonce[2] = 0;
+                snn_chacha20_block(out, key, ctr, nonce);
+                words_to_bytes(got, out, 16);
+                bad += memcmp(got, ks + 64 * t, 64) != 0;
+            }
+        }
+        CHECK(bad == 0, "PRG stream = block function per block, %d blocks per refill, "
+              "across the counter carry (%zu bad blocks)", SNN_PRG_BLOCKS, bad);
+    }
 }
 
 /* ==== Rings =============================================================== */
