@@ -239,8 +239,10 @@ uint8_t snn_prg_zp(snn_prg *g)
 uint8_t snn_prg_zp_star(snn_prg *g)
 {
     uint8_t b;
-    do b = snn_prg_zp(g); while (b == 0);
-    return b;
+    /* One byte per try: the bytes and values of drawing snn_prg_zp until
+     * it is non-zero, without the nested loop */
+    do b = prg_byte(g); while (b >= (256 / SNN_P) * SNN_P || b % SNN_P == 0);
+    return (uint8_t)(b % SNN_P);
 }
 
 /* snn_prg_bit -- one uniform bit (the low bit of a fresh byte). */
@@ -251,18 +253,26 @@ uint8_t snn_prg_bit(snn_prg *g)
 
 /*
  * snn_prg_perm -- a uniform permutation of 0..n-1 (n <= 256): Fisher-Yates,
- * each index drawn without bias by rejection.
+ * each index k in [0, i) drawn without bias from bytes b by Lemire's
+ * multiply-and-reject (ACM TOMACS 29(1), 2019): k = floor(b i / 256),
+ * rejecting b when the low byte of b i is below 256 mod i.  That rejects
+ * exactly 256 mod i values of b and leaves floor(256 / i) for each k.
+ * The division runs only when the low byte is below i, i.e. rarely.
  */
 void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++) pi[i] = (uint8_t)i;
     for (i = n; i > 1; i--) {
-        unsigned bound = (unsigned)i, lim = 256 - 256 % bound, b;
+        const unsigned bound = (unsigned)i;
+        unsigned m = prg_byte(g) * bound;
         size_t k;
         uint8_t t;
-        do b = prg_byte(g); while (b >= lim);
-        k = b % bound;
+        if ((m & 255) < bound) {
+            const unsigned lim = 256 % bound;
+            while ((m & 255) < lim) m = prg_byte(g) * bound;
+        }
+        k = m >> 8;
         t = pi[i - 1]; pi[i - 1] = pi[k]; pi[k] = t;
     }
 }
@@ -739,11 +749,17 @@ static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL]
     uint64_t t;
     size_t i, k;
 
-    /* Step 1 [P0,P1]: s_i, u_i in Z_p^* and a permutation pi of the 64
+    /* Step 1 [P0,P1]: s_i in Z_p^*, u_i in Z_p^* (only the case beta = 1,
+     * r = 2^l - 1 below uses them) and a permutation pi of the 64
      * positions, fresh for every element (SPEC 4.2 g), then the mask m_k
-     * in Z_p; drawn whatever the case below, so both parties draw alike */
+     * in Z_p.  Both parties know r and beta, so both draw u_i for the same
+     * elements and their K01 streams stay in lock-step. */
     for (i = 0; i < SNN_ELL; i++) s[i] = snn_prg_zp_star(k01);
-    for (i = 0; i < SNN_ELL; i++) u[i] = snn_prg_zp_star(k01);
+    /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
+    if (beta == 1 && r == SNN_LM1)
+        for (i = 0; i < SNN_ELL; i++) u[i] = snn_prg_zp_star(k01);
+    else
+        memset(u, 0, sizeof u);
     snn_prg_perm(k01, pi, SNN_ELL);
     for (k = 0; k < SNN_ELL; k++) m[k] = snn_prg_zp(k01);
 
