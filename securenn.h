@@ -484,8 +484,8 @@ int  snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
  * parameters and inputs (see nn.c): truncation errors through the layers. */
 uint64_t snn_nn_error_bound(const snn_net *net, const uint64_t *param);
 
-/* Owner-side encodings, integers only: pixel/255 and one-hot labels in
- * fixed point; weights uniform in +-sqrt(6 / (fan_in + fan_out)) (Glorot),
+/* Owner-side encodings, integers only: standardised pixels 4 p/255 - 1/2
+ * and one-hot labels in fixed point; weights uniform in +-sqrt(6 / (fan_in + fan_out)) (Glorot),
  * biases 0, drawn from g. */
 void snn_nn_encode_images(uint64_t *x, const uint8_t *pixels, size_t n);
 void snn_nn_encode_labels(uint64_t *y, const uint8_t *labels, size_t n);
