@@ -1402,7 +1402,7 @@ static int report_due(size_t it, size_t iters, size_t every)
 
 /* snn_plain_train -- the twin trains on d exactly as the owner batches it. */
 int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
-                    size_t iters, unsigned lr_shift, snn_prg *order, snn_prg *round, size_t every,
+                    size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round, size_t every,
                     snn_progress_fn fn, void *ctx)
 {
     snn_nn_state s;
@@ -1425,7 +1425,7 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
     pr.iters = iters;
     for (it = 0; it < iters; it++) {
         batcher_next(&bt, order, d, batch, x, y, lab);
-        SNN_GUARD(snn_plain_train_step(&s, param, x, y, lr_shift));
+        SNN_GUARD(snn_plain_train_step(&s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
         progress_add(&pr, s.out, lab, batch);
         if (report_due(it, iters, every) && fn) {
             pr.iter = it + 1;
@@ -1471,7 +1471,7 @@ cleanup:
 
 /* ==== 14. Jobs: the servers' side and the owner's side ================== */
 /*
- * The job block, 36 bytes, little-endian, sent by the owner to P0, P1 and
+ * The job block, 40 bytes, little-endian, sent by the owner to P0, P1 and
  * P2 as Setup step 2 (bytes).  All of it is public:
  *   off size field
  *     0    4 magic "SNNJ"
@@ -1483,9 +1483,19 @@ cleanup:
  *    24    4 learning-rate shift: lr = 2^-shift (0 unless training)
  *    28    4 images to classify (0 unless inferring)
  *    32    4 progress every this many iterations; 0: none (0 unless training)
+ *    36    4 learning-rate step: the shift grows by 1 every this many
+ *            iterations; 0: constant (0 unless training)
  */
 
-#define JOB_VERSION 1u
+#define JOB_VERSION 2u
+
+/* snn_lr_shift_at -- the learning-rate shift of training step it (from 0):
+ * a step schedule, lr_shift + floor(it / lr_step), or lr_shift if
+ * lr_step = 0.  The owner's choice, public like every job field. */
+unsigned snn_lr_shift_at(unsigned lr_shift, size_t lr_step, size_t it)
+{
+    return lr_shift + (lr_step ? (unsigned)(it / lr_step) : 0u);
+}
 
 /* The job block of the layout above. */
 static void job_encode(unsigned char b[SNN_JOB_BYTES], const snn_job *j)
@@ -1499,6 +1509,7 @@ static void job_encode(unsigned char b[SNN_JOB_BYTES], const snn_job *j)
     put_le(b + 24, j->lr_shift, 4);
     put_le(b + 28, j->n_infer, 4);
     put_le(b + 32, j->report, 4);
+    put_le(b + 36, j->lr_step, 4);
 }
 
 /* snn_job_check -- every field within its range; 0, or -1 and a message. */
@@ -1530,11 +1541,16 @@ int snn_job_check(const snn_job *j, char *err, size_t errlen)
             snprintf(err, errlen, "job: learning-rate shift %u above %u", (unsigned)j->lr_shift, NN_MAX_LR_SHIFT);
             return -1;
         }
+        if (snn_lr_shift_at(j->lr_shift, j->lr_step, j->iters - 1) > NN_MAX_LR_SHIFT) {
+            snprintf(err, errlen, "job: learning-rate step %u: the shift passes %u within %u iterations",
+                     (unsigned)j->lr_step, NN_MAX_LR_SHIFT, (unsigned)j->iters);
+            return -1;
+        }
         if (j->report > j->iters) {
             snprintf(err, errlen, "job: progress every %u of %u iterations", (unsigned)j->report, (unsigned)j->iters);
             return -1;
         }
-    } else if (j->iters != 0 || j->lr_shift != 0 || j->report != 0) {
+    } else if (j->iters != 0 || j->lr_shift != 0 || j->report != 0 || j->lr_step != 0) {
         snprintf(err, errlen, "job: training fields set in a job that does not train");
         return -1;
     }
@@ -1568,6 +1584,7 @@ static int job_decode(snn_job *j, const unsigned char b[SNN_JOB_BYTES], char *er
     j->lr_shift = (uint32_t)get_le(b + 24, 4);
     j->n_infer = (uint32_t)get_le(b + 28, 4);
     j->report = (uint32_t)get_le(b + 32, 4);
+    j->lr_step = (uint32_t)get_le(b + 36, 4);
     return snn_job_check(j, err, errlen);
 }
 
@@ -1636,7 +1653,7 @@ int snn_nn_serve(snn_party *p)
         for (it = 0; it < job.iters; it++) {
             SNN_GUARD(snn_share(p, SNN_CLIENT, x, NULL, B * SNN_NN_IN));
             SNN_GUARD(snn_share(p, SNN_CLIENT, y, NULL, B * SNN_NN_OUT));
-            SNN_GUARD(snn_nn_train_step(p, &s, param, x, y, job.lr_shift));
+            SNN_GUARD(snn_nn_train_step(p, &s, param, x, y, snn_lr_shift_at(job.lr_shift, job.lr_step, it)));
             if (job.report) {
                 /* progress, to the owner only: this step's ASM outputs */
                 SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, s.out, B * SNN_NN_OUT));
@@ -1792,6 +1809,8 @@ static const char usage_text[] =
 "  --lr-shift K    learning rate 2^-K (train: A 7, B/C 5, as [SNN]; demo: 5 for\n"
 "                  all: a departure for A, whose 2^-7 needs far more than the\n"
 "                  demo's 3 epochs)\n"
+"  --lr-step N     halve the learning rate every N iterations, a step schedule\n"
+"                  (0: constant) (0)\n"
 "  --every N       progress every N iterations (one epoch)\n"
 "  --quiet         no progress: nothing is revealed to the owner while training\n"
 "  --data DIR      MNIST IDX files train-* and t10k-* (data)\n"
@@ -1819,14 +1838,15 @@ static const char usage_text[] =
 enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 << 3,
        OPT_LR = 1 << 4, OPT_EVERY = 1 << 5, OPT_QUIET = 1 << 6, OPT_DATA = 1 << 7,
        OPT_TESTN = 1 << 8, OPT_MODEL = 1 << 9, OPT_SEED = 1 << 10, OPT_PEERS = 1 << 11,
-       OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15 };
+       OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15,
+       OPT_LRSTEP = 1 << 16 };
 
 typedef struct {
     const char *cmd;
     unsigned    given;                 /* OPT_ bits seen */
     int         party_id;
     int         net;
-    uint64_t    epochs, iters, batch, lr_shift, every, test_n, seed, port, timeout;
+    uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, port, timeout;
     const char *data, *model;
     char        peers[SNN_NPARTY][128];
 } opts;
@@ -1843,10 +1863,10 @@ static const opt_def opt_table[] = {
     { "--quiet", OPT_QUIET, 0 },     { "--data", OPT_DATA, 1 },     { "--test-n", OPT_TESTN, 1 },
     { "--model", OPT_MODEL, 1 },     { "--seed", OPT_SEED, 1 },     { "--peers", OPT_PEERS, 1 },
     { "--port", OPT_PORT, 1 },       { "--timeout", OPT_TIMEOUT, 1 }, { "--plain", OPT_PLAIN, 0 },
-    { "--no-twin", OPT_NOTWIN, 0 },
+    { "--no-twin", OPT_NOTWIN, 0 },  { "--lr-step", OPT_LRSTEP, 1 },
 };
 
-#define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_EVERY | OPT_QUIET \
+#define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_LRSTEP | OPT_EVERY | OPT_QUIET \
                        | OPT_DATA | OPT_MODEL | OPT_SEED | OPT_TIMEOUT)
 
 /* Which options each command accepts. */
@@ -1943,6 +1963,9 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
             break;
         case OPT_LR:
             if (parse_u64(v, 0, NN_MAX_LR_SHIFT, &o->lr_shift) != 0) return bad_value(a, v, "0..30");
+            break;
+        case OPT_LRSTEP:
+            if (parse_u64(v, 0, NN_MAX_ITERS, &o->lr_step) != 0) return bad_value(a, v, "0..10000000");
             break;
         case OPT_EVERY:
             if (parse_u64(v, 1, NN_MAX_ITERS, &o->every) != 0) return bad_value(a, v, "1..10000000");
@@ -2107,7 +2130,7 @@ static int run_party(int id, const opts *o, int ready_fd)
 /* Hyperparameters as resolved from the options and the defaults. */
 typedef struct {
     snn_net  net;
-    size_t   batch, iters, every, test_n;
+    size_t   batch, iters, every, test_n, lr_step;
     unsigned lr_shift;
     uint64_t seed;
 } plan;
@@ -2135,6 +2158,12 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo)
         PERR("%zu training iterations, at most %u", pl->iters, NN_MAX_ITERS);
         return -1;
     }
+    pl->lr_step = (o->given & OPT_LRSTEP) ? (size_t)o->lr_step : 0;
+    if (pl->iters && snn_lr_shift_at(pl->lr_shift, pl->lr_step, pl->iters - 1) > NN_MAX_LR_SHIFT) {
+        PERR("--lr-step %zu takes the learning-rate shift past %u in %zu iterations", pl->lr_step,
+             NN_MAX_LR_SHIFT, pl->iters);
+        return -1;
+    }
     pl->every = (o->given & OPT_QUIET) ? 0 : (o->given & OPT_EVERY) ? (size_t)o->every : per_epoch;
     if (pl->every > pl->iters) pl->every = pl->iters;
     pl->test_n = (size_t)o->test_n;
@@ -2144,6 +2173,16 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo)
         return -1;
     }
     return 0;
+}
+
+/* "2^-5", or "2^-4 halved every 125 iterations" for a step schedule. */
+static const char *lr_text(char *buf, size_t n, const plan *pl)
+{
+    if (pl->lr_step && pl->lr_step < pl->iters)
+        snprintf(buf, n, "2^-%u halved every %zu iterations", pl->lr_shift, pl->lr_step);
+    else
+        snprintf(buf, n, "2^-%u", pl->lr_shift);
+    return buf;
 }
 
 /* Loads a split of --data, or prints the loader's one-line error. */
@@ -2224,7 +2263,7 @@ static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, con
     owner_prg(&g, pl->seed, 2);
     owner_prg(&r, pl->seed, 3);
     if (pl->iters) {
-        if (snn_plain_train(&pl->net, param, train, pl->batch, pl->iters, pl->lr_shift, &g, &r,
+        if (snn_plain_train(&pl->net, param, train, pl->batch, pl->iters, pl->lr_shift, pl->lr_step, &g, &r,
                             verbose ? pl->every : 0, print_progress, &pc) != 0) {
             PERR("plaintext training failed (out of memory)");
             return -1;
@@ -2255,7 +2294,7 @@ static int cmd_demo(opts *o)
     size_t nkids = 0, k, correct;
     int ready[2] = { -1, -1 }, rc = 1, owner_open = 0;
     double t_train = 0, t0;
-    char b1[32], b2[32], err[256];
+    char b1[32], b2[32], err[256], lr[64];
 
     memset(&train, 0, sizeof train);
     memset(&test, 0, sizeof test);
@@ -2274,8 +2313,8 @@ static int cmd_demo(opts *o)
     }
     printf("SecureNN demo: network %s, %zu parameters; %zu training and %zu test digits from %s/\n",
            snn_net_name(pl.net.id), pl.net.nparam, train.n, pl.test_n, o->data);
-    printf("batch %zu, %zu iterations (%.1f epochs), learning rate 2^-%u, seed %llu\n",
-           pl.batch, pl.iters, (double)pl.iters * (double)pl.batch / (double)train.n, pl.lr_shift,
+    printf("batch %zu, %zu iterations (%.1f epochs), learning rate %s, seed %llu\n",
+           pl.batch, pl.iters, (double)pl.iters * (double)pl.batch / (double)train.n, lr_text(lr, sizeof lr, &pl),
            (unsigned long long)pl.seed);
 
     if (o->given & OPT_PLAIN) {
@@ -2308,7 +2347,7 @@ static int cmd_demo(opts *o)
         printf("network D is inference only: the owner trains it in the clear (%zu iterations)\n", pl.iters);
         snn_prg r;
         owner_prg(&r, pl.seed, 3);
-        if (snn_plain_train(&pl.net, param, &train, pl.batch, pl.iters, pl.lr_shift, &g, &r, 0, NULL, NULL) != 0) {
+        if (snn_plain_train(&pl.net, param, &train, pl.batch, pl.iters, pl.lr_shift, pl.lr_step, &g, &r, 0, NULL, NULL) != 0) {
             PERR("plaintext training failed (out of memory)");
             goto cleanup;
         }
@@ -2317,6 +2356,7 @@ static int cmd_demo(opts *o)
         job.cmd = SNN_JOB_TRAIN | SNN_JOB_INFER;
         job.iters = (uint32_t)pl.iters;
         job.lr_shift = pl.lr_shift;
+        job.lr_step = (uint32_t)pl.lr_step;
         job.report = (uint32_t)pl.every;
     }
     if (snn_job_check(&job, err, sizeof err) != 0) {
@@ -2438,7 +2478,7 @@ static int cmd_train(opts *o)
     prog_progress pc;
     uint64_t *param = NULL;
     int rc = 1, owner_open = 0;
-    char err[256], b[32];
+    char err[256], b[32], lr[64];
 
     memset(&train, 0, sizeof train);
     if (!(o->given & OPT_DATA)) o->data = "data";
@@ -2458,9 +2498,10 @@ static int cmd_train(opts *o)
     job.batch = (uint32_t)pl.batch;
     job.iters = (uint32_t)pl.iters;
     job.lr_shift = pl.lr_shift;
+    job.lr_step = (uint32_t)pl.lr_step;
     job.report = (uint32_t)pl.every;
-    printf("training network %s: batch %zu, %zu iterations, learning rate 2^-%u, seed %llu\n",
-           snn_net_name(pl.net.id), pl.batch, pl.iters, pl.lr_shift, (unsigned long long)pl.seed);
+    printf("training network %s: batch %zu, %zu iterations, learning rate %s, seed %llu\n",
+           snn_net_name(pl.net.id), pl.batch, pl.iters, lr_text(lr, sizeof lr, &pl), (unsigned long long)pl.seed);
     if (owner_connect(&own, o) != 0) { owner_open = 1; goto cleanup; }
     owner_open = 1;
     memset(&io, 0, sizeof io);

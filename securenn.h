@@ -513,19 +513,24 @@ typedef struct {
 } snn_progress;
 typedef void (*snn_progress_fn)(void *ctx, const snn_progress *pr);
 
+/* The learning-rate shift of training step it (from 0): lr_shift +
+ * floor(it / lr_step), a step schedule; lr_step = 0: constant. */
+unsigned snn_lr_shift_at(unsigned lr_shift, size_t lr_step, size_t it);
+
 /* The twin's training and inference on MNIST, batches exactly as the owner
- * makes them (same order stream, same batches); round: stochastic SGD
- * rounding stream (see snn_nn_state), or NULL; report every `every`
- * iterations (0: never).  Return 0, or -1 (out of memory, bad size). */
+ * makes them (same order stream, same batches); learning rate 2^-shift
+ * with shift = snn_lr_shift_at(lr_shift, lr_step, step); round:
+ * stochastic SGD rounding stream (see snn_nn_state), or NULL; report every
+ * `every` iterations (0: never).  Return 0, or -1 (out of memory, bad size). */
 int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
-                     size_t iters, unsigned lr_shift, snn_prg *order, snn_prg *round,
+                     size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round,
                      size_t every, snn_progress_fn fn, void *ctx);
 int  snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
                      size_t batch, uint64_t *pred);
 
 /* A job: the public parameters the owner sends to the three servers. */
 enum { SNN_JOB_TRAIN = 1, SNN_JOB_INFER = 2 };
-#define SNN_JOB_BYTES 36
+#define SNN_JOB_BYTES 40
 typedef struct {
     uint32_t cmd;             /* SNN_JOB_TRAIN and/or SNN_JOB_INFER        */
     uint32_t net;             /* SNN_NET_A..D (D: inference only)          */
@@ -534,6 +539,8 @@ typedef struct {
     uint32_t lr_shift;        /* learning rate 2^-lr_shift                 */
     uint32_t n_infer;         /* images to classify                        */
     uint32_t report;          /* progress every so many steps; 0: none     */
+    uint32_t lr_step;         /* lr_shift grows by 1 every so many steps;
+                               * 0: constant (snn_lr_shift_at)             */
 } snn_job;
 /* 0 if every field is in range, else -1 and a one-line message. */
 int  snn_job_check(const snn_job *j, char *err, size_t errlen);

@@ -2672,7 +2672,7 @@ static int nn_t_train(const snn_net *net, uint64_t *param, const snn_mnist *d, s
     snn_prg order = *trng();
     snn_nn_init_params(net, param, trng());
     snn_prg_u64(trng());
-    return snn_plain_train(net, param, d, batch, iters, 5, &order, NULL, 0, NULL, NULL);
+    return snn_plain_train(net, param, d, batch, iters, 5, 0, &order, NULL, 0, NULL, NULL);
 }
 
 typedef struct {
@@ -2967,6 +2967,7 @@ static void test_nn_job(void)
     c.job.batch = 16;
     c.job.iters = (uint32_t)T;
     c.job.lr_shift = 5;
+    c.job.lr_step = 2;                 /* a step schedule: shifts 5, 5, 6 */
     c.job.n_infer = quick ? 20 : 50;
     c.job.report = 1;
     n = c.job.n_infer;
@@ -2985,7 +2986,7 @@ static void test_nn_job(void)
     if (run_parties(&ro, pf_nn_job, &c, out) == 0 && out[3].n == np + n + 2) {
         memcpy(tw, init, np * 8);
         order = c.order;
-        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, &order, NULL, 0, NULL, NULL) == 0, "job: the twin trains");
+        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL) == 0, "job: the twin trains");
         for (i = 0; i < np; i++) {
             uint64_t d = nn_absdiff(out[3].v[i], tw[i]);
             if (d > maxdiff) maxdiff = d;
@@ -3012,6 +3013,17 @@ static void test_nn_job(void)
         j = c.job;
         j.batch = 24;
         CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "power of two"), "job: batch 24 refused: \"%s\"", err);
+        j = c.job;
+        j.lr_shift = 29;               /* shifts 29, 29, 30: allowed; a step of 1 reaches 31 */
+        CHECK(snn_job_check(&j, err, sizeof err) == 0, "job: learning-rate schedule up to shift 30 accepted");
+        j.lr_step = 1;
+        CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "learning-rate step"),
+              "job: schedule past shift 30 refused: \"%s\"", err);
+        j = c.job;
+        j.cmd = SNN_JOB_INFER;
+        j.iters = 0; j.lr_shift = 0; j.report = 0;
+        CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "training fields"),
+              "job: learning-rate step in a job that does not train refused: \"%s\"", err);
     }
     free(init); free(tw); free(tpred);
     snn_mnist_free(&train);
