@@ -2841,7 +2841,11 @@ static int cmd_bench(opts *o)
             printf("WP Table 7: inference (time in ms)\n");
         for (k = 0; k < SNN_NPARTY; k++) {
             bench_rec *r = &rec[i][k];
-            if (read(fds[k][0], r, sizeof *r) != (ssize_t)sizeof *r || !r->ok) { ok = 0; continue; }
+            struct pollfd pf;
+            pf.fd = fds[k][0]; pf.events = POLLIN; pf.revents = 0;
+            /* bounded: a party that sends nothing for the timeout has failed */
+            if (poll(&pf, 1, (int)o->timeout * 1000) <= 0
+                || read(fds[k][0], r, sizeof *r) != (ssize_t)sizeof *r || !r->ok) { ok = 0; continue; }
             if (r->secs > secs) secs = r->secs;
             mb += (double)r->stats.bytes_sent / 1e6;
             if (r->stats.rounds > rounds) rounds = r->stats.rounds;

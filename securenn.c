@@ -862,6 +862,20 @@ cleanup:
 
 /* ==== 7. Pi_ShareConvert [SNN, Alg. 4] =================================== */
 
+/*
+ * deal_bits -- P2 shares the 64 bits of x over Z_p (Pi_SC step 2, Pi_MSB
+ * step 1): P0 gets s_i uniform from P2's own stream, P1 gets x[i] - s_i.
+ * b0[i], b1[i] for bit i (i = 0 the LSB).
+ */
+static void deal_bits(snn_party *p, uint8_t b0[SNN_ELL], uint8_t b1[SNN_ELL], uint64_t x)
+{
+    size_t i;
+    for (i = 0; i < SNN_ELL; i++) {
+        b0[i] = snn_prg_zp(&p->own);
+        b1[i] = snn_sub_p((uint8_t)(x >> i & 1), b0[i]);
+    }
+}
+
 /* b * x over Z_{L-1} for a bit b in {0, 1} and x in [0, L-2]: no branch. */
 static uint64_t bit_lm1(uint64_t b, uint64_t x) { return ((uint64_t)0 - b) & x; }
 
@@ -888,7 +902,7 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
     uint64_t *r0 = NULL, *r1 = NULL, *at = NULL, *at1 = NULL, *bj = NULL, *rm1 = NULL,
              *delta = NULL, *ep = NULL;
     uint8_t *eta_pp = NULL, *bits = NULL, *bits1 = NULL, *eta_prime = NULL;
-    size_t nb = 0, e, i;
+    size_t nb = 0, e;
     int j = p->id, rc = -1;
 
     if (proto_begin(p, "ShareConvert") != 0) return -1;
@@ -954,11 +968,7 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
          * the 64 bits of x over Z_p and of delta over Z_{L-1}, from P2's own stream */
         for (e = 0; e < n; e++) {
             const uint64_t x = at[e] + at1[e];
-            for (i = 0; i < SNN_ELL; i++) {
-                const uint8_t s = snn_prg_zp(&p->own);
-                bits[e * SNN_ELL + i] = s;
-                bits1[e * SNN_ELL + i] = snn_sub_p((uint8_t)(x >> i & 1), s);
-            }
+            deal_bits(p, bits + e * SNN_ELL, bits1 + e * SNN_ELL, x);
             ep[e] = snn_prg_lm1(&p->own);                           /* <delta>_0 */
             delta[e] = snn_sub_lm1(snn_wrap(at[e], at1[e]), ep[e]); /* <delta>_1 */
         }
@@ -1018,7 +1028,7 @@ int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
     uint64_t *xs = NULL, *xs1 = NULL, *x0 = NULL, *x01 = NULL, *c = NULL, *cc = NULL,
              *bp = NULL, *gamma = NULL, *delta = NULL, *theta = NULL;
     uint8_t *bits = NULL, *bits1 = NULL, *beta = NULL, *beta_prime = NULL;
-    size_t nb = 0, e, i;
+    size_t nb = 0, e;
     int j = p->id, rc = -1;
 
     if (proto_begin(p, "ComputeMSB") != 0) return -1;
@@ -1043,11 +1053,7 @@ int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
             const uint64_t x = snn_prg_lm1(&p->own);
             xs[e] = snn_prg_lm1(&p->own);
             xs1[e] = snn_sub_lm1(x, xs[e]);
-            for (i = 0; i < SNN_ELL; i++) {
-                const uint8_t s = snn_prg_zp(&p->own);
-                bits[e * SNN_ELL + i] = s;
-                bits1[e * SNN_ELL + i] = snn_sub_p((uint8_t)(x >> i & 1), s);
-            }
+            deal_bits(p, bits + e * SNN_ELL, bits1 + e * SNN_ELL, x);
             x0[e] = snn_prg_u64(&p->own);
             x01[e] = (x & 1) - x0[e];
         }
