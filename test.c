@@ -2411,6 +2411,16 @@ static uint64_t nn_absdiff(uint64_t a, uint64_t b)
     return (d >> 63) ? (uint64_t)0 - d : d;
 }
 
+/* max_i |a_i - b_i| over n weights */
+static uint64_t nn_maxdiff(const uint64_t *a, const uint64_t *b, size_t n)
+{
+    uint64_t m = 0, d;
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((d = nn_absdiff(a[i], b[i])) > m) m = d;
+    return m;
+}
+
 static void test_nn_im2col(void)
 {
     /* SPEC 2.11: 3x3 input x1..x9, 2x2 kernel -> rows (x1 x2 x4 x5),
@@ -2737,10 +2747,11 @@ static void nn_t_infer(int id, size_t iters, size_t batch, size_t n, int tcp, co
             }
             correct += tcls[i] == test->labels[i];
         }
-        /* Classes must be the twin's.  The one legitimate exception is a
-         * near-tie: when the twin's two best logits are within twice the
-         * measured logit error (itself asserted below the bound), the
-         * protocol's floor-or-floor+1 truncation may order them either way. */
+        /* Classes must be the twin's, every one.  The protocol's
+         * floor-or-floor+1 truncation can reorder two logits only where the
+         * twin's two best are within twice the logit error (itself asserted
+         * below the bound): a near-tie.  None may occur here; if one does,
+         * the message counts it apart from other differences. */
         for (i = 0; i < n; i++) {
             uint64_t cls = out[0].v[n * 10 + i] + out[1].v[n * 10 + i];
             if (cls == tcls[i]) same++;
@@ -2748,7 +2759,7 @@ static void nn_t_infer(int id, size_t iters, size_t batch, size_t n, int tcp, co
                                             s.act[net.nlayer][i * 10 + cls]) <= 2 * maxdiff) ties++;
             else wrong++;
         }
-        CHECK(wrong == 0, "net %s%s: secure inference on %zu digits: %zu classes equal to the twin's, "
+        CHECK(same == n, "net %s%s: secure inference on %zu digits: %zu classes equal to the twin's, "
               "%zu flips at near-ties (twin's top two within 2 x maxdiff), %zu other (%.1f s; twin %.0f%% correct)",
               snn_net_name(id), tcp ? " over TCP" : "", n, same, ties, wrong, mono_s() - t0,
               100.0 * (double)correct / (double)n);
@@ -2817,17 +2828,23 @@ static int pf_nn_train(snn_party *p, const void *vctx, outbuf *o)
 
 /*
  * Secure training of A for a few steps against the twin on the same
- * batches.  Bound: each step the protocol's SGD truncation gives floor or
- * floor + 1 where the twin takes floor, so W moves at most 1 LSB apart per
- * step directly (T in all); the forward/backward differences (a few LSB in
- * the logits, bounded as in snn_nn_error_bound; more where an ASM
- * denominator is near 0 or a DReLU bit flips on a pre-activation within its
- * error of 0) reach W only through that truncation by f + log2 B + lr_shift
- * bits, i.e. scaled by 2^-(log2 B + lr_shift) = 2^-10, adding at most a few
- * LSB per step.  Asserted: |W_secure - W_twin| <= 3 T + 6 after T steps
- * (measured maximum over 12 seeds: 10 for T = 4; the count of weights
- * beyond T is reported, about 0.1%).
+ * batches.  The bound is the truncation's own effect, measured on the
+ * twin.  Every truncation of the protocol gives floor or floor + 1 (SPEC
+ * 1.3), with floor + 1 as likely as stochastic rounding makes it; the
+ * twin truncates by floor.  Each step that moves the SGD step by at most
+ * 1 LSB directly (T in all), and the forward/backward differences (a few
+ * LSB, more where an ASM denominator is near 0 or a DReLU bit flips on a
+ * pre-activation within its error of 0) reach W scaled by 2^-(log2 B +
+ * lr_shift) and grow from step to step.  So the test trains NN_SPREAD more
+ * twins from the same weights on the same batches, each truncating by
+ * stochastic rounding from its own stream (plain_truncate: the protocol's
+ * distribution), and takes their largest distance from the floor twin,
+ * the spread E.  Asserted: |W_secure - W_twin| <= 2 E + T after T steps:
+ * the secure run differs from the floor twin no more than runs that differ
+ * from it only in truncation.  A protocol or layer error (a wrong
+ * gradient, a lost term) moves weights by hundreds of LSB or more.
  */
+#define NN_SPREAD 4
 static void test_nn_train(void)
 {
     snn_mnist train, test;
@@ -2837,9 +2854,9 @@ static void test_nn_train(void)
     party_out out[3];
     const size_t B = 32, T = quick ? 2 : 4;
     const unsigned lr = 5;
-    uint64_t *param, *p0, *p1, *tw, *x, *y, *x0, *x1, *y0, *y1, maxdiff = 0;
+    uint64_t *param, *p0, *p1, *tw, *x, *y, *x0, *x1, *y0, *y1, maxdiff = 0, spread = 0, d;
     uint8_t lab[32];
-    size_t i, t, beyond = 0;
+    size_t i, t, k, beyond = 0;
     double t0;
 
     memset(&train, 0, sizeof train);
@@ -2862,6 +2879,17 @@ static void test_nn_train(void)
     CHECK(snn_nn_state_alloc(&s, &net, B) == 0, "twin state");
     for (t = 0; t < T; t++)
         CHECK(snn_plain_train_step(&s, tw, x + t * B * SNN_NN_IN, y + t * B * SNN_NN_OUT, lr) == 0, "twin step %zu", t);
+    for (k = 0; k < NN_SPREAD; k++) {
+        snn_prg r = *trng();
+        snn_prg_u64(trng());
+        memcpy(p0, param, net.nparam * 8);
+        s.round = &r;
+        for (t = 0; t < T; t++)
+            if (snn_plain_train_step(&s, p0, x + t * B * SNN_NN_IN, y + t * B * SNN_NN_OUT, lr) != 0) break;
+        s.round = NULL;
+        CHECK(t == T, "rounding twin %zu trains", k);
+        if ((d = nn_maxdiff(p0, tw, net.nparam)) > spread) spread = d;
+    }
     split(p0, p1, param, net.nparam);
     split(x0, x1, x, T * B * SNN_NN_IN);
     split(y0, y1, y, T * B * SNN_NN_OUT);
@@ -2871,15 +2899,16 @@ static void test_nn_train(void)
     if (run3(pf_nn_train, &c, 0, out) == 0 && out[0].n == net.nparam && out[1].n == net.nparam) {
         size_t moved = 0;
         for (i = 0; i < net.nparam; i++) {
-            uint64_t d = nn_absdiff(out[0].v[i] + out[1].v[i], tw[i]);
+            d = nn_absdiff(out[0].v[i] + out[1].v[i], tw[i]);
             if (d > maxdiff) maxdiff = d;
             if (d > T) beyond++;
             moved += tw[i] != param[i];
         }
-        CHECK(maxdiff <= 3 * T + 6,
+        CHECK(maxdiff <= 2 * spread + T,
               "A: %zu secure SGD steps of batch %zu (%.1f s): weights within the bound of the twin's: "
-              "maxdiff %llu <= %zu LSB, %zu of %zu beyond %zu (twin moved %zu weights)", T, B, mono_s() - t0,
-              (unsigned long long)maxdiff, 3 * T + 6, beyond, net.nparam, T, moved);
+              "maxdiff %llu <= 2 x spread %llu + %zu LSB, %zu of %zu beyond %zu (twin moved %zu weights)", T, B,
+              mono_s() - t0, (unsigned long long)maxdiff, (unsigned long long)spread, T, beyond, net.nparam, T,
+              moved);
     } else {
         CHECK(0, "A: secure training ran: %s", first_err(out));
     }
@@ -2951,7 +2980,7 @@ static void test_nn_job(void)
     nn_job_ctx c;
     run_opts ro;
     party_out out[SNN_NEND];
-    uint64_t *init, *tw, *tpred, maxdiff = 0;
+    uint64_t *init, *tw, *rt, *tpred, maxdiff = 0, spread = 0;
     size_t i, np, n, same = 0;
     snn_prg order;
     const size_t T = 3;
@@ -2975,8 +3004,10 @@ static void test_nn_job(void)
     c.test = &test;
     init = xmalloc(np * 8);
     tw = xmalloc(np * 8);
+    rt = xmalloc(np * 8);
     tpred = xmalloc(n * 8);
-    snn_nn_init_params(&net, init, trng());
+    /* weights after a short plaintext training, as in nn_train */
+    CHECK(nn_t_train(&net, init, &train, 60, 32) == 0, "job: plaintext pre-training");
     c.init = init;
     c.order = *trng();
     snn_prg_u64(trng());
@@ -2987,12 +3018,20 @@ static void test_nn_job(void)
         memcpy(tw, init, np * 8);
         order = c.order;
         CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL) == 0, "job: the twin trains");
-        for (i = 0; i < np; i++) {
-            uint64_t d = nn_absdiff(out[3].v[i], tw[i]);
-            if (d > maxdiff) maxdiff = d;
+        maxdiff = nn_maxdiff(out[3].v, tw, np);
+        for (i = 0; i < NN_SPREAD; i++) {         /* the rounding twins of nn_train */
+            snn_prg r = *trng();
+            uint64_t d;
+            snn_prg_u64(trng());
+                    order = c.order;
+            memcpy(rt, init, np * 8);
+            CHECK(snn_plain_train(&net, rt, &train, 16, T, 5, 2, &order, &r, 0, NULL, NULL) == 0,
+                  "job: rounding twin %zu trains", i);
+            if ((d = nn_maxdiff(rt, tw, np)) > spread) spread = d;
         }
-        CHECK(maxdiff <= 3 * T + 6, "job: trained weights revealed to the owner, within %zu LSB of the twin's "
-              "(maxdiff %llu; bound as in nn_train)", 3 * T + 6, (unsigned long long)maxdiff);
+        CHECK(maxdiff <= 2 * spread + T, "job: trained weights revealed to the owner, within the bound of the "
+              "twin's as in nn_train: maxdiff %llu <= 2 x spread %llu + %zu LSB",
+              (unsigned long long)maxdiff, (unsigned long long)spread, T);
         CHECK(snn_plain_infer(&net, out[3].v, &test, n, 16, tpred) == 0, "job: twin inference");
         for (i = 0; i < n; i++) same += out[3].v[np + i] == tpred[i];
         CHECK(same == n, "job: %zu of %zu predictions equal the twin's with the trained weights", same, n);
@@ -3025,7 +3064,7 @@ static void test_nn_job(void)
         CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "training fields"),
               "job: learning-rate step in a job that does not train refused: \"%s\"", err);
     }
-    free(init); free(tw); free(tpred);
+    free(init); free(tw); free(rt); free(tpred);
     snn_mnist_free(&train);
     snn_mnist_free(&test);
 }
