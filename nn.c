@@ -326,7 +326,7 @@ static void plain_truncate(uint64_t *y, const uint64_t *x, size_t n, unsigned d,
     for (i = 0; i < n; i++) y[i] = snn_sar(x[i] + (round && d ? snn_prg_u64(round) & mask : 0), d);
 }
 
-/* nn_truncate -- [SNN, Alg. 11], local; y may equal x; 0 < d < 64. */
+/* nn_truncate -- [SNN, Alg. 11], local; y may equal x; d < 64. */
 static int nn_truncate(nn_ctx *c, uint64_t *y, const uint64_t *x, size_t n, unsigned d)
 {
     if (c->p) {
