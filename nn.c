@@ -1829,7 +1829,7 @@ static const char usage_text[] =
 "  --net A|B|C|D   network of [SNN, App. B] (A)\n"
 "  --epochs E      epochs over the training split (train: A 15, B/C 5, as [SNN];\n"
 "                  demo: A 4 (minutes), B/C 1 (securely 20-30 minutes);\n"
-"                  demo --plain: B/C 10)\n"
+"                  demo --plain: B, C, D 10)\n"
 "  --iters N       training iterations; overrides --epochs\n"
 "  --batch B       batch size, a power of two up to 256 (128, as [SNN];\n"
 "                  demo: A 64, B/C 16)\n"
