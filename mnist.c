@@ -138,6 +138,26 @@ static int read_header(FILE *f, const char *path, uint32_t magic, size_t *dims, 
  * a long one is not the file its header describes.  hdrlen only makes the
  * message give real file sizes.  Returns 0, or -1 with err naming path.
  */
+/*
+ * body_fits -- the file holds at least hdrlen + len bytes; checked before
+ * the body is allocated, so that a header claiming billions of images in
+ * a short file costs no memory.  The position is left at hdrlen.
+ */
+static int body_fits(FILE *f, const char *path, size_t len, size_t hdrlen, char *err, size_t errlen)
+{
+    long end;
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, (long)hdrlen, SEEK_SET) != 0) {
+        MNIST_ERR(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
+        return -1;
+    }
+    if ((unsigned long)end - hdrlen < len) {
+        MNIST_ERR(err, errlen, "%s: file is %lu bytes, shorter than the %lu its header says", path,
+                  (unsigned long)end, (unsigned long)(hdrlen + len));
+        return -1;
+    }
+    return 0;
+}
+
 static int read_body(FILE *f, const char *path, uint8_t *buf, size_t len, size_t hdrlen,
                      char *err, size_t errlen)
 {
@@ -246,6 +266,10 @@ int snn_mnist_load_files(snn_mnist *d, const char *images_path, const char *labe
     if (mul_size(&npix, tmp.rows, tmp.cols) != 0 || mul_size(&npix, npix, tmp.n) != 0) {
         MNIST_ERR(err, errlen, "%s: %lu x %lu x %lu pixels overflow size_t", images_path,
                   (unsigned long)tmp.n, (unsigned long)tmp.rows, (unsigned long)tmp.cols);
+        goto cleanup;
+    }
+    if (body_fits(fi, images_path, npix, 16, err, errlen) != 0
+        || body_fits(fl, labels_path, tmp.n, 8, err, errlen) != 0) {
         goto cleanup;
     }
     tmp.images = malloc(npix);

@@ -15,7 +15,7 @@
  *     5    1 step number of the protocol's specification (SPEC section 2)
  *     6    1 element kind (enum snn_kind): Z_L, Z_{L-1}: 8 bytes;
  *            Z_p, bit, byte: 1 byte
- *     7    1 reserved, 0
+ *     7    1 reserved, 0 (a frame with another value is refused)
  *     8    4 round stamp: 1 + the highest stamp the sender had received
  *    12    4 element count
  *
@@ -189,6 +189,7 @@ void snn_party_close(snn_party *p)
     for (k = 0; k < SNN_NEND; k++) {
         if (p->fd[k] >= 0) close(p->fd[k]);
         p->fd[k] = -1;
+        if (p->in[k].buf) snn_wipe(p->in[k].buf, p->in[k].cap);   /* received keys */
         free(p->in[k].buf);
         p->in[k].buf = NULL;
         p->in[k].len = p->in[k].cap = 0;
@@ -266,8 +267,13 @@ static int inbox_reserve(snn_party *p, int k, size_t extra)
     if (b->len + extra > INBOX_MAX)
         return snn_fail(p, SNN_ERR_PROTO, "%s sent more than %zu unread bytes", who(k), INBOX_MAX);
     while (cap < b->len + extra) cap *= 2;
-    nb = realloc(b->buf, cap);
-    if (!nb) return snn_fail(p, SNN_ERR_NOMEM, "out of memory buffering frames from %s", who(k));
+    /* not realloc: the old buffer is wiped before it is freed */
+    if (!(nb = malloc(cap))) return snn_fail(p, SNN_ERR_NOMEM, "out of memory buffering frames from %s", who(k));
+    if (b->buf) {
+        memcpy(nb, b->buf, b->len);
+        snn_wipe(b->buf, b->cap);
+        free(b->buf);
+    }
     b->buf = nb;
     b->cap = cap;
     return 0;
@@ -439,6 +445,7 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
     if (p->round + 1 > p->stats.rounds) p->stats.rounds = p->round + 1;
     rc = 0;
 cleanup:
+    if (f) snn_wipe(f, HDR_LEN + nbytes);       /* it may hold a key (Setup step 1) */
     free(f);
     return rc;
 }
@@ -473,7 +480,7 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
     SNN_GUARD(pump(p, from, HDR_LEN, -1, want));
     b = &p->in[from];
     h = b->buf;
-    if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION)
+    if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
                         want, WIRE_VERSION);
     if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || get32(h + 12) != count) {

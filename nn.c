@@ -1260,7 +1260,7 @@ int snn_model_load(snn_model *m, const char *path, int want_net, char *err, size
         if (len == cap) {
             unsigned char *nb;
             if (cap > ((size_t)64 << 20)) {
-                snprintf(err, errlen, "%s: over 64 MiB, not a model of this program", path);
+                snprintf(err, errlen, "%s: larger than any model of this program", path);
                 goto cleanup;
             }
             nb = realloc(buf, cap * 2);
@@ -1500,7 +1500,7 @@ cleanup:
  * P2 as Setup step 2 (bytes).  All of it is public:
  *   off size field
  *     0    4 magic "SNNJ"
- *     4    4 version, 1
+ *     4    4 version, 2
  *     8    4 command: 1 train, 2 infer, 3 train then infer (the demo)
  *    12    4 network id 0..3 (A..D)
  *    16    4 batch size, a power of two, 1..256
@@ -1618,8 +1618,8 @@ static int job_decode(snn_job *j, const unsigned char b[SNN_JOB_BYTES], char *er
  * the payload bytes it sends to the other servers and those it receives
  * from P2 (P2 sends only to P0 and P1), so c_0 + c_1 is every byte the
  * three servers exchange; frames to or from the owner are not counted.
- * Pj reveals c_j to the owner with snn_reveal: (c_0, c_1) is an additive
- * sharing of the (public) total, so the owner learns the total only.
+ * Pj reveals c_j to the owner with snn_reveal, so the owner learns c_0 and
+ * c_1: byte counts that the job's public sizes fix anyway, not data.
  */
 typedef struct {
     uint64_t  c;
@@ -1738,13 +1738,13 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
     if (o->err) return -1;
     if (snn_job_check(job, msg, sizeof msg) != 0) return snn_fail(o, SNN_ERR_ARG, "%s", msg);
     if ((job->cmd & SNN_JOB_TRAIN) && (!io->train || io->train->n < B))
-        return snn_fail(o, SNN_ERR_ARG, "owner: fewer training images than one batch of %zu", B);
+        return snn_fail(o, SNN_ERR_ARG, "fewer training images than one batch of %zu", B);
     if ((job->cmd & SNN_JOB_INFER) && (!io->test || io->test->n < job->n_infer))
-        return snn_fail(o, SNN_ERR_ARG, "owner: fewer test images than %u", (unsigned)job->n_infer);
+        return snn_fail(o, SNN_ERR_ARG, "fewer test images than %u", (unsigned)job->n_infer);
     snn_net_init(&net, (int)job->net);
     if (!(x = nn_alloc(B * SNN_NN_IN)) || !(y = nn_alloc(B * SNN_NN_OUT)) || !(q = nn_alloc(B * SNN_NN_OUT))
         || !(lab = malloc(B)) || ((job->cmd & SNN_JOB_TRAIN) && batcher_init(&bt, io->train->n) != 0)) {
-        snn_fail(o, SNN_ERR_NOMEM, "owner: out of memory");
+        snn_fail(o, SNN_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
     job_encode(jb, job);
@@ -1778,6 +1778,12 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             snn_nn_encode_images(x, io->test->images + done * SNN_NN_IN, m);
             SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, x, m * SNN_NN_IN));
             SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->pred + done, NULL, m));
+            for (it = done; it < done + m; it++)
+                if (io->pred[it] >= SNN_NN_OUT) {
+                    snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: predicted class %llu of image %zu is not 0..9",
+                             (unsigned long long)io->pred[it], it);
+                    goto cleanup;
+                }
         }
         SNN_GUARD(snn_reveal(o, SNN_CLIENT, &io->infer_bytes, NULL, 1));
     }
@@ -2416,10 +2422,19 @@ static int cmd_demo(opts *o)
         if (pid[k] == 0) {
             int crc;
             close(ready[0]);
-            crc = run_party((int)k, o, ready[1]);
+            /* A server holds none of the owner's data: this child's copy
+             * of the digits and of the owner's seed (weights, batch
+             * order) is erased before it serves */
+            snn_wipe(train.images, train.n * SNN_NN_IN);
+            snn_wipe(train.labels, train.n);
+            snn_wipe(test.images, test.n * SNN_NN_IN);
+            snn_wipe(test.labels, test.n);
             snn_mnist_free(&train);
             snn_mnist_free(&test);
+            snn_wipe(&pl.seed, sizeof pl.seed);
+            snn_wipe(param, pl.net.nparam * sizeof *param);
             free(param); free(pred); free(tpred);
+            crc = run_party((int)k, o, ready[1]);
             _exit(crc);
         }
         nkids++;

@@ -35,6 +35,11 @@
  *   - Bits are 0/1 integers and only fixed x fixed products are truncated
  *     (SPEC 1.3 [USE]); ReLU and Division take 9 and 9 ell_d rounds,
  *     not Table 1's 10 and 10 ell_d (measured critical path, net.c).
+ *   - Each key drives one running stream (SPEC 1.4 [USE] suggests a
+ *     sub-stream per (protocol, call)).  Both holders draw the same counts
+ *     in the same order, which every protocol's public sizes fix; a
+ *     difference would give wrong outputs, which the tests would show,
+ *     and reveals nothing.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -159,11 +164,10 @@ static void chacha20_blocks(uint8_t out[64 * SNN_PRG_BLOCKS], const uint32_t key
 #undef QRN
     for (b = 0; b < SNN_PRG_BLOCKS; b++)
         for (i = 0; i < 16; i++) store32_le(out + 64 * b + 4 * i, x[i][b] + s[i][b]);
-    /* The working state, word by word (s is only key, counter and nonce,
-     * all still held in g) */
+    /* The working state and the input block, which holds the key */
     for (i = 0; i < 16; i++) {
-        volatile uint32_t *row = x[i];
-        for (b = 0; b < SNN_PRG_BLOCKS; b++) row[b] = 0;
+        volatile uint32_t *row = x[i], *in = s[i];
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) row[b] = in[b] = 0;
     }
 }
 
@@ -566,7 +570,7 @@ static int matmul_open(snn_party *p, const mm_triple *t, uint64_t *W, const uint
     size_t i, nef = t->nu + t->nv;
     int j = p->id, rc = -1;
 
-    if (p->id == 2) return 0;
+    if (p->id == 2) return 0;                 /* Steps 2-3: n/a for P2 */
     SNN_GUARD(alloc_u64(p, &mine, nef, "MatMul"));
     SNN_GUARD(alloc_u64(p, &EF, nef, "MatMul"));
     SNN_GUARD(alloc_u64(p, &A, t->nz, "MatMul"));
@@ -639,6 +643,7 @@ int snn_matmul(snn_party *p, uint64_t *W, const uint64_t *X, const uint64_t *Y,
     SNN_GUARD(matmul_deal(p, &t));
     /* Steps 2-3: open E, F; W_j; refresh */
     SNN_GUARD(matmul_open(p, &t, W, A, B));
+    /* Step 4: n/a here; fixed-point callers truncate W_j with snn_truncate */
     rc = 0;
 cleanup:
     triple_free(&t);
@@ -1417,6 +1422,7 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
         /* Step 5 [P_j]: D_j + U_j, U a zero-share from K01 */
         snn_refresh(p, onehot, nk);
     } else {
+        /* Step 1: n/a for P2 (r is P0's and P1's common randomness) */
         SNN_GUARD(alloc_u64(p, &t1, nwin, "DMaxpool"));
         SNN_GUARD(alloc_u64(p, &E1, nk, "DMaxpool"));
         /* Step 2 [P2]: <ind>_0 + r and <ind>_1 */
