@@ -2,7 +2,7 @@
  * mnist.c -- loads MNIST digits from IDX files into memory.
  *
  * Implements no part of [SNN]; it supplies the plaintext inputs and labels
- * that the data owner secret-shares (SPEC.md §5: all networks run on MNIST,
+ * that the data owner secret-shares (SPEC 5: all networks run on MNIST,
  * 28x28, 10 classes).  Runs before any protocol, so it reports failures
  * through its err buffer, not through a party's sticky error.
  *
@@ -240,7 +240,7 @@ int snn_mnist_load_files(snn_mnist *d, const char *images_path, const char *labe
     if (read_header(fi, images_path, MNIST_MAGIC_IMAGES, idims, 3, err, errlen) != 0) {
         goto cleanup;
     }
-    /* The networks of SPEC.md §5 have 784-input and 28x28-conv first layers. */
+    /* The networks of SPEC 5 have 784-input and 28x28-conv first layers. */
     if (idims[1] != MNIST_SIDE || idims[2] != MNIST_SIDE) {
         MNIST_ERR(err, errlen, "%s: images are %lux%lu, want %lux%lu", images_path,
                   (unsigned long)idims[1], (unsigned long)idims[2], (unsigned long)MNIST_SIDE,

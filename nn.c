@@ -47,7 +47,7 @@
  *     with an integer square root; biases 0 (CODE: all weights 1.0,
  *     SPEC 4.3 d).
  *   - The output error is delta = ASM(u) - y + 2^-6 u: the gradient of
- *     SPEC 2.12's error plus a logit penalty 2^-7 |u|^2, one local
+ *     SPEC 2.12's error plus a logit penalty 2^-7 |u|^2 (SPEC 4.5 b), one local
  *     truncation.  Without it the logits grow without bound and B and C
  *     do not train (see net_train_step).
  *   - The twin truncates by exact floor, except that when its state holds

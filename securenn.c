@@ -1,7 +1,7 @@
 /*
  * securenn.c -- rings, the ChaCha20 PRG, sharing, and every protocol of
  * [SNN] (Wagh, Gupta, Chandran, PoPETs 2019(3) / ePrint 2018/442), in the
- * order of the paper.  Step numbers are those of ../shared/SPEC.md, section 2.
+ * order of the paper.  Step numbers are those of SPEC.md, section 2.
  *
  * Sections (bottom-up: primitives before their users):
  *   1. Fixed point                       [SNN, App. A], SPEC 1.3
@@ -24,8 +24,9 @@
  *   - Alg. 1: only P1 subtracts E.F (the WP listing has both; SPEC 4.1).
  *   - Alg. 3: the beta = 0 sign, t = r + 1 for beta = 1, and the
  *     r = 2^64 - 1 case (SPEC 2.3, 4.1); and a Z_p zero-share added to the
- *     permuted d so that P2 never sees one party's s_i c_i^j alone (not in
- *     [SNN] or SPEC: without it P2 can recover r inside Pi_SC and Pi_MSB).
+ *     permuted d so that P2 never sees one party's s_i c_i^j alone (SPEC
+ *     4.5 a, not in [SNN]: without it P2 can recover r inside Pi_SC and
+ *     Pi_MSB).
  *   - Alg. 4: the final formula (PC on r - 1, eta = eta' XOR eta'') and r
  *     sampled non-zero (SPEC 4.1, 4.2 a-b).
  *   - Alg. 5: output over Z_L through one MatMul (SPEC 4.1).
@@ -34,8 +35,9 @@
  *   - Alg. 10: windows must be powers of two (n | 2^64).
  *   - Bits are 0/1 integers and only fixed x fixed products are truncated
  *     (SPEC 1.3 [USE]); ReLU and Division take 9 and 9 ell_d rounds,
- *     not Table 1's 10 and 10 ell_d (measured critical path, net.c).
- *   - Each key drives one running stream (SPEC 1.4 [USE] suggests a
+ *     not Table 1's 10 and 10 ell_d (measured critical path, net.c;
+ *     SPEC 3, 4.5 c).
+ *   - Each key drives one running stream (SPEC 4.5 e; SPEC 1.4 [USE] suggests a
  *     sub-stream per (protocol, call)).  Both holders draw the same counts
  *     in the same order, which every protocol's public sizes fix; a
  *     difference would give wrong outputs, which the tests would show,
@@ -817,7 +819,7 @@ static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL]
  * Returns 0, or -1 with p->err set (sticky).
  * Deviations: WP Alg. 3 step 4 has the beta = 0 sign wrong; SPEC 4.1 [USE]
  *         (r_i - x_i + 1 + sum, t = r + 1 for beta = 1, the r = 2^l - 1 case).
- *         Added (not in [SNN] or SPEC): in step 3 P0 and P1 also add a Z_p
+ *         Added (SPEC 4.5 a, not in [SNN]): in step 3 P0 and P1 also add a Z_p
  *         zero-share m_k from K01 to the permuted d, at no cost in bytes or
  *         rounds.  Without it P2 sees s_i c_i^0 and s_i c_i^1 apart, and in
  *         Pi_SC and Pi_MSB it dealt the bit shares x_i^j itself.  Then
@@ -1191,7 +1193,7 @@ cleanup:
  *         9 rounds: Table 1 counts DReLU + 2 = 10, but P2 deals the MatMul
  *         triple with DReLU's last frame, so only step 2 of MatMul adds one.
  * Returns 0, or -1 with p->err set (sticky).
- * Deviations: the round count above (measured, Lamport stamps).
+ * Deviations: the round count above (measured, Lamport stamps; SPEC 4.5 c).
  */
 int snn_relu(snn_party *p, uint64_t *y, uint64_t *drelu, const uint64_t *a, size_t n)
 {

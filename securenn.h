@@ -3,7 +3,7 @@
  *
  * [SNN] S. Wagh, D. Gupta, N. Chandran, "SecureNN: 3-Party Secure Computation
  * for Neural Network Training", PoPETs 2019(3):26-49 (IACR ePrint 2018/442).
- * Algorithm, table and section numbers follow ../shared/SPEC.md, which this
+ * Algorithm, table and section numbers follow SPEC.md, which this
  * project cites as its specification.
  *
  * Sections:

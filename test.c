@@ -21,6 +21,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -3490,6 +3491,204 @@ static void test_cli(void)
     if (fd >= 0) close(fd);
 }
 
+/* ==== Documentation: SPEC citations and the paper-to-code index ========= */
+
+/* The whole of a text file, NUL-terminated, or NULL. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0, cap = 0, got;
+    if (!f) return NULL;
+    for (;;) {
+        if (cap - n < 4096) {
+            char *q = realloc(buf, cap + 65536);
+            if (!q) { free(buf); fclose(f); return NULL; }
+            buf = q; cap += 65536;
+        }
+        got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Section numbers "N" or "N.M" at the start of s (digits and single dots,
+ * a trailing sentence dot dropped); length written to *len, 0 if none. */
+static size_t section_number(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap && (isdigit((unsigned char)s[n]) || (s[n] == '.' && isdigit((unsigned char)s[n + 1]))))
+        { out[n] = s[n]; n++; }
+    out[n] = '\0';
+    return n;
+}
+
+/* SPEC.md's headings "## N." and "### N.M" as a list "|N|N.M|...|". */
+static void spec_sections(const char *spec, char *list, size_t cap)
+{
+    const char *l = spec;
+    size_t used;
+    snprintf(list, cap, "|");
+    for (; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        char num[32];
+        const char *h = l;
+        if (strncmp(h, "## ", 3) == 0) h += 3;
+        else if (strncmp(h, "### ", 4) == 0) h += 4;
+        else continue;
+        if (!section_number(h, num, sizeof num)) continue;
+        used = strlen(list);
+        snprintf(list + used, cap - used, "%s|", num);
+    }
+}
+
+/* Every "SPEC N.M" (and the lists "SPEC 4.1, 4.2" and ranges "6.2-6.4"
+ * that follow it) in file must be a heading of SPEC.md; in SPEC.md itself
+ * every "§N.M" except the whitepaper's ("WP §8.1").  Returns the number of citations; bad ones are listed. */
+static unsigned check_citations(const char *file, const char *text, const char *marker,
+                                const char *sections, unsigned *bad, char *report, size_t rcap)
+{
+    const char *q = text;
+    unsigned count = 0;
+    size_t mlen = strlen(marker);
+    while ((q = strstr(q, marker)) != NULL) {
+        const char *r = q + mlen;
+        int paper = q - text >= 3 && strncmp(q - 3, "WP ", 3) == 0;  /* "WP §8.1": the paper's */
+        q = r;
+        for (; !paper;) {
+            char num[32], key[40];
+            size_t k = section_number(r, num, sizeof num);
+            if (!k) break;
+            count++;
+            snprintf(key, sizeof key, "|%s|", num);
+            if (!strstr(sections, key)) {
+                size_t used = strlen(report);
+                int line = 1;
+                const char *t;
+                for (t = text; t < r; t++) line += *t == '\n';
+                (*bad)++;
+                if (used + 64 < rcap)
+                    snprintf(report + used, rcap - used, "%s%s:%d cites %s%s", used ? "; " : "", file, line, marker, num);
+            }
+            r += k;
+            /* "4.1, 4.2", "6.2-6.4", "6.2\xe2\x80\x936.4" (an en dash) */
+            if (r[0] == ',' && r[1] == ' ' && isdigit((unsigned char)r[2])) r += 2;
+            else if (r[0] == '-' && isdigit((unsigned char)r[1])) r += 1;
+            else if (strncmp(r, "\xe2\x80\x93", 3) == 0 && isdigit((unsigned char)r[3])) r += 3;
+            else break;
+        }
+    }
+    return count;
+}
+
+/* Line n (1-based) of text, copied into out. */
+static void nth_line(const char *text, long n, char *out, size_t cap)
+{
+    const char *l = text, *e;
+    size_t k;
+    out[0] = '\0';
+    while (--n > 0 && l) { l = strchr(l, '\n'); if (l) l++; }
+    if (!l) return;
+    e = strchr(l, '\n');
+    k = e ? (size_t)(e - l) : strlen(l);
+    if (k >= cap) k = cap - 1;
+    memcpy(out, l, k);
+    out[k] = '\0';
+}
+
+/* Does line begin the definition of function name?  At column 0, "name("
+ * as a whole word, not a prototype (no trailing ';'). */
+static int defines(const char *line, const char *name)
+{
+    const char *at = line;
+    size_t n = strlen(name), k = strlen(line);
+    if (!line[0] || line[0] == ' ' || line[0] == '\t' || line[0] == '*' || line[0] == '#' || line[0] == '/')
+        return 0;
+    while (k > 0 && (line[k - 1] == ' ' || line[k - 1] == '\r')) k--;
+    if (k > 0 && line[k - 1] == ';') return 0;
+    while ((at = strstr(at, name)) != NULL) {
+        if ((at == line || !(isalnum((unsigned char)at[-1]) || at[-1] == '_')) && at[n] == '(') return 1;
+        at += n;
+    }
+    return 0;
+}
+
+static void test_docs(void)
+{
+    static const char *const files[] = { "securenn.h", "securenn.c", "net.c", "nn.c", "mnist.c",
+                                         "test.c", "README.md", "data/README.md" };
+    char *spec = slurp("SPEC.md"), *readme;
+    char sections[2048], report[1024];
+    unsigned total = 0, bad = 0, entries = 0, wrong = 0;
+    size_t f;
+
+    if (!spec) { CHECK(0, "SPEC.md readable from the working directory (run ./test from the top of the tree)"); return; }
+    spec_sections(spec, sections, sizeof sections);
+    CHECK(strstr(sections, "|2.3|") && strstr(sections, "|4.5|") && strstr(sections, "|6.5|"),
+          "SPEC.md's headings parse (2.3, 4.5 and 6.5 among them)");
+
+    /* 1. Every cited section exists. */
+    report[0] = '\0';
+    for (f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char *text = slurp(files[f]);
+        if (!text) { CHECK(0, "%s readable", files[f]); continue; }
+        total += check_citations(files[f], text, "SPEC ", sections, &bad, report, sizeof report);
+        free(text);
+    }
+    total += check_citations("SPEC.md", spec, "\xc2\xa7", sections, &bad, report, sizeof report);
+    check_(bad == 0 && total > 100, __FILE__, __LINE__, report,
+           "%u citations of SPEC sections in the sources, README.md, data/README.md and SPEC.md itself: %u missing",
+           total, bad);
+
+    /* 2. Every "`name` file:line" of README's paper-to-code index is the
+     * line where that function's definition starts. */
+    readme = slurp("README.md");
+    report[0] = '\0';
+    if (readme) {
+        const char *sec = strstr(readme, "\n## Paper to code\n");
+        const char *end = sec ? strstr(sec + 1, "\n## ") : NULL;
+        const char *q = sec;
+        while (q && (q = strchr(q, '`')) != NULL && q < end) {
+            char name[64], file[32], line[512];
+            const char *e = strchr(q + 1, '`');
+            long ln;
+            size_t k;
+            if (!e || e > end) break;
+            k = (size_t)(e - q - 1);
+            if (k == 0 || k >= sizeof name) { q = e + 1; continue; }
+            memcpy(name, q + 1, k); name[k] = '\0';
+            q = e + 1;
+            if (sscanf(q, " %31[a-z.]:%ld", file, &ln) != 2) continue;
+            entries++;
+            {
+                char *src = slurp(file);
+                nth_line(src ? src : "", ln, line, sizeof line);
+                if (!src || !defines(line, name)) {
+                    long at = 0, i;
+                    size_t used = strlen(report);
+                    for (i = 1; src && at == 0 && i < 100000; i++) {
+                        nth_line(src, i, line, sizeof line);
+                        if (defines(line, name)) at = i;
+                        if (!strchr(line, '\0')) break;
+                    }
+                    wrong++;
+                    if (used + 80 < sizeof report)
+                        snprintf(report + used, sizeof report - used, "%s%s is at %s:%ld, not %ld",
+                                 used ? "; " : "", name, file, at, ln);
+                }
+                free(src);
+            }
+        }
+    }
+    check_(readme && wrong == 0 && entries >= 20, __FILE__, __LINE__, report,
+           "README's paper-to-code index: %u entries, %u not at the line where their function is defined",
+           entries, wrong);
+    free(readme);
+    free(spec);
+}
+
 /* ==== main ================================================================= */
 
 typedef struct { const char *name; void (*fn)(void); } test_entry;
@@ -3530,6 +3729,7 @@ static const test_entry tests[] = {
     { "cli",             test_cli },
     { "cli_parties",     test_cli_parties },
     { "nn_model_file",   test_nn_model_file },
+    { "docs",            test_docs },
 };
 
 static int usage(void)
