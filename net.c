@@ -2,7 +2,9 @@
  * net.c -- the three-party network of the SecureNN reference implementation:
  * a full mesh of P0, P1, P2 (and the data owner) over TCP or socketpairs,
  * framed messages, the one place every message passes, communication
- * counters, round stamps, and pairwise key setup (SPEC 1.4 [USE]).
+ * counters and round stamps.  The transport sits below the protocols: it
+ * calls nothing in securenn.c (the pairwise keys of SPEC 1.4 are set up
+ * there, over these channels).
  *
  * ---------------------------------------------------------------------------
  * Frame (16-byte header, then count elements, all little-endian):
@@ -165,11 +167,13 @@ const char *snn_step_name(int proto, int step, int kind)
     return t ? t->what : NULL;
 }
 
-static const char *who(int id)
+const char *snn_endpoint_name(int id)
 {
     static const char names[SNN_NEND][6] = { "P0", "P1", "P2", "owner" };
     return id >= 0 && id < SNN_NEND ? names[id] : "P?";
 }
+
+static const char *who(int id) { return snn_endpoint_name(id); }
 
 /* ==== The party context and errors ===================================== */
 
@@ -778,17 +782,27 @@ void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep)
             if (i != keep && fds[i][k] >= 0) { close(fds[i][k]); fds[i][k] = -1; }
 }
 
-/* ==== Keys (SPEC 1.4 [USE]) ============================================== */
+/* ==== Operating-system randomness and wiping ============================ */
 
-int snn_os_random(snn_party *p, void *buf, size_t n)
+/*
+ * snn_os_random -- n bytes from the operating system's randomness source
+ * (/dev/urandom).  The one place the program reads it: pairwise and
+ * private keys, channel nonces, key files and seeds.  0, or -1 with errno.
+ */
+int snn_os_random(void *buf, size_t n)
 {
     unsigned char *b = buf;
     int fd = open("/dev/urandom", O_RDONLY);
-    if (fd < 0) return snn_fail(p, SNN_ERR_IO, "cannot open /dev/urandom: %s", strerror(errno));
+    if (fd < 0) return -1;
     while (n > 0) {
         ssize_t r = read(fd, b, n);
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) { close(fd); return snn_fail(p, SNN_ERR_IO, "reading /dev/urandom failed"); }
+        if (r <= 0) {
+            int e = r < 0 ? errno : EIO;
+            close(fd);
+            errno = e;
+            return -1;
+        }
         b += r;
         n -= (size_t)r;
     }
@@ -796,78 +810,9 @@ int snn_os_random(snn_party *p, void *buf, size_t n)
     return 0;
 }
 
-/*
- * Derives a 256-bit key from a public seed: one ChaCha20 block keyed by the
- * seed, with (label, a, b) as nonce.  Testing and reproduction only: whoever
- * knows the seed knows every key.
- */
-static void seed_key(uint8_t out[32], uint64_t seed, uint32_t label, uint32_t a, uint32_t b)
+/* snn_wipe -- erases secrets; the volatile write is not optimised away. */
+void snn_wipe(void *buf, size_t n)
 {
-    uint32_t key[8] = { 0 }, nonce[3], w[16];
-    int i;
-    key[0] = (uint32_t)seed;
-    key[1] = (uint32_t)(seed >> 32);
-    key[2] = 0x534e4e2d;                 /* "SNN-": separates this use */
-    nonce[0] = label; nonce[1] = a; nonce[2] = b;
-    snn_chacha20_block(w, key, 0, nonce);
-    for (i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)w[i]; out[4 * i + 1] = (uint8_t)(w[i] >> 8);
-        out[4 * i + 2] = (uint8_t)(w[i] >> 16); out[4 * i + 3] = (uint8_t)(w[i] >> 24);
-    }
-    snn_wipe(w, sizeof w);
-    snn_wipe(key, sizeof key);
-}
-
-/*
- * snn_setup_keys -- Setup step 1: for each pair of servers i < j, Pi draws
- * K_ij and sends it to Pj over their channel (assumed private: see the
- * README's threat model); each party draws its private key.  The owner
- * only draws a private key.  Then snn_check_keys.
- */
-int snn_setup_keys(snn_party *p, const uint64_t *seed)
-{
-    uint8_t key[32];
-    int k, rc = -1;
-
-    if (p->err) return -1;
-    if (p->id < SNN_NPARTY) {
-        for (k = 0; k < SNN_NPARTY; k++) {
-            if (k == p->id) continue;
-            if (p->id < k) {
-                if (seed) seed_key(key, *seed, 1, (uint32_t)p->id, (uint32_t)k);
-                else SNN_GUARD(snn_os_random(p, key, sizeof key));
-                SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 1, SNN_KIND_BYTES, key, sizeof key));
-            } else {
-                SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 1, SNN_KIND_BYTES, key, sizeof key));
-            }
-            snn_prg_init(&p->pair[k], key, 0);
-            p->have_pair[k] = 1;
-        }
-    }
-    if (seed) seed_key(key, *seed, 2, (uint32_t)p->id, 0);
-    else SNN_GUARD(snn_os_random(p, key, sizeof key));
-    snn_prg_init(&p->own, key, 0);
-    SNN_GUARD(snn_check_keys(p));
-    rc = 0;
-cleanup:
-    snn_wipe(key, sizeof key);
-    return rc;
-}
-
-int snn_check_keys(snn_party *p)
-{
-    int a, b;
-    for (a = 0; a < SNN_NEND; a++) {
-        if (!p->have_pair[a]) continue;
-        if (memcmp(p->pair[a].key, p->own.key, sizeof p->own.key) == 0)
-            return snn_fail(p, SNN_ERR_ARG, "Setup step 1: the key shared with %s equals the private key", who(a));
-        for (b = a + 1; b < SNN_NEND; b++) {
-            if (!p->have_pair[b]) continue;
-            if (memcmp(p->pair[a].key, p->pair[b].key, sizeof p->pair[a].key) == 0)
-                return snn_fail(p, SNN_ERR_ARG,
-                                "Setup step 1: the keys shared with %s and %s are equal, so triples "
-                                "would be known to both (SPEC 4.3 a)", who(a), who(b));
-        }
-    }
-    return 0;
+    volatile unsigned char *b = (volatile unsigned char *)buf;
+    while (n--) *b++ = 0;
 }

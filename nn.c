@@ -1800,7 +1800,6 @@ cleanup:
 /* ==== 15. The program ./securenn ========================================= */
 #ifdef SNN_PROGRAM
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <time.h>
@@ -2063,18 +2062,11 @@ static void owner_prg(snn_prg *g, uint64_t seed, uint32_t stream)
 static int os_seed(uint64_t *seed)
 {
     unsigned char b[8];
-    size_t got = 0, i;
-    int fd = open("/dev/urandom", O_RDONLY);
-    if (fd < 0) return -1;
-    while (got < sizeof b) {
-        ssize_t r = read(fd, b + got, sizeof b - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) { close(fd); return -1; }
-        got += (size_t)r;
-    }
-    close(fd);
+    size_t i;
+    if (snn_os_random(b, sizeof b) != 0) return -1;
     *seed = 0;
     for (i = 0; i < 8; i++) *seed |= (uint64_t)b[i] << (8 * i);
+    snn_wipe(b, sizeof b);
     return 0;
 }
 

@@ -7,6 +7,7 @@
  *   1. Fixed point                       [SNN, App. A], SPEC 1.3
  *   2. ChaCha20 and the PRG              [RFC8439 2.3], SPEC 1.4
  *   3. Pair streams, sharing, reveal, zero-share refresh   SPEC 1.1
+ *  3b. Pairwise and private keys         SPEC 1.4 [USE]
  *   4. Pi_MatMul and local truncation    [SNN, Alg. 1, Alg. 11]
  *   5. Pi_SelectShare                    [SNN, Alg. 2]
  *   6. Pi_PrivateCompare                 [SNN, Alg. 3]
@@ -283,13 +284,6 @@ void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
     }
 }
 
-/* snn_wipe -- erases secrets; the volatile write is not optimised away. */
-void snn_wipe(void *buf, size_t n)
-{
-    volatile unsigned char *b = (volatile unsigned char *)buf;
-    while (n--) *b++ = 0;
-}
-
 /* ==== 3. Pair streams, sharing, reveal, refresh (SPEC 1.1, 1.4) ========== */
 
 /* K01: the stream P0 and P1 share (common randomness, zero-shares). */
@@ -379,6 +373,92 @@ void snn_refresh(snn_party *p, uint64_t *x, size_t n)
         uint64_t u = snn_prg_u64(snn_k01(p));
         x[i] += p->id == 0 ? u : (uint64_t)0 - u;
     }
+}
+
+/* ==== 3b. Pairwise and private keys (SPEC 1.4 [USE]) ====================== */
+
+/* A fresh 256-bit key from the operating system. */
+static int os_key(snn_party *p, uint8_t key[32])
+{
+    if (snn_os_random(key, 32) != 0)
+        return snn_fail(p, SNN_ERR_IO, "Setup step 1: cannot read the operating system's randomness");
+    return 0;
+}
+
+/*
+ * Derives a 256-bit key from a public seed: one ChaCha20 block keyed by the
+ * seed, with (label, a, b) as nonce.  Testing and reproduction only: whoever
+ * knows the seed knows every key.
+ */
+static void seed_key(uint8_t out[32], uint64_t seed, uint32_t label, uint32_t a, uint32_t b)
+{
+    uint32_t key[8] = { 0 }, nonce[3], w[16];
+    int i;
+    key[0] = (uint32_t)seed;
+    key[1] = (uint32_t)(seed >> 32);
+    key[2] = 0x534e4e2d;                 /* "SNN-": separates this use */
+    nonce[0] = label; nonce[1] = a; nonce[2] = b;
+    snn_chacha20_block(w, key, 0, nonce);
+    for (i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)w[i]; out[4 * i + 1] = (uint8_t)(w[i] >> 8);
+        out[4 * i + 2] = (uint8_t)(w[i] >> 16); out[4 * i + 3] = (uint8_t)(w[i] >> 24);
+    }
+    snn_wipe(w, sizeof w);
+    snn_wipe(key, sizeof key);
+}
+
+/*
+ * snn_setup_keys -- Setup step 1: for each pair of servers i < j, Pi draws
+ * K_ij and sends it to Pj over their channel (assumed private: see the
+ * README's threat model); each party draws its private key.  The owner
+ * only draws a private key.  Then snn_check_keys.
+ */
+int snn_setup_keys(snn_party *p, const uint64_t *seed)
+{
+    uint8_t key[32];
+    int k, rc = -1;
+
+    if (p->err) return -1;
+    if (p->id < SNN_NPARTY) {
+        for (k = 0; k < SNN_NPARTY; k++) {
+            if (k == p->id) continue;
+            if (p->id < k) {
+                if (seed) seed_key(key, *seed, 1, (uint32_t)p->id, (uint32_t)k);
+                else SNN_GUARD(os_key(p, key));
+                SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 1, SNN_KIND_BYTES, key, sizeof key));
+            } else {
+                SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 1, SNN_KIND_BYTES, key, sizeof key));
+            }
+            snn_prg_init(&p->pair[k], key, 0);
+            p->have_pair[k] = 1;
+        }
+    }
+    if (seed) seed_key(key, *seed, 2, (uint32_t)p->id, 0);
+    else SNN_GUARD(os_key(p, key));
+    snn_prg_init(&p->own, key, 0);
+    SNN_GUARD(snn_check_keys(p));
+    rc = 0;
+cleanup:
+    snn_wipe(key, sizeof key);
+    return rc;
+}
+
+int snn_check_keys(snn_party *p)
+{
+    int a, b;
+    for (a = 0; a < SNN_NEND; a++) {
+        if (!p->have_pair[a]) continue;
+        if (memcmp(p->pair[a].key, p->own.key, sizeof p->own.key) == 0)
+            return snn_fail(p, SNN_ERR_ARG, "Setup step 1: the key shared with %s equals the private key", snn_endpoint_name(a));
+        for (b = a + 1; b < SNN_NEND; b++) {
+            if (!p->have_pair[b]) continue;
+            if (memcmp(p->pair[a].key, p->pair[b].key, sizeof p->pair[a].key) == 0)
+                return snn_fail(p, SNN_ERR_ARG,
+                                "Setup step 1: the keys shared with %s and %s are equal, so triples "
+                                "would be known to both (SPEC 4.3 a)", snn_endpoint_name(a), snn_endpoint_name(b));
+        }
+    }
+    return 0;
 }
 
 /* ==== 4. Pi_MatMul and local truncation [SNN, Alg. 1, Alg. 11] =========== */

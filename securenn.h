@@ -12,7 +12,8 @@
  *   3. Rings: Z_L (L = 2^64), Z_{L-1}, Z_p (p = 67), fixed point (f = 13)
  *   4. ChaCha20 PRG [RFC8439]                                   (securenn.c)
  *   5. The party context                                         (net.c)
- *   6. Network: connection, the message choke point, counters    (net.c)
+ *   6. Network: connection, the message choke point, counters,
+ *      operating-system randomness, wiping                       (net.c)
  *   7. Sharing, reconstruction and the protocols of [SNN]        (securenn.c)
  *   8. MNIST data in IDX format                                  (mnist.c)
  *   9. Layers, networks, training and inference                  (nn.c)
@@ -169,8 +170,6 @@ uint8_t  snn_prg_zp_star(snn_prg *g);               /* uniform in Z_p \ 0 */
 uint8_t  snn_prg_bit(snn_prg *g);                   /* uniform in {0,1}   */
 /* A uniform permutation pi of 0..n-1 (Fisher-Yates), n <= 256. */
 void     snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n);
-/* Erases n bytes through a volatile pointer (keys, seeds). */
-void     snn_wipe(void *buf, size_t n);
 
 /* ==== 5. The party context ============================================= */
 
@@ -254,13 +253,13 @@ int  snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend);
 /* Closes every descriptor of the mesh that is not endpoint keep's. */
 void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep);
 
-/* Key setup after connecting (SPEC 1.4 [USE]): each pair of servers gets
- * its own 256-bit key, drawn by the lower id and sent over the channel;
- * each party gets a private key.  seed == NULL: from the operating system;
- * otherwise everything derives from *seed (reproducible, testing only). */
-int  snn_setup_keys(snn_party *p, const uint64_t *seed);
-/* n bytes from the operating system's randomness source. */
-int  snn_os_random(snn_party *p, void *buf, size_t n);
+/* n bytes from the operating system's randomness source (/dev/urandom):
+ * 0, or -1 with errno set.  The one reader of it in the program. */
+int  snn_os_random(void *buf, size_t n);
+/* Erases n bytes through a volatile pointer (keys, seeds, shares). */
+void snn_wipe(void *buf, size_t n);
+/* "P0", "P1", "P2" or "owner" for endpoint id (error messages). */
+const char *snn_endpoint_name(int id);
 
 /* The one place every frame passes: framing, checks, counters, hook.
  * count elements of the given kind; the receiver requires the exact
@@ -281,10 +280,6 @@ const char *snn_kind_name(int kind);
  * the top of net.c; NULL if the inventory has no such message.  A frame
  * not in the inventory is never sent or accepted. */
 const char *snn_step_name(int proto, int step, int kind);
-/* Checks the pairwise keys after setup: every stream a party holds must
- * differ from its others, so no party can regenerate another pair's
- * triples (SPEC 4.3 a, 6.5).  0, or -1 with the error set. */
-int  snn_check_keys(snn_party *p);
 /* Zeroes the counters and the round clock (used around a measured call;
  * all three parties must do it at the same point). */
 void snn_stats_reset(snn_party *p);
@@ -296,6 +291,17 @@ void snn_stats_reset(snn_party *p);
 snn_prg *snn_k01(snn_party *p);
 snn_prg *snn_k02(snn_party *p);
 snn_prg *snn_k12(snn_party *p);
+
+/* Key setup after connecting (SPEC 1.4 [USE]): each pair of servers gets
+ * its own 256-bit key, drawn by the lower id and sent over their channel
+ * (Setup step 1); each party gets a private key.  seed == NULL: from the
+ * operating system; otherwise everything derives from *seed
+ * (reproducible, testing only). */
+int  snn_setup_keys(snn_party *p, const uint64_t *seed);
+/* Checks the pairwise keys after setup: every stream a party holds must
+ * differ from its others, so no party can regenerate another pair's
+ * triples (SPEC 4.3 a, 6.5).  0, or -1 with the error set. */
+int  snn_check_keys(snn_party *p);
 
 /* owner (P0, P1, P2 or SNN_CLIENT) secret-shares x (held by owner only)
  * to P0 and P1 over Z_L; P0, P1 get their share in out.  Others pass NULL. */
