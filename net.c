@@ -367,6 +367,282 @@ static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, co
     return 0;
 }
 
+/* ==== The channel's cryptography: Poly1305, ChaCha20-Poly1305 [RFC8439] === */
+
+/*
+ * Everything a protected channel needs, written out here beside the frames
+ * it protects: Poly1305 [RFC8439 2.5], the AEAD of [RFC8439 2.8], and the
+ * PRF that turns a pre-shared pair key and two fresh nonces into session
+ * keys.  The ChaCha20 block function is the one of securenn.h (the PRG's).
+ */
+
+static void le32_put(uint8_t *b, uint32_t x)
+{
+    b[0] = (uint8_t)x; b[1] = (uint8_t)(x >> 8); b[2] = (uint8_t)(x >> 16); b[3] = (uint8_t)(x >> 24);
+}
+
+static uint32_t le32_get(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/*
+ * Poly1305 [RFC8439 2.5]: the accumulator h and the clamped r are numbers
+ * below 2^130, held as five 26-bit limbs (h = h0 + h1 2^26 + ... + h4 2^104)
+ * so that every product of two limbs fits in 64 bits.  Each 16-byte block,
+ * read little-endian with a 1 appended above its top byte, is added to h,
+ * and h is multiplied by r modulo P = 2^130 - 5; since 2^130 = 5 (mod P),
+ * a limb product that lands at 2^130 or above folds back multiplied by 5.
+ * The tag is (h mod P) + s, modulo 2^128.  Constant time: no branch or
+ * index depends on the key or the message.
+ */
+typedef struct {
+    uint32_t r[5], h[5];
+    uint32_t s[4];            /* the second key half, added at the end   */
+    uint8_t  buf[16];         /* a partial block                        */
+    size_t   used;
+} poly1305;
+
+#define LIMB 0x3ffffffu       /* 2^26 - 1 */
+
+static void poly1305_init(poly1305 *st, const uint8_t key[32])
+{
+    /* r = le(key[0..15]) with the clamp of RFC 8439 2.5:
+     * r &= 0x0ffffffc0ffffffc0ffffffc0fffffff */
+    const uint32_t w0 = le32_get(key) & 0x0fffffffu, w1 = le32_get(key + 4) & 0x0ffffffcu;
+    const uint32_t w2 = le32_get(key + 8) & 0x0ffffffcu, w3 = le32_get(key + 12) & 0x0ffffffcu;
+    int i;
+    st->r[0] = w0 & LIMB;
+    st->r[1] = (w0 >> 26 | w1 << 6) & LIMB;
+    st->r[2] = (w1 >> 20 | w2 << 12) & LIMB;
+    st->r[3] = (w2 >> 14 | w3 << 18) & LIMB;
+    st->r[4] = w3 >> 8;
+    for (i = 0; i < 5; i++) st->h[i] = 0;
+    for (i = 0; i < 4; i++) st->s[i] = le32_get(key + 16 + 4 * i);
+    st->used = 0;
+}
+
+/* h = (h + block + hibit 2^128) * r mod P, for one 16-byte block. */
+static void poly1305_block(poly1305 *st, const uint8_t m[16], uint32_t hibit)
+{
+    const uint64_t r0 = st->r[0], r1 = st->r[1], r2 = st->r[2], r3 = st->r[3], r4 = st->r[4];
+    const uint64_t s1 = r1 * 5, s2 = r2 * 5, s3 = r3 * 5, s4 = r4 * 5;   /* r_i 2^130 = 5 r_i */
+    const uint32_t w0 = le32_get(m), w1 = le32_get(m + 4), w2 = le32_get(m + 8), w3 = le32_get(m + 12);
+    uint64_t h0 = st->h[0] + (w0 & LIMB);
+    uint64_t h1 = st->h[1] + ((w0 >> 26 | w1 << 6) & LIMB);
+    uint64_t h2 = st->h[2] + ((w1 >> 20 | w2 << 12) & LIMB);
+    uint64_t h3 = st->h[3] + ((w2 >> 14 | w3 << 18) & LIMB);
+    uint64_t h4 = st->h[4] + (w3 >> 8 | hibit << 24);
+    uint64_t d0, d1, d2, d3, d4, c;
+
+    /* the schoolbook product, limbs at 2^130 and above folded by 5 */
+    d0 = h0 * r0 + h1 * s4 + h2 * s3 + h3 * s2 + h4 * s1;
+    d1 = h0 * r1 + h1 * r0 + h2 * s4 + h3 * s3 + h4 * s2;
+    d2 = h0 * r2 + h1 * r1 + h2 * r0 + h3 * s4 + h4 * s3;
+    d3 = h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s4;
+    d4 = h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0;
+    /* carries back to 26-bit limbs (h stays below 2^131: partly reduced) */
+    c = d0 >> 26; h0 = d0 & LIMB; d1 += c;
+    c = d1 >> 26; h1 = d1 & LIMB; d2 += c;
+    c = d2 >> 26; h2 = d2 & LIMB; d3 += c;
+    c = d3 >> 26; h3 = d3 & LIMB; d4 += c;
+    c = d4 >> 26; h4 = d4 & LIMB; h0 += c * 5;
+    c = h0 >> 26; h0 &= LIMB; h1 += c;
+    st->h[0] = (uint32_t)h0; st->h[1] = (uint32_t)h1; st->h[2] = (uint32_t)h2;
+    st->h[3] = (uint32_t)h3; st->h[4] = (uint32_t)h4;
+}
+
+static void poly1305_update(poly1305 *st, const uint8_t *m, size_t n)
+{
+    if (st->used) {
+        while (n > 0 && st->used < 16) { st->buf[st->used++] = *m++; n--; }
+        if (st->used < 16) return;
+        poly1305_block(st, st->buf, 1);
+        st->used = 0;
+    }
+    for (; n >= 16; m += 16, n -= 16) poly1305_block(st, m, 1);
+    while (n > 0) { st->buf[st->used++] = *m++; n--; }
+}
+
+/* Zero bytes up to the next multiple of 16 (the AEAD's pad16). */
+static void poly1305_pad16(poly1305 *st)
+{
+    static const uint8_t zero[16] = { 0 };
+    if (st->used) poly1305_update(st, zero, 16 - st->used);
+}
+
+static void poly1305_finish(poly1305 *st, uint8_t tag[16])
+{
+    uint32_t h0, h1, h2, h3, h4, g0, g1, g2, g3, g4, c, mask;
+    uint64_t f;
+    if (st->used) {
+        /* the last partial block: a 1 byte after the message, then zeros */
+        size_t i;
+        st->buf[st->used] = 1;
+        for (i = st->used + 1; i < 16; i++) st->buf[i] = 0;
+        poly1305_block(st, st->buf, 0);
+    }
+    h0 = st->h[0]; h1 = st->h[1]; h2 = st->h[2]; h3 = st->h[3]; h4 = st->h[4];
+    /* full carry: h < 2^130 + a little */
+    c = h1 >> 26; h1 &= LIMB; h2 += c;
+    c = h2 >> 26; h2 &= LIMB; h3 += c;
+    c = h3 >> 26; h3 &= LIMB; h4 += c;
+    c = h4 >> 26; h4 &= LIMB; h0 += c * 5;
+    c = h0 >> 26; h0 &= LIMB; h1 += c;
+    /* g = h + 5 - 2^130; if that does not borrow, h >= P and h mod P = g */
+    g0 = h0 + 5; c = g0 >> 26; g0 &= LIMB;
+    g1 = h1 + c; c = g1 >> 26; g1 &= LIMB;
+    g2 = h2 + c; c = g2 >> 26; g2 &= LIMB;
+    g3 = h3 + c; c = g3 >> 26; g3 &= LIMB;
+    g4 = h4 + c - (1u << 26);
+    mask = (g4 >> 31) - 1u;             /* all ones if g4 did not borrow */
+    h0 = (h0 & ~mask) | (g0 & mask); h1 = (h1 & ~mask) | (g1 & mask);
+    h2 = (h2 & ~mask) | (g2 & mask); h3 = (h3 & ~mask) | (g3 & mask);
+    h4 = (h4 & ~mask) | (g4 & mask);
+    /* h mod 2^128 as four words, plus s, carrying */
+    f = (uint64_t)(h0 | h1 << 26) + st->s[0];                 le32_put(tag, (uint32_t)f);
+    f = (uint64_t)(h1 >> 6 | h2 << 20) + st->s[1] + (f >> 32);  le32_put(tag + 4, (uint32_t)f);
+    f = (uint64_t)(h2 >> 12 | h3 << 14) + st->s[2] + (f >> 32); le32_put(tag + 8, (uint32_t)f);
+    f = (uint64_t)(h3 >> 18 | h4 << 8) + st->s[3] + (f >> 32);  le32_put(tag + 12, (uint32_t)f);
+    snn_wipe(st, sizeof *st);
+}
+
+void snn_poly1305(uint8_t tag[16], const uint8_t key[32], const uint8_t *m, size_t n)
+{
+    poly1305 st;
+    poly1305_init(&st, key);
+    poly1305_update(&st, m, n);
+    poly1305_finish(&st, tag);
+}
+
+/* The key and nonce as the block function's words. */
+static void chacha_words(uint32_t kw[8], uint32_t nw[3], const uint8_t key[32], const uint8_t nonce[12])
+{
+    int i;
+    for (i = 0; i < 8; i++) kw[i] = le32_get(key + 4 * i);
+    for (i = 0; i < 3; i++) nw[i] = le32_get(nonce + 4 * i);
+}
+
+/* One keystream block as bytes. */
+static void chacha_block_bytes(uint8_t out[64], const uint32_t kw[8], uint32_t counter, const uint32_t nw[3])
+{
+    uint32_t w[16];
+    int i;
+    snn_chacha20_block(w, kw, counter, nw);
+    for (i = 0; i < 16; i++) le32_put(out + 4 * i, w[i]);
+    snn_wipe(w, sizeof w);
+}
+
+/* The AEAD's closing block: le64(|aad|) | le64(|ciphertext|). */
+static void aead_lengths(poly1305 *st, size_t na, size_t n)
+{
+    uint8_t len[16];
+    le32_put(len, (uint32_t)na); le32_put(len + 4, (uint32_t)((uint64_t)na >> 32));
+    le32_put(len + 8, (uint32_t)n); le32_put(len + 12, (uint32_t)((uint64_t)n >> 32));
+    poly1305_update(st, len, 16);
+}
+
+/*
+ * snn_aead_seal -- AEAD_CHACHA20_POLY1305 encryption [RFC8439 2.8]:
+ * Poly1305 key = the first 32 bytes of block 0 [RFC8439 2.6];
+ * c = m XOR the keystream of blocks 1, 2, ...; tag = Poly1305 over
+ * aad | pad16 | c | pad16 | le64(|aad|) | le64(|c|).  c may be m.
+ */
+void snn_aead_seal(uint8_t *c, uint8_t tag[16], const uint8_t key[32], const uint8_t nonce[12],
+                   const uint8_t *aad, size_t na, const uint8_t *m, size_t n)
+{
+    uint32_t kw[8], nw[3], counter = 1;
+    uint8_t ks[64];
+    poly1305 st;
+    size_t i, done, take;
+
+    chacha_words(kw, nw, key, nonce);
+    chacha_block_bytes(ks, kw, 0, nw);
+    poly1305_init(&st, ks);
+    poly1305_update(&st, aad, na);
+    poly1305_pad16(&st);
+    for (done = 0; done < n; done += take) {
+        chacha_block_bytes(ks, kw, counter++, nw);
+        take = n - done < 64 ? n - done : 64;
+        for (i = 0; i < take; i++) c[done + i] = (uint8_t)(m[done + i] ^ ks[i]);
+        poly1305_update(&st, c + done, take);     /* the tag covers the ciphertext */
+    }
+    poly1305_pad16(&st);
+    aead_lengths(&st, na, n);
+    poly1305_finish(&st, tag);
+    snn_wipe(ks, sizeof ks);
+    snn_wipe(kw, sizeof kw);
+}
+
+/*
+ * snn_aead_open -- AEAD_CHACHA20_POLY1305 decryption [RFC8439 2.8]: the
+ * tag is recomputed over aad and c and compared in constant time; only if
+ * it matches is c decrypted into m (m may be c).  0, or -1 (m untouched).
+ */
+int snn_aead_open(uint8_t *m, const uint8_t key[32], const uint8_t nonce[12],
+                  const uint8_t *aad, size_t na, const uint8_t *c, size_t n, const uint8_t tag[16])
+{
+    uint32_t kw[8], nw[3], counter = 1;
+    uint8_t ks[64], want[16], diff = 0;
+    poly1305 st;
+    size_t i, done, take;
+
+    chacha_words(kw, nw, key, nonce);
+    chacha_block_bytes(ks, kw, 0, nw);
+    poly1305_init(&st, ks);
+    poly1305_update(&st, aad, na);
+    poly1305_pad16(&st);
+    poly1305_update(&st, c, n);
+    poly1305_pad16(&st);
+    aead_lengths(&st, na, n);
+    poly1305_finish(&st, want);
+    for (i = 0; i < 16; i++) diff |= (uint8_t)(want[i] ^ tag[i]);
+    if (diff != 0) {
+        snn_wipe(ks, sizeof ks);
+        snn_wipe(kw, sizeof kw);
+        return -1;
+    }
+    for (done = 0; done < n; done += take) {
+        chacha_block_bytes(ks, kw, counter++, nw);
+        take = n - done < 64 ? n - done : 64;
+        for (i = 0; i < take; i++) m[done + i] = (uint8_t)(c[done + i] ^ ks[i]);
+    }
+    snn_wipe(ks, sizeof ks);
+    snn_wipe(kw, sizeof kw);
+    return 0;
+}
+
+/*
+ * snn_channel_kdf -- the session key of the frames from endpoint `from` to
+ * endpoint `to`, from the pair's pre-shared key K and the two handshake
+ * nonces (n_init from the party that connected, n_resp from the one that
+ * accepted).  A PRF built from the ChaCha20 block function F(key, counter,
+ * nonce) alone, as a two-step cascade over a fixed-length input:
+ *
+ *     label = 0x534e4300 | from << 4 | to          ("SNC", the direction)
+ *     T     = F(K, label, n_init)[0..31]
+ *     key   = F(T, label, n_resp)[0..31]
+ *
+ * F keyed by a uniform key is a PRF of its 16-byte input (the assumption
+ * behind ChaCha20 itself), and the cascade of a PRF over inputs of one
+ * fixed length is a PRF; so the key is uniform to anyone without K, fresh
+ * whenever either nonce is, and different for the two directions.
+ */
+void snn_channel_kdf(uint8_t out[32], const uint8_t psk[32], int from, int to,
+                     const uint8_t n_init[12], const uint8_t n_resp[12])
+{
+    const uint32_t label = 0x534e4300u | (uint32_t)(from & 15) << 4 | (uint32_t)(to & 15);
+    uint32_t kw[8], nw[3];
+    uint8_t t[64];
+    chacha_words(kw, nw, psk, n_init);
+    chacha_block_bytes(t, kw, label, nw);
+    chacha_words(kw, nw, t, n_resp);
+    chacha_block_bytes(t, kw, label, nw);
+    memcpy(out, t, 32);
+    snn_wipe(t, sizeof t);
+    snn_wipe(kw, sizeof kw);
+}
+
 /* ==== The choke point: every frame is sent and received here ============= */
 
 static void put32(unsigned char *b, uint32_t x)

@@ -261,6 +261,23 @@ void snn_wipe(void *buf, size_t n);
 /* "P0", "P1", "P2" or "owner" for endpoint id (error messages). */
 const char *snn_endpoint_name(int id);
 
+/* The channel's cryptography (net.c), beside the frames it protects.
+ * Poly1305 [RFC8439 2.5]: a 16-byte tag of m (n bytes) under a one-time
+ * 32-byte key (r | s). */
+void snn_poly1305(uint8_t tag[16], const uint8_t key[32], const uint8_t *m, size_t n);
+/* AEAD_CHACHA20_POLY1305 [RFC8439 2.8]: 32-byte key, 12-byte nonce, aad of
+ * na bytes, message of n bytes; c (n bytes, may be m) and a 16-byte tag. */
+void snn_aead_seal(uint8_t *c, uint8_t tag[16], const uint8_t key[32], const uint8_t nonce[12],
+                   const uint8_t *aad, size_t na, const uint8_t *m, size_t n);
+/* The inverse: 0 and m (may be c) if the tag is right, else -1, m untouched. */
+int  snn_aead_open(uint8_t *m, const uint8_t key[32], const uint8_t nonce[12],
+                   const uint8_t *aad, size_t na, const uint8_t *c, size_t n, const uint8_t tag[16]);
+/* The session key for frames from endpoint `from` to `to`: a ChaCha20
+ * cascade PRF of the pair's pre-shared key and the two 12-byte handshake
+ * nonces (formula at its definition in net.c). */
+void snn_channel_kdf(uint8_t out[32], const uint8_t psk[32], int from, int to,
+                     const uint8_t n_init[12], const uint8_t n_resp[12]);
+
 /* The one place every frame passes: framing, checks, counters, hook.
  * count elements of the given kind; the receiver requires the exact
  * sender, protocol, step, kind and count, and checks every element's range. */

@@ -508,6 +508,220 @@ static void test_chacha20(void)
     }
 }
 
+/* ==== Poly1305, ChaCha20-Poly1305, the channel PRF [RFC8439] ============== */
+
+/* Hex of any length (whitespace-free) into a fresh buffer; *n its length. */
+static uint8_t *hex_alloc(const char *hex, size_t *n)
+{
+    uint8_t *b;
+    *n = strlen(hex) / 2;
+    b = xmalloc(*n ? *n : 1);
+    hex_to_bytes(b, hex, *n);
+    return b;
+}
+
+static const char rfc_ietf[] =
+    "Any submission to the IETF intended by the Contributor for publication as all or part of an "
+    "IETF Internet-Draft or RFC and any statement made within the context of an IETF activity is "
+    "considered an \"IETF Contribution\". Such statements include oral statements in IETF sessions, "
+    "as well as written and electronic communications made at any time or place, which are addressed to";
+
+static void test_poly1305(void)
+{
+    /* RFC 8439 2.5.2 and A.3 #1-#11: key (r | s), message, tag.  The texts
+     * of A.3 #2-#4 are given as strings, the others in hex. */
+    static const struct { const char *key, *text, *hex, *tag; } v[] = {
+        { "85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b",
+          "Cryptographic Forum Research Group", NULL, "a8061dc1305136c6c22b8baf0c0127a9" },
+        { "0000000000000000000000000000000000000000000000000000000000000000", NULL,
+          "00000000000000000000000000000000000000000000000000000000000000000000000000000000"
+          "000000000000000000000000000000000000000000000000", "00000000000000000000000000000000" },
+        { "0000000000000000000000000000000036e5f6b5c5e06070f0efca96227a863e", rfc_ietf, NULL,
+          "36e5f6b5c5e06070f0efca96227a863e" },
+        { "36e5f6b5c5e06070f0efca96227a863e00000000000000000000000000000000", rfc_ietf, NULL,
+          "f3477e7cd95417af89a6b8794c310cf0" },
+        { "1c9240a5eb55d38af333888604f6b5f0473917c1402b80099dca5cbc207075c0",
+          "'Twas brillig, and the slithy toves\nDid gyre and gimble in the wabe:\n"
+          "All mimsy were the borogoves,\nAnd the mome raths outgrabe.", NULL,
+          "4541669a7eaaee61e708dc7cbcc5eb62" },
+        { "0200000000000000000000000000000000000000000000000000000000000000", NULL,
+          "ffffffffffffffffffffffffffffffff", "03000000000000000000000000000000" },
+        { "02000000000000000000000000000000ffffffffffffffffffffffffffffffff", NULL,
+          "02000000000000000000000000000000", "03000000000000000000000000000000" },
+        { "0100000000000000000000000000000000000000000000000000000000000000", NULL,
+          "fffffffffffffffffffffffffffffffff0ffffffffffffffffffffffffffffff11000000000000000000000000000000",
+          "05000000000000000000000000000000" },
+        { "0100000000000000000000000000000000000000000000000000000000000000", NULL,
+          "fffffffffffffffffffffffffffffffffbfefefefefefefefefefefefefefefe01010101010101010101010101010101",
+          "00000000000000000000000000000000" },
+        { "0200000000000000000000000000000000000000000000000000000000000000", NULL,
+          "fdffffffffffffffffffffffffffffff", "faffffffffffffffffffffffffffffff" },
+        { "0100000000000000040000000000000000000000000000000000000000000000", NULL,
+          "e33594d7505e43b900000000000000003394d7505e4379cd010000000000000000000000000000000000000000000000"
+          "01000000000000000000000000000000", "14000000000000005500000000000000" },
+        { "0100000000000000040000000000000000000000000000000000000000000000", NULL,
+          "e33594d7505e43b900000000000000003394d7505e4379cd010000000000000000000000000000000000000000000000",
+          "13000000000000000000000000000000" },
+    };
+    size_t t;
+    for (t = 0; t < sizeof v / sizeof v[0]; t++) {
+        uint8_t key[32], want[16], got[16];
+        uint8_t *m;
+        size_t n;
+        hex_to_bytes(key, v[t].key, 32);
+        hex_to_bytes(want, v[t].tag, 16);
+        if (v[t].hex) m = hex_alloc(v[t].hex, &n);
+        else { n = strlen(v[t].text); m = xmalloc(n); memcpy(m, v[t].text, n); }
+        snn_poly1305(got, key, m, n);
+        if (t == 0) CHECK(memcmp(got, want, 16) == 0, "RFC 8439 2.5.2 Poly1305 tag (34-byte message)");
+        else CHECK(memcmp(got, want, 16) == 0, "RFC 8439 A.3 Poly1305 test vector #%zu (%zu bytes)", t, n);
+        free(m);
+    }
+}
+
+/* The AEAD as RFC 8439 2.8.1 writes it, from the block function and
+ * snn_poly1305 on the whole mac_data: the reference for arbitrary sizes. */
+static void aead_reference(uint8_t *c, uint8_t tag[16], const uint8_t key[32], const uint8_t nonce[12],
+                           const uint8_t *aad, size_t na, const uint8_t *m, size_t n)
+{
+    uint32_t kw[8], nw[3], w[16];
+    uint8_t ks[64], otk[32], *mac;
+    size_t i, pa = (16 - na % 16) % 16, pc = (16 - n % 16) % 16, len = 0;
+    for (i = 0; i < 8; i++) kw[i] = (uint32_t)key[4*i] | (uint32_t)key[4*i+1] << 8 | (uint32_t)key[4*i+2] << 16 | (uint32_t)key[4*i+3] << 24;
+    for (i = 0; i < 3; i++) nw[i] = (uint32_t)nonce[4*i] | (uint32_t)nonce[4*i+1] << 8 | (uint32_t)nonce[4*i+2] << 16 | (uint32_t)nonce[4*i+3] << 24;
+    snn_chacha20_block(w, kw, 0, nw);
+    words_to_bytes(ks, w, 16);
+    memcpy(otk, ks, 32);
+    for (i = 0; i < n; i++) {
+        if (i % 64 == 0) { snn_chacha20_block(w, kw, (uint32_t)(1 + i / 64), nw); words_to_bytes(ks, w, 16); }
+        c[i] = (uint8_t)(m[i] ^ ks[i % 64]);
+    }
+    mac = xcalloc(na + pa + n + pc + 16, 1);
+    memcpy(mac, aad, na); len = na + pa;
+    memcpy(mac + len, c, n); len += n + pc;
+    for (i = 0; i < 8; i++) { mac[len + i] = (uint8_t)((uint64_t)na >> (8 * i)); mac[len + 8 + i] = (uint8_t)((uint64_t)n >> (8 * i)); }
+    snn_poly1305(tag, otk, mac, len + 16);
+    free(mac);
+}
+
+static void test_aead(void)
+{
+    static const char ladies[] = "Ladies and Gentlemen of the class of '99: If I could offer you only one tip "
+                                 "for the future, sunscreen would be it.";
+    static const char drafts[] = "Internet-Drafts are draft documents valid for a maximum of six months and may "
+        "be updated, replaced, or obsoleted by other documents at any time. It is inappropriate to use "
+        "Internet-Drafts as reference material or to cite them other than as /\xe2\x80\x9cwork in progress./\xe2\x80\x9d";
+    uint8_t key[32], nonce[12], aad[12], tag[16], want_tag[16], *want, *c, *m;
+    size_t n, i, bad;
+
+    /* RFC 8439 2.8.2: seal */
+    for (i = 0; i < 32; i++) key[i] = (uint8_t)(0x80 + i);
+    hex_to_bytes(nonce, "070000004041424344454647", 12);
+    hex_to_bytes(aad, "50515253c0c1c2c3c4c5c6c7", 12);
+    want = hex_alloc("d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b"
+                     "1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc"
+                     "3ff4def08e4b7a9de576d26586cec64b6116", &n);
+    hex_to_bytes(want_tag, "1ae10b594f09e26a7e902ecbd0600691", 16);
+    CHECK(n == strlen(ladies), "RFC 8439 2.8.2: 114 bytes of plaintext");
+    c = xmalloc(n);
+    snn_aead_seal(c, tag, key, nonce, aad, 12, (const uint8_t *)ladies, n);
+    CHECK(memcmp(c, want, n) == 0 && memcmp(tag, want_tag, 16) == 0, "RFC 8439 2.8.2 AEAD: ciphertext and tag");
+    CHECK(snn_aead_open(c, key, nonce, aad, 12, c, n, tag) == 0 && memcmp(c, ladies, n) == 0,
+          "RFC 8439 2.8.2 AEAD: opens in place to the plaintext");
+    free(c); free(want);
+
+    /* RFC 8439 A.5: open */
+    hex_to_bytes(key, "1c9240a5eb55d38af333888604f6b5f0473917c1402b80099dca5cbc207075c0", 32);
+    hex_to_bytes(nonce, "000000000102030405060708", 12);
+    hex_to_bytes(aad, "f33388860000000000004e91", 12);
+    hex_to_bytes(tag, "eead9d67890cbb22392336fea1851f38", 16);
+    c = hex_alloc("64a0861575861af460f062c79be643bd5e805cfd345cf389f108670ac76c8cb24c6cfc18755d43eea09ee94e382d26b0"
+                  "bdb7b73c321b0100d4f03b7f355894cf332f830e710b97ce98c8a84abd0b948114ad176e008d33bd60f982b1ff37c855"
+                  "9797a06ef4f0ef61c186324e2b3506383606907b6a7c02b0f9f6157b53c867e4b9166c767b804d46a59b5216cde7a4e9"
+                  "9040c5a40433225ee282a1b0a06c523eaf4534d7f83fa1155b0047718cbc546a0d072b04b3564eea1b422273f548271a"
+                  "0bb2316053fa76991955ebd63159434ecebb4e466dae5a1073a6727627097a1049e617d91d361094fa68f0ff77987130"
+                  "305beaba2eda04df997b714d6c6f2c29a6ad5cb4022b02709b", &n);
+    m = xmalloc(n);
+    CHECK(n == strlen(drafts) && snn_aead_open(m, key, nonce, aad, 12, c, n, tag) == 0 && memcmp(m, drafts, n) == 0,
+          "RFC 8439 A.5 AEAD decryption: the tag checks and the 265 bytes decrypt");
+    /* Any change is refused and leaves the output untouched: a bit of the
+     * ciphertext, of the tag, of the aad, of the nonce. */
+    bad = 0;
+    memset(m, 0xa5, n);
+    c[100] ^= 0x10; bad += snn_aead_open(m, key, nonce, aad, 12, c, n, tag) == 0; c[100] ^= 0x10;
+    tag[15] ^= 0x80; bad += snn_aead_open(m, key, nonce, aad, 12, c, n, tag) == 0; tag[15] ^= 0x80;
+    aad[0] ^= 1;     bad += snn_aead_open(m, key, nonce, aad, 12, c, n, tag) == 0; aad[0] ^= 1;
+    nonce[11] ^= 1;  bad += snn_aead_open(m, key, nonce, aad, 12, c, n, tag) == 0; nonce[11] ^= 1;
+    bad += snn_aead_open(m, key, nonce, aad, 12, c, n - 1, tag) == 0;
+    for (i = 0; i < n; i++) bad += m[i] != 0xa5;
+    CHECK(bad == 0, "A.5 with one bit flipped in ciphertext, tag, aad or nonce, or one byte short: refused, output untouched");
+    free(c); free(m);
+
+    /* Every length 0..200 and a long one, against RFC 8439 2.8.1 composed
+     * from the block function and snn_poly1305 */
+    bad = 0;
+    for (n = 0; n <= 1200; n = n < 200 ? n + 1 : n + 1000) {
+        uint8_t *mm = xmalloc(n + 1), *c1 = xmalloc(n + 1), *c2 = xmalloc(n + 1), t1[16], t2[16];
+        size_t na = n % 23;
+        uint8_t ad[23];
+        snn_prg_bytes(trng(), key, 32);
+        snn_prg_bytes(trng(), nonce, 12);
+        snn_prg_bytes(trng(), ad, sizeof ad);
+        snn_prg_bytes(trng(), mm, n + 1);
+        snn_aead_seal(c1, t1, key, nonce, ad, na, mm, n);
+        aead_reference(c2, t2, key, nonce, ad, na, mm, n);
+        bad += memcmp(c1, c2, n) != 0 || memcmp(t1, t2, 16) != 0;
+        bad += snn_aead_open(c1, key, nonce, ad, na, c1, n, t1) != 0 || memcmp(c1, mm, n) != 0;
+        free(mm); free(c1); free(c2);
+    }
+    CHECK(bad == 0, "seal = RFC 8439 2.8.1 composed by hand, and open inverts it, for 0..200 and 1200 bytes (%zu bad)", bad);
+}
+
+/* The channel PRF of net.c, written again here from its formula on the
+ * RFC-checked block function, and fixed vectors from an independent
+ * implementation of ChaCha20 (a short Python script of RFC 8439 2.3,
+ * itself checked against A.1 #1). */
+static void test_channel_kdf(void)
+{
+    static const struct { int from, to; const char *want; } fixed[] = {
+        { 1, 0, "8026330cf815183a1486b83809270aa40623709fec03bc7855c36362c37a8740" },
+        { 0, 1, "a6a7a854403646fb8a5b258faa7311fd7c9120a314798e12cb77b1e422dacbf5" },
+        { 3, 2, "05c3016a2bc500e33536e0e960012eeaac6c619d9b18e93fff689ae66c929a53" },
+    };
+    uint8_t psk[32], ni[12], nr[12], got[32], want[32], t[64];
+    uint32_t kw[8], nw[3], w[16];
+    size_t i, k, bad = 0;
+    int from, to;
+
+    for (i = 0; i < 32; i++) psk[i] = (uint8_t)i;
+    for (i = 0; i < 12; i++) { ni[i] = (uint8_t)(0xa0 + i); nr[i] = (uint8_t)(0xb0 + i); }
+    for (k = 0; k < sizeof fixed / sizeof fixed[0]; k++) {
+        hex_to_bytes(want, fixed[k].want, 32);
+        snn_channel_kdf(got, psk, fixed[k].from, fixed[k].to, ni, nr);
+        CHECK(memcmp(got, want, 32) == 0, "channel PRF, fixed vector %d -> %d", fixed[k].from, fixed[k].to);
+    }
+    /* T = F(K, label, n_init)[0..31]; key = F(T, label, n_resp)[0..31] */
+    for (k = 0; k < 20; k++) {
+        snn_prg_bytes(trng(), psk, 32);
+        snn_prg_bytes(trng(), ni, 12);
+        snn_prg_bytes(trng(), nr, 12);
+        from = (int)(k % 4); to = (int)((k % 4 + 1 + (k / 4) % 3) % 4);   /* to != from */
+        for (i = 0; i < 8; i++) kw[i] = (uint32_t)psk[4*i] | (uint32_t)psk[4*i+1] << 8 | (uint32_t)psk[4*i+2] << 16 | (uint32_t)psk[4*i+3] << 24;
+        for (i = 0; i < 3; i++) nw[i] = (uint32_t)ni[4*i] | (uint32_t)ni[4*i+1] << 8 | (uint32_t)ni[4*i+2] << 16 | (uint32_t)ni[4*i+3] << 24;
+        snn_chacha20_block(w, kw, 0x534e4300u | (uint32_t)from << 4 | (uint32_t)to, nw);
+        words_to_bytes(t, w, 16);
+        for (i = 0; i < 8; i++) kw[i] = (uint32_t)t[4*i] | (uint32_t)t[4*i+1] << 8 | (uint32_t)t[4*i+2] << 16 | (uint32_t)t[4*i+3] << 24;
+        for (i = 0; i < 3; i++) nw[i] = (uint32_t)nr[4*i] | (uint32_t)nr[4*i+1] << 8 | (uint32_t)nr[4*i+2] << 16 | (uint32_t)nr[4*i+3] << 24;
+        snn_chacha20_block(w, kw, 0x534e4300u | (uint32_t)from << 4 | (uint32_t)to, nw);
+        words_to_bytes(want, w, 8);
+        snn_channel_kdf(got, psk, from, to, ni, nr);
+        bad += memcmp(got, want, 32) != 0;
+        snn_channel_kdf(t, psk, to, from, ni, nr);
+        bad += memcmp(got, t, 32) == 0;              /* the two directions differ */
+    }
+    CHECK(bad == 0, "channel PRF = its formula on the block function, 20 random keys and nonces; directions differ");
+}
+
 /* ==== Rings =============================================================== */
 
 static void test_rings(void)
@@ -3695,6 +3909,9 @@ typedef struct { const char *name; void (*fn)(void); } test_entry;
 
 static const test_entry tests[] = {
     { "chacha20",        test_chacha20 },
+    { "poly1305",        test_poly1305 },
+    { "aead",            test_aead },
+    { "channel_kdf",     test_channel_kdf },
     { "rings",           test_rings },
     { "samplers",        test_samplers },
     { "streams",         test_streams },
