@@ -4,9 +4,11 @@
 #   make test     build and run the test suite; last line "N passed, M failed"
 #   make check    the test suite rebuilt with -Werror and ASan + UBSan, then run
 #   make valgrind the quick test subset under valgrind (memcheck)
-#   make demo     train network A on the bundled MNIST digits, three parties
+#   make demo     train network A securely on the official MNIST, three parties
 #   make bench    time, bytes and rounds per protocol and network vs [SNN]
 #   make check-globals   fail if any object holds mutable global state
+#   make mnist    unpack data/*.gz (the official MNIST) and check data/CKSUMS;
+#                 test, check, valgrind and demo do this first
 
 .POSIX:
 .PHONY: all test check asan ubsan valgrind check-globals demo bench clean mnist
@@ -30,7 +32,7 @@ test-runner: $(LIB) test.c $(HDR)
 	$(CC) $(CFLAGS) -o test $(LIB) test.c $(LDLIBS)
 	@touch test-runner
 
-test: securenn test-runner
+test: securenn test-runner mnist
 	./test $(TESTARGS)
 
 check:
@@ -48,7 +50,7 @@ ubsan:
 	$(MAKE) CFLAGS='$(CFLAGS) -fsanitize=undefined -fno-sanitize-recover=all' test
 	$(MAKE) clean
 
-valgrind: securenn test-runner
+valgrind: securenn test-runner mnist
 	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	    ./test --quick $(TESTARGS)
 
@@ -59,21 +61,31 @@ check-globals:
 	if [ -n "$$out" ]; then echo "mutable globals:"; echo "$$out"; exit 1; fi; \
 	echo "check-globals: no mutable global state"
 
-demo: securenn
+demo: securenn mnist
 	./securenn demo
 
 bench: securenn
 	./securenn bench
 
-# Downloads the full official MNIST (60,000/10,000) into data/full when a
-# network is present; nothing else depends on it.  Use: --data data/full
-mnist:
-	mkdir -p data/full
-	for f in train-images-idx3-ubyte train-labels-idx1-ubyte \
-	         t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do \
-	    curl -fsSL -o data/full/$$f.gz https://storage.googleapis.com/cvdf-datasets/mnist/$$f.gz \
-	    && gunzip -f data/full/$$f.gz || exit 1; \
-	done
+# The official MNIST is committed gzipped (data/README.md); the unpacked
+# files are ignored by git.  Each is unpacked once, and must match its size
+# and POSIX cksum CRC in data/CKSUMS.
+MNIST = data/train-images-idx3-ubyte data/train-labels-idx1-ubyte \
+        data/t10k-images-idx3-ubyte data/t10k-labels-idx1-ubyte
+
+mnist: $(MNIST)
+
+data/train-images-idx3-ubyte: data/train-images-idx3-ubyte.gz
+data/train-labels-idx1-ubyte: data/train-labels-idx1-ubyte.gz
+data/t10k-images-idx3-ubyte: data/t10k-images-idx3-ubyte.gz
+data/t10k-labels-idx1-ubyte: data/t10k-labels-idx1-ubyte.gz
+$(MNIST): data/CKSUMS
+	@b=`basename $@`; gzip -dc $@.gz > $@.tmp || { rm -f $@.tmp; exit 1; }; \
+	want=`awk -v n="$$b" '$$3 == n { print $$1, $$2 }' data/CKSUMS`; \
+	got=`cksum < $@.tmp | awk '{ print $$1, $$2 }'`; \
+	if [ -z "$$want" ] || [ "$$got" != "$$want" ]; then \
+	    echo "$@: cksum and size '$$got', data/CKSUMS says '$$want'"; rm -f $@.tmp; exit 1; fi; \
+	mv $@.tmp $@; echo "unpacked $@ (cksum and size $$got, as data/CKSUMS)"
 
 clean:
 	rm -f securenn test test-runner *.o

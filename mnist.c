@@ -14,8 +14,9 @@
  *   then         the data, one byte per element, row-major, nothing after it
  * Labels are 0..9.  Pixels are 0 (background) .. 255 (ink).
  *
- * Both the bundled 8,000/2,000 subset in data/ (see data/README.md) and the
- * official 60,000/10,000 files (after gunzip) load through this code.
+ * data/ holds the official 60,000/10,000 files gzipped (data/README.md);
+ * make unpacks them.  A path that is missing while path.gz exists gets the
+ * command that unpacks it; a gzip-compressed file, a hint to unpack it.
  *
  * Robustness: every size product is checked for overflow, counts above
  * MNIST_MAX_N are refused before any allocation, and a file must be
@@ -186,14 +187,28 @@ static int read_body(FILE *f, const char *path, uint8_t *buf, size_t len, size_t
 
 /*
  * open_file -- fopen for binary reading, with the path and the system's
- * reason (usually "No such file or directory") in err on failure.
+ * reason (usually "No such file or directory") in err on failure, and the
+ * command that unpacks it when only path.gz is there.
  */
 static FILE *open_file(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
 
     if (f == NULL) {
-        MNIST_ERR(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        int e = errno;
+        char gz[4096];
+        FILE *g = NULL;
+        if (e == ENOENT && strlen(path) + 4 < sizeof gz) {
+            snprintf(gz, sizeof gz, "%s.gz", path);
+            g = fopen(gz, "rb");
+        }
+        if (g != NULL) {
+            fclose(g);
+            MNIST_ERR(err, errlen, "%s: cannot open: %s; %s is there: unpack it with 'make mnist' "
+                      "(or gzip -dc %s > %s)", path, strerror(e), gz, gz, path);
+        } else {
+            MNIST_ERR(err, errlen, "%s: cannot open: %s", path, strerror(e));
+        }
     }
     return f;
 }

