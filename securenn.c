@@ -286,12 +286,20 @@ void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
 
 /* ==== 3. Pair streams, sharing, reveal, refresh (SPEC 1.1, 1.4) ========== */
 
+/* The stream this party shares with peer k; with the test hook
+ * SNN_TEST_SWAP_PAIRS, the one it shares with the third server instead. */
+static snn_prg *pair_stream(snn_party *p, int k)
+{
+    if (p->test_flags & SNN_TEST_SWAP_PAIRS) k = 3 - p->id - k;   /* test runner only */
+    return &p->pair[k];
+}
+
 /* K01: the stream P0 and P1 share (common randomness, zero-shares). */
-snn_prg *snn_k01(snn_party *p) { return &p->pair[p->id == 0 ? 1 : 0]; }
+snn_prg *snn_k01(snn_party *p) { return pair_stream(p, p->id == 0 ? 1 : 0); }
 /* K02: P0 and P2 (P0's triple shares). */
-snn_prg *snn_k02(snn_party *p) { return &p->pair[p->id == 0 ? 2 : 0]; }
+snn_prg *snn_k02(snn_party *p) { return pair_stream(p, p->id == 0 ? 2 : 0); }
 /* K12: P1 and P2 (P1's triple shares). */
-snn_prg *snn_k12(snn_party *p) { return &p->pair[p->id == 1 ? 2 : 1]; }
+snn_prg *snn_k12(snn_party *p) { return pair_stream(p, p->id == 1 ? 2 : 1); }
 
 /*
  * snn_share -- the owner splits x as (s, x - s) with s uniform from its
@@ -828,7 +836,7 @@ cleanup:
  * P0 and P1.
  */
 static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL],
-                    uint64_t r, uint8_t beta, uint8_t j)
+                    uint64_t r, uint8_t beta, uint8_t j, unsigned test_flags)
 {
     uint8_t s[SNN_ELL], u[SNN_ELL], pi[SNN_ELL], c[SNN_ELL], m[SNN_ELL];
     uint8_t acc = 0;          /* sum of w_k over the more significant k, mod p */
@@ -849,6 +857,10 @@ static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL]
         memset(u, 0, sizeof u);
     snn_prg_perm(k01, pi, SNN_ELL);
     for (k = 0; k < SNN_ELL; k++) m[k] = snn_prg_zp(k01);
+    /* Test hooks (test runner only): drawn as usual, then weakened */
+    if (test_flags & SNN_TEST_PC_NO_PERM)
+        for (k = 0; k < SNN_ELL; k++) pi[k] = (uint8_t)k;
+    if (test_flags & SNN_TEST_PC_NO_MASK) memset(m, 0, sizeof m);
 
     /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
     if (beta == 1 && r == SNN_LM1) {
@@ -926,7 +938,8 @@ int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
     if (p->id != 2) {
         /* Steps 1-3 [P_j]: per element; step 3: P_j -> P2, one frame */
         for (e = 0; e < n; e++)
-            pc_mask(snn_k01(p), d + e * SNN_ELL, xbits + e * SNN_ELL, r[e], beta[e], (uint8_t)p->id);
+            pc_mask(snn_k01(p), d + e * SNN_ELL, xbits + e * SNN_ELL, r[e], beta[e], (uint8_t)p->id,
+                    p->test_flags);
         SNN_GUARD(snn_send_zp(p, 2, SNN_PROTO_PC, 3, d, nd));
     } else {
         SNN_GUARD(alloc_u8(p, &d1, nd, "PrivateCompare"));
@@ -1007,12 +1020,18 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
         SNN_GUARD(alloc_u64(p, &rm1, n, "ShareConvert"));
         SNN_GUARD(alloc_u8(p, &eta_pp, n, "ShareConvert"));
         /* Common randomness [P0,P1] (K01): r_0, r_1 resampled together until
-         * r = r_0 + r_1 != 0 (SPEC 4.2 b), and the bit eta'' */
+         * r = r_0 + r_1 != 0 (SPEC 4.2 b), and the bit eta''.  Test hooks
+         * (test runner only): SNN_TEST_SC_R_ZERO makes the first draw r = 0,
+         * SNN_TEST_SC_NO_RESAMPLE keeps it */
         for (e = 0; e < n; e++) {
+            int first = 1;
             do {
                 r0[e] = snn_prg_u64(snn_k01(p));
                 r1[e] = snn_prg_u64(snn_k01(p));
-            } while (r0[e] + r1[e] == 0);   /* branch on r [P0,P1]: common randomness */
+                if (first && (p->test_flags & SNN_TEST_SC_R_ZERO)) r1[e] = (uint64_t)0 - r0[e];
+                first = 0;
+            } while (r0[e] + r1[e] == 0     /* branch on r [P0,P1]: common randomness */
+                     && !(p->test_flags & SNN_TEST_SC_NO_RESAMPLE));
             eta_pp[e] = snn_prg_bit(snn_k01(p));
         }
         /* Step 1 [P_j]: a~_j = a_j + r_j, beta_j = wrap(a_j, r_j, L); a~_j to P2 */

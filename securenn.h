@@ -220,7 +220,27 @@ typedef struct snn_party_ {
     char      errmsg[256];
     snn_hook  hook;                /* optional, sees every frame          */
     void     *hook_ctx;
+    unsigned  test_flags;          /* SNN_TEST_* bits: set by the test
+                                    * runner only, 0 everywhere else      */
 } snn_party;
+
+/*
+ * Test hooks (snn_party.test_flags).  Each removes or weakens one
+ * security-relevant step, so that the test runner can run the weakened
+ * protocol and show that its view tests and recovery search notice.  Only
+ * test.c sets them; the program never does, and snn_party_init clears them.
+ */
+enum {
+    SNN_TEST_PC_NO_PERM     = 1u << 0, /* Pi_PC step 3: pi is the identity       */
+    SNN_TEST_PC_NO_MASK     = 1u << 1, /* Pi_PC step 3: the zero-share m_k is 0  */
+    SNN_TEST_SC_R_ZERO      = 1u << 2, /* Pi_SC: the first (r_0, r_1) drawn for
+                                        * each element has r = 0, which the
+                                        * resampling must reject             */
+    SNN_TEST_SC_NO_RESAMPLE = 1u << 3, /* Pi_SC: r is not resampled, so with
+                                        * SNN_TEST_SC_R_ZERO, r = 0          */
+    SNN_TEST_SWAP_PAIRS     = 1u << 4  /* this party's pair streams swapped:
+                                        * P0 K01<->K02, P1 K01<->K12, P2 K02<->K12 */
+};
 
 /* ==== 6. Network (net.c) ================================================ */
 

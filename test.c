@@ -1269,6 +1269,7 @@ typedef struct {
     const uint64_t *r;           /* PC: public r                         */
     const uint8_t *beta;         /* PC: common beta                      */
     int trace;                   /* record frames through the hook       */
+    unsigned flags[3];           /* test hooks (SNN_TEST_*) per party    */
 } pctx;
 
 static const uint64_t *mine(const snn_party *p, const uint64_t *const s[2])
@@ -1567,6 +1568,7 @@ static int pf_pc(snn_party *p, const void *vc, outbuf *o)
     uint8_t *bp;
     size_t e, i;
     int rc;
+    p->test_flags = c->flags[p->id];
     if (p->id < 2) return snn_private_compare(p, NULL, c->bits[p->id], c->r, c->beta, c->n);
     memset(&t, 0, sizeof t);
     t.nd = c->n * 64;
@@ -1593,49 +1595,138 @@ static int pf_pc(snn_party *p, const void *vc, outbuf *o)
 }
 
 /*
- * What P2 can test when it dealt the bit shares x_i^j (as in ShareConvert
- * and ComputeMSB): whether some slot k of the vectors it received is
- * (s c0, s c1) for some s in Z_p^*, where c0, c1 are the two parties'
- * shares of c_63 under a guess of r's top bit (beta = 0):
- * c_63^0 = -x_63^0 and c_63^1 = r_63 - x_63^1 + 1.
+ * What P2 can compute when it dealt the bit shares x_i^j (as in ShareConvert
+ * and ComputeMSB).  Without the step-3 zero-share mask, slot k of the two
+ * vectors it receives is (s c_i^0, s c_i^1) for one position i and an
+ * unknown s in Z_p^*: the ratio c_i^0 : c_i^1, a point of the projective
+ * line over Z_p, numbered here 0..66 (c^0 / c^1), 67 (c^1 = 0) and 68
+ * (both 0).  And c_i^j is a function of the dealt x^j and of the bits of r
+ * at and above i only (SPEC 2.3).
  */
-static int pc_slot_fits(const uint8_t *D0, const uint8_t *D1, unsigned c0, unsigned c1)
+static unsigned zp_inv(unsigned a)
 {
-    unsigned k, sv;
-    for (k = 0; k < 64; k++)
-        for (sv = 1; sv < SNN_P; sv++)
-            if (D0[k] == sv * c0 % SNN_P && D1[k] == sv * c1 % SNN_P) return 1;
-    return 0;
+    unsigned r = 1, e = SNN_P - 2;
+    a %= SNN_P;
+    while (e) { if (e & 1) r = r * a % SNN_P; a = a * a % SNN_P; e >>= 1; }
+    return r;
 }
 
-/* P_j's unmasked d vector of [SNN, Alg. 3] for beta = 0, in plaintext:
- * c_i^j = j r_i - x_i^j + j + sum_{k>i} w_k^j, d = pi(s_i c_i^j). */
-static void pc_unmasked(uint8_t D[64], unsigned j, const uint8_t *x, uint64_t r, const uint8_t *s, const uint8_t *pi)
+static unsigned pair_class(unsigned a, unsigned b)
 {
-    unsigned c[64], acc = 0, i, k;
+    if (b == 0) return a == 0 ? 68 : 67;
+    return a * zp_inv(b) % SNN_P;
+}
+
+/* The classes present among the 64 slots of one element (bit k set). */
+static void observed_classes(const uint8_t *D0, const uint8_t *D1, uint8_t seen[69])
+{
+    unsigned k;
+    memset(seen, 0, 69);
+    for (k = 0; k < 64; k++) seen[pair_class(D0[k], D1[k])] = 1;
+}
+
+/* P_j's c_i^j of SPEC 2.3 for all 64 positions (beta = 0: compare with
+ * t = r; beta = 1: with t = r + 1), from its bit shares x[i], i = 0 the LSB. */
+static void pc_shares_c(unsigned j, const uint8_t *x, uint64_t r, int beta, unsigned c[64])
+{
+    uint64_t t = beta ? r + 1 : r;
+    unsigned acc = 0, i;
     for (i = 64; i-- > 0;) {
-        unsigned ri = (unsigned)(r >> i & 1);
-        c[i] = (j * ri + SNN_P - x[i] + j + acc) % SNN_P;
-        acc = (acc + x[i] + j * ri + 2 * (SNN_P - 1) * ri * x[i]) % SNN_P;
+        unsigned ti = (unsigned)(t >> i & 1), xi = x[i];
+        if (beta == 0) c[i] = (j * ti + SNN_P - xi + j + acc) % SNN_P;
+        else c[i] = (xi + SNN_P - j * ti + j + acc) % SNN_P;
+        acc = (acc + xi + j * ti + 2 * (SNN_P - 1) * ti * xi) % SNN_P;
     }
-    for (k = 0; k < 64; k++) D[k] = (uint8_t)(s[pi[k]] * c[pi[k]] % SNN_P);
 }
 
-/* Counts, over the elements with beta = 0 and x_63 = 0 (so that neither
- * guess makes c_63 = 0, which P2 may legitimately see as a zero d_i), how
- * often pc_slot_fits holds for the true top bit of r and for the false one. */
-static void pc_fit_counts(const uint8_t *D0, const uint8_t *D1, const uint8_t *b0, const uint8_t *b1,
-                          const uint64_t *x, const uint64_t *r, const uint8_t *beta, size_t n, size_t cnt[3])
+/* Whether the truth (r, beta) fits P2's view of one element read as
+ * unmasked: every position's class is among the observed ones. */
+static int pc_truth_fits(const uint8_t *D0, const uint8_t *D1, const uint8_t *b0, const uint8_t *b1,
+                         uint64_t r, int beta)
 {
-    size_t e;
-    cnt[0] = cnt[1] = cnt[2] = 0;
-    for (e = 0; e < n; e++) {
-        unsigned r63 = (unsigned)(r[e] >> 63), c0 = (unsigned)(SNN_P - b0[e * 64 + 63]) % SNN_P;
-        if (beta[e] || x[e] >> 63) continue;
-        cnt[0]++;
-        cnt[1] += (size_t)pc_slot_fits(D0 + e * 64, D1 + e * 64, c0, (r63 + SNN_P - b1[e * 64 + 63] + 1) % SNN_P);
-        cnt[2] += (size_t)pc_slot_fits(D0 + e * 64, D1 + e * 64, c0, (1 - r63 + SNN_P - b1[e * 64 + 63] + 1) % SNN_P);
+    uint8_t seen[69];
+    unsigned c0[64], c1[64], i;
+    observed_classes(D0, D1, seen);
+    pc_shares_c(0, b0, r, beta, c0);
+    pc_shares_c(1, b1, r, beta, c1);
+    for (i = 0; i < 64; i++) if (!seen[pair_class(c0[i], c1[i])]) return 0;
+    return 1;
+}
+
+/*
+ * pc_search -- P2's full search for r (beta = 0) over all 2^64 values, by
+ * dynamic programming: c_i^0 and c_i^1 depend on r's bits above i only
+ * through the two sums acc^0, acc^1 in Z_p (pc_shares_c), so the prefixes
+ * of r that fit the view so far (every position's class observed) merge
+ * into at most 67^2 states.  Forward counts F (prefixes reaching a state)
+ * and backward counts B (suffixes that fit from a state) give, for every
+ * bit of r, how many fitting r have it 0 and 1.  Out: log2 of the number
+ * of fitting r (-1 if none), and the bits that every fitting r agrees on
+ * (*ndet), of which *nright equal the truth.
+ */
+#define PCS_ST (SNN_P * SNN_P)
+/* State (acc^0, acc^1) = st / p, st % p.  Position i with bit r_i = bit and
+ * dealt shares x0, x1 of x_i: the class of (c_i^0, c_i^1) (beta = 0), and
+ * the state below it (w^0 = x0 (1 - 2 r_i), w^1 = x1 + r_i (1 - 2 x1)). */
+static unsigned pcs_class(unsigned a0, unsigned a1, unsigned bit, unsigned x0, unsigned x1)
+{
+    return pair_class((a0 + SNN_P - x0) % SNN_P, (a1 + bit + 1 + SNN_P - x1) % SNN_P);
+}
+
+static unsigned pcs_next(unsigned a0, unsigned a1, unsigned bit, unsigned x0, unsigned x1)
+{
+    const unsigned p = SNN_P;
+    return ((a0 + x0 * (bit ? p - 1 : 1)) % p) * p + (a1 + x1 + bit * (1 + 2 * (p - 1) * x1)) % p;
+}
+
+static void pc_search(const uint8_t *D0, const uint8_t *D1, const uint8_t *b0, const uint8_t *b1,
+                      uint64_t truth, double *log2n, unsigned *ndet, unsigned *nright, double *F, double *B)
+{
+    uint8_t seen[69];
+    double *Bn = B + PCS_ST, total = 0;
+    unsigned i, st, bit;
+    observed_classes(D0, D1, seen);
+    /* F + i * PCS_ST: states before position i is decided (i = 63 first) */
+    for (st = 0; st < PCS_ST; st++) F[63 * PCS_ST + st] = 0;
+    F[63 * PCS_ST] = 1;                  /* acc^0 = acc^1 = 0 above the MSB */
+    for (i = 63; i > 0; i--) {
+        double *f = F + i * PCS_ST, *g = F + (i - 1) * PCS_ST;
+        for (st = 0; st < PCS_ST; st++) g[st] = 0;
+        for (st = 0; st < PCS_ST; st++) {
+            unsigned a0 = st / SNN_P, a1 = st % SNN_P;
+            if (f[st] == 0) continue;
+            for (bit = 0; bit < 2; bit++) {
+                if (!seen[pcs_class(a0, a1, bit, b0[i], b1[i])]) continue;
+                g[pcs_next(a0, a1, bit, b0[i], b1[i])] += f[st];
+            }
+        }
     }
+    /* Backward from the LSB: B[st] = fitting suffixes from st */
+    for (st = 0; st < PCS_ST; st++) B[st] = 1;
+    *ndet = *nright = 0;
+    for (i = 0; i < 64; i++) {
+        double n01[2] = { 0, 0 };
+        const double *f = F + i * PCS_ST;
+        for (st = 0; st < PCS_ST; st++) {
+            unsigned a0 = st / SNN_P, a1 = st % SNN_P;
+            double suff = 0;
+            for (bit = 0; bit < 2; bit++) {
+                double w;
+                if (!seen[pcs_class(a0, a1, bit, b0[i], b1[i])]) continue;
+                w = i == 0 ? 1 : B[pcs_next(a0, a1, bit, b0[i], b1[i])];
+                suff += w;
+                n01[bit] += f[st] * w;
+            }
+            Bn[st] = suff;
+        }
+        if ((n01[0] == 0) != (n01[1] == 0)) {
+            (*ndet)++;
+            *nright += (unsigned)((n01[1] != 0) == (int)(truth >> i & 1));
+        }
+        total = n01[0] + n01[1];
+        memcpy(B, Bn, PCS_ST * sizeof *B);
+    }
+    *log2n = total > 0 ? log2(total) : -1;
 }
 
 /*
@@ -1723,34 +1814,45 @@ static void test_private_compare(void)
             CHECK_EQ_U64(special, 10, "r = 2^64-1, beta = 1: beta' = 1 for every x");
         }
         /* P2 dealt no shares here, but the test did, so it can play the P2
-         * of ShareConvert/ComputeMSB: without the zero-share mask of step 3
-         * (plaintext, first) the slot of c_63 is found and reveals r's top
-         * bit on every element; with it (the protocol's frames) the true
-         * guess fits no more often than the false one, both as for random
-         * vectors (about 1 - (1 - 1/67)^64 = 62%). */
+         * of ShareConvert/ComputeMSB and run its full search for r
+         * (pc_search) on the elements with beta = 0: on unmasked frames
+         * (the protocol with the test hook SNN_TEST_PC_NO_MASK, i.e. SPEC's
+         * step 3 as printed) the search keeps the true r on every element
+         * and pins down most of its bits; on the protocol's masked frames
+         * it finds nothing: the true r never fits. */
         if (out[2].n == 2 * n + 128 * n) {
-            uint8_t *D0 = xcalloc(64 * n, 1), *D1 = xcalloc(64 * n, 1), sv[64], pi[64];
-            size_t cnt[3];
-            for (e = 0; e < n; e++) {
-                for (i = 0; i < 64; i++) sv[i] = snn_prg_zp_star(trng());
-                snn_prg_perm(trng(), pi, 64);
-                pc_unmasked(D0 + e * 64, 0, b0 + e * 64, r[e], sv, pi);
-                pc_unmasked(D1 + e * 64, 1, b1 + e * 64, r[e], sv, pi);
+            size_t ns = qn(120, 12), done = 0, fit_m = 0, fit_u = 0, det = 0, right = 0;
+            double *F = xcalloc(64 * PCS_ST, sizeof(double)), *Bk = xcalloc(2 * PCS_ST, sizeof(double)),
+                   lsum = 0, l2;
+            uint8_t *Dm = xcalloc(128 * n, 1), *Du = xcalloc(128 * n, 1);
+            party_out ou[3];
+            unsigned nd, nr;
+            for (i = 0; i < 128 * n; i++) Dm[i] = (uint8_t)out[2].v[2 * n + i];
+            c.flags[0] = c.flags[1] = SNN_TEST_PC_NO_MASK;
+            if (run_proto("PrivateCompare without the step-3 mask (test hook)", pf_pc, &c, MESH_PAIRS, ou,
+                          128 * n, 1) == 0 && ou[2].n == 2 * n + 128 * n) {
+                for (i = 0; i < 128 * n; i++) Du[i] = (uint8_t)ou[2].v[2 * n + i];
+                for (e = 0; e < n && done < ns; e++) {
+                    if (beta[e] || r[e] == x[e]) continue;
+                    done++;
+                    pc_search(Du + 64 * e, Du + 64 * (n + e), b0 + 64 * e, b1 + 64 * e, r[e], &l2, &nd, &nr, F, Bk);
+                    fit_u += (size_t)pc_truth_fits(Du + 64 * e, Du + 64 * (n + e), b0 + 64 * e, b1 + 64 * e, r[e], 0);
+                    lsum += l2 < 0 ? 64 : l2;
+                    det += nd;
+                    right += nr;
+                    fit_m += (size_t)pc_truth_fits(Dm + 64 * e, Dm + 64 * (n + e), b0 + 64 * e, b1 + 64 * e, r[e], 0);
+                }
+                CHECK(done > 0 && fit_u == done && right == det && lsum < 32.0 * (double)done,
+                      "unmasked frames (SPEC's step 3 as printed): P2's search keeps the true r on %zu of %zu elements "
+                      "and narrows it to 2^%.1f of the 2^64 values on average (%.1f bits pinned down, all right)",
+                      fit_u, done, done ? lsum / (double)done : 0.0, done ? (double)det / (double)done : 0.0);
+                CHECK(done > 0 && fit_m == 0,
+                      "masked frames: the true r fits P2's view on %zu of %zu elements: the search finds nothing",
+                      fit_m, done);
             }
-            pc_fit_counts(D0, D1, b0, b1, x, r, beta, n, cnt);
-            CHECK(cnt[1] == cnt[0] && cnt[2] * 10 < cnt[0] * 8,
-                  "negative (plaintext, SPEC's step 3 as printed): P2 finds r's top bit on %zu of %zu elements "
-                  "(the false guess fits %zu)", cnt[1], cnt[0], cnt[2]);
-            for (i = 0; i < 64 * n; i++) {
-                D0[i] = (uint8_t)out[2].v[2 * n + i];
-                D1[i] = (uint8_t)out[2].v[2 * n + 64 * n + i];
-            }
-            pc_fit_counts(D0, D1, b0, b1, x, r, beta, n, cnt);
-            CHECK(cnt[1] * 100 < cnt[0] * 75 && cnt[2] * 100 < cnt[0] * 75
-                  && cnt[1] * 100 < cnt[2] * 100 + cnt[0] * 20,
-                  "with the step-3 zero-share mask P2's view does not locate c_63: true guess fits %zu, "
-                  "false %zu of %zu", cnt[1], cnt[2], cnt[0]);
-            free(D0); free(D1);
+            free3(ou);
+            c.flags[0] = c.flags[1] = 0;
+            free(F); free(Bk); free(Dm); free(Du);
         }
     }
     free3(out);
