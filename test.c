@@ -2419,6 +2419,568 @@ static void test_refresh(void)
     for (i = 0; i < 6; i++) free(s[i]);
 }
 
+/* ==== Views: what each party receives ====================================== */
+
+/*
+ * Statistical view tests.  A protocol runs on n copies of one fixed input
+ * (the same shares every time), so that only the protocol's randomness
+ * varies, once for an input A and once for a very different input B with
+ * the same output.  Each party records every frame it sends and receives
+ * through the frame hook.  Then, at alpha = 1e-6 per statistic (with the
+ * default seed every run is the same, so the suite does not flake):
+ *   - every value a party receives is uniform on its ring (chi-square; for
+ *     Z_L the top byte), and its distribution is the same for A and B
+ *     (chi-square test of homogeneity);
+ *   - in PrivateCompare the position of P2's zero is uniform, and so is
+ *     the class of each received pair (d^0, d^1), which is what P2 would
+ *     read without the step-3 mask;
+ *   - where P2 dealt the bit shares (ShareConvert, ComputeMSB) the truth
+ *     never fits P2's view read as unmasked (pc_truth_fits);
+ *   - in MatMul a party's received E, F minus its own sent ones is uniform.
+ * Each test then runs the protocol with a test hook that removes one step
+ * and asserts that its statistic rejects the weakened protocol.
+ */
+
+#define VIEW_Z 4.753             /* one-sided z of 1e-6: chi2_limit(df, VIEW_Z) */
+
+/* A party's record: per frame (dir, peer, proto, step, kind, count), then
+ * its count elements, one per uint64_t. */
+typedef struct { outbuf *o; } view_rec;
+
+static void view_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    view_rec *r = ctx;
+    uint64_t h[6];
+    size_t i;
+    (void)p;
+    h[0] = (uint64_t)f->dir; h[1] = (uint64_t)(f->dir ? f->from : f->to); h[2] = (uint64_t)f->proto;
+    h[3] = (uint64_t)f->step; h[4] = (uint64_t)f->kind; h[5] = f->count;
+    out_put(r->o, h, 6);
+    for (i = 0; i < f->count; i++) {
+        uint64_t v = f->nbytes == 8 * f->count ? le64(f->payload + 8 * i) : f->payload[i];
+        out_put(r->o, &v, 1);
+    }
+}
+
+/* The values of every frame in party k's record that matches (dir, peer,
+ * proto, step, kind), concatenated (caller frees); *n their number. */
+static uint64_t *view_get(const party_out *o, int dir, int peer, int proto, int step, int kind, size_t *n)
+{
+    size_t pos = 0, got = 0;
+    uint64_t *v = NULL;
+    *n = 0;
+    if (!o->v || o->n == 0) return xcalloc(1, 8);
+    pos = (size_t)o->v[0] + 1;                   /* skip the protocol output */
+    while (pos + 6 <= o->n) {
+        const uint64_t *h = o->v + pos;
+        size_t cnt = (size_t)h[5];
+        if (pos + 6 + cnt > o->n) break;
+        if ((int)h[0] == dir && (int)h[1] == peer && (int)h[2] == proto && (int)h[3] == step && (int)h[4] == kind) {
+            v = realloc(v, (got + cnt + 1) * 8);
+            if (!v) { fprintf(stderr, "test: out of memory\n"); exit(2); }
+            memcpy(v + got, h + 6, cnt * 8);
+            got += cnt;
+        }
+        pos += 6 + cnt;
+    }
+    *n = got;
+    return v ? v : xcalloc(1, 8);
+}
+
+/* The protocol output a party recorded (first in its record). */
+static const uint64_t *view_out(const party_out *o, size_t *n)
+{
+    *n = o->v && o->n ? (size_t)o->v[0] : 0;
+    return o->v ? o->v + 1 : NULL;
+}
+
+/* The protocol a view test runs, on n copies of one input. */
+enum { VIEW_MUL, VIEW_PC, VIEW_SC, VIEW_MSB };
+typedef struct {
+    int proto;
+    size_t n;
+    unsigned flags[3];
+    const uint64_t *a[2], *b[2];   /* MUL: x, y; SC: a over Z_L; MSB: a over Z_{L-1} */
+    const uint8_t *bits[2];        /* PC: bit shares                                 */
+    const uint64_t *r;             /* PC: r                                          */
+    const uint8_t *beta;           /* PC: beta                                       */
+} view_ctx;
+
+static int pf_view(snn_party *p, const void *vc, outbuf *o)
+{
+    const view_ctx *c = vc;
+    view_rec rec;
+    outbuf mine_o = { NULL, 0, 0 };
+    uint64_t *y = xcalloc(c->n, 8), cnt;
+    uint8_t *bp = xcalloc(c->n, 1);
+    size_t i;
+    int rc = -1, j = p->id;
+    p->test_flags = c->flags[p->id];
+    rec.o = &mine_o;
+    p->hook = view_hook;
+    p->hook_ctx = &rec;
+    switch (c->proto) {
+    case VIEW_MUL: rc = snn_mul(p, j < 2 ? y : NULL, j < 2 ? c->a[j] : NULL, j < 2 ? c->b[j] : NULL, c->n); break;
+    case VIEW_PC:
+        rc = snn_private_compare(p, j == 2 ? bp : NULL, j < 2 ? c->bits[j] : NULL, j < 2 ? c->r : NULL,
+                                 j < 2 ? c->beta : NULL, c->n);
+        for (i = 0; i < c->n; i++) y[i] = bp[i];
+        break;
+    case VIEW_SC: rc = snn_share_convert(p, j < 2 ? y : NULL, j < 2 ? c->a[j] : NULL, c->n); break;
+    default: rc = snn_compute_msb(p, j < 2 ? y : NULL, j < 2 ? c->a[j] : NULL, c->n); break;
+    }
+    p->hook = NULL;
+    if (rc == 0) {
+        cnt = c->n;
+        out_put(o, &cnt, 1);
+        out_put(o, y, c->n);
+        out_put(o, mine_o.v, mine_o.n);
+    }
+    free(mine_o.v);
+    free(y);
+    free(bp);
+    return rc;
+}
+
+/* Chi-square of counts against the uniform distribution on `bins`. */
+static double chi2_uniform(const unsigned long *cnt, size_t bins)
+{
+    unsigned long n = 0;
+    size_t i;
+    for (i = 0; i < bins; i++) n += cnt[i];
+    return n ? chi2(cnt, bins, n) : 0;
+}
+
+/* Chi-square test of homogeneity of two histograms; *df its degrees of
+ * freedom (bins seen in either, minus one). */
+static double chi2_homog(const unsigned long *a, const unsigned long *b, size_t bins, double *df)
+{
+    double na = 0, nb = 0, s = 0;
+    size_t i, used = 0;
+    for (i = 0; i < bins; i++) { na += (double)a[i]; nb += (double)b[i]; }
+    for (i = 0; i < bins; i++) {
+        double col = (double)a[i] + (double)b[i], ea, eb;
+        if (col == 0) continue;
+        used++;
+        ea = col * na / (na + nb);
+        eb = col * nb / (na + nb);
+        s += ((double)a[i] - ea) * ((double)a[i] - ea) / ea + ((double)b[i] - eb) * ((double)b[i] - eb) / eb;
+    }
+    *df = used > 1 ? (double)(used - 1) : 1;
+    return s;
+}
+
+/* One statistic: it must stay below its 1e-6 quantile (reject = 0), or
+ * exceed it (reject = 1: a weakened protocol). */
+static void view_stat(const char *what, double x, double df, int reject)
+{
+    double lim = chi2_limit(df, VIEW_Z);
+    if (reject) CHECK(x > lim, "%s: rejected, chi2 = %.0f > %.1f (df %.0f, alpha 1e-6)", what, x, lim, df);
+    else CHECK(x < lim, "%s: chi2 = %.1f < %.1f (df %.0f, alpha 1e-6)", what, x, lim, df);
+}
+
+/* The same for the homogeneity of two histograms (never a weakened run). */
+static void view_homog(const char *what, const unsigned long *a, const unsigned long *b, size_t bins)
+{
+    double df, x = chi2_homog(a, b, bins, &df);
+    view_stat(what, x, df, 0);
+}
+
+/* Histograms of P2's PrivateCompare view (frames d^0 from P0, d^1 from P1,
+ * n elements of 64 slots): received values, position of the zero of the
+ * reconstructed d, non-zero d, and the class of each pair (d^0, d^1) with
+ * d != 0 (67 classes, uniform under the mask: d^0 is uniform given d). */
+typedef struct {
+    unsigned long val[SNN_P], zpos[64], nz[SNN_P], cls[69];
+    size_t nzero, n;
+} pc_view;
+
+static void pc_view_count(pc_view *s, const uint64_t *D0, const uint64_t *D1, size_t n)
+{
+    size_t e, k;
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    for (e = 0; e < n; e++)
+        for (k = 0; k < 64; k++) {
+            unsigned d0 = (unsigned)D0[e * 64 + k], d1 = (unsigned)D1[e * 64 + k], d = (d0 + d1) % SNN_P;
+            s->val[d0 % SNN_P]++;
+            s->val[d1 % SNN_P]++;
+            if (d == 0) { s->zpos[k]++; s->nzero++; continue; }
+            s->nz[d]++;
+            s->cls[pair_class(d0, d1)]++;
+        }
+}
+
+/* The class histogram without class -1 = 66 (only a zero d has it) and
+ * 68 (both 0), i.e. the 67 classes of a pair with d != 0. */
+static void pc_classes67(const pc_view *s, unsigned long out[67])
+{
+    size_t i, k = 0;
+    for (i = 0; i < 68; i++) if (i != SNN_P - 1) out[k++] = s->cls[i];
+}
+
+/* P2's PrivateCompare view, with the statistics above, for inputs A and B
+ * (labels), and for a weakened run (flags): which statistics must reject. */
+static void pc_view_checks(const char *proto, const pc_view *A, const pc_view *B, int reject_pos, int reject_cls)
+{
+    unsigned long ca[67], cb[67];
+    char w[160];
+    const pc_view *V[2] = { A, B };
+    int i;
+    for (i = 0; i < (B ? 2 : 1); i++) {
+        const char *in = B ? (i ? "input B" : "input A") : "weakened";
+        if (!reject_pos && !reject_cls) {
+            snprintf(w, sizeof w, "%s, %s: P2 receives uniform Z_p elements", proto, in);
+            view_stat(w, chi2_uniform(V[i]->val, SNN_P), SNN_P - 1, 0);
+            snprintf(w, sizeof w, "%s, %s: P2's non-zero d_i are uniform on Z_p^*", proto, in);
+            view_stat(w, chi2_uniform(V[i]->nz + 1, SNN_P - 1), SNN_P - 2, 0);
+        }
+        if (V[i]->nzero) {
+            snprintf(w, sizeof w, "%s, %s: the position of P2's zero (%zu zeros)", proto, in, V[i]->nzero);
+            view_stat(w, chi2_uniform(V[i]->zpos, 64), 63, reject_pos);
+        }
+        pc_classes67(V[i], ca);
+        snprintf(w, sizeof w, "%s, %s: the class of P2's pairs (d^0, d^1)", proto, in);
+        view_stat(w, chi2_uniform(ca, 67), 66, reject_cls);
+    }
+    if (B) {
+        snprintf(w, sizeof w, "%s: P2's received values, input A vs input B", proto);
+        view_homog(w, A->val, B->val, SNN_P);
+        if (A->nzero && B->nzero) {
+            snprintf(w, sizeof w, "%s: the position of P2's zero, input A vs input B", proto);
+            view_homog(w, A->zpos, B->zpos, 64);
+        }
+        pc_classes67(A, ca);
+        pc_classes67(B, cb);
+        snprintf(w, sizeof w, "%s: the class of P2's pairs, input A vs input B", proto);
+        view_homog(w, ca, cb, 67);
+    }
+}
+
+/* Top-byte histogram of Z_L values. */
+static void top_bytes(unsigned long cnt[256], const uint64_t *v, size_t n)
+{
+    size_t i;
+    memset(cnt, 0, 256 * sizeof *cnt);
+    for (i = 0; i < n; i++) cnt[v[i] >> 56]++;
+}
+
+/* ---- PrivateCompare ------------------------------------------------------ */
+
+/* One PC view run on n copies of (x, r, beta) with bit shares fixed by the
+ * test; pc_view of P2's frames; 0 if it ran. */
+static int view_pc_run(pc_view *s, uint64_t x, uint64_t r, uint8_t beta, size_t n, unsigned flags,
+                       uint8_t **b0_out, uint8_t **b1_out, uint64_t **D0_out, uint64_t **D1_out)
+{
+    uint8_t *b0 = xcalloc(64 * n, 1), *b1 = xcalloc(64 * n, 1), *bt = xcalloc(n, 1), sh[64];
+    uint64_t *rr = xcalloc(n, 8), *D0, *D1;
+    size_t i, e, n0, n1, nout;
+    const uint64_t *bp;
+    view_ctx c;
+    party_out out[3];
+    int rc;
+    for (i = 0; i < 64; i++) sh[i] = snn_prg_zp(trng());
+    for (e = 0; e < n; e++) {
+        for (i = 0; i < 64; i++) {
+            b0[e * 64 + i] = sh[i];
+            b1[e * 64 + i] = (uint8_t)((unsigned)(x >> i & 1) + SNN_P - sh[i]) % SNN_P;
+        }
+        rr[e] = r;
+        bt[e] = beta;
+    }
+    memset(&c, 0, sizeof c);
+    c.proto = VIEW_PC; c.n = n; c.bits[0] = b0; c.bits[1] = b1; c.r = rr; c.beta = bt;
+    c.flags[0] = c.flags[1] = flags;
+    rc = run3(pf_view, &c, MESH_PAIRS, out);
+    CHECK(rc == 0, "PrivateCompare on %zu copies of one input%s runs %s", n, flags ? " (weakened)" : "",
+          first_err(out));
+    D0 = view_get(&out[2], 1, 0, SNN_PROTO_PC, 3, SNN_KIND_ZP, &n0);
+    D1 = view_get(&out[2], 1, 1, SNN_PROTO_PC, 3, SNN_KIND_ZP, &n1);
+    bp = view_out(&out[2], &nout);
+    if (rc == 0 && n0 == 64 * n && n1 == 64 * n && nout == n) {
+        size_t wrong = 0;
+        for (e = 0; e < n; e++) wrong += bp[e] != (uint64_t)(beta ^ (x > r));
+        CHECK(wrong == 0, "PrivateCompare%s: beta' right on all %zu copies (%zu wrong)", flags ? " (weakened)" : "",
+              n, wrong);
+        pc_view_count(s, D0, D1, n);
+    } else {
+        rc = -1;
+    }
+    if (b0_out) { *b0_out = b0; *b1_out = b1; *D0_out = D0; *D1_out = D1; }
+    else { free(b0); free(b1); free(D0); free(D1); }
+    free(bt); free(rr);
+    free3(out);
+    return rc;
+}
+
+static void test_view_pc(void)
+{
+    size_t n = qn(2000, 300);
+    pc_view A, B, W;
+    /* A: x > r with the first difference at the MSB; B: at the LSB; both
+     * beta = 0, so beta' = 1 and P2's view must be the same */
+    if (view_pc_run(&A, (uint64_t)1 << 63 | 1, ((uint64_t)1 << 63) - 1, 0, n, 0, NULL, NULL, NULL, NULL) != 0
+        || view_pc_run(&B, 5, 4, 0, n, 0, NULL, NULL, NULL, NULL) != 0)
+        return;
+    pc_view_checks("PrivateCompare", &A, &B, 0, 0);
+    /* Weakened: pi = identity puts the zero where x and r first differ */
+    if (view_pc_run(&W, 5, 4, 0, qn(300, 100), SNN_TEST_PC_NO_PERM, NULL, NULL, NULL, NULL) == 0)
+        pc_view_checks("PrivateCompare without its permutation (test hook)", &W, NULL, 1, 0);
+    /* Weakened: without the mask each pair is s (c^0, c^1), whose class
+     * c^0 / c^1 is fixed by the shares of x, r and the position */
+    if (view_pc_run(&W, 5, 4, 0, qn(300, 100), SNN_TEST_PC_NO_MASK, NULL, NULL, NULL, NULL) == 0)
+        pc_view_checks("PrivateCompare without its zero-share mask (test hook)", &W, NULL, 0, 1);
+}
+
+/* Counts the elements where the truth (r, either beta) fits P2's view of
+ * PrivateCompare read as unmasked, given the bit shares P2 dealt. */
+static size_t pc_truth_count(const uint64_t *D0, const uint64_t *D1, const uint64_t *B0, const uint64_t *B1,
+                             const uint64_t *r, size_t n)
+{
+    uint8_t d0[64], d1[64], b0[64], b1[64];
+    size_t e, i, fits = 0;
+    for (e = 0; e < n; e++) {
+        for (i = 0; i < 64; i++) {
+            d0[i] = (uint8_t)D0[e * 64 + i]; d1[i] = (uint8_t)D1[e * 64 + i];
+            b0[i] = (uint8_t)B0[e * 64 + i]; b1[i] = (uint8_t)B1[e * 64 + i];
+        }
+        fits += (size_t)(pc_truth_fits(d0, d1, b0, b1, r[e], 0) || pc_truth_fits(d0, d1, b0, b1, r[e], 1));
+    }
+    return fits;
+}
+
+/* ---- ShareConvert and ComputeMSB: what P2 receives ----------------------- */
+
+/* One view run of ShareConvert (VIEW_SC, a over Z_L) or ComputeMSB
+ * (VIEW_MSB, a over Z_{L-1}) on n copies of a (shares a0, a1).  Fills the
+ * PrivateCompare view, the top bytes of what else P2 receives (SC: a~_0,
+ * x = a~_0 + a~_1), the number of copies where the truth fits P2's view
+ * read as unmasked, and checks the outputs (want_ok: right on every copy;
+ * else wrong on some). */
+typedef struct {
+    pc_view pc;
+    unsigned long at0[256], x[256];
+    size_t fits;
+} p2_view;
+
+static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n, unsigned flags, int want_ok)
+{
+    uint64_t *A0 = xcalloc(n, 8), *A1 = xcalloc(n, 8), *D0, *D1, *B0, *B1, *t0, *t1, *r = xcalloc(n, 8), *y0;
+    size_t e, nd0, nd1, nb0, nb1, n0, n1, ny0, ny1, wrong = 0;
+    const uint64_t *o0, *o1;
+    const char *name = proto == VIEW_SC ? "ShareConvert" : "ComputeMSB";
+    view_ctx c;
+    party_out out[3];
+    int rc, msbp = proto == VIEW_MSB ? SNN_PROTO_MSB : SNN_PROTO_SC;
+    uint64_t a = proto == VIEW_SC ? a0 + a1 : pm_add(a0, a1);
+    for (e = 0; e < n; e++) { A0[e] = a0; A1[e] = a1; }
+    memset(&c, 0, sizeof c);
+    c.proto = proto; c.n = n; c.a[0] = A0; c.a[1] = A1;
+    c.flags[0] = c.flags[1] = flags;
+    rc = run3(pf_view, &c, MESH_PAIRS, out);
+    CHECK(rc == 0, "%s on %zu copies of one input%s runs %s", name, n, flags ? " (weakened)" : "", first_err(out));
+    D0 = view_get(&out[2], 1, 0, SNN_PROTO_PC, 3, SNN_KIND_ZP, &nd0);
+    D1 = view_get(&out[2], 1, 1, SNN_PROTO_PC, 3, SNN_KIND_ZP, &nd1);
+    B0 = view_get(&out[2], 0, 0, msbp, proto == VIEW_SC ? 2 : 1, SNN_KIND_ZP, &nb0);
+    B1 = view_get(&out[2], 0, 1, msbp, proto == VIEW_SC ? 2 : 1, SNN_KIND_ZP, &nb1);
+    /* SC: a~_j received at step 1; MSB: P2's own shares of x, sent at step 1 */
+    if (proto == VIEW_SC) {
+        t0 = view_get(&out[2], 1, 0, SNN_PROTO_SC, 1, SNN_KIND_ZL, &n0);
+        t1 = view_get(&out[2], 1, 1, SNN_PROTO_SC, 1, SNN_KIND_ZL, &n1);
+    } else {
+        t0 = view_get(&out[2], 0, 0, SNN_PROTO_MSB, 1, SNN_KIND_ZLM1, &n0);
+        t1 = view_get(&out[2], 0, 1, SNN_PROTO_MSB, 1, SNN_KIND_ZLM1, &n1);
+    }
+    o0 = view_out(&out[0], &ny0);
+    o1 = view_out(&out[1], &ny1);
+    y0 = xcalloc(n, 8);
+    if (rc == 0 && nd0 == 64 * n && nd1 == 64 * n && nb0 == 64 * n && nb1 == 64 * n && n0 == n && n1 == n
+        && ny0 == n && ny1 == n) {
+        memset(s, 0, sizeof *s);
+        pc_view_count(&s->pc, D0, D1, n);
+        for (e = 0; e < n; e++) {
+            if (proto == VIEW_SC) {
+                /* P0, P1 compared x with r - 1, r = a~_0 + a~_1 - a */
+                y0[e] = t0[e] + t1[e];
+                r[e] = y0[e] - a - 1;
+                s->at0[t0[e] >> 56]++;
+                s->x[y0[e] >> 56]++;
+                wrong += pm_add(o0[e], o1[e]) != (a == UINT64_MAX ? 0 : a);
+            } else {
+                /* P0, P1 compared x with c = 2a + x (mod L-1) */
+                uint64_t x = pm_add(t0[e], t1[e]);
+                r[e] = pm_add(pm_add(a, a), x);
+                wrong += o0[e] + o1[e] != (uint64_t)(a >= (uint64_t)1 << 63);
+            }
+        }
+        s->fits = pc_truth_count(D0, D1, B0, B1, r, n);
+        if (want_ok) CHECK(wrong == 0, "%s%s: right output on all %zu copies (%zu wrong)", name,
+                           flags ? " (weakened)" : "", n, wrong);
+        else CHECK(wrong > 0, "%s (weakened): the output is wrong on %zu of %zu copies", name, wrong, n);
+    } else {
+        rc = -1;
+    }
+    free(A0); free(A1); free(D0); free(D1); free(B0); free(B1); free(t0); free(t1); free(r); free(y0);
+    free3(out);
+    return rc;
+}
+
+static void p2_view_truth(const char *proto, const char *in, const p2_view *s, int reject)
+{
+    if (reject)
+        CHECK(s->fits == s->pc.n, "%s, %s: the truth fits P2's view read as unmasked on %zu of %zu copies",
+              proto, in, s->fits, s->pc.n);
+    else
+        CHECK(s->fits == 0, "%s, %s: the truth fits P2's view read as unmasked on %zu of %zu copies", proto, in,
+              s->fits, s->pc.n);
+}
+
+static void test_view_sc(void)
+{
+    size_t n = qn(2000, 300), nw = qn(300, 100);
+    uint64_t c0 = snn_prg_u64(trng()), c1 = snn_prg_u64(trng());
+    p2_view A, B, W;
+    /* A: a = 0; B: a = 2^63 + 0x1234 (shares fixed) */
+    if (view_p2_run(&A, VIEW_SC, c0, (uint64_t)0 - c0, n, 0, 1) != 0
+        || view_p2_run(&B, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, n, 0, 1) != 0)
+        return;
+    view_stat("ShareConvert, input A: a~_0 received by P2 (top byte)", chi2_uniform(A.at0, 256), 255, 0);
+    view_stat("ShareConvert, input B: a~_0 received by P2 (top byte)", chi2_uniform(B.at0, 256), 255, 0);
+    view_stat("ShareConvert, input A: x = a~_0 + a~_1 (top byte)", chi2_uniform(A.x, 256), 255, 0);
+    view_stat("ShareConvert, input B: x = a~_0 + a~_1 (top byte)", chi2_uniform(B.x, 256), 255, 0);
+    view_homog("ShareConvert: x, input A vs input B", A.x, B.x, 256);
+    pc_view_checks("ShareConvert's PrivateCompare", &A.pc, &B.pc, 0, 0);
+    p2_view_truth("ShareConvert", "input A", &A, 0);
+    p2_view_truth("ShareConvert", "input B", &B, 0);
+    /* r = 0 proposed first: the resampling keeps the output right and x uniform */
+    if (view_p2_run(&W, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, nw, SNN_TEST_SC_R_ZERO, 1) == 0)
+        view_stat("ShareConvert with r = 0 proposed first (test hook): x (top byte)", chi2_uniform(W.x, 256), 255, 0);
+    /* Weakened: r = 0 kept, so P2 sees x = a */
+    if (view_p2_run(&W, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, nw,
+                    SNN_TEST_SC_R_ZERO | SNN_TEST_SC_NO_RESAMPLE, 0) == 0)
+        view_stat("ShareConvert with r = 0 not resampled (test hook): x (top byte)", chi2_uniform(W.x, 256), 255, 1);
+    if (view_p2_run(&W, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, nw, SNN_TEST_PC_NO_PERM, 1) == 0)
+        pc_view_checks("ShareConvert without PrivateCompare's permutation (test hook)", &W.pc, NULL, 1, 0);
+    if (view_p2_run(&W, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, nw, SNN_TEST_PC_NO_MASK, 1) == 0)
+        p2_view_truth("ShareConvert without PrivateCompare's mask (test hook)", "input B", &W, 1);
+}
+
+static void test_view_msb(void)
+{
+    size_t n = qn(2000, 300), nw = qn(300, 100);
+    uint64_t c0 = snn_prg_lm1(trng()), c1 = snn_prg_lm1(trng());
+    p2_view A, B, W;
+    unsigned long za[2], zb[2];
+    /* A: a = 0 (MSB 0); B: a = 2^63 + 7 (MSB 1) */
+    if (view_p2_run(&A, VIEW_MSB, c0, pm_neg(c0), n, 0, 1) != 0
+        || view_p2_run(&B, VIEW_MSB, c1, pm_sub(((uint64_t)1 << 63) + 7, c1), n, 0, 1) != 0)
+        return;
+    pc_view_checks("ComputeMSB's PrivateCompare", &A.pc, &B.pc, 0, 0);
+    za[0] = A.pc.nzero; za[1] = n - A.pc.nzero;
+    zb[0] = B.pc.nzero; zb[1] = n - B.pc.nzero;
+    view_homog("ComputeMSB: beta' (a zero or none), input A (MSB 0) vs input B (MSB 1)", za, zb, 2);
+    p2_view_truth("ComputeMSB", "input A", &A, 0);
+    p2_view_truth("ComputeMSB", "input B", &B, 0);
+    if (view_p2_run(&W, VIEW_MSB, c1, pm_sub(((uint64_t)1 << 63) + 7, c1), nw, SNN_TEST_PC_NO_PERM, 1) == 0)
+        pc_view_checks("ComputeMSB without PrivateCompare's permutation (test hook)", &W.pc, NULL, 1, 0);
+    if (view_p2_run(&W, VIEW_MSB, c1, pm_sub(((uint64_t)1 << 63) + 7, c1), nw, SNN_TEST_PC_NO_MASK, 1) == 0)
+        p2_view_truth("ComputeMSB without PrivateCompare's mask (test hook)", "input B", &W, 1);
+}
+
+/* ---- MatMul: what P0 and P1 receive -------------------------------------- */
+
+typedef struct {
+    unsigned long recv[2][256], diff[2][256], z1[256];
+    size_t wrong;
+} mm_view;
+
+/* Element-wise MatMul on n copies of (x, y) with fixed shares; per party
+ * j: top bytes of E||F received and of received minus sent. */
+static int view_mm_run(mm_view *s, uint64_t x, uint64_t y, size_t n, const unsigned flags[3])
+{
+    uint64_t *X[2], *Y[2], x0 = snn_prg_u64(trng()), y0 = snn_prg_u64(trng()), *rv, *sv, *z;
+    size_t e, j, nr, ns, nz, n0, n1;
+    const uint64_t *o0, *o1;
+    view_ctx c;
+    party_out out[3];
+    int rc;
+    for (j = 0; j < 2; j++) { X[j] = xcalloc(n, 8); Y[j] = xcalloc(n, 8); }
+    for (e = 0; e < n; e++) { X[0][e] = x0; X[1][e] = x - x0; Y[0][e] = y0; Y[1][e] = y - y0; }
+    memset(&c, 0, sizeof c);
+    c.proto = VIEW_MUL; c.n = n; c.a[0] = X[0]; c.a[1] = X[1]; c.b[0] = Y[0]; c.b[1] = Y[1];
+    memcpy(c.flags, flags, sizeof c.flags);
+    rc = run3(pf_view, &c, MESH_PAIRS, out);
+    memset(s, 0, sizeof *s);
+    o0 = view_out(&out[0], &n0);
+    o1 = view_out(&out[1], &n1);
+    if (rc == 0 && n0 == n && n1 == n) {
+        for (e = 0; e < n; e++) s->wrong += o0[e] + o1[e] != x * y;
+        for (j = 0; j < 2; j++) {
+            rv = view_get(&out[j], 1, (int)(1 - j), SNN_PROTO_MATMUL, 2, SNN_KIND_ZL, &nr);
+            sv = view_get(&out[j], 0, (int)(1 - j), SNN_PROTO_MATMUL, 2, SNN_KIND_ZL, &ns);
+            if (nr != 2 * n || ns != 2 * n) rc = -1;
+            else
+                for (e = 0; e < 2 * n; e++) {
+                    s->recv[j][rv[e] >> 56]++;
+                    s->diff[j][(rv[e] - sv[e]) >> 56]++;
+                }
+            free(rv); free(sv);
+        }
+        z = view_get(&out[1], 1, 2, SNN_PROTO_MATMUL, 1, SNN_KIND_ZL, &nz);
+        if (nz != n) rc = -1;
+        else top_bytes(s->z1, z, n);
+        free(z);
+    } else {
+        rc = -1;
+    }
+    for (j = 0; j < 2; j++) { free(X[j]); free(Y[j]); }
+    free3(out);
+    return rc;
+}
+
+static void test_view_matmul(void)
+{
+    size_t n = qn(4000, 600), k;
+    static const unsigned none[3] = { 0, 0, 0 }, both[3] = { SNN_TEST_SWAP_PAIRS, SNN_TEST_SWAP_PAIRS, 0 };
+    mm_view A, B, W;
+    char w[160];
+    int j;
+    /* A: 0 * 0; B: (2^63 - 1) * 12345 */
+    if (view_mm_run(&A, 0, 0, n, none) != 0 || view_mm_run(&B, ((uint64_t)1 << 63) - 1, 12345, n, none) != 0) {
+        CHECK(0, "MatMul view runs ran");
+        return;
+    }
+    CHECK(A.wrong == 0 && B.wrong == 0, "MatMul: right products on %zu copies of each input", n);
+    for (j = 0; j < 2; j++) {
+        snprintf(w, sizeof w, "MatMul, input A: E||F received by P%d (top byte)", j);
+        view_stat(w, chi2_uniform(A.recv[j], 256), 255, 0);
+        snprintf(w, sizeof w, "MatMul, input B: E||F received by P%d (top byte)", j);
+        view_stat(w, chi2_uniform(B.recv[j], 256), 255, 0);
+        snprintf(w, sizeof w, "MatMul, input B: P%d's received minus sent E||F (top byte)", j);
+        view_stat(w, chi2_uniform(B.diff[j], 256), 255, 0);
+        snprintf(w, sizeof w, "MatMul: E||F received by P%d, input A vs input B", j);
+        view_homog(w, A.recv[j], B.recv[j], 256);
+        snprintf(w, sizeof w, "MatMul: P%d's received minus sent, input A vs input B", j);
+        view_homog(w, A.diff[j], B.diff[j], 256);
+    }
+    view_stat("MatMul, input B: Z_1 received by P1 (top byte)", chi2_uniform(B.z1, 256), 255, 0);
+    view_homog("MatMul: Z_1 received by P1, input A vs input B", A.z1, B.z1, 256);
+    /* Weakened: P0 and P1 both draw their triple shares from K01 (pair
+     * streams swapped), so U_0 = U_1 and E_0 - E_1 = X_0 - X_1 */
+    if (view_mm_run(&W, ((uint64_t)1 << 63) - 1, 12345, qn(500, 200), both) == 0)
+        view_stat("MatMul with P0's and P1's pair streams swapped (test hook): P1's received minus sent",
+                  chi2_uniform(W.diff[1], 256), 255, 1);
+    /* Each party's pair streams swapped alone: the streams disagree and
+     * the product is wrong */
+    for (k = 0; k < 3; k++) {
+        unsigned one[3] = { 0, 0, 0 };
+        one[k] = SNN_TEST_SWAP_PAIRS;
+        int rc = view_mm_run(&W, ((uint64_t)1 << 63) - 1, 12345, 64, one);
+        CHECK(rc == 0 && W.wrong > 0, "MatMul with P%zu's pair streams swapped (test hook): the product is wrong "
+              "on %zu of 64", k, W.wrong);
+    }
+}
+
 /* ==== MNIST ================================================================ */
 
 /*
@@ -4114,6 +4676,10 @@ static const test_entry tests[] = {
     { "maxpool",         test_maxpool },
     { "dmaxpool",        test_dmaxpool },
     { "refresh",         test_refresh },
+    { "view_matmul",     test_view_matmul },
+    { "view_pc",         test_view_pc },
+    { "view_sc",         test_view_sc },
+    { "view_msb",        test_view_msb },
     { "mnist",           test_mnist },
     { "nn_im2col",       test_nn_im2col },
     { "nn_conv",         test_nn_conv_direct },
