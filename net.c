@@ -31,11 +31,47 @@
  * round complexity, measured rather than assumed.
  *
  * ---------------------------------------------------------------------------
+ * Channels.  The protocols assume private, authenticated channels [SNN §2];
+ * with keys (--keys) this file provides them.  Each pair of endpoints holds
+ * a 256-bit pre-shared key K (snn_keygen).  A connection opens with a
+ * handshake:
+ *
+ *   Setup 0  initiator -> responder, clear: configuration word, keys?, n_init
+ *   Setup 4  responder -> initiator, clear: keys?, n_resp
+ *            (both refuse if they disagree about keys, naming the peer)
+ *   then each derives k(i->j) = PRF(K, i, j, n_init, n_resp) for both
+ *   directions (snn_channel_kdf) and every later frame is sealed:
+ *   Setup 5  both ways, sealed: the configuration word again; the first
+ *            authenticated frame, so a peer without K is refused at once.
+ *
+ * A sealed frame on the wire is
+ *
+ *   off  size
+ *     0     4  L = 16 + payload bytes, little-endian: clear, authenticated
+ *     4     L  the frame above (header and payload), encrypted
+ *   4+L    16  Poly1305 tag
+ *
+ * sealed with AEAD_CHACHA20_POLY1305 [RFC8439 2.8] under k(sender ->
+ * receiver), aad = the 4 length bytes, nonce = 0^32 | the direction's frame
+ * counter as 64 bits little-endian (0 for Setup 5, then 1, 2, ...).  A frame
+ * altered, replayed, reordered or dropped in transit therefore fails the
+ * tag check of the next frame the receiver opens, which is an error naming
+ * the peer and the frame it expected.  What stays visible: that frames
+ * flow, their sizes and their timing.
+ *
+ * Without keys, frames travel in the clear as in the table above, and a
+ * party refuses any peer that is not on loopback unless p->insecure
+ * (--insecure).  Socketpair meshes (tests) have no handshake unless keyed.
+ *
+ * ---------------------------------------------------------------------------
  * Message inventory: every frame that may cross the wire (enforced: a frame
  * not listed here is neither sent nor accepted).  "Pj" is P0 or P1.
  *
  *   protocol       step kind     from -> to        contents
- *   Setup             0 Z_L      P1,P2,own -> P*   hello: configuration word
+ *   Setup             0 bytes    P1,P2,own -> P*   hello: configuration word,
+ *                                                  keys?, nonce (24 bytes, clear)
+ *   Setup             4 bytes    P* -> P1,P2,own   reply: keys?, nonce (16, clear)
+ *   Setup             5 Z_L      any -> any        first sealed frame (keys only)
  *   Setup             1 bytes    Pi -> Pj (i<j)    pairwise key K_ij, 32 bytes
  *   Setup             2 bytes    owner -> P*       job: public parameters
  *   Setup             3 bytes    P* -> P*          barrier before a measured call
@@ -74,6 +110,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -81,6 +118,10 @@
 #include "securenn.h"
 
 #define HDR_LEN      16
+#define SEAL_PRE      4                     /* a sealed frame's length  */
+#define SEAL_TAG     16                     /* ... and its Poly1305 tag */
+#define HELLO_LEN    24                     /* Setup 0: config, keys?, nonce */
+#define REPLY_LEN    16                     /* Setup 4: keys?, nonce    */
 #define WIRE_VERSION 1
 #define INBOX_MAX    ((size_t)1 << 32)      /* 4 GiB held from one peer */
 /* The hello's configuration word: all parties must agree on l, p and f. */
@@ -116,7 +157,9 @@ typedef struct {
 
 /* The inventory of the file comment, as data. */
 static const msg_type inventory[] = {
-    { SNN_PROTO_SETUP,    0, SNN_KIND_ZL,    E1|E2|EC, E0|E1|E2, "hello: configuration word (version, l, p, f)" },
+    { SNN_PROTO_SETUP,    0, SNN_KIND_BYTES, E1|E2|EC, E0|E1|E2, "hello: configuration word, keys?, nonce" },
+    { SNN_PROTO_SETUP,    4, SNN_KIND_BYTES, E0|E1|E2, E1|E2|EC, "handshake reply: keys?, nonce" },
+    { SNN_PROTO_SETUP,    5, SNN_KIND_ZL,    E0|E1|E2|EC, E0|E1|E2|EC, "first sealed frame: configuration word" },
     { SNN_PROTO_SETUP,    1, SNN_KIND_BYTES, E0|E1,    E1|E2,    "pairwise key K_ij, drawn by the lower id" },
     { SNN_PROTO_SETUP,    2, SNN_KIND_BYTES, EC,       E0|E1|E2, "job description (public parameters)" },
     { SNN_PROTO_SETUP,    3, SNN_KIND_BYTES, E0|E1|E2, E0|E1|E2, "barrier: one byte, before a measured call" },
@@ -201,6 +244,8 @@ void snn_party_close(snn_party *p)
     if (p->listen_fd >= 0) close(p->listen_fd);
     p->listen_fd = -1;
     snn_wipe(p->pair, sizeof p->pair);
+    snn_wipe(p->chan, sizeof p->chan);
+    p->keyed = 0;
     snn_wipe(&p->own, sizeof p->own);
     memset(p->have_pair, 0, sizeof p->have_pair);
 }
@@ -667,86 +712,155 @@ static int valid_peer(const snn_party *p, int k)
     return k >= 0 && k < SNN_NEND && k != p->id && p->fd[k] >= 0;
 }
 
+static int valid_kind(int kind) { return kind >= 0 && kind < SNN_KIND_COUNT; }
+
+/* The channel's own frames (the handshake): counted apart from payload. */
+static int is_handshake(int proto, int step)
+{
+    return proto == SNN_PROTO_SETUP && (step == 0 || step == 4 || step == 5);
+}
+
+/* The AEAD nonce of a direction's frame number: 0^32 | le64(number). */
+static void frame_nonce(uint8_t nonce[12], uint64_t number)
+{
+    put32(nonce, 0);
+    put32(nonce + 4, (uint32_t)number);
+    put32(nonce + 8, (uint32_t)(number >> 32));
+}
+
 /*
  * snn_send -- frames count elements of `kind` and sends them to `to`.
  * Checks the frame against the inventory, stamps its round, counts its
  * bytes, shows it to the hook (which may alter the payload: fault
- * injection), and writes it.
+ * injection), seals it if the channel is sealed, and writes it.
  */
 int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x, size_t count)
 {
     const msg_type *t;
-    unsigned char *f = NULL;
-    size_t esz, nbytes, i;
+    snn_channel *ch;
+    unsigned char *f = NULL, *h;
+    size_t esz, nbytes, i, total = 0;
     snn_frame fr;
     char ctx[128];
     int rc = -1;
 
     if (p->err) return -1;
     t = find_type(proto, step, kind);
-    if (kind < 0 || kind >= SNN_KIND_COUNT || step < 0 || step > 255)
+    if (!valid_kind(kind) || step < 0 || step > 255)
         return snn_fail(p, SNN_ERR_ARG, "bad frame %s step %d kind %d", snn_proto_name(proto), step, kind);
     describe(ctx, sizeof ctx, proto, step, kind, count, p->id);
     if (!t || !(t->from & (1u << p->id)) || to < 0 || to >= SNN_NEND || !(t->to & (1u << to)))
         return snn_fail(p, SNN_ERR_ARG, "%s to %s is not in the message inventory", ctx, who(to));
     if (!valid_peer(p, to))
         return snn_fail(p, SNN_ERR_ARG, "no connection to %s (sending %s)", who(to), ctx);
-    if (count > UINT32_MAX)
-        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
     esz = kind_size[kind];
+    if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
+        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
     nbytes = count * esz;
-    f = malloc(HDR_LEN + nbytes);
+    ch = &p->chan[to];
+    if (p->keyed && !ch->sealed && !is_handshake(proto, step))
+        return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (sending %s)", who(to), ctx);
+    f = malloc(SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);
     if (!f) return snn_fail(p, SNN_ERR_NOMEM, "out of memory framing %s", ctx);
+    h = f + SEAL_PRE;                            /* the frame; f[0..3]: its sealed length */
 
-    f[0] = 'S'; f[1] = 'N'; f[2] = WIRE_VERSION; f[3] = (unsigned char)p->id;
-    f[4] = (unsigned char)proto; f[5] = (unsigned char)step; f[6] = (unsigned char)kind; f[7] = 0;
-    put32(f + 8, p->round + 1);                 /* Lamport stamp */
-    put32(f + 12, (uint32_t)count);
+    h[0] = 'S'; h[1] = 'N'; h[2] = WIRE_VERSION; h[3] = (unsigned char)p->id;
+    h[4] = (unsigned char)proto; h[5] = (unsigned char)step; h[6] = (unsigned char)kind; h[7] = 0;
+    put32(h + 8, p->round + 1);                 /* Lamport stamp */
+    put32(h + 12, (uint32_t)count);
     if (esz == 8) {
         const uint64_t *v = x;
         for (i = 0; i < count; i++) {
-            unsigned char *b = f + HDR_LEN + 8 * i;
+            unsigned char *b = h + HDR_LEN + 8 * i;
             put32(b, (uint32_t)v[i]);
             put32(b + 4, (uint32_t)(v[i] >> 32));
         }
     } else if (nbytes) {
-        memcpy(f + HDR_LEN, x, nbytes);
+        memcpy(h + HDR_LEN, x, nbytes);
     }
 
     fr.dir = 0; fr.from = p->id; fr.to = to; fr.proto = proto; fr.step = step; fr.kind = kind;
-    fr.round = p->round + 1; fr.count = count; fr.payload = f + HDR_LEN; fr.nbytes = nbytes;
+    fr.round = p->round + 1; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
     if (p->hook) p->hook(p->hook_ctx, p, &fr);
 
-    SNN_GUARD(write_all(p, to, f, HDR_LEN + nbytes, ctx));
-    p->stats.sent[proto] += nbytes;
-    p->stats.bytes_sent += nbytes;
-    p->stats.header_bytes += HDR_LEN;
+    if (ch->sealed) {
+        /* [RFC8439 2.8]: aad = the length, nonce = this direction's count */
+        uint8_t nonce[12];
+        put32(f, (uint32_t)(HDR_LEN + nbytes));
+        frame_nonce(nonce, ch->tx_count++);
+        snn_aead_seal(h, h + HDR_LEN + nbytes, ch->tx_key, nonce, f, SEAL_PRE, h, HDR_LEN + nbytes);
+        total = SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG;
+        SNN_GUARD(write_all(p, to, f, total, ctx));
+    } else {
+        total = HDR_LEN + nbytes;
+        SNN_GUARD(write_all(p, to, h, total, ctx));
+    }
+    if (is_handshake(proto, step)) {
+        p->stats.channel_bytes += total;
+    } else {
+        p->stats.sent[proto] += nbytes;
+        p->stats.bytes_sent += nbytes;
+        p->stats.header_bytes += HDR_LEN;
+        p->stats.channel_bytes += total - HDR_LEN - nbytes;
+    }
     p->stats.msgs_sent++;
     if (p->round + 1 > p->stats.rounds) p->stats.rounds = p->round + 1;
     rc = 0;
 cleanup:
-    if (f) snn_wipe(f, HDR_LEN + nbytes);       /* it may hold a key (Setup step 1) */
+    if (f) snn_wipe(f, SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);   /* it may hold a key (Setup step 1) */
     free(f);
     return rc;
 }
 
 /*
+ * open_sealed -- waits for the next sealed frame from `from` and opens it
+ * in place: afterwards the inbox holds length | frame | tag, the frame in
+ * the clear, and *body is the frame's length.  A frame whose tag does not
+ * check (altered, replayed, reordered, dropped, or sealed under another
+ * key) is an error naming the peer and the frame expected.
+ */
+static int open_sealed(snn_party *p, int from, const char *want, size_t *body)
+{
+    snn_channel *ch = &p->chan[from];
+    snn_inbox *b = &p->in[from];
+    uint8_t nonce[12];
+    size_t len;
+
+    if (pump(p, from, SEAL_PRE, -1, want) != 0) return -1;
+    len = get32(b->buf);
+    if (len < HDR_LEN || len > INBOX_MAX - SEAL_PRE - SEAL_TAG)
+        return snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, len);
+    if (pump(p, from, SEAL_PRE + len + SEAL_TAG, -1, want) != 0) return -1;
+    frame_nonce(nonce, ch->rx_count);
+    if (snn_aead_open(b->buf + SEAL_PRE, ch->rx_key, nonce, b->buf, SEAL_PRE, b->buf + SEAL_PRE, len,
+                      b->buf + SEAL_PRE + len) != 0)
+        return snn_fail(p, SNN_ERR_PROTO,
+                        "expected %s, got a frame that fails authentication: %s does not hold this "
+                        "pair's key, or frames were altered, replayed, reordered or dropped in transit",
+                        want, who(from));
+    ch->rx_count++;
+    *body = len;
+    return 0;
+}
+
+/*
  * snn_recv -- receives the frame named by (from, proto, step, kind, count)
- * into x.  Any other frame, a short frame, or an element outside its ring
- * is an error naming the party, protocol and step.
+ * into x.  Any other frame, a short frame, a sealed frame that fails
+ * authentication, or an element outside its ring is an error naming the
+ * party, protocol and step.
  */
 int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, size_t count)
 {
     const msg_type *t;
     snn_inbox *b;
     unsigned char *h;
-    size_t esz, nbytes, i;
+    size_t esz, nbytes, i, off = 0, tail = 0, body = 0;
     uint32_t stamp;
     snn_frame fr;
     char want[128], got[128];
 
     if (p->err) return -1;
-    if (kind < 0 || kind >= SNN_KIND_COUNT)
+    if (!valid_kind(kind))
         return snn_fail(p, SNN_ERR_ARG, "bad element kind %d", kind);
     describe(want, sizeof want, proto, step, kind, count, from);
     t = find_type(proto, step, kind);
@@ -755,11 +869,21 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
     if (!valid_peer(p, from))
         return snn_fail(p, SNN_ERR_ARG, "no connection to %s (expecting %s)", who(from), want);
     esz = kind_size[kind];
+    if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
+        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", want);
     nbytes = count * esz;
+    if (p->keyed && !p->chan[from].sealed && !is_handshake(proto, step))
+        return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (expecting %s)", who(from), want);
 
-    SNN_GUARD(pump(p, from, HDR_LEN, -1, want));
     b = &p->in[from];
-    h = b->buf;
+    if (p->chan[from].sealed) {
+        SNN_GUARD(open_sealed(p, from, want, &body));
+        off = SEAL_PRE;
+        tail = SEAL_TAG;
+    } else {
+        SNN_GUARD(pump(p, from, HDR_LEN, -1, want));
+    }
+    h = b->buf + off;
     if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
                         want, WIRE_VERSION);
@@ -767,9 +891,11 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
         describe(got, sizeof got, h[4], h[5], h[6], get32(h + 12), h[3]);
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got);
     }
+    if (off && body != HDR_LEN + nbytes)
+        return snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body);
     stamp = get32(h + 8);
-    SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, want));
-    h = b->buf;
+    if (!off) SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, want));
+    h = b->buf + off;
 
     fr.dir = 1; fr.from = from; fr.to = p->id; fr.proto = proto; fr.step = step; fr.kind = kind;
     fr.round = stamp; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
@@ -796,11 +922,16 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
         if (nbytes) memcpy(x, e, nbytes);
     }
 
-    /* consume the frame */
-    b->len -= HDR_LEN + nbytes;
-    memmove(b->buf, b->buf + HDR_LEN + nbytes, b->len);
-    p->stats.recv[proto] += nbytes;
-    p->stats.bytes_recv += nbytes;
+    /* consume the frame (the inbox is wiped when the party closes) */
+    {
+        size_t used = off + HDR_LEN + nbytes + tail;
+        b->len -= used;
+        memmove(b->buf, b->buf + used, b->len);
+    }
+    if (!is_handshake(proto, step)) {
+        p->stats.recv[proto] += nbytes;
+        p->stats.bytes_recv += nbytes;
+    }
     p->stats.msgs_recv++;
     if (stamp > p->round) p->round = stamp;
     if (stamp > p->stats.rounds) p->stats.rounds = stamp;
@@ -898,15 +1029,147 @@ static int try_connect(const struct addrinfo *ai, int64_t deadline, int *err)
     return fd;
 }
 
-/* Connects to peer k at addr, retrying until the timeout, then says hello. */
+/* ==== The channel handshake (Setup steps 0, 4, 5) ======================== */
+
+static void put64(unsigned char *b, uint64_t x) { put32(b, (uint32_t)x); put32(b + 4, (uint32_t)(x >> 32)); }
+static uint64_t get64(const unsigned char *b) { return (uint64_t)get32(b) | (uint64_t)get32(b + 4) << 32; }
+
+/* This party's handshake nonce: fresh from the OS with keys, else zero. */
+static int hello_nonce(snn_party *p, uint8_t nonce[12], int step)
+{
+    memset(nonce, 0, 12);
+    if (p->keyed && snn_os_random(nonce, 12) != 0)
+        return snn_fail(p, SNN_ERR_IO, "cannot read the operating system's randomness (Setup step %d)", step);
+    return 0;
+}
+
+/* Both ends hold keys or neither does; otherwise refuse, naming the peer. */
+static int keys_agree(snn_party *p, int k, uint32_t peer_keyed, int step)
+{
+    if (peer_keyed > 1)
+        return snn_fail(p, SNN_ERR_PROTO, "%s sent a malformed handshake (Setup step %d)", who(k), step);
+    if (p->keyed && !peer_keyed)
+        return snn_fail(p, SNN_ERR_PROTO, "%s has no channel keys and this party will not run in the clear: "
+                        "start every party with --keys (Setup step %d)", who(k), step);
+    if (!p->keyed && peer_keyed)
+        return snn_fail(p, SNN_ERR_PROTO, "%s requires sealed channels and this party has no keys: "
+                        "start it with --keys (Setup step %d)", who(k), step);
+    if (p->keyed && !p->chan[k].have_psk)
+        return snn_fail(p, SNN_ERR_ARG, "no key for the pair with %s (Setup step %d)", who(k), step);
+    return 0;
+}
+
+/*
+ * seal_channel -- both session keys from the pair key and the two nonces
+ * (snn_channel_kdf), then Setup step 5 each way: the first authenticated
+ * frame, the configuration word sealed.  A peer without this pair's key
+ * fails here, before any protocol frame.
+ */
+static int seal_channel(snn_party *p, int k, const uint8_t n_init[12], const uint8_t n_resp[12], int initiator)
+{
+    snn_channel *ch = &p->chan[k];
+    uint64_t cfg = CONFIG_WORD, got = 0;
+    snn_channel_kdf(ch->tx_key, ch->psk, p->id, k, n_init, n_resp);
+    snn_channel_kdf(ch->rx_key, ch->psk, k, p->id, n_init, n_resp);
+    ch->tx_count = ch->rx_count = 0;
+    ch->sealed = 1;
+    if (initiator) {
+        SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 5, SNN_KIND_ZL, &cfg, 1));
+        SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 5, SNN_KIND_ZL, &got, 1));
+    } else {
+        SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 5, SNN_KIND_ZL, &got, 1));
+        SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 5, SNN_KIND_ZL, &cfg, 1));
+    }
+    if (got != cfg)
+        return snn_fail(p, SNN_ERR_PROTO, "%s sealed another configuration word (Setup step 5)", who(k));
+    return 0;
+cleanup:
+    return -1;
+}
+
+/* The side that connected: hello (step 0), reply (step 4), step 5. */
+static int handshake_initiate(snn_party *p, int k)
+{
+    uint8_t hello[HELLO_LEN], reply[REPLY_LEN];
+    int rc = -1;
+    put64(hello, CONFIG_WORD);
+    put32(hello + 8, (uint32_t)(p->keyed != 0));
+    SNN_GUARD(hello_nonce(p, hello + 12, 0));
+    SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN));
+    SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 4, SNN_KIND_BYTES, reply, REPLY_LEN));
+    SNN_GUARD(keys_agree(p, k, get32(reply), 4));
+    if (p->keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 1));
+    rc = 0;
+cleanup:
+    snn_wipe(hello, sizeof hello);
+    snn_wipe(reply, sizeof reply);
+    return rc;
+}
+
+/* The side that accepted, once the hello is in: reply, then step 5.  The
+ * reply goes out before a refusal, so the peer learns why. */
+static int handshake_respond(snn_party *p, int k, const uint8_t hello[HELLO_LEN])
+{
+    uint8_t reply[REPLY_LEN];
+    int rc = -1;
+    if (get64(hello) != CONFIG_WORD)
+        return snn_fail(p, SNN_ERR_PROTO, "%s runs another configuration (Setup step 0: %016llx, mine %016llx)",
+                        who(k), (unsigned long long)get64(hello), (unsigned long long)CONFIG_WORD);
+    put32(reply, (uint32_t)(p->keyed != 0));
+    SNN_GUARD(hello_nonce(p, reply + 4, 4));
+    SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 4, SNN_KIND_BYTES, reply, REPLY_LEN));
+    SNN_GUARD(keys_agree(p, k, get32(hello + 8), 0));
+    if (p->keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 0));
+    rc = 0;
+cleanup:
+    snn_wipe(reply, sizeof reply);
+    return rc;
+}
+
+/* ==== The policy without keys: loopback only, unless --insecure ========== */
+
+int snn_is_loopback(const void *sockaddr)
+{
+    const struct sockaddr *sa = sockaddr;
+    if (sa->sa_family == AF_UNIX) return 1;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = sockaddr;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = sockaddr;
+        const unsigned char *b = a->sin6_addr.s6_addr;
+        static const unsigned char loop[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+        return memcmp(b, loop, 16) == 0 || (memcmp(b, mapped, 12) == 0 && b[12] == 127);
+    }
+    return 0;
+}
+
+/* Whether p may talk to a peer at sa: with keys always (the channel is
+ * sealed), without keys only on loopback or with --insecure. */
+static int policy_allows(const snn_party *p, const struct sockaddr *sa)
+{
+    return p->keyed || p->insecure || snn_is_loopback(sa);
+}
+
+#define POLICY_HINT "not a loopback address, and without keys the channel would be in the clear " \
+                    "(give every party --keys DIR, or --insecure)"
+
+/* Connects to peer k at addr, retrying until the timeout, then runs the
+ * handshake.  Without keys, an address off loopback is refused first. */
 static int connect_to(snn_party *p, int k, const char *addr)
 {
     struct addrinfo *res, *ai;
     int64_t deadline = now_ms() + p->timeout_ms;
     int fd = -1, err = 0;
-    uint64_t cfg = CONFIG_WORD;
 
     if (resolve(p, addr, 0, &res) != 0) return -1;
+    for (ai = res; ai; ai = ai->ai_next)
+        if (!policy_allows(p, ai->ai_addr)) {
+            freeaddrinfo(res);
+            return snn_fail(p, SNN_ERR_ARG, "refusing to connect to %s at %s: " POLICY_HINT, who(k), addr);
+        }
     while (fd < 0) {
         for (ai = res; ai && fd < 0; ai = ai->ai_next) fd = try_connect(ai, deadline, &err);
         if (fd >= 0 || now_ms() >= deadline) break;
@@ -918,20 +1181,23 @@ static int connect_to(snn_party *p, int k, const char *addr)
                         who(k), addr, p->timeout_ms / 1000, strerror(err));
     tune_socket(fd);
     p->fd[k] = fd;
-    return snn_send(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_ZL, &cfg, 1);
+    return handshake_initiate(p, k);
 }
 
 /*
  * Accepts one connection on the listening socket and reads its hello: the
  * sender id comes from the frame header, and must be one of `allowed`.
+ * Then the policy (without keys: loopback only) and the handshake.
  */
 static int accept_one(snn_party *p, unsigned allowed)
 {
     int64_t deadline = now_ms() + p->timeout_ms;
     int fd = -1, k;
     unsigned char h[HDR_LEN];
+    uint8_t hello[HELLO_LEN];
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof sa;
     size_t got = 0;
-    uint64_t cfg;
 
     while (fd < 0) {
         struct pollfd pf;
@@ -942,7 +1208,8 @@ static int accept_one(snn_party *p, unsigned allowed)
         pf.fd = p->listen_fd; pf.events = POLLIN; pf.revents = 0;
         if (poll(&pf, 1, (int)left) < 0 && errno != EINTR)
             return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno));
-        fd = accept(p->listen_fd, NULL, NULL);
+        sl = sizeof sa;
+        fd = accept(p->listen_fd, (struct sockaddr *)&sa, &sl);
         if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
             return snn_fail(p, SNN_ERR_IO, "accept: %s", strerror(errno));
     }
@@ -969,15 +1236,20 @@ static int accept_one(snn_party *p, unsigned allowed)
         close(fd);
         return snn_fail(p, SNN_ERR_PROTO, "unexpected connection (not a SecureNN hello from an expected peer, Setup step 0)");
     }
+    if (!policy_allows(p, (const struct sockaddr *)&sa)) {
+        char host[64];                        /* a numeric IPv4 or IPv6 address */
+        if (getnameinfo((const struct sockaddr *)&sa, sl, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
+            strcpy(host, "?");
+        close(fd);
+        return snn_fail(p, SNN_ERR_PROTO, "refusing %s connecting from %s: " POLICY_HINT " (Setup step 0)",
+                        who(k), host);
+    }
     p->fd[k] = fd;
     if (inbox_reserve(p, k, HDR_LEN) != 0) return -1;
     memcpy(p->in[k].buf, h, HDR_LEN);
     p->in[k].len = HDR_LEN;
-    if (snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_ZL, &cfg, 1) != 0) return -1;
-    if (cfg != CONFIG_WORD)
-        return snn_fail(p, SNN_ERR_PROTO, "%s runs another configuration (Setup step 0: %016llx, mine %016llx)",
-                        who(k), (unsigned long long)cfg, (unsigned long long)CONFIG_WORD);
-    return 0;
+    if (snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN) != 0) return -1;
+    return handshake_respond(p, k, hello);
 }
 
 /*
@@ -1025,6 +1297,7 @@ int snn_accept_client(snn_party *p)
 
 int snn_connect_fds(snn_party *p, const int fd[SNN_NEND])
 {
+    uint8_t hello[HELLO_LEN];
     int k;
     if (p->err) return -1;
     for (k = 0; k < SNN_NEND; k++) {
@@ -1032,7 +1305,18 @@ int snn_connect_fds(snn_party *p, const int fd[SNN_NEND])
         if (set_nonblock(fd[k]) != 0) return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
         p->fd[k] = fd[k];
     }
+    if (!p->keyed) return 0;
+    /* as over TCP: greet every lower id, then answer every higher one */
+    for (k = 0; k < p->id; k++)
+        if (p->fd[k] >= 0) SNN_GUARD(handshake_initiate(p, k));
+    for (k = p->id + 1; k < SNN_NEND; k++) {
+        if (p->fd[k] < 0) continue;
+        SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN));
+        SNN_GUARD(handshake_respond(p, k, hello));
+    }
     return 0;
+cleanup:
+    return -1;
 }
 
 int snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend)
@@ -1091,4 +1375,152 @@ void snn_wipe(void *buf, size_t n)
 {
     volatile unsigned char *b = (volatile unsigned char *)buf;
     while (n--) *b++ = 0;
+}
+
+/* ==== Channel keys: files made by keygen, loaded by --keys ================ */
+
+const char *snn_key_file(int a, int b)
+{
+    static const char names[SNN_NEND][SNN_NEND][16] = {
+        { "",             "p0-p1.key",    "p0-p2.key",    "p0-owner.key" },
+        { "p0-p1.key",    "",             "p1-p2.key",    "p1-owner.key" },
+        { "p0-p2.key",    "p1-p2.key",    "",             "p2-owner.key" },
+        { "p0-owner.key", "p1-owner.key", "p2-owner.key", "" },
+    };
+    return a >= 0 && a < SNN_NEND && b >= 0 && b < SNN_NEND && a != b ? names[a][b] : "?";
+}
+
+/* dir/name into path; -1 if it does not fit. */
+static int key_path(char *path, size_t n, const char *dir, int a, int b)
+{
+    int w = snprintf(path, n, "%s/%s", dir, snn_key_file(a, b));
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+/*
+ * snn_keygen -- six fresh pair keys in dir.  All six names are checked
+ * first, so a refusal writes nothing.  Each file is created exclusively
+ * with mode 0600 (then set to exactly 0600, whatever the umask), gets 32
+ * bytes from the operating system and is synced.
+ */
+int snn_keygen(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    struct stat st;
+    uint8_t key[32];
+    int a, b, fd;
+
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "keygen: cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "keygen: %s is not a directory", dir);
+        return -1;
+    }
+    for (a = 0; a < SNN_NEND; a++)
+        for (b = a + 1; b < SNN_NEND; b++) {
+            if (key_path(path, sizeof path, dir, a, b) != 0) {
+                snprintf(err, errlen, "keygen: the directory name is too long");
+                return -1;
+            }
+            if (lstat(path, &st) == 0) {
+                snprintf(err, errlen, "keygen: %s exists; keygen never overwrites a key "
+                         "(remove the old keys or choose another directory)", path);
+                return -1;
+            }
+        }
+    for (a = 0; a < SNN_NEND; a++)
+        for (b = a + 1; b < SNN_NEND; b++) {
+            ssize_t w;
+            (void)key_path(path, sizeof path, dir, a, b);
+            if (snn_os_random(key, sizeof key) != 0) {
+                snprintf(err, errlen, "keygen: cannot read the operating system's randomness: %s", strerror(errno));
+                return -1;
+            }
+            fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+            if (fd < 0 || fchmod(fd, 0600) != 0) {
+                snprintf(err, errlen, "keygen: cannot create %s: %s", path, strerror(errno));
+                if (fd >= 0) close(fd);
+                snn_wipe(key, sizeof key);
+                return -1;
+            }
+            do w = write(fd, key, sizeof key); while (w < 0 && errno == EINTR);
+            snn_wipe(key, sizeof key);
+            if (w != (ssize_t)sizeof key || fsync(fd) != 0) {
+                snprintf(err, errlen, "keygen: cannot write %s: %s", path, w < 0 ? strerror(errno) : "short write");
+                close(fd);
+                return -1;
+            }
+            close(fd);
+        }
+    return 0;
+}
+
+/*
+ * snn_load_keys -- the keys of p's own pairs (with every other endpoint),
+ * each from its file in dir: a regular file of exactly 32 bytes that
+ * neither group nor others may read or write.  Anything else is an error
+ * naming the file; nothing is loaded unless every file is right.
+ */
+int snn_load_keys(snn_party *p, const char *dir)
+{
+    char path[4096];
+    uint8_t key[SNN_NEND][33];
+    struct stat st;
+    int k, rc = -1;
+
+    if (p->err) return -1;
+    for (k = 0; k < SNN_NEND; k++) {
+        ssize_t r;
+        size_t got = 0;
+        int fd;
+        if (k == p->id) continue;
+        if (key_path(path, sizeof path, dir, p->id, k) != 0) {
+            snn_fail(p, SNN_ERR_ARG, "--keys: the directory name is too long");
+            goto cleanup;
+        }
+        fd = open(path, O_RDONLY);
+        if (fd < 0) {
+            snn_fail(p, SNN_ERR_ARG, "key file %s: %s (make keys with: securenn keygen DIR)", path, strerror(errno));
+            goto cleanup;
+        }
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            snn_fail(p, SNN_ERR_ARG, "key file %s is not a regular file", path);
+            goto cleanup;
+        }
+        if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+            close(fd);
+            snn_fail(p, SNN_ERR_ARG, "key file %s may be read or written by group or others (mode %03o): "
+                     "chmod 600 %s", path, (unsigned)(st.st_mode & 0777), path);
+            goto cleanup;
+        }
+        while (got < sizeof key[k]) {          /* up to 33 bytes: 32 and no more */
+            r = read(fd, key[k] + got, sizeof key[k] - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        close(fd);
+        if (got != 32) {
+            snn_fail(p, SNN_ERR_ARG, "key file %s holds %s bytes, not 32 (a key made by securenn keygen)",
+                     path, got > 32 ? "more than 32" : got == 0 ? "0" : "fewer than 32");
+            goto cleanup;
+        }
+    }
+    for (k = 0; k < SNN_NEND; k++)
+        if (k != p->id) snn_set_channel_key(p, k, key[k]);
+    rc = 0;
+cleanup:
+    snn_wipe(key, sizeof key);
+    return rc;
+}
+
+void snn_set_channel_key(snn_party *p, int peer, const uint8_t key[32])
+{
+    if (peer < 0 || peer >= SNN_NEND || peer == p->id) return;
+    memcpy(p->chan[peer].psk, key, 32);
+    p->chan[peer].have_psk = 1;
+    p->keyed = 1;
 }

@@ -181,12 +181,16 @@ typedef struct {
 } snn_inbox;
 
 /* Communication counters.  Payload bytes are what [SNN, Table 1] counts
- * (Z_p elements as one byte, SPEC 1.5, 3); frame headers are counted apart. */
+ * (Z_p elements as one byte, SPEC 1.5, 3); frame headers and the channel's
+ * own bytes are counted apart. */
 typedef struct {
     uint64_t sent[SNN_PROTO_COUNT];   /* payload bytes sent, by protocol */
     uint64_t recv[SNN_PROTO_COUNT];   /* payload bytes received          */
     uint64_t bytes_sent, bytes_recv;  /* payload totals                  */
     uint64_t header_bytes;            /* frame headers sent              */
+    uint64_t channel_bytes;           /* channel overhead sent: handshake
+                                       * frames, and per sealed frame its
+                                       * 4-byte length and 16-byte tag   */
     uint64_t msgs_sent, msgs_recv;
     uint32_t rounds;                  /* highest round stamp seen        */
 } snn_stats;
@@ -205,6 +209,19 @@ typedef struct {
 struct snn_party_;
 typedef void (*snn_hook)(void *ctx, const struct snn_party_ *p, snn_frame *f);
 
+/* The channel to one peer (net.c).  With the pair's pre-shared key, the
+ * handshake derives one session key per direction, and from then on every
+ * frame is sealed with ChaCha20-Poly1305 [RFC8439 2.8], its nonce the
+ * direction's frame counter. */
+typedef struct {
+    uint8_t  psk[32];              /* the pair's pre-shared key (--keys)  */
+    int      have_psk;
+    int      sealed;               /* handshake done: every frame sealed  */
+    uint8_t  tx_key[32];           /* session key, this party -> peer     */
+    uint8_t  rx_key[32];           /* session key, peer -> this party     */
+    uint64_t tx_count, rx_count;   /* frames sealed / opened: next nonces */
+} snn_channel;
+
 typedef struct snn_party_ {
     int       id;                  /* 0, 1, 2, or SNN_CLIENT             */
     int       fd[SNN_NEND];        /* socket to each endpoint, or -1     */
@@ -222,6 +239,11 @@ typedef struct snn_party_ {
     void     *hook_ctx;
     unsigned  test_flags;          /* SNN_TEST_* bits: set by the test
                                     * runner only, 0 everywhere else      */
+    snn_channel chan[SNN_NEND];    /* chan[k]: the channel to endpoint k  */
+    int       keyed;               /* holds channel keys: every channel
+                                    * must be sealed                      */
+    int       insecure;            /* without keys, peers off loopback are
+                                    * allowed in the clear (--insecure)   */
 } snn_party;
 
 /*
@@ -258,15 +280,40 @@ int  snn_fail(snn_party *p, enum snn_err e, const char *fmt, ...)
 /* Propagates a failure: the success path reads top to bottom. */
 #define SNN_GUARD(x) do { if ((x) != 0) goto cleanup; } while (0)
 
+/* Channel keys (--keys).  snn_keygen writes one fresh 256-bit key per
+ * pair of endpoints into dir (created mode 0700 if absent), from the
+ * operating system's randomness, one 32-byte file per pair, mode 0600:
+ * p0-p1.key p0-p2.key p1-p2.key p0-owner.key p1-owner.key p2-owner.key.
+ * It never overwrites a key.  0, or -1 with a one-line message in err. */
+int  snn_keygen(const char *dir, char *err, size_t errlen);
+/* The file name of the key of endpoints a and b ("p0-owner.key"). */
+const char *snn_key_file(int a, int b);
+/* Loads the keys p holds (those of its own pairs; others are not read)
+ * from dir and makes p keyed.  A missing, short or long file, or one that
+ * group or others may read or write, is an error naming the file. */
+int  snn_load_keys(snn_party *p, const char *dir);
+/* Sets the key of p's pair with endpoint peer from memory (tests, bench)
+ * and makes p keyed. */
+void snn_set_channel_key(snn_party *p, int peer, const uint8_t key[32]);
+/* The policy without keys: 1 if sockaddr (a struct sockaddr of any
+ * family) is on loopback (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104) or a
+ * local socket; a party without keys talks to no other peer unless
+ * p->insecure. */
+int  snn_is_loopback(const void *sockaddr);
+
 /* Full mesh of P0, P1, P2 over TCP (IPv4 or IPv6).  peers[k] is "host:port"
  * of Pk; party k listens on its own port and connects to lower ids, retrying
- * until the timeout. */
+ * until the timeout.  Every connection starts with the channel handshake
+ * (Setup steps 0, 4, 5; net.c): sealed if p is keyed, refused if the peer
+ * disagrees about keys, fails authentication, or (without keys) is not on
+ * loopback and p->insecure is not set. */
 int  snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
 /* The data/model owner (id SNN_CLIENT) connects to P0, P1 and P2 at the
  * same addresses; a server accepts it on the socket it kept listening. */
 int  snn_connect_client_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
 int  snn_accept_client(snn_party *p);
-/* Uses already connected stream sockets, fd[k] to endpoint k (-1: none). */
+/* Uses already connected stream sockets, fd[k] to endpoint k (-1: none);
+ * if p is keyed, runs the handshake on each (lower ids first, as TCP). */
 int  snn_connect_fds(snn_party *p, const int fd[SNN_NEND]);
 /* Socketpairs for all endpoints below nend: fds[i][k] is i's end to k. */
 int  snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend);

@@ -170,6 +170,15 @@ typedef struct {
     int timeout_ms;
     int no_keys;           /* skip key setup (network tests)          */
     int nparty;            /* 3, or 4 with the owner as endpoint 3     */
+    int keyed;             /* channel keys from the driver: sealed     */
+    int unkeyed;           /* with keyed: 1 + id of a party left without keys */
+    int wrong_key;         /* with keyed: P1's key for its pair with P0 differs */
+    int proxy_port;        /* P1 reaches P0 through 127.0.0.1:proxy_port */
+    int fixed_ports;       /* TCP on ports[] rather than free ones     */
+    int ports[3];
+    int fixed_kseed;       /* use kseed below for the pairwise keys     */
+    uint64_t kseed;
+    uint8_t chan_keys[SNN_NEND][SNN_NEND][32];   /* filled by run_parties */
 } run_opts;
 
 static int free_ports(int port[], int n)
@@ -213,10 +222,25 @@ static void child_main(int id, const run_opts *o, int fds[SNN_NEND][SNN_NEND], c
     outbuf out = { NULL, 0, 0 };
     child_report r;
     const char *pp[3];
+    char proxied[64];
     int rc;
 
     snn_party_init(&p, id, o->timeout_ms);
     pp[0] = peers[0]; pp[1] = peers[1]; pp[2] = peers[2];
+    if (o->proxy_port && id == 1) {
+        snprintf(proxied, sizeof proxied, "127.0.0.1:%d", o->proxy_port);
+        pp[0] = proxied;
+    }
+    if (o->keyed && o->unkeyed != id + 1) {
+        int k;
+        for (k = 0; k < SNN_NEND; k++) {
+            uint8_t key[32];
+            if (k == id) continue;
+            memcpy(key, o->chan_keys[id][k], 32);
+            if (o->wrong_key && id == 1 && k == 0) key[7] ^= 0x20;
+            snn_set_channel_key(&p, k, key);
+        }
+    }
     if (o->tcp) {
         if (id == SNN_CLIENT) rc = snn_connect_client_tcp(&p, pp);
         else {
@@ -280,20 +304,32 @@ static int read_report(int fd, unsigned char **buf, size_t *len, int64_t deadlin
  * owner), runs fn in each, and collects their reports.  Returns 0 if every
  * party succeeded.  Every wait is bounded: a party that hangs is killed.
  */
-static int run_parties(const run_opts *o, party_fn fn, const void *ctx, party_out out[])
+static int run_parties(const run_opts *opts, party_fn fn, const void *ctx, party_out out[])
 {
     int fds[SNN_NEND][SNN_NEND], pipes[SNN_NEND][2], port[3], k, all_ok = 1;
-    int n = o->nparty ? o->nparty : 3;
+    int n = opts->nparty ? opts->nparty : 3;
     pid_t pid[SNN_NEND];
     char peers[3][64];
-    uint64_t kseed = snn_prg_u64(trng());
+    uint64_t kseed = opts->fixed_kseed ? opts->kseed : snn_prg_u64(trng());
     struct timespec t;
     int64_t deadline;
+    run_opts oo = *opts, *o = &oo;
+
+    if (o->keyed) {
+        /* one fresh key per pair, the same at both ends */
+        int a, b;
+        for (a = 0; a < SNN_NEND; a++)
+            for (b = a + 1; b < SNN_NEND; b++) {
+                snn_prg_bytes(trng(), o->chan_keys[a][b], 32);
+                memcpy(o->chan_keys[b][a], o->chan_keys[a][b], 32);
+            }
+    }
 
     memset(out, 0, sizeof *out * (size_t)n);
     for (k = 0; k < SNN_NEND; k++) { int m; for (m = 0; m < SNN_NEND; m++) fds[k][m] = -1; }
     if (o->tcp) {
-        if (free_ports(port, 3) != 0) { fprintf(stderr, "test: no free ports\n"); exit(2); }
+        if (o->fixed_ports) memcpy(port, o->ports, sizeof port);
+        else if (free_ports(port, 3) != 0) { fprintf(stderr, "test: no free ports\n"); exit(2); }
         for (k = 0; k < 3; k++) snprintf(peers[k], sizeof peers[k], "127.0.0.1:%d", port[k]);
     } else if (snn_socketpair_mesh(fds, n) != 0) {
         fprintf(stderr, "test: socketpair: %s\n", strerror(errno));
@@ -2981,6 +3017,308 @@ static void test_view_matmul(void)
     }
 }
 
+/* ==== Sealed channels ====================================================== */
+
+/*
+ * A man in the middle between P1 and P0 (test only), in its own process:
+ * it forwards both directions, and on P1's stream to P0, after the clear
+ * hello (a 16-byte header and 24 bytes), takes the sealed frames (4-byte
+ * length, body, 16-byte tag) one at a time, numbered from 0 (Setup step
+ * 5), and treats frame `nth` as `mode` says.
+ */
+enum { MITM_PASS = 0, MITM_ALTER, MITM_REPLAY, MITM_DROP, MITM_SWAP };
+static double mono_s(void);
+typedef struct { int mode, nth; } mitm_ctx;
+
+static int mitm_connect(int port)
+{
+    double until = mono_s() + 30;
+    while (mono_s() < until) {
+        struct sockaddr_in a;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)port);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+        if (fd >= 0) close(fd);
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static void mitm_main(int lfd, int target_port, const mitm_ctx *m)
+{
+    unsigned char *buf = xmalloc(1 << 20), *held = NULL;
+    size_t len = 0, held_len = 0, skip = 16 + 24;
+    int c, s, frame = 0;
+    struct pollfd pf[2];
+    pf[0].fd = lfd; pf[0].events = POLLIN;
+    if (poll(pf, 1, 30000) <= 0 || (c = accept(lfd, NULL, NULL)) < 0) _exit(1);
+    if ((s = mitm_connect(target_port)) < 0) _exit(1);
+    for (;;) {
+        ssize_t r;
+        pf[0].fd = c; pf[0].events = POLLIN; pf[0].revents = 0;
+        pf[1].fd = s; pf[1].events = POLLIN; pf[1].revents = 0;
+        if (poll(pf, 2, 30000) <= 0) _exit(1);
+        if (pf[1].revents) {                     /* P0 -> P1: as is */
+            unsigned char tmp[65536];
+            r = read(s, tmp, sizeof tmp);
+            if (r <= 0 || write_full(c, tmp, (size_t)r) != 0) break;
+        }
+        if (pf[0].revents) {                     /* P1 -> P0: frame by frame */
+            if (len == (size_t)1 << 20) _exit(1);
+            r = read(c, buf + len, ((size_t)1 << 20) - len);
+            if (r <= 0) break;
+            len += (size_t)r;
+            for (;;) {
+                size_t fl;
+                if (skip) {
+                    size_t n = skip < len ? skip : len;
+                    if (write_full(s, buf, n) != 0) _exit(1);
+                    memmove(buf, buf + n, len - n); len -= n; skip -= n;
+                    if (skip) break;
+                    continue;
+                }
+                if (len < 4) break;
+                fl = 4 + ((size_t)buf[0] | (size_t)buf[1] << 8 | (size_t)buf[2] << 16 | (size_t)buf[3] << 24) + 16;
+                if (fl > ((size_t)1 << 20)) _exit(1);
+                if (len < fl) break;
+                if (frame == m->nth && m->mode == MITM_ALTER) buf[4 + 20] ^= 0x01;   /* a payload bit */
+                if (frame == m->nth && m->mode == MITM_SWAP) {
+                    held = xmalloc(fl); memcpy(held, buf, fl); held_len = fl;
+                } else if (!(frame == m->nth && m->mode == MITM_DROP)) {
+                    if (write_full(s, buf, fl) != 0) _exit(1);
+                    if (frame == m->nth && m->mode == MITM_REPLAY && write_full(s, buf, fl) != 0) _exit(1);
+                    if (held && write_full(s, held, held_len) != 0) _exit(1);
+                    free(held); held = NULL;
+                }
+                memmove(buf, buf + fl, len - fl); len -= fl;
+                frame++;
+            }
+        }
+    }
+    _exit(0);
+}
+
+/* Starts the proxy on an ephemeral port of 127.0.0.1 towards P0's port;
+ * returns its port (and pid in *pid), or -1. */
+static int mitm_start(pid_t *pid, int target_port, const mitm_ctx *m)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), port;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 4) != 0
+        || getsockname(lfd, (struct sockaddr *)&a, &al) != 0) {
+        if (lfd >= 0) close(lfd);
+        return -1;
+    }
+    port = ntohs(a.sin_port);
+    fflush(stdout);
+    *pid = fork();
+    if (*pid < 0) { close(lfd); return -1; }
+    if (*pid == 0) mitm_main(lfd, target_port, m);
+    close(lfd);
+    return port;
+}
+
+/* P1 sends Test steps 1..4 (8 Z_L each) to P0, which checks them. */
+static int pf_stream(snn_party *p, const void *ctx, outbuf *o)
+{
+    uint64_t v[8], bad = 0;
+    int s, i;
+    (void)ctx;
+    for (s = 1; s <= 4; s++) {
+        if (p->id == 1) {
+            for (i = 0; i < 8; i++) v[i] = xval(1, 0, (size_t)(8 * s + i));
+            SNN_GUARD(snn_send_zl(p, 0, SNN_PROTO_TEST, s, v, 8));
+        } else if (p->id == 0) {
+            SNN_GUARD(snn_recv_zl(p, 1, SNN_PROTO_TEST, s, v, 8));
+            for (i = 0; i < 8; i++) bad += v[i] != xval(1, 0, (size_t)(8 * s + i));
+        }
+    }
+    out_put(o, &bad, 1);
+    return 0;
+cleanup:
+    return -1;
+}
+
+/* Runs fn over TCP with keys, P1 reaching P0 through a proxy doing m. */
+static int run_mitm(party_fn fn, const void *ctx, const mitm_ctx *m, party_out out[3])
+{
+    run_opts o;
+    pid_t pid = -1;
+    int port[3], rc;
+    memset(&o, 0, sizeof o);
+    o.tcp = 1; o.nparty = 3; o.timeout_ms = 10000; o.keyed = 1;
+    /* the proxy needs P0's port before the parties start */
+    if (free_ports(port, 3) != 0) return -2;
+    o.fixed_ports = 1;
+    memcpy(o.ports, port, sizeof port);
+    o.proxy_port = mitm_start(&pid, port[0], m);
+    if (o.proxy_port < 0) return -2;
+    rc = run_parties(&o, fn, ctx, out);
+    if (pid > 0) { kill(pid, SIGKILL); waitpid(pid, NULL, 0); }
+    return rc;
+}
+
+static void test_channel_tamper(void)
+{
+    static const struct { int mode, nth; const char *what, *want; } c[] = {
+        { MITM_ALTER,  2, "a frame altered in flight",  "expected Test step 2 (8 x Z_L) from P1, got a frame that fails authentication" },
+        { MITM_REPLAY, 1, "a frame replayed",           "expected Test step 2 (8 x Z_L) from P1, got a frame that fails authentication" },
+        { MITM_DROP,   2, "a frame dropped",            "expected Test step 2 (8 x Z_L) from P1, got a frame that fails authentication" },
+        { MITM_SWAP,   2, "two frames swapped",         "expected Test step 2 (8 x Z_L) from P1, got a frame that fails authentication" },
+        { MITM_ALTER,  0, "the first sealed frame altered", "expected Setup step 5 (1 x Z_L) from P1, got a frame that fails authentication" },
+    };
+    party_out out[3];
+    mitm_ctx m;
+    size_t t;
+    int rc;
+
+    m.mode = MITM_PASS; m.nth = 0;
+    rc = run_mitm(pf_stream, NULL, &m, out);
+    CHECK(rc == 0 && out[0].v[0] == 0, "through the proxy untouched, four sealed frames arrive intact %s", first_err(out));
+    free3(out);
+    for (t = 0; t < sizeof c / sizeof c[0]; t++) {
+        m.mode = c[t].mode; m.nth = c[t].nth;
+        rc = run_mitm(pf_stream, NULL, &m, out);
+        CHECK(rc != 0 && !out[0].ok && strncmp(out[0].err, "P0: ", 4) == 0 && strstr(out[0].err, c[t].want) != NULL
+              && strstr(out[0].err, "P1 does not hold") != NULL && strchr(out[0].err, '\n') == NULL,
+              "%s (P1 -> P0, three processes over TCP): P0 stops: \"%s\"", c[t].what, out[0].err);
+        free3(out);
+    }
+}
+
+/* The same protocol runs with keys (sealed channels) and without: equal
+ * output shares (same pairwise keys, so the same randomness), equal
+ * payload bytes and rounds, and channel overhead exactly 20 bytes per
+ * sealed frame, none without keys.  Over TCP and over socketpairs. */
+static void test_channel_same(void)
+{
+    size_t n = qn(2000, 200), i, k;
+    uint64_t *a = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8);
+    uint64_t kseed = snn_prg_u64(trng());
+    pctx c;
+    int tcp;
+
+    for (i = 0; i < n; i++) a[i] = rand_signed(62);
+    split(s0, s1, a, n);
+    memset(&c, 0, sizeof c);
+    c.n = n; c.a[0] = s0; c.a[1] = s1;
+    for (tcp = 0; tcp < 2; tcp++) {
+        party_out clear[3], sealed[3];
+        run_opts o;
+        int rc0, rc1;
+        const char *how = tcp ? "TCP" : "socketpairs";
+        memset(&o, 0, sizeof o);
+        o.tcp = tcp; o.nparty = 3; o.timeout_ms = 30000; o.fixed_kseed = 1; o.kseed = kseed;
+        rc0 = run_parties(&o, pf_drelu, &c, clear);
+        o.keyed = 1;
+        rc1 = run_parties(&o, pf_drelu, &c, sealed);
+        CHECK(rc0 == 0 && rc1 == 0, "DReLU over %s, without keys and with: both finish %s%s", how,
+              first_err(clear), first_err(sealed));
+        if (rc0 == 0 && rc1 == 0) {
+            uint64_t *got = recon(sealed, 0, n), bad = 0;
+            for (i = 0; i < n; i++) bad += got[i] != is_nonneg(a[i]);
+            CHECK(bad == 0, "DReLU with sealed channels over %s: right on all %zu values", how, n);
+            free(got);
+            for (k = 0; k < 2; k++)
+                CHECK(clear[k].n == sealed[k].n && memcmp(clear[k].v, sealed[k].v, n * 8) == 0,
+                      "%s: P%zu's output shares are the same with and without keys", how, k);
+            for (k = 0; k < 3; k++) {
+                CHECK_EQ_U64(sealed[k].stats.bytes_sent, clear[k].stats.bytes_sent,
+                             "%s: P%zu's payload bytes sent, sealed = clear", how, k);
+                CHECK_EQ_U64(sealed[k].stats.header_bytes, clear[k].stats.header_bytes,
+                             "%s: P%zu's header bytes, sealed = clear", how, k);
+                CHECK_EQ_U64(sealed[k].stats.channel_bytes, 20 * sealed[k].stats.msgs_sent,
+                             "%s: P%zu's channel overhead is 20 bytes per sealed frame", how, k);
+                CHECK_EQ_U64(clear[k].stats.channel_bytes, 0, "%s: P%zu without keys has no channel overhead", how, k);
+            }
+            CHECK_EQ_U64(total_rounds(sealed), total_rounds(clear), "%s: the same rounds", how);
+        }
+        free3(clear);
+        free3(sealed);
+    }
+    free(a); free(s0); free(s1);
+}
+
+/* A peer with the wrong key, a peer without keys: the honest parties stop
+ * at the handshake with one line naming the peer. */
+static void test_channel_refused(void)
+{
+    party_out out[3];
+    run_opts o;
+    int tcp, rc;
+    for (tcp = 0; tcp < 2; tcp++) {
+        const char *how = tcp ? "TCP" : "socketpairs";
+        memset(&o, 0, sizeof o);
+        o.tcp = tcp; o.nparty = 3; o.timeout_ms = 10000; o.keyed = 1; o.wrong_key = 1;
+        rc = run_parties(&o, pf_stream, NULL, out);
+        CHECK(rc != 0 && !out[0].ok && strstr(out[0].err, "P0: expected Setup step 5 (1 x Z_L) from P1, got a frame "
+                                                          "that fails authentication: P1 does not hold this pair's key") != NULL,
+              "%s: P1 holds another key for the pair P0-P1: P0 refuses it: \"%s\"", how, out[0].err);
+        CHECK(!out[1].ok && strstr(out[1].err, "P1: ") != NULL && strstr(out[1].err, "P0") != NULL,
+              "%s: and P1 stops too, naming P0: \"%s\"", how, out[1].err);
+        free3(out);
+        if (!tcp) continue;       /* socketpairs: a party without keys sends no hello at all */
+        o.wrong_key = 0; o.unkeyed = 1 + 2;
+        rc = run_parties(&o, pf_stream, NULL, out);
+        {
+            CHECK(rc != 0 && !out[0].ok && strstr(out[0].err, "P0: P2 has no channel keys and this party will not run "
+                                                              "in the clear") != NULL,
+                  "%s: P2 without keys: P0 refuses it: \"%s\"", how, out[0].err);
+            CHECK(!out[2].ok && strstr(out[2].err, "P2: P0 requires sealed channels and this party has no keys") != NULL,
+                  "%s: and P2 is told why: \"%s\"", how, out[2].err);
+        }
+        free3(out);
+    }
+}
+
+/* The policy without keys, on addresses (no traffic leaves the machine):
+ * loopback is allowed, anything else only with keys or --insecure. */
+static void test_channel_policy(void)
+{
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+    static const struct { const char *addr; int loop; } v4[] = {
+        { "127.0.0.1", 1 }, { "127.255.3.4", 1 }, { "10.0.0.1", 0 }, { "192.0.2.2", 0 }, { "0.0.0.0", 0 }, { "128.0.0.1", 0 },
+    };
+    static const struct { const char *addr; int loop; } v6[] = {
+        { "::1", 1 }, { "::ffff:127.0.0.9", 1 }, { "::ffff:10.1.2.3", 0 }, { "2001:db8::1", 0 }, { "::", 0 }, { "fe80::1", 0 },
+    };
+    size_t i, bad = 0;
+    snn_party p;
+    char a[3][64];
+    const char *peers[3];
+
+    for (i = 0; i < sizeof v4 / sizeof v4[0]; i++) {
+        memset(&a4, 0, sizeof a4);
+        a4.sin_family = AF_INET;
+        if (inet_pton(AF_INET, v4[i].addr, &a4.sin_addr) != 1 || snn_is_loopback(&a4) != v4[i].loop) bad++;
+    }
+    for (i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
+        memset(&a6, 0, sizeof a6);
+        a6.sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, v6[i].addr, &a6.sin6_addr) != 1 || snn_is_loopback(&a6) != v6[i].loop) bad++;
+    }
+    CHECK(bad == 0, "loopback: 127/8, ::1, ::ffff:127/104 and nothing else (%zu wrong)", bad);
+
+    /* A party without keys refuses to connect to an address off loopback
+     * before it sends anything (192.0.2.1 is TEST-NET-1, never routed). */
+    for (i = 0; i < 3; i++) { snprintf(a[i], sizeof a[i], "192.0.2.1:%d", 7000 + (int)i); peers[i] = a[i]; }
+    snn_party_init(&p, SNN_CLIENT, 1000);
+    CHECK(snn_connect_client_tcp(&p, peers) != 0
+          && strstr(p.errmsg, "owner: refusing to connect to P0 at 192.0.2.1:7000: not a loopback address") != NULL
+          && strstr(p.errmsg, "--keys") != NULL && strstr(p.errmsg, "--insecure") != NULL,
+          "without keys, a peer off loopback is refused: \"%s\"", p.errmsg);
+    snn_party_close(&p);
+}
+
 /* ==== MNIST ================================================================ */
 
 /*
@@ -4680,6 +5018,10 @@ static const test_entry tests[] = {
     { "view_pc",         test_view_pc },
     { "view_sc",         test_view_sc },
     { "view_msb",        test_view_msb },
+    { "channel_same",    test_channel_same },
+    { "channel_tamper",  test_channel_tamper },
+    { "channel_refused", test_channel_refused },
+    { "channel_policy",  test_channel_policy },
     { "mnist",           test_mnist },
     { "nn_im2col",       test_nn_im2col },
     { "nn_conv",         test_nn_conv_direct },
