@@ -578,6 +578,23 @@ static void chacha_block_bytes(uint8_t out[64], const uint32_t kw[8], uint32_t c
     snn_wipe(w, sizeof w);
 }
 
+/* KS_BLOCKS consecutive keystream blocks from `counter` as bytes (a frame
+ * is at most 2^26 blocks, so the 32-bit counter never wraps). */
+#define KS_BLOCKS 8
+#define KS_BYTES  (64 * KS_BLOCKS)
+static void chacha_keystream(uint8_t out[KS_BYTES], const uint32_t kw[8], uint32_t counter, const uint32_t nw[3])
+{
+    int b;
+    for (b = 0; b < KS_BLOCKS; b++) chacha_block_bytes(out + 64 * b, kw, counter + (uint32_t)b, nw);
+}
+
+/* c = m XOR keystream for one chunk of at most KS_BYTES (c may be m). */
+static void xor_chunk(uint8_t *c, const uint8_t *m, const uint8_t *ks, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) c[i] = (uint8_t)(m[i] ^ ks[i]);
+}
+
 /* The AEAD's closing block: le64(|aad|) | le64(|ciphertext|). */
 static void aead_lengths(poly1305 *st, size_t na, size_t n)
 {
@@ -597,19 +614,19 @@ void snn_aead_seal(uint8_t *c, uint8_t tag[16], const uint8_t key[32], const uin
                    const uint8_t *aad, size_t na, const uint8_t *m, size_t n)
 {
     uint32_t kw[8], nw[3], counter = 1;
-    uint8_t ks[64];
+    uint8_t ks[KS_BYTES];
     poly1305 st;
-    size_t i, done, take;
+    size_t done, take;
 
     chacha_words(kw, nw, key, nonce);
     chacha_block_bytes(ks, kw, 0, nw);
     poly1305_init(&st, ks);
     poly1305_update(&st, aad, na);
     poly1305_pad16(&st);
-    for (done = 0; done < n; done += take) {
-        chacha_block_bytes(ks, kw, counter++, nw);
-        take = n - done < 64 ? n - done : 64;
-        for (i = 0; i < take; i++) c[done + i] = (uint8_t)(m[done + i] ^ ks[i]);
+    for (done = 0; done < n; done += take, counter += KS_BLOCKS) {
+        chacha_keystream(ks, kw, counter, nw);
+        take = n - done < KS_BYTES ? n - done : KS_BYTES;
+        xor_chunk(c + done, m + done, ks, take);
         poly1305_update(&st, c + done, take);     /* the tag covers the ciphertext */
     }
     poly1305_pad16(&st);
@@ -628,7 +645,7 @@ int snn_aead_open(uint8_t *m, const uint8_t key[32], const uint8_t nonce[12],
                   const uint8_t *aad, size_t na, const uint8_t *c, size_t n, const uint8_t tag[16])
 {
     uint32_t kw[8], nw[3], counter = 1;
-    uint8_t ks[64], want[16], diff = 0;
+    uint8_t ks[KS_BYTES], want[16], diff = 0;
     poly1305 st;
     size_t i, done, take;
 
@@ -647,10 +664,10 @@ int snn_aead_open(uint8_t *m, const uint8_t key[32], const uint8_t nonce[12],
         snn_wipe(kw, sizeof kw);
         return -1;
     }
-    for (done = 0; done < n; done += take) {
-        chacha_block_bytes(ks, kw, counter++, nw);
-        take = n - done < 64 ? n - done : 64;
-        for (i = 0; i < take; i++) m[done + i] = (uint8_t)(c[done + i] ^ ks[i]);
+    for (done = 0; done < n; done += take, counter += KS_BLOCKS) {
+        chacha_keystream(ks, kw, counter, nw);
+        take = n - done < KS_BYTES ? n - done : KS_BYTES;
+        xor_chunk(m + done, c + done, ks, take);
     }
     snn_wipe(ks, sizeof ks);
     snn_wipe(kw, sizeof kw);
@@ -1504,7 +1521,7 @@ int snn_load_keys(snn_party *p, const char *dir)
         }
         close(fd);
         if (got != 32) {
-            snn_fail(p, SNN_ERR_ARG, "key file %s holds %s bytes, not 32 (a key made by securenn keygen)",
+            snn_fail(p, SNN_ERR_ARG, "key file %s holds %s bytes (a key made by securenn keygen is exactly 32)",
                      path, got > 32 ? "more than 32" : got == 0 ? "0" : "fewer than 32");
             goto cleanup;
         }

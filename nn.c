@@ -1820,13 +1820,16 @@ static const char usage_text[] =
 "                  test split securely (accuracy, traffic per image, a few digits),\n"
 "                  then train the plaintext twin on the same batches to compare.\n"
 "                  Network D is inference only: the owner trains it in the clear.\n"
+"  keygen DIR      write the six channel keys for --keys into DIR (one 32-byte\n"
+"                  file per pair of P0, P1, P2 and the owner, mode 0600)\n"
 "  party ID        run server ID (0, 1 or 2): connect the server mesh, set up keys,\n"
 "                  wait for the owner and run its job\n"
 "  train           the owner: train on three running parties, save with --model\n"
 "  infer           the owner: classify the test split with --model FILE on three\n"
 "                  running parties\n"
 "  bench           time, bytes and rounds of each protocol of WP Table 8 and each\n"
-"                  network of WP Table 7, beside the paper's figures (--port, --seed)\n"
+"                  network of WP Table 7, beside the paper's figures, then the\n"
+"                  networks again with sealed channels (--port, --seed)\n"
 "  help, --help    this text\n"
 "\n"
 "Options (command: default):\n"
@@ -1854,6 +1857,12 @@ static const char usage_text[] =
 "                  (127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002)\n"
 "  --port P        demo: the parties listen on P, P+1, P+2 (7000)\n"
 "  --timeout SEC   bound on every network wait (120)\n"
+"  --keys DIR      party, train, infer, demo: seal every channel (ChaCha20-Poly1305)\n"
+"                  with the pair keys in DIR, made by keygen; each machine needs\n"
+"                  only its own three files.  Without --keys the channels are in\n"
+"                  the clear and every peer must be on loopback (127.0.0.1, ::1)\n"
+"  --insecure      party, train, infer: without --keys, allow peers that are not\n"
+"                  on loopback, in the clear (a warning on stderr)\n"
 "  --plain         demo: run only the plaintext twin, in this process\n"
 "  --no-twin       demo: skip the plaintext comparison\n"
 "\n"
@@ -1870,7 +1879,7 @@ enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 
        OPT_LR = 1 << 4, OPT_EVERY = 1 << 5, OPT_QUIET = 1 << 6, OPT_DATA = 1 << 7,
        OPT_TESTN = 1 << 8, OPT_MODEL = 1 << 9, OPT_SEED = 1 << 10, OPT_PEERS = 1 << 11,
        OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15,
-       OPT_LRSTEP = 1 << 16 };
+       OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18 };
 
 typedef struct {
     const char *cmd;
@@ -1878,7 +1887,7 @@ typedef struct {
     int         party_id;
     int         net;
     uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, port, timeout;
-    const char *data, *model;
+    const char *data, *model, *keys;
     char        peers[SNN_NPARTY][128];
 } opts;
 
@@ -1894,7 +1903,8 @@ static const opt_def opt_table[] = {
     { "--quiet", OPT_QUIET, 0 },     { "--data", OPT_DATA, 1 },     { "--test-n", OPT_TESTN, 1 },
     { "--model", OPT_MODEL, 1 },     { "--seed", OPT_SEED, 1 },     { "--peers", OPT_PEERS, 1 },
     { "--port", OPT_PORT, 1 },       { "--timeout", OPT_TIMEOUT, 1 }, { "--plain", OPT_PLAIN, 0 },
-    { "--no-twin", OPT_NOTWIN, 0 },  { "--lr-step", OPT_LRSTEP, 1 },
+    { "--no-twin", OPT_NOTWIN, 0 },  { "--lr-step", OPT_LRSTEP, 1 }, { "--keys", OPT_KEYS, 1 },
+    { "--insecure", OPT_INSECURE, 0 },
 };
 
 #define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_LRSTEP | OPT_EVERY | OPT_QUIET \
@@ -1904,11 +1914,12 @@ static const opt_def opt_table[] = {
 static unsigned opts_allowed(const char *cmd)
 {
     if (strcmp(cmd, "demo") == 0)
-        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN;
-    if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_SEED;
-    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS;
+        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS;
+    if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_SEED | OPT_KEYS | OPT_INSECURE;
+    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE;
     if (strcmp(cmd, "infer") == 0)
-        return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_SEED | OPT_PEERS | OPT_TIMEOUT;
+        return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_SEED | OPT_PEERS | OPT_TIMEOUT
+               | OPT_KEYS | OPT_INSECURE;
     if (strcmp(cmd, "bench") == 0) return OPT_PORT | OPT_SEED | OPT_TIMEOUT;
     return 0;
 }
@@ -2017,9 +2028,14 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
             if (parse_peers(v, o->peers) != 0) return bad_value(a, v, "h0:p0,h1:p1,h2:p2");
             break;
         case OPT_DATA:  o->data = v; break;
+        case OPT_KEYS:  o->keys = v; break;
         case OPT_MODEL: o->model = v; break;
         default: break;               /* the flags without a value */
         }
+    }
+    if ((o->given & OPT_KEYS) && (o->given & OPT_INSECURE)) {
+        PERR("%s: --keys seals every channel; --insecure is for running without keys", o->cmd);
+        return -1;
     }
     if (!(o->given & OPT_PEERS) || strcmp(o->cmd, "demo") == 0)
         for (k = 0; k < SNN_NPARTY; k++)
@@ -2125,6 +2141,22 @@ static size_t count_correct(const uint64_t *pred, const snn_mnist *d, size_t n)
 }
 
 /*
+ * channel_setup -- --keys: load this party's channel keys (before any
+ * connection, so a bad key file stops it at once); --insecure: allow peers
+ * off loopback in the clear, and say so once.
+ */
+static int channel_setup(snn_party *p, const opts *o)
+{
+    if (o->given & OPT_KEYS) return snn_load_keys(p, o->keys);
+    if (o->given & OPT_INSECURE) {
+        p->insecure = 1;
+        PERR("%s: --insecure: channels are neither encrypted nor authenticated, and peers off loopback "
+             "are allowed", snn_endpoint_name(p->id));
+    }
+    return 0;
+}
+
+/*
  * run_party -- the `party` command: server id connects the mesh, sets up
  * keys, tells ready_fd (the demo's parent; -1: nobody) that it is
  * listening for the owner, accepts the owner and serves its job.
@@ -2138,7 +2170,8 @@ static int run_party(int id, const opts *o, int ready_fd)
 
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(&p, id, (int)o->timeout * 1000);
-    if (snn_connect_tcp(&p, peers) == 0 && snn_setup_keys(&p, (o->given & OPT_SEED) ? &o->seed : NULL) == 0) {
+    if (channel_setup(&p, o) == 0 && snn_connect_tcp(&p, peers) == 0
+        && snn_setup_keys(&p, (o->given & OPT_SEED) ? &o->seed : NULL) == 0) {
         if (ready_fd >= 0) {
             char one = 1;
             (void)(write(ready_fd, &one, 1) == 1);
@@ -2262,7 +2295,7 @@ static int owner_connect(snn_party *own, const opts *o)
     size_t k;
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(own, SNN_CLIENT, (int)o->timeout * 1000);
-    if (snn_connect_client_tcp(own, peers) != 0
+    if (channel_setup(own, o) != 0 || snn_connect_client_tcp(own, peers) != 0
         || snn_setup_keys(own, (o->given & OPT_SEED) ? &o->seed : NULL) != 0) {
         PERR("%s", own->errmsg);
         return -1;
@@ -2831,27 +2864,64 @@ cleanup:
     return rc;
 }
 
-/* One party of the benchmark: every item in order, a record each. */
-static int bench_party(int id, const opts *o, int out_fd)
+/*
+ * One party of the benchmark: every item in order over clear channels, a
+ * record each; then, on a second mesh with sealed channels (keys: this
+ * party's row of the pair keys), the network items again.  Each mesh stops
+ * listening once it is complete (the bench has no owner), so the second
+ * one's connections never reach the first one's socket.
+ */
+static int bench_party(int id, const opts *o, int out_fd, const uint8_t keys[SNN_NEND][32])
 {
     snn_party p;
     const char *peers[SNN_NPARTY];
     size_t k;
-    int rc = 0;
+    int rc = 0, sealed;
 
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
-    snn_party_init(&p, id, (int)o->timeout * 1000);
-    if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, &o->seed) != 0) rc = -1;
-    for (k = 0; k < BENCH_N && rc == 0; k++) {
-        bench_rec rec;
-        memset(&rec, 0, sizeof rec);
-        if (bench_one(&p, &bench_items[k], &rec) != 0) rc = -1;
-        if (write(out_fd, &rec, sizeof rec) != (ssize_t)sizeof rec) rc = -1;
+    for (sealed = 0; sealed < 2 && rc == 0; sealed++) {
+        snn_party_init(&p, id, (int)o->timeout * 1000);
+        if (sealed)
+            for (k = 0; k < SNN_NEND; k++)
+                if ((int)k != id) snn_set_channel_key(&p, (int)k, keys[k]);
+        if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, &o->seed) != 0) rc = -1;
+        if (p.listen_fd >= 0) close(p.listen_fd);
+        p.listen_fd = -1;
+        for (k = 0; k < BENCH_N && rc == 0; k++) {
+            bench_rec rec;
+            if (sealed && bench_items[k].kind != B_NET) continue;
+            memset(&rec, 0, sizeof rec);
+            if (bench_one(&p, &bench_items[k], &rec) != 0) rc = -1;
+            if (write(out_fd, &rec, sizeof rec) != (ssize_t)sizeof rec) rc = -1;
+        }
+        if (p.err) PERR("%s", p.errmsg);
+        snn_party_close(&p);
     }
-    if (p.err) PERR("%s", p.errmsg);
-    snn_party_close(&p);
     close(out_fd);
     return rc == 0 ? 0 : 1;
+}
+
+/* Reads each party's record of one benchmark (bounded by the timeout);
+ * the time is the slowest party's, the bytes the sum.  0, or -1. */
+static int bench_collect(int fds[SNN_NPARTY][2], bench_rec r[SNN_NPARTY], const opts *o,
+                         double *secs, double *mb, double *chan_mb, uint32_t *rounds)
+{
+    size_t k;
+    int ok = 1;
+    *secs = *mb = *chan_mb = 0;
+    *rounds = 0;
+    for (k = 0; k < SNN_NPARTY; k++) {
+        struct pollfd pf;
+        pf.fd = fds[k][0]; pf.events = POLLIN; pf.revents = 0;
+        /* bounded: a party that sends nothing for the timeout has failed */
+        if (poll(&pf, 1, (int)o->timeout * 1000) <= 0
+            || read(fds[k][0], &r[k], sizeof r[k]) != (ssize_t)sizeof r[k] || !r[k].ok) { ok = 0; continue; }
+        if (r[k].secs > *secs) *secs = r[k].secs;
+        *mb += (double)r[k].stats.bytes_sent / 1e6;
+        *chan_mb += (double)r[k].stats.channel_bytes / 1e6;
+        if (r[k].stats.rounds > *rounds) *rounds = r[k].stats.rounds;
+    }
+    return ok ? 0 : -1;
 }
 
 /*
@@ -2864,13 +2934,22 @@ static int cmd_bench(opts *o)
     int fds[SNN_NPARTY][2], rc = 1;
     size_t k, i, nkids = 0;
     bench_rec (*rec)[SNN_NPARTY] = NULL;
+    uint8_t keys[SNN_NEND][SNN_NEND][32];
+    double clear_ms[BENCH_N];
 
     if (!(o->given & OPT_PORT)) o->port = 7100;
+
     if (!(o->given & OPT_SEED)) o->seed = 1;
     for (k = 0; k < SNN_NPARTY; k++)
         snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
     rec = calloc(BENCH_N, sizeof *rec);
     if (!rec) { PERR("out of memory"); return 1; }
+    /* fresh pair keys for the sealed runs, held in memory only */
+    for (k = 0; k < SNN_NEND; k++)
+        for (i = k + 1; i < SNN_NEND; i++) {
+            if (snn_os_random(keys[k][i], 32) != 0) { PERR("cannot read the operating system's randomness"); free(rec); return 1; }
+            memcpy(keys[i][k], keys[k][i], 32);
+        }
 
     printf("SecureNN bench: P0, P1, P2 as processes on 127.0.0.1 over TCP (%s, %s, %s)\n",
            o->peers[0], o->peers[1], o->peers[2]);
@@ -2887,7 +2966,7 @@ static int cmd_bench(opts *o)
             size_t m;
             for (m = 0; m <= k; m++) close(fds[m][0]);
             free(rec);
-            _exit(bench_party((int)k, o, fds[k][1]));
+            _exit(bench_party((int)k, o, fds[k][1], (const uint8_t (*)[32])keys[k]));
         }
         close(fds[k][1]);
         nkids++;
@@ -2895,34 +2974,63 @@ static int cmd_bench(opts *o)
     printf("%-8s %-15s %10s %10s %9s %9s %7s %7s\n", "", "", "time", "[SNN]", "MB", "[SNN]", "rounds", "[SNN]");
     for (i = 0; i < BENCH_N; i++) {
         const bench_item *it = &bench_items[i];
-        double secs = 0, mb = 0;
-        uint32_t rounds = 0;
-        int ok = 1;
+        double secs, mb, chan_mb;
+        uint32_t rounds;
         if (i == 0) printf("WP Table 8: protocols (time in ms)\n");
         if (it->kind == B_NET && bench_items[i - 1].kind != B_NET)
             printf("WP Table 7: inference (time in ms)\n");
-        for (k = 0; k < SNN_NPARTY; k++) {
-            bench_rec *r = &rec[i][k];
-            struct pollfd pf;
-            pf.fd = fds[k][0]; pf.events = POLLIN; pf.revents = 0;
-            /* bounded: a party that sends nothing for the timeout has failed */
-            if (poll(&pf, 1, (int)o->timeout * 1000) <= 0
-                || read(fds[k][0], r, sizeof *r) != (ssize_t)sizeof *r || !r->ok) { ok = 0; continue; }
-            if (r->secs > secs) secs = r->secs;
-            mb += (double)r->stats.bytes_sent / 1e6;
-            if (r->stats.rounds > rounds) rounds = r->stats.rounds;
+        if (bench_collect(fds, rec[i], o, &secs, &mb, &chan_mb, &rounds) != 0) {
+            PERR("bench %s %s failed", it->name, it->dims);
+            goto cleanup;
         }
-        if (!ok) { PERR("bench %s %s failed", it->name, it->dims); goto cleanup; }
+        clear_ms[i] = secs * 1e3;
         printf("%-8s %-15s %10.2f %10.2f %9.4g %9.4g %7u %7s\n", it->name, it->dims, secs * 1e3,
                it->snn_ms, mb, it->snn_mb, (unsigned)rounds, it->snn_rounds);
+        fflush(stdout);
+    }
+    /* The channel's cost: the network rows again, every frame sealed */
+    printf("\nSealed channels (--keys: ChaCha20-Poly1305 on every frame), the rows of WP Table 7 again\n");
+    printf("%-8s %-15s %10s %10s %8s %9s %11s\n", "", "", "clear ms", "sealed ms", "cost", "MB",
+           "channel MB");
+    for (i = 0; i < BENCH_N; i++) {
+        const bench_item *it = &bench_items[i];
+        double secs, mb, chan_mb;
+        uint32_t rounds;
+        if (it->kind != B_NET) continue;
+        if (bench_collect(fds, rec[i], o, &secs, &mb, &chan_mb, &rounds) != 0) {
+            PERR("bench %s %s with sealed channels failed", it->name, it->dims);
+            goto cleanup;
+        }
+        printf("%-8s %-15s %10.2f %10.2f %+7.1f%% %9.4g %11.4g\n", it->name, it->dims, clear_ms[i], secs * 1e3,
+               100.0 * (secs * 1e3 - clear_ms[i]) / clear_ms[i], mb, chan_mb);
         fflush(stdout);
     }
     rc = 0;
 cleanup:
     for (k = 0; k < nkids; k++) close(fds[k][0]);
     if (reap(pid, nkids, (double)o->timeout) != 0) rc = 1;
+    snn_wipe(keys, sizeof keys);
     free(rec);
     return rc;
+}
+
+/* cmd_keygen -- the `keygen DIR` command: six pair keys for --keys. */
+static int cmd_keygen(const char *dir)
+{
+    char err[512];
+    int a, b;
+    if (snn_keygen(dir, err, sizeof err) != 0) {
+        PERR("%s", err);
+        return 1;
+    }
+    printf("channel keys written to %s/, mode 0600; give each machine its own three files:\n", dir);
+    for (a = 0; a < SNN_NEND; a++) {
+        printf("  %-6s", snn_endpoint_name(a));
+        for (b = 0; b < SNN_NEND; b++)
+            if (b != a) printf(" %s", snn_key_file(a, b));
+        printf("\n");
+    }
+    return 0;
 }
 
 /* main -- dispatches the command; exit 0, 1 on failure, 2 on bad usage. */
@@ -2945,6 +3053,13 @@ int main(int argc, char **argv)
     if (strcmp(o.cmd, "help") == 0 || strcmp(o.cmd, "--help") == 0 || strcmp(o.cmd, "-h") == 0) {
         fputs(usage_text, stdout);
         return 0;
+    }
+    if (strcmp(o.cmd, "keygen") == 0) {
+        if (argc != 3 || argv[2][0] == '-') {
+            PERR("keygen: one argument, the directory for the keys (see securenn --help)");
+            return 2;
+        }
+        return cmd_keygen(argv[2]);
     }
     if (!opts_allowed(o.cmd) && strcmp(o.cmd, "bench") != 0) {
         PERR("unknown command '%s' (see securenn --help)", o.cmd);

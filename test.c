@@ -37,6 +37,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -4704,6 +4705,144 @@ static void test_cli_parties(void)
     rmdir(tmpl);
 }
 
+/* Reads a whole small file; NULL if it cannot. */
+static unsigned char *read_whole(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *b;
+    long len;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return NULL; }
+    b = xmalloc((size_t)len + 1);
+    *n = fread(b, 1, (size_t)len, f);
+    fclose(f);
+    return b;
+}
+
+/*
+ * keygen and --keys as a user runs them: four processes over TCP train the
+ * same model with sealed channels as in the clear (every seed fixed, so
+ * byte for byte); bad key files and bad flags stop a party with one line.
+ */
+static void test_cli_keys(void)
+{
+    char tmpl[] = "/tmp/snn_keys_XXXXXX", keys[256], other[256], path[512], model[2][512], peers[128];
+    int port[3], k, run;
+    bg_proc party[3], owner;
+    cmd_result r[3], ro;
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+    char *ids[3] = { "0", "1", "2" };
+    unsigned char *m0, *m1;
+    size_t n0 = 0, n1 = 0;
+    struct stat st;
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(keys, sizeof keys, "%s/keys", tmpl);
+    snprintf(other, sizeof other, "%s/other", tmpl);
+    {
+        char *argv[] = { "./securenn", "keygen", keys, NULL };
+        run_cmd(&r[0], argv, 10);
+        CHECK(r[0].status == 0, "keygen DIR exits 0 \"%s\"", r[0].err);
+        for (k = 0, run = 0; k < 16; k++) {
+            int a = k / 4, b = k % 4;
+            if (a >= b) continue;
+            snprintf(path, sizeof path, "%s/%s", keys, snn_key_file(a, b));
+            run += stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0600 && st.st_size == 32;
+        }
+        CHECK(run == 6, "keygen writes six 32-byte key files of mode 0600 (%d found)", run);
+        expect_cli_error(argv, "exists; keygen never overwrites a key", 10, "keygen into a directory of keys");
+    }
+
+    /* the same training, in the clear and sealed */
+    for (run = 0; run < 2; run++) {
+        double until;
+        if (free_ports(port, 3) != 0) { CHECK(0, "free ports"); break; }
+        snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+        snprintf(model[run], sizeof model[run], "%s/m%d.snnm", tmpl, run);
+        for (k = 0; k < 3; k++) {
+            char *pclear[] = { "./securenn", "party", ids[k], "--seed", "11", "--timeout", "20", "--peers", peers, NULL };
+            char *psealed[] = { "./securenn", "party", ids[k], "--seed", "11", "--timeout", "20", "--peers", peers,
+                                "--keys", keys, NULL };
+            if (spawn_bg(&party[k], run ? psealed : pclear) != 0) CHECK(0, "spawn party %d", k);
+        }
+        nanosleep(&ts, NULL);
+        {
+            char *oclear[] = { "./securenn", "train", "--net", "A", "--iters", "3", "--batch", "16", "--quiet",
+                               "--seed", "11", "--timeout", "20", "--peers", peers, "--model", model[run], NULL };
+            char *osealed[] = { "./securenn", "train", "--net", "A", "--iters", "3", "--batch", "16", "--quiet",
+                                "--seed", "11", "--timeout", "20", "--peers", peers, "--model", model[run],
+                                "--keys", keys, NULL };
+            CHECK(spawn_bg(&owner, run ? osealed : oclear) == 0, "the owner starts");
+        }
+        until = mono_s() + 120;
+        wait_bg(&owner, &ro, until);
+        for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+        CHECK(ro.status == 0 && r[0].status == 0 && r[1].status == 0 && r[2].status == 0,
+              "train over TCP %s (owner: \"%s\", P0: \"%s\")", run ? "with --keys" : "in the clear", ro.err, r[0].err);
+    }
+    m0 = read_whole(model[0], &n0);
+    m1 = read_whole(model[1], &n1);
+    CHECK(m0 && m1 && n0 == n1 && n0 > 0 && memcmp(m0, m1, n0) == 0,
+          "the model trained over sealed channels equals the one trained in the clear, byte for byte (%zu bytes)", n0);
+    free(m0); free(m1);
+    remove(model[0]); remove(model[1]);
+
+    /* bad key files: each stops the party at once, naming the file */
+    {
+        char *argv[] = { "./securenn", "party", "0", "--timeout", "2", "--keys", other, NULL };
+        unsigned char key[40];
+        FILE *f;
+        memset(key, 7, sizeof key);
+        expect_cli_error(argv, "other/p0-p1.key: No such file", 10, "--keys with no key files");
+        if (mkdir(other, 0700) == 0) {
+            for (k = 1; k < 4; k++) {
+                snprintf(path, sizeof path, "%s/%s", other, snn_key_file(0, k));
+                f = fopen(path, "wb");
+                if (f) { fwrite(key, 1, 32, f); fclose(f); }
+                chmod(path, 0600);
+            }
+            snprintf(path, sizeof path, "%s/%s", other, snn_key_file(0, 2));
+            remove(path);
+            expect_cli_error(argv, "p0-p2.key: No such file", 10, "--keys with one of the party's files missing");
+            f = fopen(path, "wb");
+            if (f) { fwrite(key, 1, 31, f); fclose(f); }
+            chmod(path, 0600);
+            expect_cli_error(argv, "p0-p2.key holds fewer than 32 bytes", 10, "a short key file");
+            f = fopen(path, "wb");
+            if (f) { fwrite(key, 1, 33, f); fclose(f); }
+            expect_cli_error(argv, "p0-p2.key holds more than 32 bytes", 10, "a long key file");
+            f = fopen(path, "wb");
+            if (f) { fwrite(key, 1, 32, f); fclose(f); }
+            chmod(path, 0640);
+            expect_cli_error(argv, "p0-p2.key may be read or written by group or others (mode 640)", 10,
+                             "a group-readable key file");
+            chmod(path, 0604);
+            expect_cli_error(argv, "(mode 604)", 10, "a world-readable key file");
+            for (k = 1; k < 4; k++) { snprintf(path, sizeof path, "%s/%s", other, snn_key_file(0, k)); remove(path); }
+            rmdir(other);
+        } else {
+            CHECK(0, "mkdir %s", other);
+        }
+    }
+    {
+        char *argv[] = { "./securenn", "party", "0", "--keys", keys, "--insecure", NULL };
+        expect_cli_error(argv, "--insecure is for running without keys", 10, "--keys with --insecure");
+    }
+    {
+        char *argv[] = { "./securenn", "party", "1", "--timeout", "2", "--peers", "192.0.2.1:7000,127.0.0.1:7001,127.0.0.1:7002", NULL };
+        expect_cli_error(argv, "refusing to connect to P0 at 192.0.2.1:7000: not a loopback address", 10,
+                         "a peer off loopback without keys or --insecure");
+    }
+    for (k = 0; k < 16; k++) {
+        if (k / 4 >= k % 4) continue;
+        snprintf(path, sizeof path, "%s/%s", keys, snn_key_file(k / 4, k % 4));
+        remove(path);
+    }
+    rmdir(keys);
+    rmdir(tmpl);
+}
+
 static void test_cli(void)
 {
     char tmpl[] = "/tmp/snn_cli_XXXXXX", path[256], ports[3][32], peers[128];
@@ -5033,6 +5172,7 @@ static const test_entry tests[] = {
     { "nn_job",          test_nn_job },
     { "cli",             test_cli },
     { "cli_parties",     test_cli_parties },
+    { "cli_keys",        test_cli_keys },
     { "nn_model_file",   test_nn_model_file },
     { "docs",            test_docs },
 };
