@@ -2,7 +2,8 @@
 #
 #   make          build ./securenn (the program) and ./test (the test runner)
 #   make test     build and run the test suite; last line "N passed, M failed"
-#   make check    the test suite rebuilt with -Werror and ASan + UBSan, then run
+#   make check    the test suite rebuilt with -Werror and ASan + UBSan (in a
+#                 directory under /tmp, leaving ./securenn and ./test), then run
 #   make valgrind the quick test subset under valgrind (memcheck)
 #   make demo     train network A securely on the official MNIST, three parties
 #   make bench    time, bytes and rounds per protocol and network vs [SNN]
@@ -11,7 +12,7 @@
 #                 test, check, valgrind and demo do this first
 
 .POSIX:
-.PHONY: all test check asan ubsan valgrind check-globals demo bench clean mnist
+.PHONY: all test check sanitized asan ubsan valgrind check-globals demo bench clean mnist
 
 CC      = cc
 CFLAGS  = -std=c99 -pedantic -Wall -Wextra -Wshadow -Wconversion -Wstrict-prototypes \
@@ -35,20 +36,27 @@ test-runner: $(LIB) test.c $(HDR)
 test: securenn test-runner mnist
 	./test $(TESTARGS)
 
-check:
-	$(MAKE) clean
-	$(MAKE) CFLAGS='$(CFLAGS) -Werror $(SAN)' TESTARGS='--quick $(TESTARGS)' test
-	$(MAKE) clean
+# The sanitizer builds go to a directory of their own outside the tree
+# (with links to the sources, data/ and the docs, which the tests read), so
+# that ./securenn and ./test stay as they were.
+SANDIR = /tmp/securenn-check.$$$$
+sanitized:
+	@d=$(SANDIR); rm -rf $$d; mkdir $$d || exit 1; \
+	for f in $(LIB) $(HDR) test.c Makefile README.md SPEC.md LICENSE data .ci; do \
+	    ln -s "`pwd`/$$f" "$$d/$$f" || exit 1; done; \
+	echo "building the sanitized ./securenn and ./test in $$d"; \
+	$(CC) $(CFLAGS) $(SANFLAGS) -DSNN_PROGRAM -o $$d/securenn $(LIB) $(LDLIBS) \
+	&& $(CC) $(CFLAGS) $(SANFLAGS) -o $$d/test $(LIB) test.c $(LDLIBS) \
+	&& (cd $$d && ./test $(TESTARGS)); rc=$$?; rm -rf $$d; exit $$rc
 
-asan:
-	$(MAKE) clean
-	$(MAKE) CFLAGS='$(CFLAGS) -fsanitize=address -fno-omit-frame-pointer' test
-	$(MAKE) clean
+check: mnist
+	$(MAKE) SANFLAGS='-Werror $(SAN)' TESTARGS='--quick $(TESTARGS)' sanitized
 
-ubsan:
-	$(MAKE) clean
-	$(MAKE) CFLAGS='$(CFLAGS) -fsanitize=undefined -fno-sanitize-recover=all' test
-	$(MAKE) clean
+asan: mnist
+	$(MAKE) SANFLAGS='-fsanitize=address -fno-omit-frame-pointer' sanitized
+
+ubsan: mnist
+	$(MAKE) SANFLAGS='-fsanitize=undefined -fno-sanitize-recover=all' sanitized
 
 valgrind: securenn test-runner mnist
 	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
