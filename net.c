@@ -1204,11 +1204,13 @@ static int connect_to(snn_party *p, int k, const char *addr)
 /*
  * Accepts one connection on the listening socket and reads its hello: the
  * sender id comes from the frame header, and must be one of `allowed`.
+ * The wait for the connection is bounded by wait_ms (0: no bound; who
+ * names the awaited peers in the error), the hello by p->timeout_ms.
  * Then the policy (without keys: loopback only) and the handshake.
  */
-static int accept_one(snn_party *p, unsigned allowed)
+static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *awaited)
 {
-    int64_t deadline = now_ms() + p->timeout_ms;
+    int64_t deadline = now_ms() + wait_ms;
     int fd = -1, k;
     unsigned char h[HDR_LEN];
     uint8_t hello[HELLO_LEN];
@@ -1219,11 +1221,11 @@ static int accept_one(snn_party *p, unsigned allowed)
     while (fd < 0) {
         struct pollfd pf;
         int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return snn_fail(p, SNN_ERR_TIMEOUT, "no peer connected within %d s (Setup step 0)",
-                            p->timeout_ms / 1000);
+        if (wait_ms > 0 && left <= 0)
+            return snn_fail(p, SNN_ERR_TIMEOUT, "%s connected within %d s (Setup step 0)", awaited,
+                            wait_ms / 1000);
         pf.fd = p->listen_fd; pf.events = POLLIN; pf.revents = 0;
-        if (poll(&pf, 1, (int)left) < 0 && errno != EINTR)
+        if (poll(&pf, 1, wait_ms > 0 ? (int)left : 1000000) < 0 && errno != EINTR)
             return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno));
         sl = sizeof sa;
         fd = accept(p->listen_fd, (struct sockaddr *)&sa, &sl);
@@ -1236,6 +1238,7 @@ static int accept_one(snn_party *p, unsigned allowed)
     }
     tune_socket(fd);
     /* Read the hello's header to learn who this is. */
+    deadline = now_ms() + p->timeout_ms;
     while (got < HDR_LEN) {
         struct pollfd pf;
         ssize_t r;
@@ -1270,15 +1273,24 @@ static int accept_one(snn_party *p, unsigned allowed)
 }
 
 /*
- * snn_connect_tcp -- the server mesh: Pk listens on peers[k], connects to
- * every lower id, and accepts every higher one.
+ * snn_connect_tcp -- the server mesh: Pk listens on peers[k] (unless
+ * snn_listen already did), connects to every lower id, and accepts every
+ * higher one.
  */
+int snn_listen(snn_party *p, const char *addr)
+{
+    if (p->err) return -1;
+    if (p->id < 0 || p->id >= SNN_NPARTY) return snn_fail(p, SNN_ERR_ARG, "party id must be 0, 1 or 2");
+    if (p->listen_fd >= 0) return 0;
+    return listen_on(p, addr);
+}
+
 int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
 {
     int k;
     if (p->err) return -1;
     if (p->id < 0 || p->id >= SNN_NPARTY) return snn_fail(p, SNN_ERR_ARG, "party id must be 0, 1 or 2");
-    SNN_GUARD(listen_on(p, peers[p->id]));
+    SNN_GUARD(snn_listen(p, peers[p->id]));
     for (k = 0; k < p->id; k++) SNN_GUARD(connect_to(p, k, peers[k]));
     /* Accept every higher id; an owner that connects early is kept for
      * snn_accept_client rather than refused. */
@@ -1287,7 +1299,7 @@ int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
         for (k = p->id + 1; k < SNN_NPARTY; k++) if (p->fd[k] < 0) want |= 1u << k;
         if (!want) break;
         if (p->fd[SNN_CLIENT] < 0) want |= 1u << SNN_CLIENT;
-        SNN_GUARD(accept_one(p, want));
+        SNN_GUARD(accept_one(p, want, p->timeout_ms, "no peer"));
     }
     return 0;
 cleanup:
@@ -1306,10 +1318,15 @@ cleanup:
 
 int snn_accept_client(snn_party *p)
 {
+    return snn_accept_owner(p, p->timeout_ms);
+}
+
+int snn_accept_owner(snn_party *p, int wait_ms)
+{
     if (p->err) return -1;
     if (p->fd[SNN_CLIENT] >= 0) return 0;       /* it connected during the mesh setup */
     if (p->listen_fd < 0) return snn_fail(p, SNN_ERR_ARG, "not listening for the owner");
-    return accept_one(p, 1u << SNN_CLIENT);
+    return accept_one(p, 1u << SNN_CLIENT, wait_ms, "the owner never");
 }
 
 int snn_connect_fds(snn_party *p, const int fd[SNN_NEND])

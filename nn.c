@@ -1636,17 +1636,35 @@ static void traffic_hook(void *ctx, const struct snn_party_ *p, snn_frame *f)
     if (t->prev) t->prev(t->prev_ctx, p, f);
 }
 
-/*
- * snn_nn_serve -- the servers' side of one job (P0, P1, P2 alike): receive
- * the job block from the owner, check it, receive the parameter shares,
- * run it, and reveal to the owner what it is entitled to (see the file
- * comment).  Returns 0, or -1 with p->err set.
- */
-int snn_nn_serve(snn_party *p)
+/* snn_nn_recv_job -- a server receives the owner's job block (Setup
+ * step 2) and checks it.  0, or -1 with p->err set. */
+int snn_nn_recv_job(snn_party *p, snn_job *job)
 {
     unsigned char jb[SNN_JOB_BYTES];
     char msg[160];
+    if (snn_recv(p, SNN_CLIENT, SNN_PROTO_SETUP, 2, SNN_KIND_BYTES, jb, sizeof jb) != 0) return -1;
+    if (job_decode(job, jb, msg, sizeof msg) != 0) return snn_fail(p, SNN_ERR_PROTO, "%s", msg);
+    return 0;
+}
+
+/* snn_nn_serve -- snn_nn_recv_job, then snn_nn_run_job. */
+int snn_nn_serve(snn_party *p)
+{
     snn_job job;
+    if (snn_nn_recv_job(p, &job) != 0) return -1;
+    return snn_nn_run_job(p, &job);
+}
+
+/*
+ * snn_nn_run_job -- the servers' side of one received job (P0, P1, P2
+ * alike): receive the parameter shares, run it, and reveal to the owner
+ * what it is entitled to (see the file comment).  Returns 0, or -1 with
+ * p->err set.
+ */
+int snn_nn_run_job(snn_party *p, const snn_job *jp)
+{
+    snn_job job = *jp;
+    char msg[160];
     snn_net net;
     snn_nn_state s;
     serve_traffic tr;
@@ -1656,15 +1674,11 @@ int snn_nn_serve(snn_party *p)
 
     memset(&s, 0, sizeof s);
     if (p->err) return -1;
+    if (snn_job_check(&job, msg, sizeof msg) != 0) return snn_fail(p, SNN_ERR_ARG, "%s", msg);
     tr.c = 0; tr.prev = p->hook; tr.prev_ctx = p->hook_ctx;
     p->hook = traffic_hook;
     p->hook_ctx = &tr;
     hooked = 1;
-    SNN_GUARD(snn_recv(p, SNN_CLIENT, SNN_PROTO_SETUP, 2, SNN_KIND_BYTES, jb, sizeof jb));
-    if (job_decode(&job, jb, msg, sizeof msg) != 0) {
-        snn_fail(p, SNN_ERR_PROTO, "%s", msg);
-        goto cleanup;
-    }
     snn_net_init(&net, (int)job.net);
     B = job.batch;
     if (snn_nn_state_alloc(&s, &net, B) != 0 || !(param = nn_alloc(net.nparam))
@@ -1830,7 +1844,10 @@ static const char usage_text[] =
 "  bench           time, bytes and rounds of each protocol of WP Table 8 and each\n"
 "                  network of WP Table 7, beside the paper's figures, then the\n"
 "                  networks again with sealed channels (--port, --seed)\n"
-"  help, --help    this text\n"
+"  help, --help    this text\n";
+
+/* The options (a second string: C99 promises only 4095 bytes per literal). */
+static const char usage_options[] =
 "\n"
 "Options (command: default):\n"
 "  --net A|B|C|D   network of [SNN, App. B] (A)\n"
@@ -1846,7 +1863,8 @@ static const char usage_text[] =
 "  --lr-step N     halve the learning rate every N iterations, a step schedule\n"
 "                  (0: constant) (train: 0; demo: A half the run, B/C 0)\n"
 "  --every N       progress every N iterations (one epoch)\n"
-"  --quiet         no progress: nothing is revealed to the owner while training\n"
+"  --quiet         no progress: nothing is revealed to the owner while training;\n"
+"                  party: no status lines (listening, connected, job, summary)\n"
 "  --data DIR      MNIST IDX files train-* and t10k-* (data)\n"
 "  --test-n N      classify only the first N test images (all)\n"
 "  --model FILE    train, demo: save the trained model; infer: the model to use\n"
@@ -1856,7 +1874,9 @@ static const char usage_text[] =
 "  --peers LIST    party, train, infer: h0:p0,h1:p1,h2:p2\n"
 "                  (127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002)\n"
 "  --port P        demo: the parties listen on P, P+1, P+2 (7000)\n"
-"  --timeout SEC   bound on every network wait (120)\n"
+"  --timeout SEC   bound on every network wait but the owner's arrival (120)\n"
+"  --owner-wait SEC  party: bound on the wait for the owner to connect, once\n"
+"                  the servers are connected (0: no limit, Ctrl-C stops) (0)\n"
 "  --keys DIR      party, train, infer, demo: seal every channel (ChaCha20-Poly1305)\n"
 "                  with the pair keys in DIR, made by keygen; each machine needs\n"
 "                  only its own three files.  Without --keys the channels are in\n"
@@ -1879,20 +1899,20 @@ enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 
        OPT_LR = 1 << 4, OPT_EVERY = 1 << 5, OPT_QUIET = 1 << 6, OPT_DATA = 1 << 7,
        OPT_TESTN = 1 << 8, OPT_MODEL = 1 << 9, OPT_SEED = 1 << 10, OPT_PEERS = 1 << 11,
        OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15,
-       OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18 };
+       OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_OWNERWAIT = 1 << 21 };
 
 typedef struct {
     const char *cmd;
     unsigned    given;                 /* OPT_ bits seen */
     int         party_id;
     int         net;
-    uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, port, timeout;
+    uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, port, timeout, owner_wait;
     const char *data, *model, *keys;
     char        peers[SNN_NPARTY][128];
 } opts;
 
 typedef struct {
-    char     name[12];                 /* an array: the table stays in .rodata */
+    char     name[16];                 /* an array: the table stays in .rodata */
     unsigned bit;
     int      arg;                      /* takes a value */
 } opt_def;
@@ -1905,6 +1925,7 @@ static const opt_def opt_table[] = {
     { "--port", OPT_PORT, 1 },       { "--timeout", OPT_TIMEOUT, 1 }, { "--plain", OPT_PLAIN, 0 },
     { "--no-twin", OPT_NOTWIN, 0 },  { "--lr-step", OPT_LRSTEP, 1 }, { "--keys", OPT_KEYS, 1 },
     { "--insecure", OPT_INSECURE, 0 },
+    { "--owner-wait", OPT_OWNERWAIT, 1 },
 };
 
 #define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_LRSTEP | OPT_EVERY | OPT_QUIET \
@@ -1915,7 +1936,8 @@ static unsigned opts_allowed(const char *cmd)
 {
     if (strcmp(cmd, "demo") == 0)
         return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS;
-    if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_SEED | OPT_KEYS | OPT_INSECURE;
+    if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_SEED | OPT_KEYS | OPT_INSECURE | OPT_QUIET
+                                          | OPT_OWNERWAIT;
     if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE;
     if (strcmp(cmd, "infer") == 0)
         return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_SEED | OPT_PEERS | OPT_TIMEOUT
@@ -2023,6 +2045,9 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
             break;
         case OPT_TIMEOUT:
             if (parse_u64(v, 1, 86400, &o->timeout) != 0) return bad_value(a, v, "1..86400 seconds");
+            break;
+        case OPT_OWNERWAIT:
+            if (parse_u64(v, 0, 86400, &o->owner_wait) != 0) return bad_value(a, v, "0..86400 seconds, 0: no limit");
             break;
         case OPT_PEERS:
             if (parse_peers(v, o->peers) != 0) return bad_value(a, v, "h0:p0,h1:p1,h2:p2");
@@ -2140,6 +2165,49 @@ static size_t count_correct(const uint64_t *pred, const snn_mnist *d, size_t n)
     return c;
 }
 
+/* The job as one line: "train network A, batch 128, 7020 iterations, ...". */
+static void job_text(char *buf, size_t n, const snn_job *j)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    if (j->cmd & SNN_JOB_TRAIN) {
+        len += (size_t)snprintf(buf, n, "train network %s, batch %u, %u iterations, learning rate 2^-%u",
+                                snn_net_name((int)j->net), (unsigned)j->batch, (unsigned)j->iters,
+                                (unsigned)j->lr_shift);
+        if (len < n && j->lr_step)
+            len += (size_t)snprintf(buf + len, n - len, " halved every %u iterations", (unsigned)j->lr_step);
+        if (len < n && j->report)
+            len += (size_t)snprintf(buf + len, n - len, ", progress to the owner every %u", (unsigned)j->report);
+    }
+    if (len < n && (j->cmd & SNN_JOB_INFER))
+        snprintf(buf + len, n - len, "%sclassify %u images with network %s, batch %u",
+                 len ? "; then " : "", (unsigned)j->n_infer, snn_net_name((int)j->net), (unsigned)j->batch);
+}
+
+/* A party's end-of-job summary, two lines: totals, then per protocol
+ * (payload bytes sent/received, as [SNN, Table 1] counts them). */
+static void party_summary(const snn_party *p, double secs)
+{
+    char b1[32], b2[32], line[1024];
+    size_t len = 0;
+    int k;
+    fmt_bytes(b1, sizeof b1, (double)p->stats.bytes_sent);
+    fmt_bytes(b2, sizeof b2, (double)p->stats.bytes_recv);
+    printf("%s: job done in %.1f s: sent %s, received %s in %u rounds (%llu frames sent, %llu received)\n",
+           snn_endpoint_name(p->id), secs, b1, b2, (unsigned)p->stats.rounds,
+           (unsigned long long)p->stats.msgs_sent, (unsigned long long)p->stats.msgs_recv);
+    line[0] = '\0';
+    for (k = 0; k < SNN_PROTO_COUNT && len < sizeof line; k++) {
+        if (!p->stats.sent[k] && !p->stats.recv[k]) continue;
+        fmt_bytes(b1, sizeof b1, (double)p->stats.sent[k]);
+        fmt_bytes(b2, sizeof b2, (double)p->stats.recv[k]);
+        len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %s/%s", len ? ", " : "",
+                                snn_proto_name(k), b1, b2);
+    }
+    printf("%s: sent/received by protocol: %s\n", snn_endpoint_name(p->id), line);
+    printf("%s: exiting (start it again for another job)\n", snn_endpoint_name(p->id));
+}
+
 /*
  * channel_setup -- --keys: load this party's channel keys (before any
  * connection, so a bad key file stops it at once); --insecure: allow peers
@@ -2157,29 +2225,81 @@ static int channel_setup(snn_party *p, const opts *o)
 }
 
 /*
- * run_party -- the `party` command: server id connects the mesh, sets up
- * keys, tells ready_fd (the demo's parent; -1: nobody) that it is
- * listening for the owner, accepts the owner and serves its job.
+ * run_party -- the `party` command: server id listens, connects the mesh,
+ * sets up keys, tells ready_fd (the demo's parent; -1: nobody) that it is
+ * listening for the owner, waits for the owner (--owner-wait; default no
+ * bound), receives its job and serves it, then exits.  Unless --quiet (or
+ * under the demo) it says so on stdout at each stage and ends with a
+ * summary; errors are one line on stderr.
  */
 static int run_party(int id, const opts *o, int ready_fd)
 {
     snn_party p;
+    snn_job job;
     const char *peers[SNN_NPARTY];
+    const char *me = snn_endpoint_name(id);
     size_t k;
-    int rc = 1;
+    int rc = 1, reported = 0, talk = ready_fd < 0 && !(o->given & OPT_QUIET);
+    /* the demo's owner is this process's parent: it comes at once */
+    unsigned wait_s = (unsigned)(ready_fd >= 0 ? o->timeout : o->owner_wait);
+    double t0;
+    char line[512];
 
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(&p, id, (int)o->timeout * 1000);
-    if (channel_setup(&p, o) == 0 && snn_connect_tcp(&p, peers) == 0
-        && snn_setup_keys(&p, (o->given & OPT_SEED) ? &o->seed : NULL) == 0) {
-        if (ready_fd >= 0) {
-            char one = 1;
-            (void)(write(ready_fd, &one, 1) == 1);
-            close(ready_fd);
-        }
-        if (snn_accept_client(&p) == 0 && snn_nn_serve(&p) == 0) rc = 0;
+    if (channel_setup(&p, o) != 0 || snn_listen(&p, peers[id]) != 0) goto cleanup;
+    if (talk) {
+        int a = id == 0 ? 1 : 0, b = id == 2 ? 1 : 2;
+        printf("%s: listening on %s; peers %s at %s, %s at %s (waiting up to %u s for each)\n", me, peers[id],
+               snn_endpoint_name(a), peers[a], snn_endpoint_name(b), peers[b], (unsigned)o->timeout);
+        fflush(stdout);
     }
-    if (rc != 0) PERR("%s", p.errmsg);
+    if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, (o->given & OPT_SEED) ? &o->seed : NULL) != 0)
+        goto cleanup;
+    if (ready_fd >= 0) {
+        char one = 1;
+        (void)(write(ready_fd, &one, 1) == 1);
+        close(ready_fd);
+        ready_fd = -1;
+    }
+    if (talk) {
+        printf("%s: connected to %s, %s; keys set; waiting for the owner on %s (", me,
+               snn_endpoint_name(id == 0 ? 1 : 0), snn_endpoint_name(id == 2 ? 1 : 2), peers[id]);
+        if (wait_s) printf("up to %u s, --owner-wait)\n", wait_s);
+        else printf("no time limit; Ctrl-C stops)\n");
+        fflush(stdout);
+    }
+    if (snn_accept_owner(&p, (int)wait_s * 1000) != 0) {
+        if (p.err == SNN_ERR_TIMEOUT) {
+            PERR("%s; start it with: securenn train (or infer --model FILE) --peers %s,%s,%s", p.errmsg,
+                 peers[0], peers[1], peers[2]);
+            reported = 1;
+        }
+        goto cleanup;
+    }
+    if (snn_nn_recv_job(&p, &job) != 0) goto cleanup;
+    t0 = now_s();
+    if (talk) {
+        job_text(line, sizeof line, &job);
+        printf("%s: job accepted: %s\n", me, line);
+        fflush(stdout);
+    }
+    if (snn_nn_run_job(&p, &job) != 0) goto cleanup;
+    if (talk) party_summary(&p, now_s() - t0);
+    rc = 0;
+cleanup:
+    if (rc != 0 && ready_fd >= 0) {
+        /* the demo's parent says why this party could not start */
+        unsigned char rec[2 + sizeof p.errmsg];
+        size_t n = strlen(p.errmsg);
+        if (n > 255) n = 255;
+        rec[0] = 0;
+        rec[1] = (unsigned char)n;
+        memcpy(rec + 2, p.errmsg, n);
+        if (write(ready_fd, rec, 2 + n) == (ssize_t)(2 + n)) reported = 1;
+        close(ready_fd);
+    }
+    if (rc != 0 && p.err && !reported) PERR("%s", p.errmsg);
     snn_party_close(&p);
     return rc;
 }
@@ -2295,8 +2415,24 @@ static int owner_connect(snn_party *own, const opts *o)
     size_t k;
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(own, SNN_CLIENT, (int)o->timeout * 1000);
-    if (channel_setup(own, o) != 0 || snn_connect_client_tcp(own, peers) != 0
-        || snn_setup_keys(own, (o->given & OPT_SEED) ? &o->seed : NULL) != 0) {
+    if (channel_setup(own, o) != 0) {
+        PERR("%s", own->errmsg);
+        return -1;
+    }
+    if (strcmp(o->cmd, "demo") != 0) {
+        printf("owner: connecting to P0 at %s, P1 at %s, P2 at %s (up to %u s)\n", peers[0], peers[1], peers[2],
+               (unsigned)o->timeout);
+        fflush(stdout);
+    }
+    if (snn_connect_client_tcp(own, peers) != 0) {
+        if (own->err == SNN_ERR_TIMEOUT && strcmp(o->cmd, "demo") != 0)
+            PERR("%s; are the servers running? start each with: securenn party ID --peers %s,%s,%s", own->errmsg,
+                 peers[0], peers[1], peers[2]);
+        else
+            PERR("%s", own->errmsg);
+        return -1;
+    }
+    if (snn_setup_keys(own, (o->given & OPT_SEED) ? &o->seed : NULL) != 0) {
         PERR("%s", own->errmsg);
         return -1;
     }
@@ -2339,6 +2475,13 @@ static int reap(const pid_t *pid, size_t n, double timeout_s)
         }
     }
     return failed;
+}
+
+/* Ends the demo's parties at once, when one of them could not start. */
+static void stop_kids(const pid_t *pid, size_t n)
+{
+    size_t k;
+    for (k = 0; k < n; k++) kill(pid[k], SIGTERM);
 }
 
 /* Trains the twin (progress to stdout when verbose) and returns its test
@@ -2493,10 +2636,24 @@ static int cmd_demo(opts *o)
     ready[1] = -1;
     for (k = 0; k < SNN_NPARTY; k++) {
         struct pollfd pf;
-        char one;
+        unsigned char one, len;
+        char why[256];
         pf.fd = ready[0]; pf.events = POLLIN; pf.revents = 0;
         if (poll(&pf, 1, (int)o->timeout * 1000) <= 0 || read(ready[0], &one, 1) != 1) {
             PERR("the parties did not connect to each other within %u s", (unsigned)o->timeout);
+            stop_kids(pid, nkids);
+            goto cleanup;
+        }
+        if (one == 0) {
+            /* a party could not start; it wrote why, in one write */
+            ssize_t got = read(ready[0], &len, 1) == 1 ? read(ready[0], why, len) : -1;
+            why[got > 0 ? (size_t)got : 0] = '\0';
+            if (strstr(why, "cannot listen"))
+                PERR("%s; the demo's parties listen on ports %u-%u: choose others with --port", why,
+                     (unsigned)o->port, (unsigned)o->port + 2);
+            else
+                PERR("%s", why);
+            stop_kids(pid, nkids);
             goto cleanup;
         }
     }
@@ -3047,11 +3204,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         fputs(usage_text, stderr);
+        fputs(usage_options, stderr);
         return 2;
     }
     o.cmd = argv[1];
     if (strcmp(o.cmd, "help") == 0 || strcmp(o.cmd, "--help") == 0 || strcmp(o.cmd, "-h") == 0) {
         fputs(usage_text, stdout);
+        fputs(usage_options, stdout);
         return 0;
     }
     if (strcmp(o.cmd, "keygen") == 0) {

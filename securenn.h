@@ -308,10 +308,18 @@ int  snn_is_loopback(const void *sockaddr);
  * disagrees about keys, fails authentication, or (without keys) is not on
  * loopback and p->insecure is not set. */
 int  snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
+/* Pk's listening socket on addr ("host:port"), opened before
+ * snn_connect_tcp (which then keeps it) so that a caller can say it
+ * listens; 0, or -1 (SNN_ERR_ADDR: cannot resolve, bind or listen). */
+int  snn_listen(snn_party *p, const char *addr);
 /* The data/model owner (id SNN_CLIENT) connects to P0, P1 and P2 at the
  * same addresses; a server accepts it on the socket it kept listening. */
 int  snn_connect_client_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
 int  snn_accept_client(snn_party *p);
+/* As snn_accept_client, but the wait for the owner's connection has its
+ * own bound: wait_ms milliseconds, 0 for none (its hello is still bounded
+ * by the timeout).  SNN_ERR_TIMEOUT: "the owner never connected ...". */
+int  snn_accept_owner(snn_party *p, int wait_ms);
 /* Uses already connected stream sockets, fd[k] to endpoint k (-1: none);
  * if p is keyed, runs the handshake on each (lower ids first, as TCP). */
 int  snn_connect_fds(snn_party *p, const int fd[SNN_NEND]);
@@ -647,8 +655,11 @@ typedef struct {
     void            *ctx;
 } snn_owner_io;
 
-/* A server (P0, P1 or P2) runs one job of the connected owner. */
+/* A server (P0, P1 or P2) runs one job of the connected owner:
+ * snn_nn_recv_job (the job block, checked), then snn_nn_run_job. */
 int  snn_nn_serve(snn_party *p);
+int  snn_nn_recv_job(snn_party *p, snn_job *job);
+int  snn_nn_run_job(snn_party *p, const snn_job *job);
 /* The owner (connected, private stream set) runs one job on the servers. */
 int  snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io);
 

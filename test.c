@@ -3726,6 +3726,7 @@ static void test_mnist(void)
 /* From the command-line section below. */
 static double mono_s(void);
 static void expect_cli_error(char *const argv[], const char *needle, double limit_s, const char *what);
+static char *slurp(const char *path);
 
 /* v in fixed point, for hand-written values that are exact in binary. */
 static uint64_t nn_fx(int64_t num, unsigned den_log2)
@@ -4843,6 +4844,166 @@ static void test_cli_keys(void)
     rmdir(tmpl);
 }
 
+/* As spawn_bg, with stdout to the file out (created or truncated). */
+static int spawn_out(bg_proc *b, char *const argv[], const char *out)
+{
+    int ep[2];
+    b->pid = -1;
+    b->errfd = -1;
+    fflush(stdout);
+    if (pipe(ep) != 0) return -1;
+    b->pid = fork();
+    if (b->pid < 0) { b->pid = -1; close(ep[0]); close(ep[1]); return -1; }
+    if (b->pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) dup2(fd, 1);
+        dup2(ep[1], 2);
+        close(ep[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(ep[1]);
+    b->errfd = ep[0];
+    return 0;
+}
+
+/* A model of network `net` with Glorot weights from the test stream. */
+static int write_test_model(const char *path, int net, uint64_t **param_out)
+{
+    snn_net nt;
+    uint64_t *param;
+    char err[256];
+    int rc;
+    snn_net_init(&nt, net);
+    param = xcalloc(nt.nparam, sizeof *param);
+    snn_nn_init_params(&nt, param, trng());
+    rc = snn_model_save(path, net, param, nt.nparam, err, sizeof err);
+    if (param_out) *param_out = param;
+    else free(param);
+    return rc;
+}
+
+/*
+ * What the parties and the owner say: each party's listening, connected,
+ * job and summary lines on stdout (none with --quiet), the owner's
+ * "connecting" line; a party whose owner never comes within --owner-wait
+ * says so and how to start it; an owner without servers suggests starting
+ * them; a port in use in the demo is named, with --port.
+ */
+static void test_cli_talk(void)
+{
+    char tmpl[] = "/tmp/snn_talk_XXXXXX", model[256], peers[128], out[4][256], port_s[16];
+    int port[3], k, run;
+    bg_proc party[3], owner;
+    cmd_result r[3], ro;
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+    char *ids[3] = { "0", "1", "2" };
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (!mkdtemp(tmpl) || free_ports(port, 3) != 0) { CHECK(0, "temporary directory and ports"); return; }
+    snprintf(model, sizeof model, "%s/a.snnm", tmpl);
+    CHECK(write_test_model(model, SNN_NET_A, NULL) == 0, "a model of network A written");
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+    for (k = 0; k < 4; k++) snprintf(out[k], sizeof out[k], "%s/out%d", tmpl, k);
+
+    for (run = 0; run < 2; run++) {
+        /* run 0: talkative; run 1: --quiet */
+        char *oargv[] = { "./securenn", "infer", "--model", model, "--test-n", "20", "--batch", "16",
+                          "--timeout", "20", "--peers", peers, NULL };
+        double until;
+        for (k = 0; k < 3; k++) {
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--peers", peers,
+                              run ? "--quiet" : NULL, NULL };
+            if (spawn_out(&party[k], pargv, out[k]) != 0) CHECK(0, "spawn party %d", k);
+        }
+        nanosleep(&ts, NULL);
+        CHECK(spawn_out(&owner, oargv, out[3]) == 0, "infer: the owner starts");
+        until = mono_s() + 120;
+        wait_bg(&owner, &ro, until);
+        for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+        CHECK(ro.status == 0 && r[0].status == 0 && r[1].status == 0 && r[2].status == 0
+              && !r[0].err[0] && !r[1].err[0] && !r[2].err[0],
+              "%s parties: a job of 20 images, all exit 0 with nothing on stderr (owner: \"%s\")",
+              run ? "quiet" : "talkative", ro.err);
+        for (k = 0; k < 3; k++) {
+            char *text = slurp(out[k]), want[6][160];
+            int i, a = k == 0 ? 1 : 0, b = k == 2 ? 1 : 2, found = 0, lines = 0;
+            const char *c;
+            snprintf(want[0], sizeof want[0], "P%d: listening on 127.0.0.1:%d; peers P%d at 127.0.0.1:%d, P%d at 127.0.0.1:%d",
+                     k, port[k], a, port[a], b, port[b]);
+            snprintf(want[1], sizeof want[1], "P%d: connected to P%d, P%d; keys set; waiting for the owner on 127.0.0.1:%d (no time limit",
+                     k, a, b, port[k]);
+            snprintf(want[2], sizeof want[2], "P%d: job accepted: classify 20 images with network A, batch 16\n", k);
+            snprintf(want[3], sizeof want[3], "P%d: job done in ", k);
+            snprintf(want[4], sizeof want[4], "P%d: sent/received by protocol: ", k);
+            snprintf(want[5], sizeof want[5], "P%d: exiting", k);
+            for (c = text ? text : ""; *c; c++) lines += *c == '\n';
+            for (i = 0; i < 6; i++) found += text && strstr(text, want[i]) != NULL;
+            if (run == 0) {
+                CHECK(found == 6 && lines == 6, "P%d prints 6 lines: listening, connected, job, summary (2), exiting: "
+                      "%d of 6 found in \"%.70s...\"", k, found, text ? text : "(none)");
+                CHECK(text && strstr(text, " rounds (") && strstr(text, k == 2 ? "PrivateCompare 0 B/" : "MatMul "),
+                      "P%d's summary has its rounds and per-protocol bytes", k);
+            } else {
+                CHECK(text && lines == 0, "P%d with --quiet prints nothing: \"%s\"", k, text ? text : "(none)");
+            }
+            free(text);
+        }
+        {
+            char *text = slurp(out[3]), want[160];
+            snprintf(want, sizeof want, "owner: connecting to P0 at 127.0.0.1:%d, P1 at 127.0.0.1:%d, P2 at 127.0.0.1:%d",
+                     port[0], port[1], port[2]);
+            CHECK(text && strncmp(text, want, strlen(want)) == 0, "the owner's first line: \"%.100s\"", text ? text : "");
+            free(text);
+        }
+    }
+    {
+        /* no owner within --owner-wait 1: every party says so, once */
+        double until, t0 = mono_s();
+        for (k = 0; k < 3; k++) {
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--owner-wait", "1",
+                              "--peers", peers, NULL };
+            if (spawn_out(&party[k], pargv, out[k]) != 0) CHECK(0, "spawn party %d", k);
+        }
+        until = mono_s() + 30;
+        for (k = 0; k < 3; k++) {
+            char want[64];
+            wait_bg(&party[k], &r[k], until);
+            snprintf(want, sizeof want, "P%d: the owner never connected within 1 s", k);
+            CHECK(r[k].status > 0 && r[k].lines == 1 && strstr(r[k].err, want)
+                  && strstr(r[k].err, "start it with: securenn train"),
+                  "no owner: P%d exits %d with one line: \"%s\"", k, r[k].status, r[k].err);
+        }
+        CHECK(mono_s() - t0 < 15, "the parties stopped %.1f s after they started", mono_s() - t0);
+    }
+    {
+        char *argv[] = { "./securenn", "infer", "--model", model, "--timeout", "1", "--peers", peers, NULL };
+        expect_cli_error(argv, "are the servers running? start each with: securenn party ID --peers", 10,
+                         "infer with no servers");
+    }
+    {
+        /* the demo's P1 finds its port taken */
+        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((uint16_t)(port[0] + 1));
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        snprintf(port_s, sizeof port_s, "%d", port[0]);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0) {
+            char *argv[] = { "./securenn", "demo", "--port", port_s, "--iters", "1", "--timeout", "20", NULL };
+            expect_cli_error(argv, "in use; the demo's parties listen on ports", 10, "demo: a port in use");
+        } else {
+            CHECK(0, "could not occupy a port for the test");
+        }
+        if (fd >= 0) close(fd);
+    }
+    for (k = 0; k < 4; k++) remove(out[k]);
+    remove(model);
+    rmdir(tmpl);
+}
+
 static void test_cli(void)
 {
     char tmpl[] = "/tmp/snn_cli_XXXXXX", path[256], ports[3][32], peers[128];
@@ -5173,6 +5334,7 @@ static const test_entry tests[] = {
     { "cli",             test_cli },
     { "cli_parties",     test_cli_parties },
     { "cli_keys",        test_cli_keys },
+    { "cli_talk",        test_cli_talk },
     { "nn_model_file",   test_nn_model_file },
     { "docs",            test_docs },
 };
