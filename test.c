@@ -3320,6 +3320,113 @@ static void test_channel_policy(void)
     snn_party_close(&p);
 }
 
+
+/* ---- A malicious P2 learns signs (SPEC 4.2 h) ------------------------------ */
+
+/*
+ * P2 deviates through its frame hook, as a malicious P2 could: in
+ * ComputeMSB step 1 it deals x = 0 over Z_{L-1}, x[0] = 0 over Z_L, and
+ * bit shares over Z_p that reconstruct to X_0 = 0 and X_i = 34 = 1/2 mod 67
+ * for i >= 1, which P0 and P1 cannot tell from bits.  Then in DReLU's
+ * ComputeMSB c = 2y mod (L-1) with y = 2a, so c[0] = MSB(y) = [a < 0], and
+ * PrivateCompare's reconstructed d has a zero exactly when beta = 0 and
+ * c[0] = 1: P2 sees a zero only for negative inputs, for half of them.
+ */
+typedef struct {
+    int attack;
+    size_t n, pc_frames;         /* PC step-3 frames received from P0 so far */
+    uint8_t *d0, *zero;          /* MSB's PC frame from P0; zero seen per element */
+} mal_ctx;
+
+static void mal_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    mal_ctx *m = ctx;
+    size_t e, i;
+    (void)p;
+    if (f->dir == 0 && m->attack && f->proto == SNN_PROTO_MSB && f->step == 1) {
+        if (f->kind == SNN_KIND_ZP) {
+            for (e = 0; e < m->n; e++)
+                for (i = 0; i < 64; i++)
+                    f->payload[e * 64 + i] = (unsigned char)(f->to == 1 && i > 0 ? 34 : 0);
+        } else {
+            memset(f->payload, 0, f->nbytes);     /* x = 0 over Z_{L-1}, x[0] = 0 over Z_L */
+        }
+    }
+    if (f->dir == 1 && f->proto == SNN_PROTO_PC && f->step == 3 && f->nbytes == 64 * m->n) {
+        if (f->from == 0) {
+            m->pc_frames++;
+            if (m->pc_frames == 2) memcpy(m->d0, f->payload, f->nbytes);
+        } else if (m->pc_frames == 2) {           /* ComputeMSB's, after ShareConvert's */
+            for (e = 0; e < m->n; e++)
+                for (i = 0; i < 64; i++)
+                    m->zero[e] |= (uint8_t)((m->d0[e * 64 + i] + f->payload[e * 64 + i]) % SNN_P == 0);
+        }
+    }
+}
+
+static int pf_mal(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    mal_ctx m;
+    uint64_t *y = xcalloc(c->n, 8);
+    size_t e;
+    int rc;
+    memset(&m, 0, sizeof m);
+    m.attack = c->trace;
+    m.n = c->n;
+    m.d0 = xcalloc(64 * c->n, 1);
+    m.zero = xcalloc(c->n, 1);
+    if (p->id == 2) { p->hook = mal_hook; p->hook_ctx = &m; }
+    rc = snn_drelu(p, p->id < 2 ? y : NULL, mine(p, c->a), c->n);
+    p->hook = NULL;
+    if (rc == 0 && p->id < 2) out_put(o, y, c->n);
+    if (rc == 0 && p->id == 2)
+        for (e = 0; e < c->n; e++) { uint64_t z = m.zero[e]; out_put(o, &z, 1); }
+    free(y); free(m.d0); free(m.zero);
+    return rc;
+}
+
+static void test_malicious_p2(void)
+{
+    size_t n = qn(4000, 400), i, neg = 0, zn[2], zp[2], wrong = 0;
+    uint64_t *a = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8);
+    pctx c;
+    party_out out[3];
+    int attack;
+    for (i = 0; i < n; i++) { a[i] = rand_signed(40); neg += !is_nonneg(a[i]); }
+    split(s0, s1, a, n);
+    memset(&c, 0, sizeof c);
+    c.n = n; c.a[0] = s0; c.a[1] = s1;
+    for (attack = 0; attack < 2; attack++) {
+        c.trace = attack;
+        zn[attack] = zp[attack] = 0;
+        if (run3(pf_mal, &c, MESH_PAIRS, out) != 0 || out[2].n != n || out[0].n != n) {
+            CHECK(0, "DReLU with %s P2 runs: %s", attack ? "a malicious" : "an honest", first_err(out));
+            free3(out);
+            continue;
+        }
+        for (i = 0; i < n; i++) {
+            if (out[2].v[i]) { if (is_nonneg(a[i])) zp[attack]++; else zn[attack]++; }
+            if (attack) wrong += out[0].v[i] + out[1].v[i] != is_nonneg(a[i]);
+        }
+        free3(out);
+    }
+    /* Honest P2: a zero in ComputeMSB's PrivateCompare is beta' = beta XOR
+     * [x > c], a fair coin whatever the sign.  Malicious P2: a zero only
+     * for negative inputs, for about half of them (beta = 0).  Bands of
+     * 5.3 standard deviations (alpha about 1e-7 each). */
+    CHECK(fabs((double)zn[0] - (double)neg / 2) < 5.3 * sqrt((double)neg / 4)
+          && fabs((double)zp[0] - (double)(n - neg) / 2) < 5.3 * sqrt((double)(n - neg) / 4),
+          "honest P2: it sees a zero on %zu of %zu negative and %zu of %zu non-negative inputs (a fair coin)",
+          zn[0], neg, zp[0], n - neg);
+    CHECK(zp[1] == 0 && fabs((double)zn[1] - (double)neg / 2) < 5.3 * sqrt((double)neg / 4),
+          "malicious P2 (bit shares 0, 1/2, ..., 1/2 and x = 0 in ComputeMSB step 1): a zero on %zu of %zu "
+          "negative and %zu of %zu non-negative inputs, so it learns the sign of %.1f%% of all DReLU inputs, "
+          "undetected (the honest parties finish; %zu outputs wrong)",
+          zn[1], neg, zp[1], n - neg, 100.0 * (double)zn[1] / (double)n, wrong);
+    free(a); free(s0); free(s1);
+}
+
 /* ==== MNIST ================================================================ */
 
 /*
@@ -5322,6 +5429,7 @@ static const test_entry tests[] = {
     { "channel_tamper",  test_channel_tamper },
     { "channel_refused", test_channel_refused },
     { "channel_policy",  test_channel_policy },
+    { "malicious_p2",    test_malicious_p2 },
     { "mnist",           test_mnist },
     { "nn_im2col",       test_nn_im2col },
     { "nn_conv",         test_nn_conv_direct },
