@@ -75,6 +75,8 @@
  *   Setup             1 bytes    Pi -> Pj (i<j)    pairwise key K_ij, 32 bytes
  *   Setup             2 bytes    owner -> P*       job: public parameters
  *   Setup             3 bytes    P* -> P*          barrier before a measured call
+ *   Setup             4 Z_L      P0 -> owner       flow control: the training step
+ *                                                  whose batch the servers want
  *   Share             2 Z_L      owner -> P0,P1    one additive share of input
  *   Reveal            1 Z_L      Pj -> receiver    a share, to the output's owner
  *   MatMul   Alg. 1   1 Z_L      P2 -> P1          Z_1 = (U_0+U_1)(V_0+V_1) - Z_0
@@ -163,6 +165,7 @@ static const msg_type inventory[] = {
     { SNN_PROTO_SETUP,    1, SNN_KIND_BYTES, E0|E1,    E1|E2,    "pairwise key K_ij, drawn by the lower id" },
     { SNN_PROTO_SETUP,    2, SNN_KIND_BYTES, EC,       E0|E1|E2, "job description (public parameters)" },
     { SNN_PROTO_SETUP,    3, SNN_KIND_BYTES, E0|E1|E2, E0|E1|E2, "barrier: one byte, before a measured call" },
+    { SNN_PROTO_SETUP,    4, SNN_KIND_ZL,    E0,       EC,       "flow control: the step whose batch P0 asks for" },
     { SNN_PROTO_SHARE,    2, SNN_KIND_ZL,    E0|E1|E2|EC, E0|E1, "one additive share of the owner's input" },
     { SNN_PROTO_REVEAL,   1, SNN_KIND_ZL,    E0|E1,    E0|E1|E2|EC, "a share, sent to the party that gets the output" },
     { SNN_PROTO_MATMUL,   1, SNN_KIND_ZL,    E2,       E1,       "Z_1 = (U_0+U_1)(V_0+V_1) - Z_0, P1's triple share" },

@@ -58,6 +58,8 @@
  *
  * Messages of a job (all in net.c's inventory; owner = SNN_CLIENT):
  *   Setup  2 bytes  owner -> P0,P1,P2  the job block (format at job_encode)
+ *   Setup  4 Z_L    P0 -> owner        flow control: before each training
+ *                                      step, the step whose batch it wants
  *   Share  2 Z_L    owner -> P0,P1     parameters; per step images, labels
  *   Reveal 1 Z_L    P0,P1 -> owner     training: ASM outputs of each step
  *                                      (progress) and the trained weights;
@@ -1690,6 +1692,13 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
     SNN_GUARD(snn_share(p, SNN_CLIENT, param, NULL, net.nparam));
     if (job.cmd & SNN_JOB_TRAIN) {
         for (it = 0; it < job.iters; it++) {
+            /* Flow control: P0 asks for batch it, so the owner sends one
+             * batch per step (the servers never hold more than one ahead)
+             * and hears from the servers once a step, however quiet */
+            if (p->id == 0) {
+                uint64_t want = it;
+                SNN_GUARD(snn_send_zl(p, SNN_CLIENT, SNN_PROTO_SETUP, 4, &want, 1));
+            }
             SNN_GUARD(snn_share(p, SNN_CLIENT, x, NULL, B * SNN_NN_IN));
             SNN_GUARD(snn_share(p, SNN_CLIENT, y, NULL, B * SNN_NN_OUT));
             SNN_GUARD(snn_nn_train_step(p, &s, param, x, y, snn_lr_shift_at(job.lr_shift, job.lr_step, it)));
@@ -1768,6 +1777,14 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
     if (job->cmd & SNN_JOB_TRAIN) {
         pr.iters = job->iters;
         for (it = 0; it < job->iters; it++) {
+            uint64_t want;
+            /* Flow control: batch it goes out when P0 asks for it */
+            SNN_GUARD(snn_recv_zl(o, 0, SNN_PROTO_SETUP, 4, &want, 1));
+            if (want != it) {
+                snn_fail(o, SNN_ERR_PROTO, "Setup step 4: P0 asks for the batch of step %llu, expected %zu",
+                         (unsigned long long)want, it);
+                goto cleanup;
+            }
             batcher_next(&bt, io->order, io->train, B, x, y, lab);
             SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, x, B * SNN_NN_IN));
             SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, y, B * SNN_NN_OUT));

@@ -4597,6 +4597,106 @@ static void test_nn_job(void)
     snn_mnist_free(&test);
 }
 
+
+/* Bytes a server holds from the owner beyond the frame it is reading: the
+ * largest over every frame it receives. */
+typedef struct { size_t held; } flow_rec;
+
+static void flow_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    flow_rec *r = ctx;
+    size_t held = p->in[SNN_CLIENT].len;
+    if (f->dir != 1) return;
+    if (f->from == SNN_CLIENT) held -= 16 + f->nbytes;      /* the 16-byte header and the payload */
+    if (held > r->held) r->held = held;
+}
+
+static int pf_nn_flow(snn_party *p, const void *vctx, outbuf *o)
+{
+    const nn_job_ctx *c = vctx;
+    snn_owner_io io;
+    snn_net net;
+    snn_prg order = c->order;
+    flow_rec r = { 0 };
+    uint64_t held;
+    int rc;
+    if (p->id != SNN_CLIENT) {
+        p->hook = flow_hook;
+        p->hook_ctx = &r;
+        rc = snn_nn_serve(p);
+        p->hook = NULL;
+        held = r.held;
+        out_put(o, &held, 1);
+        return rc;
+    }
+    snn_net_init(&net, (int)c->job.net);
+    memset(&io, 0, sizeof io);
+    io.train = c->train;
+    io.order = &order;
+    io.param = xmalloc(net.nparam * 8);
+    memcpy(io.param, c->init, net.nparam * 8);
+    rc = snn_nn_owner(p, &c->job, &io);
+    if (rc == 0) out_put(o, io.param, net.nparam);
+    free(io.param);
+    return rc;
+}
+
+/*
+ * A quiet owner (nothing revealed while training) with a short timeout, on
+ * a job that takes several times the timeout: the owner must not give up
+ * on a job that is progressing, and the servers must not buffer the
+ * owner's batches ahead (at most one batch in flight: they ask for each).
+ */
+static void test_nn_flow(void)
+{
+    snn_mnist train, test;
+    snn_net net;
+    nn_job_ctx c;
+    run_opts ro;
+    party_out out[SNN_NEND];
+    size_t k, T = quick ? 6 : 30;
+    uint64_t *init;
+    double t0;
+    const size_t batch_bytes = 16 * (SNN_NN_IN + SNN_NN_OUT) * 8 + 2 * 16;
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    snn_net_init(&net, SNN_NET_A);
+    memset(&c, 0, sizeof c);
+    c.job.cmd = SNN_JOB_TRAIN;
+    c.job.net = SNN_NET_A;
+    c.job.batch = 16;
+    c.job.iters = (uint32_t)T;
+    c.job.lr_shift = 5;
+    c.train = &train;
+    init = xmalloc(net.nparam * 8);
+    snn_nn_init_params(&net, init, trng());
+    c.init = init;
+    c.order = *trng();
+    snn_prg_u64(trng());
+    memset(&ro, 0, sizeof ro);
+    ro.timeout_ms = quick ? 30000 : 1000;   /* --quick: sanitizers and valgrind, whose steps are slow */
+    ro.nparty = 4;
+    t0 = mono_s();
+    if (run_parties(&ro, pf_nn_flow, &c, out) == 0 && out[3].n == net.nparam) {
+        CHECK(1, "a quiet owner with a %d s timeout gets the model of %zu steps that took %.1f s",
+              ro.timeout_ms / 1000, T, mono_s() - t0);
+        for (k = 0; k < 3; k++)
+            CHECK(out[k].n == 1 && out[k].v[0] <= batch_bytes,
+                  "P%zu held at most %llu bytes from the owner beyond the frame it read (one batch: %zu)", k,
+                  (unsigned long long)(out[k].n ? out[k].v[0] : 0), batch_bytes);
+    } else {
+        CHECK(0, "a quiet owner with a %d s timeout gets the model of %zu steps (%.1f s; P0 held %llu bytes "
+              "from the owner): owner \"%s\", %s", ro.timeout_ms / 1000, T, mono_s() - t0,
+              (unsigned long long)(out[0].n ? out[0].v[0] : 0), out[3].err, first_err(out));
+    }
+    for (k = 0; k < SNN_NEND; k++) free(out[k].v);
+    free(init);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
 /* ==== The program's command line ========================================== */
 
 /*
@@ -5439,6 +5539,7 @@ static const test_entry tests[] = {
     { "nn_train",        test_nn_train },
     { "nn_learn",        test_nn_learn },
     { "nn_job",          test_nn_job },
+    { "nn_flow",         test_nn_flow },
     { "cli",             test_cli },
     { "cli_parties",     test_cli_parties },
     { "cli_keys",        test_cli_keys },
