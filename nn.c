@@ -1237,6 +1237,25 @@ cleanup:
 }
 
 /*
+ * snn_model_writable -- whether a model can later be saved at path: an
+ * existing file is opened for update (its contents untouched), an absent
+ * one created and removed again.  So a job that saves its model at the end
+ * can refuse a bad path before it starts.
+ */
+int snn_model_writable(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r+b");
+    if (f) { fclose(f); return 0; }
+    if (errno == ENOENT && (f = fopen(path, "wb")) != NULL) {
+        fclose(f);
+        remove(path);
+        return 0;
+    }
+    snprintf(err, errlen, "--model %s: cannot be written: %s (nothing was run)", path, strerror(errno));
+    return -1;
+}
+
+/*
  * snn_model_load -- reads and checks a model file: magic, version,
  * network (and want_net unless -1), f, count, exact size, checksum.
  * 0 with m->param allocated (snn_model_free), or -1 and a one-line message.
@@ -2550,6 +2569,10 @@ static int cmd_demo(opts *o)
 
     memset(&train, 0, sizeof train);
     memset(&test, 0, sizeof test);
+    if (o->model && snn_model_writable(o->model, err, sizeof err) != 0) {
+        PERR("%s", err);
+        return 1;
+    }
     if (!(o->given & OPT_PORT)) o->port = 7000;
     if (!(o->given & OPT_DATA)) o->data = "data";
     for (k = 0; k < SNN_NPARTY; k++)
@@ -2755,6 +2778,10 @@ static int cmd_train(opts *o)
     char err[256], b[32], lr[64];
 
     memset(&train, 0, sizeof train);
+    if (o->model && snn_model_writable(o->model, err, sizeof err) != 0) {
+        PERR("%s", err);
+        return 1;
+    }
     if (!(o->given & OPT_DATA)) o->data = "data";
     if (o->net == SNN_NET_D) {
         PERR("network D is for inference only ([SNN, App. B]); train it with: demo --net D --plain --model FILE");

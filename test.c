@@ -5246,6 +5246,23 @@ static void test_cli(void)
         expect_cli_error(argv, "/nonexistent-dir", 30, "an absent data directory");
     }
 
+    /* --model where no file can be written: refused before the job starts
+     * (train would otherwise wait for its parties, demo train first) */
+    {
+        char *argv[] = { "./securenn", "train", "--model", "/nonexistent-dir/a.snnm", "--timeout", "60",
+                         "--peers", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", NULL };
+        expect_cli_error(argv, "nothing was run", 10, "train --model in a directory that does not exist");
+    }
+    {
+        char *argv[] = { "./securenn", "demo", "--model", "/nonexistent-dir/a.snnm", "--port", "1", "--iters", "1",
+                         NULL };
+        expect_cli_error(argv, "nothing was run", 10, "demo --model in a directory that does not exist");
+    }
+    {
+        char *argv[] = { "./securenn", "demo", "--plain", "--model", "/nonexistent-dir/a.snnm", "--iters", "1", NULL };
+        expect_cli_error(argv, "nothing was run", 10, "demo --plain --model in a directory that does not exist");
+    }
+
     /* model files: empty, wrong magic, truncated */
     if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); return; }
     snprintf(path, sizeof path, "%s/bad.snnm", tmpl);
