@@ -1850,6 +1850,10 @@ cleanup:
 /* ==== 15. The program ./securenn ========================================= */
 #ifdef SNN_PROGRAM
 
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
 #include <time.h>
@@ -1879,7 +1883,7 @@ static const char usage_text[] =
 "                  running parties\n"
 "  bench           time, bytes and rounds of each protocol of WP Table 8 and each\n"
 "                  network of WP Table 7, beside the paper's figures, then the\n"
-"                  networks again with sealed channels (--port, --seed)\n"
+"                  networks again with sealed channels (--port, --key-seed)\n"
 "  help, --help    this text\n";
 
 /* The options (a second string: C99 promises only 4095 bytes per literal). */
@@ -1904,9 +1908,14 @@ static const char usage_options[] =
 "  --data DIR      MNIST IDX files train-* and t10k-* (data)\n"
 "  --test-n N      classify only the first N test images (all)\n"
 "  --model FILE    train, demo: save the trained model; infer: the model to use\n"
-"  --seed S        reproducible run: weights, batch order, and all keys and masks\n"
-"                  derive from S (testing only; default: the OS, printed seed for\n"
-"                  weights and batch order)\n"
+"  --seed S        demo, train: the owner's initial weights and batch order derive\n"
+"                  from S (default: from the OS; printed).  Keys and share masks\n"
+"                  never do\n"
+"  --key-seed S    demo, party, train, infer, bench: every key and share mask of\n"
+"                  this party derives from S, so anyone who knows S can read the\n"
+"                  data: for reproducible tests on one machine only, refused\n"
+"                  unless every peer is a loopback address (default: the OS;\n"
+"                  bench: 1)\n"
 "  --peers LIST    party, train, infer: h0:p0,h1:p1,h2:p2\n"
 "                  (127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002)\n"
 "  --port P        demo: the parties listen on P, P+1, P+2 (7000)\n"
@@ -1935,14 +1944,15 @@ enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 
        OPT_LR = 1 << 4, OPT_EVERY = 1 << 5, OPT_QUIET = 1 << 6, OPT_DATA = 1 << 7,
        OPT_TESTN = 1 << 8, OPT_MODEL = 1 << 9, OPT_SEED = 1 << 10, OPT_PEERS = 1 << 11,
        OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15,
-       OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_OWNERWAIT = 1 << 21 };
+       OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_OWNERWAIT = 1 << 21,
+       OPT_KEYSEED = 1 << 22 };
 
 typedef struct {
     const char *cmd;
     unsigned    given;                 /* OPT_ bits seen */
     int         party_id;
     int         net;
-    uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, port, timeout, owner_wait;
+    uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, key_seed, port, timeout, owner_wait;
     const char *data, *model, *keys;
     char        peers[SNN_NPARTY][128];
 } opts;
@@ -1962,23 +1972,24 @@ static const opt_def opt_table[] = {
     { "--no-twin", OPT_NOTWIN, 0 },  { "--lr-step", OPT_LRSTEP, 1 }, { "--keys", OPT_KEYS, 1 },
     { "--insecure", OPT_INSECURE, 0 },
     { "--owner-wait", OPT_OWNERWAIT, 1 },
+    { "--key-seed", OPT_KEYSEED, 1 },
 };
 
 #define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_LRSTEP | OPT_EVERY | OPT_QUIET \
-                       | OPT_DATA | OPT_MODEL | OPT_SEED | OPT_TIMEOUT)
+                       | OPT_DATA | OPT_MODEL | OPT_SEED | OPT_KEYSEED | OPT_TIMEOUT)
 
 /* Which options each command accepts. */
 static unsigned opts_allowed(const char *cmd)
 {
     if (strcmp(cmd, "demo") == 0)
         return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS;
-    if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_SEED | OPT_KEYS | OPT_INSECURE | OPT_QUIET
+    if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_KEYSEED | OPT_KEYS | OPT_INSECURE | OPT_QUIET
                                           | OPT_OWNERWAIT;
     if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE;
     if (strcmp(cmd, "infer") == 0)
-        return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_SEED | OPT_PEERS | OPT_TIMEOUT
+        return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_KEYSEED | OPT_PEERS | OPT_TIMEOUT
                | OPT_KEYS | OPT_INSECURE;
-    if (strcmp(cmd, "bench") == 0) return OPT_PORT | OPT_SEED | OPT_TIMEOUT;
+    if (strcmp(cmd, "bench") == 0) return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT;
     return 0;
 }
 
@@ -2075,6 +2086,9 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
             break;
         case OPT_SEED:
             if (parse_u64(v, 0, UINT64_MAX, &o->seed) != 0) return bad_value(a, v, "a decimal integer");
+            break;
+        case OPT_KEYSEED:
+            if (parse_u64(v, 0, UINT64_MAX, &o->key_seed) != 0) return bad_value(a, v, "a decimal integer");
             break;
         case OPT_PORT:
             if (parse_u64(v, 1, 65533, &o->port) != 0) return bad_value(a, v, "1..65533");
@@ -2244,6 +2258,65 @@ static void party_summary(const snn_party *p, double secs)
     printf("%s: exiting (start it again for another job)\n", snn_endpoint_name(p->id));
 }
 
+/* The seed of this party's keys and share masks: --key-seed, or NULL for
+ * the operating system.  Never --seed, which is the owner's and public. */
+static const uint64_t *key_seed(const opts *o)
+{
+    return (o->given & OPT_KEYSEED) ? &o->key_seed : NULL;
+}
+
+/* Whether host:port ([v6]:port) names only loopback addresses. */
+static int peer_is_loopback(const char *hostport)
+{
+    char host[128];
+    const char *h = hostport, *end;
+    struct addrinfo hints, *res, *ai;
+    size_t len;
+    int ok = 1;
+    if (h[0] == '[') {
+        end = strchr(h, ']');
+        h++;
+    } else {
+        end = strrchr(h, ':');
+    }
+    if (!end || end <= h || (size_t)(end - h) >= sizeof host) return 0;
+    len = (size_t)(end - h);
+    memcpy(host, h, len);
+    host[len] = '\0';
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0) return 0;
+    for (ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            const struct sockaddr_in *a4 = (const struct sockaddr_in *)(const void *)ai->ai_addr;
+            if ((ntohl(a4->sin_addr.s_addr) >> 24) != 127) ok = 0;
+        } else if (ai->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)(const void *)ai->ai_addr;
+            if (!IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr)) ok = 0;
+        } else {
+            ok = 0;
+        }
+    }
+    freeaddrinfo(res);
+    return ok;
+}
+
+/* --key-seed makes every key public to whoever knows the number: refused
+ * unless every peer is on this machine (loopback).  0, or -1 and an error. */
+static int key_seed_check(const opts *o)
+{
+    size_t k;
+    if (!(o->given & OPT_KEYSEED)) return 0;
+    for (k = 0; k < SNN_NPARTY; k++)
+        if (!peer_is_loopback(o->peers[k])) {
+            PERR("--key-seed derives every key from one number, for tests on one machine only: "
+                 "P%zu's address %s is not a loopback address", k, o->peers[k]);
+            return -1;
+        }
+    return 0;
+}
+
 /*
  * channel_setup -- --keys: load this party's channel keys (before any
  * connection, so a bad key file stops it at once); --insecure: allow peers
@@ -2290,7 +2363,7 @@ static int run_party(int id, const opts *o, int ready_fd)
                snn_endpoint_name(a), peers[a], snn_endpoint_name(b), peers[b], (unsigned)o->timeout);
         fflush(stdout);
     }
-    if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, (o->given & OPT_SEED) ? &o->seed : NULL) != 0)
+    if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, key_seed(o)) != 0)
         goto cleanup;
     if (ready_fd >= 0) {
         char one = 1;
@@ -2468,7 +2541,7 @@ static int owner_connect(snn_party *own, const opts *o)
             PERR("%s", own->errmsg);
         return -1;
     }
-    if (snn_setup_keys(own, (o->given & OPT_SEED) ? &o->seed : NULL) != 0) {
+    if (snn_setup_keys(own, key_seed(o)) != 0) {
         PERR("%s", own->errmsg);
         return -1;
     }
@@ -3085,7 +3158,7 @@ static int bench_party(int id, const opts *o, int out_fd, const uint8_t keys[SNN
         if (sealed)
             for (k = 0; k < SNN_NEND; k++)
                 if ((int)k != id) snn_set_channel_key(&p, (int)k, keys[k]);
-        if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, &o->seed) != 0) rc = -1;
+        if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, &o->key_seed) != 0) rc = -1;
         if (p.listen_fd >= 0) close(p.listen_fd);
         p.listen_fd = -1;
         for (k = 0; k < BENCH_N && rc == 0; k++) {
@@ -3140,7 +3213,7 @@ static int cmd_bench(opts *o)
 
     if (!(o->given & OPT_PORT)) o->port = 7100;
 
-    if (!(o->given & OPT_SEED)) o->seed = 1;
+    if (!(o->given & OPT_KEYSEED)) o->key_seed = 1;   /* random inputs, no data: reproducible by default */
     for (k = 0; k < SNN_NPARTY; k++)
         snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
     rec = calloc(BENCH_N, sizeof *rec);
@@ -3277,7 +3350,7 @@ int main(int argc, char **argv)
         o.party_id = (int)id;
         first = 3;
     }
-    if (parse_opts(&o, argc, argv, first) != 0) return 2;
+    if (parse_opts(&o, argc, argv, first) != 0 || key_seed_check(&o) != 0) return 2;
     if (strcmp(o.cmd, "party") == 0) return run_party(o.party_id, &o, -1);
     if (strcmp(o.cmd, "demo") == 0) return cmd_demo(&o);
     if (strcmp(o.cmd, "train") == 0) return cmd_train(&o);

@@ -4969,17 +4969,20 @@ static void test_cli_keys(void)
         snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
         snprintf(model[run], sizeof model[run], "%s/m%d.snnm", tmpl, run);
         for (k = 0; k < 3; k++) {
-            char *pclear[] = { "./securenn", "party", ids[k], "--seed", "11", "--timeout", "20", "--peers", peers, NULL };
-            char *psealed[] = { "./securenn", "party", ids[k], "--seed", "11", "--timeout", "20", "--peers", peers,
+            char *pclear[] = { "./securenn", "party", ids[k], "--key-seed", "11", "--timeout", "20", "--peers", peers,
+                               NULL };
+            char *psealed[] = { "./securenn", "party", ids[k], "--key-seed", "11", "--timeout", "20", "--peers", peers,
                                 "--keys", keys, NULL };
             if (spawn_bg(&party[k], run ? psealed : pclear) != 0) CHECK(0, "spawn party %d", k);
         }
         nanosleep(&ts, NULL);
         {
             char *oclear[] = { "./securenn", "train", "--net", "A", "--iters", "3", "--batch", "16", "--quiet",
-                               "--seed", "11", "--timeout", "20", "--peers", peers, "--model", model[run], NULL };
+                               "--seed", "11", "--key-seed", "11", "--timeout", "20", "--peers", peers,
+                               "--model", model[run], NULL };
             char *osealed[] = { "./securenn", "train", "--net", "A", "--iters", "3", "--batch", "16", "--quiet",
-                                "--seed", "11", "--timeout", "20", "--peers", peers, "--model", model[run],
+                                "--seed", "11", "--key-seed", "11", "--timeout", "20", "--peers", peers,
+                                "--model", model[run],
                                 "--keys", keys, NULL };
             CHECK(spawn_bg(&owner, run ? osealed : oclear) == 0, "the owner starts");
         }
@@ -5208,6 +5211,100 @@ static void test_cli_talk(void)
     }
     for (k = 0; k < 4; k++) remove(out[k]);
     remove(model);
+    rmdir(tmpl);
+}
+
+/* One training run of four processes on 127.0.0.1: three `party` with
+ * --key-seed 11 and an owner `train --seed 5` (plus owner_extra, e.g. its
+ * own --key-seed), one step; the model saved to model.  0 if all succeed. */
+static int cli_seeds_run(const char *model, const char *owner_extra, char *err, size_t errlen)
+{
+    char peers[128];
+    int port[3], k, ok;
+    bg_proc party[3], owner;
+    cmd_result r[3], ro;
+    char *ids[3] = { "0", "1", "2" };
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+    double until;
+    if (free_ports(port, 3) != 0) { snprintf(err, errlen, "no free ports"); return -1; }
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+    for (k = 0; k < 3; k++) {
+        char *pargv[] = { "./securenn", "party", ids[k], "--key-seed", "11", "--timeout", "30", "--peers", peers, NULL };
+        if (spawn_bg(&party[k], pargv) != 0) { snprintf(err, errlen, "spawn party %d", k); }
+    }
+    nanosleep(&ts, NULL);
+    {
+        char *oargv[] = { "./securenn", "train", "--net", "A", "--iters", "1", "--batch", "16", "--quiet",
+                          "--seed", "5", "--timeout", "30", "--peers", peers, "--model", (char *)(uintptr_t)model,
+                          owner_extra ? "--key-seed" : NULL, owner_extra ? (char *)(uintptr_t)owner_extra : NULL,
+                          NULL };
+        if (spawn_bg(&owner, oargv) != 0) snprintf(err, errlen, "spawn owner");
+    }
+    until = mono_s() + 120;
+    wait_bg(&owner, &ro, until);
+    for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+    ok = ro.status == 0 && r[0].status == 0 && r[1].status == 0 && r[2].status == 0;
+    if (!ok) snprintf(err, errlen, "owner: \"%.400s\", P0: \"%.400s\"", ro.err, r[0].err);
+    return ok ? 0 : -1;
+}
+
+/* Whether two files have the same bytes (-1: unreadable). */
+static int same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int ca, cb, same = 1;
+    if (!fa || !fb) { if (fa) fclose(fa); if (fb) fclose(fb); return -1; }
+    do {
+        ca = getc(fa);
+        cb = getc(fb);
+        if (ca != cb) same = 0;
+    } while (same && ca != EOF);
+    fclose(fa);
+    fclose(fb);
+    return same;
+}
+
+/*
+ * The owner's --seed drives its weights and batch order only: with the
+ * servers' keys fixed (--key-seed) and the owner's --seed fixed, two runs
+ * still give different models, because the owner's share masks (and so
+ * the protocol's truncation rounding) come from the operating system; with
+ * the owner's --key-seed fixed too, two runs give the same model.  And
+ * --key-seed is refused unless every peer is a loopback address.
+ */
+static void test_cli_seeds(void)
+{
+    char tmpl[] = "/tmp/snn_seeds_XXXXXX", m[4][256], err[1200];
+    int k, rc[4];
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    {
+        char *argv[] = { "./securenn", "party", "0", "--key-seed", "1", "--peers",
+                         "10.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002", NULL };
+        expect_cli_error(argv, "10.0.0.1:7000 is not a loopback address", 10, "party --key-seed with a remote peer");
+    }
+    {
+        char *argv[] = { "./securenn", "train", "--key-seed", "1", "--peers",
+                         "127.0.0.1:7000,[::1]:7001,192.0.2.1:7002", NULL };
+        expect_cli_error(argv, "192.0.2.1:7002 is not a loopback address", 10, "train --key-seed with a remote peer");
+    }
+    {
+        char *argv[] = { "./securenn", "party", "0", "--seed", "1", NULL };
+        expect_cli_error(argv, "--seed does not apply", 10, "party --seed (a server has no weights or batches)");
+    }
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); return; }
+    for (k = 0; k < 4; k++) {
+        snprintf(m[k], sizeof m[k], "%s/m%d.snnm", tmpl, k);
+        err[0] = '\0';
+        rc[k] = cli_seeds_run(m[k], k < 2 ? NULL : "23", err, sizeof err);
+        CHECK(rc[k] == 0, "servers --key-seed 11, owner --seed 5%s: one training step over TCP %s",
+              k < 2 ? "" : " --key-seed 23", err);
+    }
+    if (rc[0] == 0 && rc[1] == 0)
+        CHECK(same_file(m[0], m[1]) == 0, "owner --seed 5 twice: different models (its share masks are not derived "
+              "from --seed)");
+    if (rc[2] == 0 && rc[3] == 0)
+        CHECK(same_file(m[2], m[3]) == 1, "owner --seed 5 --key-seed 23 twice: the same model, bit for bit");
+    for (k = 0; k < 4; k++) remove(m[k]);
     rmdir(tmpl);
 }
 
@@ -5559,6 +5656,7 @@ static const test_entry tests[] = {
     { "nn_flow",         test_nn_flow },
     { "cli",             test_cli },
     { "cli_parties",     test_cli_parties },
+    { "cli_seeds",       test_cli_seeds },
     { "cli_keys",        test_cli_keys },
     { "cli_talk",        test_cli_talk },
     { "nn_model_file",   test_nn_model_file },
