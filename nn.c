@@ -1367,6 +1367,274 @@ void snn_model_free(snn_model *m)
     m->n = 0;
 }
 
+/* ---- Models in from NumPy: .npy files, one per weight and bias ---------- */
+/*
+ * The .npy format (NumPy's numpy/lib/format.py, "format version 1.0" to
+ * "3.0"): the magic "\x93NUMPY", major and minor version bytes, the header
+ * length (2 bytes little-endian in version 1, 4 bytes in 2 and 3), then
+ * that many bytes of ASCII header, a Python dict literal such as
+ *     {'descr': '<f4', 'fortran_order': False, 'shape': (128, 784), }
+ * padded with spaces and a newline, then the raw data.  This reader takes
+ * little-endian float32 ('<f4') and float64 ('<f8') in C order only, at
+ * most 4 dimensions, and requires the data to fill the file exactly.
+ */
+
+#define NPY_MAX_FILE  ((size_t)1 << 28)   /* 256 MiB, far above network C */
+#define NPY_MAX_DIM   4
+
+/* The value of key in the header dict: a pointer just past "'key':" and
+ * its spaces, or NULL. */
+static const char *npy_key(const char *hdr, const char *key)
+{
+    char pat[32];
+    const char *v;
+    snprintf(pat, sizeof pat, "'%s':", key);
+    if (!(v = strstr(hdr, pat))) {
+        snprintf(pat, sizeof pat, "\"%s\":", key);
+        if (!(v = strstr(hdr, pat))) return NULL;
+    }
+    v += strlen(pat);
+    while (*v == ' ') v++;
+    return v;
+}
+
+/* snn_npy_load -- see securenn.h. */
+int snn_npy_load(const char *path, double **out, size_t shape[4], size_t *ndim, char *err, size_t errlen)
+{
+    unsigned char *buf = NULL;
+    char *hdr = NULL;
+    const char *v;
+    size_t len = 0, cap = 1 << 16, hlen, hoff, esz, count = 1, i, d = 0;
+    double *x = NULL;
+    FILE *f = NULL;
+    int rc = -1;
+
+    *out = NULL;
+    *ndim = 0;
+    if (!(f = fopen(path, "rb"))) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    for (;;) {
+        size_t got;
+        if (!buf && !(buf = malloc(cap))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+        if (len == cap) {
+            unsigned char *nb;
+            if (cap >= NPY_MAX_FILE) {
+                snprintf(err, errlen, "%s: larger than %zu MiB, more than any layer of networks A-D", path,
+                         NPY_MAX_FILE >> 20);
+                goto cleanup;
+            }
+            if (!(nb = realloc(buf, cap * 2))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+            buf = nb;
+            cap *= 2;
+        }
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) { snprintf(err, errlen, "%s: read error", path); goto cleanup; }
+    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
+        snprintf(err, errlen, "%s: not a NumPy .npy file (bad magic)", path);
+        goto cleanup;
+    }
+    if (buf[6] < 1 || buf[6] > 3) {
+        snprintf(err, errlen, "%s: .npy format version %u.%u, this program reads 1.0 to 3.0", path,
+                 (unsigned)buf[6], (unsigned)buf[7]);
+        goto cleanup;
+    }
+    if (buf[6] == 1) { hlen = (size_t)get_le(buf + 8, 2); hoff = 10; }
+    else if (len >= 12) { hlen = (size_t)get_le(buf + 8, 4); hoff = 12; }
+    else { snprintf(err, errlen, "%s: truncated .npy header", path); goto cleanup; }
+    if (hlen > len - hoff) {
+        snprintf(err, errlen, "%s: truncated .npy header (%zu bytes announced, %zu in the file)", path, hlen,
+                 len - hoff);
+        goto cleanup;
+    }
+    if (!(hdr = malloc(hlen + 1))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+    memcpy(hdr, buf + hoff, hlen);
+    hdr[hlen] = '\0';
+    if (strlen(hdr) != hlen) { snprintf(err, errlen, "%s: a NUL byte in the .npy header", path); goto cleanup; }
+
+    /* 'descr': '<f4' or '<f8' */
+    if (!(v = npy_key(hdr, "descr")) || (*v != '\'' && *v != '"')) {
+        snprintf(err, errlen, "%s: .npy header without 'descr'", path);
+        goto cleanup;
+    }
+    if (strncmp(v + 1, "<f4", 3) == 0 && v[4] == v[0]) esz = 4;
+    else if (strncmp(v + 1, "<f8", 3) == 0 && v[4] == v[0]) esz = 8;
+    else {
+        const char *e = strchr(v + 1, v[0]);
+        snprintf(err, errlen, "%s: data type %.*s; this program reads little-endian float32 ('<f4') and "
+                 "float64 ('<f8')", path, e ? (int)(e - v + 1) : 8, v);
+        goto cleanup;
+    }
+    /* 'fortran_order': False */
+    if (!(v = npy_key(hdr, "fortran_order")) || (strncmp(v, "False", 5) != 0 && strncmp(v, "True", 4) != 0)) {
+        snprintf(err, errlen, "%s: .npy header without 'fortran_order'", path);
+        goto cleanup;
+    }
+    if (v[0] == 'T') {
+        snprintf(err, errlen, "%s: Fortran order; save a C-order array (numpy.ascontiguousarray)", path);
+        goto cleanup;
+    }
+    /* 'shape': (d0, d1, ...) */
+    if (!(v = npy_key(hdr, "shape")) || *v != '(') {
+        snprintf(err, errlen, "%s: .npy header without 'shape'", path);
+        goto cleanup;
+    }
+    for (v++;;) {
+        uint64_t dim = 0;
+        while (*v == ' ') v++;
+        if (*v == ')') break;
+        if (*v < '0' || *v > '9' || d == NPY_MAX_DIM) {
+            snprintf(err, errlen, "%s: bad or more than %d-dimensional 'shape' in the .npy header", path, NPY_MAX_DIM);
+            goto cleanup;
+        }
+        while (*v >= '0' && *v <= '9') {
+            dim = dim * 10 + (uint64_t)(*v++ - '0');
+            if (dim > NPY_MAX_FILE) { snprintf(err, errlen, "%s: a dimension too large", path); goto cleanup; }
+        }
+        shape[d++] = (size_t)dim;
+        count *= (size_t)dim;
+        if (count > NPY_MAX_FILE) { snprintf(err, errlen, "%s: too many elements", path); goto cleanup; }
+        while (*v == ' ') v++;
+        if (*v == ',') v++;
+        else if (*v != ')') { snprintf(err, errlen, "%s: bad 'shape' in the .npy header", path); goto cleanup; }
+    }
+    if (len - hoff - hlen != count * esz) {
+        snprintf(err, errlen, "%s: %zu data bytes, the header's shape and type need %zu", path, len - hoff - hlen,
+                 count * esz);
+        goto cleanup;
+    }
+    if (!(x = malloc((count ? count : 1) * sizeof *x))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+    for (i = 0; i < count; i++) {
+        const unsigned char *e = buf + hoff + hlen + esz * i;
+        if (esz == 4) {
+            uint32_t w = (uint32_t)get_le(e, 4);
+            float fv;
+            memcpy(&fv, &w, 4);
+            x[i] = (double)fv;
+        } else {
+            uint64_t w = get_le(e, 8);
+            memcpy(&x[i], &w, 8);
+        }
+    }
+    *out = x;
+    x = NULL;
+    *ndim = d;
+    rc = 0;
+cleanup:
+    if (f) fclose(f);
+    free(buf);
+    free(hdr);
+    free(x);
+    return rc;
+}
+
+/* "(128, 784)" */
+static void shape_text(char *buf, size_t n, const size_t *shape, size_t ndim)
+{
+    size_t i, len = (size_t)snprintf(buf, n, "(");
+    for (i = 0; i < ndim && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%zu", i ? ", " : "", shape[i]);
+    if (len < n) snprintf(buf + len, n - len, ndim == 1 ? ",)" : ")");
+}
+
+/* Fixed point of a float parameter: finite and |v| < 2^40 (far beyond any
+ * weight, and the products of SPEC 1.3 stay in the ring). */
+static int import_value(uint64_t *y, double v, const char *path, size_t i, char *err, size_t errlen)
+{
+    if (!(v == v) || v > 1099511627776.0 || v < -1099511627776.0) {
+        snprintf(err, errlen, "%s: element %zu is %g, not a finite value below 2^40", path, i, v);
+        return -1;
+    }
+    *y = snn_encode(v);
+    return 0;
+}
+
+/* snn_model_import -- see securenn.h. */
+int snn_model_import(const char *dir, int id, uint64_t *param, char *err, size_t errlen)
+{
+    snn_net net;
+    size_t l, nth = 0;
+    char path[4096], want[64], got[64];
+    double *x = NULL;
+    int rc = -1;
+
+    if (snn_net_init(&net, id) != 0) { snprintf(err, errlen, "unknown network id %d", id); return -1; }
+    for (l = 0; l < net.nlayer; l++) {
+        const snn_layer *L = &net.layer[l];
+        size_t shape[NPY_MAX_DIM], ndim, wshape[4], wn, i, o, ci, ky, kx;
+        /* the input of an FC layer as a feature map: PyTorch flattens it
+         * channel first (c, y, x), this program channel last (y, x, c) */
+        size_t C = 1, H = 1, W = 1;
+        if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+        nth++;
+        /* weights: FC (out, in), convolution (out, in, k, k), as PyTorch */
+        wshape[0] = L->oc;
+        if (L->kind == SNN_LAYER_FC) {
+            wshape[1] = L->c;
+            wn = 2;
+            if (l > 0) { C = net.layer[l - 1].oc; H = net.layer[l - 1].oh; W = net.layer[l - 1].ow; }
+            else { C = 1; H = 1; W = L->c; }
+        } else {
+            wshape[1] = L->c; wshape[2] = L->k; wshape[3] = L->k;
+            wn = 4;
+        }
+        snprintf(path, sizeof path, "%s/layer%zu.weight.npy", dir, nth);
+        if (snn_npy_load(path, &x, shape, &ndim, err, errlen) != 0) goto cleanup;
+        shape_text(want, sizeof want, wshape, wn);
+        shape_text(got, sizeof got, shape, ndim);
+        if (ndim != wn || memcmp(shape, wshape, wn * sizeof *shape) != 0) {
+            snprintf(err, errlen, "%s: layer %zu (%s) of network %s needs weights of shape %s, not %s", path,
+                     nth, L->kind == SNN_LAYER_FC ? "fully connected" : "convolution", snn_net_name(id), want, got);
+            goto cleanup;
+        }
+        for (o = 0; o < L->oc; o++) {
+            if (L->kind == SNN_LAYER_FC) {
+                size_t y, xx, c;
+                for (y = 0; y < H; y++)
+                    for (xx = 0; xx < W; xx++)
+                        for (c = 0; c < C; c++) {
+                            size_t ours = (y * W + xx) * C + c, theirs = (c * H + y) * W + xx;
+                            if (import_value(&param[L->woff + ours * L->oc + o], x[o * L->c + theirs], path,
+                                             o * L->c + theirs, err, errlen) != 0) goto cleanup;
+                        }
+            } else {
+                for (ci = 0; ci < L->c; ci++)
+                    for (ky = 0; ky < L->k; ky++)
+                        for (kx = 0; kx < L->k; kx++) {
+                            size_t theirs = ((o * L->c + ci) * L->k + ky) * L->k + kx;
+                            size_t row = (ky * L->k + kx) * L->c + ci;
+                            if (import_value(&param[L->woff + row * L->oc + o], x[theirs], path, theirs, err,
+                                             errlen) != 0) goto cleanup;
+                        }
+            }
+        }
+        free(x);
+        x = NULL;
+        /* biases: (out,) */
+        snprintf(path, sizeof path, "%s/layer%zu.bias.npy", dir, nth);
+        if (snn_npy_load(path, &x, shape, &ndim, err, errlen) != 0) goto cleanup;
+        shape_text(want, sizeof want, wshape, 1);
+        shape_text(got, sizeof got, shape, ndim);
+        if (ndim != 1 || shape[0] != L->oc) {
+            snprintf(err, errlen, "%s: layer %zu of network %s needs biases of shape %s, not %s", path, nth,
+                     snn_net_name(id), want, got);
+            goto cleanup;
+        }
+        for (i = 0; i < L->oc; i++)
+            if (import_value(&param[L->boff + i], x[i], path, i, err, errlen) != 0) goto cleanup;
+        free(x);
+        x = NULL;
+    }
+    rc = 0;
+cleanup:
+    free(x);
+    return rc;
+}
+
 /* ==== 13. Batches, plaintext training and inference ====================== */
 
 /* Training batches: an epoch is a fresh permutation of the training set
@@ -1881,6 +2149,10 @@ static const char usage_text[] =
 "  train           the owner: train on three running parties, save with --model\n"
 "  infer           the owner: classify the test split with --model FILE on three\n"
 "                  running parties\n"
+"  import DIR      write the model file --model FILE of network --net from NumPy\n"
+"                  .npy files in DIR, layer<n>.weight.npy and layer<n>.bias.npy\n"
+"                  for the n-th layer with parameters, in PyTorch's layout\n"
+"                  (README: Models from PyTorch or NumPy)\n"
 "  bench           time, bytes and rounds of each protocol of WP Table 8 and each\n"
 "                  network of WP Table 7, beside the paper's figures, then the\n"
 "                  networks again with sealed channels (--port, --key-seed)\n"
@@ -1935,7 +2207,7 @@ static const char usage_options[] =
 "(p/255 - mean) / std for MNIST) in fixed point with 13 fractional bits.\n"
 "Progress during training (loss, running accuracy) comes from the ASM outputs\n"
 "revealed to the owner, who owns both the data and the model; --quiet reveals\n"
-"nothing until the trained weights.  Model file format: see nn.c.\n";
+"nothing until the trained weights.  Model file format: README.md (Models).\n";
 
 /* The program's one-line errors: "securenn: ..." on stderr. */
 #define PERR(...) (fputs("securenn: ", stderr), fprintf(stderr, __VA_ARGS__), fputc('\n', stderr))
@@ -1990,6 +2262,7 @@ static unsigned opts_allowed(const char *cmd)
         return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_KEYSEED | OPT_PEERS | OPT_TIMEOUT
                | OPT_KEYS | OPT_INSECURE;
     if (strcmp(cmd, "bench") == 0) return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT;
+    if (strcmp(cmd, "import") == 0) return OPT_NET | OPT_MODEL;
     return 0;
 }
 
@@ -3307,6 +3580,32 @@ static int cmd_keygen(const char *dir)
     return 0;
 }
 
+/* cmd_import -- the `import DIR` command: .npy weights into a model file. */
+static int cmd_import(const opts *o, const char *dir)
+{
+    snn_net net;
+    uint64_t *param = NULL;
+    char err[4300];
+    int rc = 1;
+    if (!(o->given & OPT_NET) || !o->model) {
+        PERR("import: --net A|B|C|D and --model FILE (the model file to write) are required");
+        return 2;
+    }
+    snn_net_init(&net, o->net);
+    if (!(param = nn_alloc(net.nparam))) { PERR("out of memory"); return 1; }
+    if (snn_model_import(dir, o->net, param, err, sizeof err) != 0
+        || snn_model_save(o->model, o->net, param, net.nparam, err, sizeof err) != 0) {
+        PERR("%s", err);
+        goto cleanup;
+    }
+    printf("network %s: %zu parameters from %s/layer*.{weight,bias}.npy written to %s\n", snn_net_name(o->net),
+           net.nparam, dir, o->model);
+    rc = 0;
+cleanup:
+    free(param);
+    return rc;
+}
+
 /* main -- dispatches the command; exit 0, 1 on failure, 2 on bad usage. */
 int main(int argc, char **argv)
 {
@@ -3350,7 +3649,15 @@ int main(int argc, char **argv)
         o.party_id = (int)id;
         first = 3;
     }
+    if (strcmp(o.cmd, "import") == 0) {
+        if (argc < 3 || argv[2][0] == '-') {
+            PERR("import: the first argument is the directory of .npy files (see securenn --help)");
+            return 2;
+        }
+        first = 3;
+    }
     if (parse_opts(&o, argc, argv, first) != 0 || key_seed_check(&o) != 0) return 2;
+    if (strcmp(o.cmd, "import") == 0) return cmd_import(&o, argv[2]);
     if (strcmp(o.cmd, "party") == 0) return run_party(o.party_id, &o, -1);
     if (strcmp(o.cmd, "demo") == 0) return cmd_demo(&o);
     if (strcmp(o.cmd, "train") == 0) return cmd_train(&o);

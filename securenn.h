@@ -604,6 +604,22 @@ int  snn_model_writable(const char *path, char *err, size_t errlen);
 int  snn_model_load(snn_model *m, const char *path, int want_net, char *err, size_t errlen);
 void snn_model_free(snn_model *m);
 
+/* A NumPy .npy file (format 1.0-3.0; NumPy's numpy/lib/format.py): little-
+ * endian float32 ('<f4') or float64 ('<f8'), C order, at most 4 dimensions,
+ * the data filling the file exactly.  0 with *out (malloc'd, free it) the
+ * values as double, shape[0..*ndim-1]; or -1 and a one-line message. */
+int  snn_npy_load(const char *path, double **out, size_t shape[4], size_t *ndim, char *err, size_t errlen);
+/* Imports network net's parameters (net.nparam of them, into param) from
+ * directory dir: for the n-th layer with parameters (FC or convolution,
+ * n = 1, 2, ...) dir/layer<n>.weight.npy and dir/layer<n>.bias.npy in
+ * PyTorch's layout: FC weights (out, in), the input of an FC that follows
+ * a convolution flattened channel first (c, y, x); convolution weights
+ * (out, in, k, k); biases (out,).  Values become fixed point (snn_encode);
+ * each must be finite and below 2^40 in magnitude.  0, or -1 and a
+ * one-line message naming the file and the layer (a wrong shape: the
+ * shape it needs and the one it has). */
+int  snn_model_import(const char *dir, int net, uint64_t *param, char *err, size_t errlen);
+
 /* Training progress, computed by the owner from the ASM outputs revealed to
  * it (the twin: from its own): since the previous report. */
 typedef struct {

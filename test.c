@@ -5406,6 +5406,293 @@ static void test_cli(void)
     if (fd >= 0) close(fd);
 }
 
+/* ==== Models in from NumPy .npy files ===================================== */
+
+/* Writes a .npy file as NumPy's format 1.0 does: magic, version 1.0, the
+ * header dict padded with spaces to a multiple of 64 bytes and a newline,
+ * then the values as little-endian float32 (esz 4) or float64 (esz 8). */
+static int npy_write(const char *path, int esz, const size_t *shape, size_t ndim, const double *v, int fortran)
+{
+    char hdr[256];
+    size_t i, n = 1, hl;
+    unsigned char pre[10];
+    FILE *f = fopen(path, "wb");
+    int ok = 1;
+    if (!f) return -1;
+    hl = (size_t)snprintf(hdr, sizeof hdr, "{'descr': '<f%d', 'fortran_order': %s, 'shape': (", esz,
+                          fortran ? "True" : "False");
+    for (i = 0; i < ndim; i++) {
+        hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl, "%zu%s", shape[i], ndim == 1 || i + 1 < ndim ? ", " : "");
+        n *= shape[i];
+    }
+    if (ndim == 1) hl -= 1;                 /* "(10,)" */
+    hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl, "), }");
+    while ((10 + hl + 1) % 64 != 0) hdr[hl++] = ' ';
+    hdr[hl++] = '\n';
+    memcpy(pre, "\x93NUMPY\x01\x00", 8);
+    pre[8] = (unsigned char)hl;
+    pre[9] = (unsigned char)(hl >> 8);
+    ok &= fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, hl, f) == hl;
+    for (i = 0; i < n && ok; i++) {
+        unsigned char b[8];
+        uint64_t w = 0;
+        int k;
+        if (esz == 4) {
+            float fv = (float)v[i];
+            uint32_t w32;
+            memcpy(&w32, &fv, 4);
+            w = w32;
+        } else {
+            memcpy(&w, &v[i], 8);
+        }
+        for (k = 0; k < esz; k++) b[k] = (unsigned char)(w >> (8 * k));
+        ok &= fwrite(b, 1, (size_t)esz, f) == (size_t)esz;
+    }
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* One layer's parameters in PyTorch's layout (independent of nn.c's
+ * import): FC weight (out, in) with the input flattened (c, y, x);
+ * convolution weight (out, in, k, k) from rows (ky, kx, ci); bias (out). */
+static void torch_layout(const snn_net *net, size_t l, const uint64_t *param, double *w, double *b)
+{
+    const snn_layer *L = &net->layer[l];
+    size_t o, i;
+    for (o = 0; o < L->oc; o++) {
+        b[o] = snn_decode(param[L->boff + o]);
+        if (L->kind == SNN_LAYER_FC) {
+            const snn_layer *P = l ? &net->layer[l - 1] : NULL;
+            size_t C = P ? P->oc : 1, HW = P ? P->oh * P->ow : L->c;
+            for (i = 0; i < L->c; i++) {
+                /* torch column i = c * HW + pos; our row = pos * C + c */
+                size_t c = i / HW, pos = i % HW;
+                w[o * L->c + i] = snn_decode(param[L->woff + (pos * C + c) * L->oc + o]);
+            }
+        } else {
+            size_t ci, ky, kx, k = L->k;
+            for (ci = 0; ci < L->c; ci++)
+                for (ky = 0; ky < k; ky++)
+                    for (kx = 0; kx < k; kx++)
+                        w[((o * L->c + ci) * k + ky) * k + kx] =
+                            snn_decode(param[L->woff + ((ky * k + kx) * L->c + ci) * L->oc + o]);
+        }
+    }
+}
+
+/* The network in floating point with PyTorch's semantics (NCHW feature
+ * maps, channel-first flattening), from the torch-layout arrays: the
+ * reference that the imported model must reproduce. */
+static void torch_forward(const snn_net *net, double *const *W, double *const *B, const double *img, double *logits)
+{
+    double *a = xcalloc(16384, sizeof *a), *t = xcalloc(16384, sizeof *t);   /* C's largest map: 11520 */
+    size_t l, n = 0, i;
+    memcpy(a, img, SNN_NN_IN * sizeof *a);          /* (1, 28, 28) */
+    for (l = 0; l < net->nlayer; l++) {
+        const snn_layer *L = &net->layer[l];
+        size_t o, c, y, x;
+        if (L->kind == SNN_LAYER_FC) {
+            for (o = 0; o < L->oc; o++) {
+                double s = B[n][o];
+                for (i = 0; i < L->c; i++) s += W[n][o * L->c + i] * a[i];
+                t[o] = s;
+            }
+            n++;
+        } else if (L->kind == SNN_LAYER_CONV) {
+            for (o = 0; o < L->oc; o++)
+                for (y = 0; y < L->oh; y++)
+                    for (x = 0; x < L->ow; x++) {
+                        double s = B[n][o];
+                        size_t ky, kx;
+                        for (c = 0; c < L->c; c++)
+                            for (ky = 0; ky < L->k; ky++)
+                                for (kx = 0; kx < L->k; kx++) {
+                                    long iy = (long)(y * L->stride + ky) - (long)L->pad;
+                                    long ix = (long)(x * L->stride + kx) - (long)L->pad;
+                                    if (iy < 0 || ix < 0 || iy >= (long)L->h || ix >= (long)L->w) continue;
+                                    s += W[n][((o * L->c + c) * L->k + ky) * L->k + kx]
+                                         * a[(c * L->h + (size_t)iy) * L->w + (size_t)ix];
+                                }
+                        t[(o * L->oh + y) * L->ow + x] = s;
+                    }
+            n++;
+        } else if (L->kind == SNN_LAYER_RELU) {
+            for (i = 0; i < snn_layer_in_size(L); i++) t[i] = a[i] > 0 ? a[i] : 0;
+        } else {
+            for (c = 0; c < L->c; c++)
+                for (y = 0; y < L->oh; y++)
+                    for (x = 0; x < L->ow; x++) {
+                        double m = -1e300;
+                        size_t ky, kx;
+                        for (ky = 0; ky < L->k; ky++)
+                            for (kx = 0; kx < L->k; kx++) {
+                                double v = a[(c * L->h + y * L->k + ky) * L->w + x * L->k + kx];
+                                if (v > m) m = v;
+                            }
+                        t[(c * L->oh + y) * L->ow + x] = m;
+                    }
+        }
+        memcpy(a, t, snn_layer_out_size(L) * sizeof *a);
+    }
+    memcpy(logits, a, SNN_NN_OUT * sizeof *a);
+    free(a);
+    free(t);
+}
+
+/*
+ * import: .npy files written here in PyTorch's layout (float32 and
+ * float64) become exactly the parameters they were made from, through
+ * snn_model_import and through `securenn import`; the imported network
+ * computes what PyTorch's semantics compute from those arrays; its secure
+ * inference gives the twin's classes; bad files and a wrong shape are
+ * refused with the file and the layer named.
+ */
+static void test_nn_import(void)
+{
+    static const int nets[4] = { SNN_NET_A, SNN_NET_B, SNN_NET_B, SNN_NET_D };
+    static const int esz[4] = { 4, 4, 8, 8 };
+    char tmpl[] = "/tmp/snn_npy_XXXXXX", path[512], model[512], err[4300];
+    snn_mnist test;
+    int t;
+    size_t nth, l;
+
+    memset(&test, 0, sizeof test);
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(model, sizeof model, "%s/m.snnm", tmpl);
+    if (snn_mnist_load(&test, "data", "test", err, sizeof err) != 0) { CHECK(0, "MNIST test split: %s", err); return; }
+    for (t = 0; t < 4; t++) {
+        snn_net net;
+        snn_nn_state s;
+        snn_model m;
+        uint64_t *param, *imp, *x = NULL;
+        double *W[SNN_NN_MAXLAYER], *B[SNN_NN_MAXLAYER], maxerr = 0;
+        const char *nm;
+        size_t i, k, nimg = 20;
+        int id = nets[t];
+
+        snn_net_init(&net, id);
+        nm = snn_net_name(id);
+        param = xcalloc(net.nparam, 8);
+        imp = xcalloc(net.nparam, 8);
+        snn_nn_init_params(&net, param, trng());
+        for (l = 0; l < net.nlayer; l++)          /* biases too: +-1/4 */
+            for (i = 0; i < net.layer[l].nb; i++)
+                param[net.layer[l].boff + i] = snn_from_signed((int64_t)snn_prg_below(trng(), 4096) - 2048);
+        for (l = 0, nth = 0; l < net.nlayer; l++) {
+            const snn_layer *L = &net.layer[l];
+            size_t ws[4] = { L->oc, L->c, L->k, L->k }, bs[1] = { L->oc };
+            if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+            W[nth] = xcalloc(L->nw, sizeof(double));
+            B[nth] = xcalloc(L->nb, sizeof(double));
+            torch_layout(&net, l, param, W[nth], B[nth]);
+            snprintf(path, sizeof path, "%s/layer%zu.weight.npy", tmpl, nth + 1);
+            if (npy_write(path, esz[t], ws, L->kind == SNN_LAYER_FC ? 2 : 4, W[nth], 0) != 0) CHECK(0, "write %s", path);
+            snprintf(path, sizeof path, "%s/layer%zu.bias.npy", tmpl, nth + 1);
+            if (npy_write(path, esz[t], bs, 1, B[nth], 0) != 0) CHECK(0, "write %s", path);
+            nth++;
+        }
+        err[0] = '\0';
+        CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) == 0 && memcmp(imp, param, net.nparam * 8) == 0,
+              "net %s, float%d: %zu parameters imported exactly (%s)", nm, 8 * esz[t], net.nparam, err);
+        {
+            char netname[2] = { nm[0], '\0' };
+            char *argv[] = { "./securenn", "import", tmpl, "--net", netname, "--model", model, NULL };
+            cmd_result r;
+            run_cmd(&r, argv, 30);
+            memset(&m, 0, sizeof m);
+            CHECK(r.status == 0 && snn_model_load(&m, model, id, err, sizeof err) == 0
+                  && memcmp(m.param, param, net.nparam * 8) == 0,
+                  "net %s, float%d: securenn import writes the model file of those parameters (\"%s\")", nm,
+                  8 * esz[t], r.err);
+            snn_model_free(&m);
+        }
+        /* the imported network against PyTorch's semantics, in float */
+        x = xcalloc(nimg * SNN_NN_IN, 8);
+        snn_nn_encode_images(x, test.images, nimg);
+        if (snn_nn_state_alloc(&s, &net, nimg) == 0 && snn_plain_forward(&s, imp, x, nimg) == 0) {
+            for (i = 0; i < nimg; i++) {
+                double img[SNN_NN_IN], ref[SNN_NN_OUT];
+                for (k = 0; k < SNN_NN_IN; k++) img[k] = 4.0 * test.images[i * SNN_NN_IN + k] / 255.0 - 0.5;
+                torch_forward(&net, W, B, img, ref);
+                for (k = 0; k < SNN_NN_OUT; k++) {
+                    double d = fabs(snn_decode(s.act[net.nlayer][i * 10 + k]) - ref[k]);
+                    if (d > maxerr) maxerr = d;
+                }
+            }
+            CHECK(maxerr < 0.01, "net %s, float%d: the imported network's logits are PyTorch's (NCHW) on %zu digits "
+                  "within fixed-point error: max |difference| %.5f < 0.01", nm, 8 * esz[t], nimg, maxerr);
+            snn_nn_state_free(&s);
+        } else {
+            CHECK(0, "net %s: twin forward", nm);
+        }
+        if (t == 1) {
+            /* its secure inference: the twin's classes, on 8 digits */
+            nn_infer_ctx c;
+            party_out out[3];
+            uint64_t *p0 = xcalloc(net.nparam, 8), *p1 = xcalloc(net.nparam, 8);
+            uint64_t *x0 = xcalloc(8 * SNN_NN_IN, 8), *x1 = xcalloc(8 * SNN_NN_IN, 8), tcls[8];
+            size_t same = 0;
+            split(p0, p1, imp, net.nparam);
+            split(x0, x1, x, 8 * SNN_NN_IN);
+            c.net = &net; c.n = 8; c.param[0] = p0; c.param[1] = p1; c.x[0] = x0; c.x[1] = x1;
+            if (snn_nn_state_alloc(&s, &net, 8) == 0 && snn_plain_forward(&s, param, x, 8) == 0
+                && snn_plain_predict(tcls, &s, 8) == 0 && run3(pf_nn_infer, &c, 0, out) == 0 && out[0].n == 88) {
+                for (i = 0; i < 8; i++) same += out[0].v[80 + i] + out[1].v[80 + i] == tcls[i];
+                CHECK(same == 8, "net B imported from float32: secure inference gives the classes of the model it "
+                      "mirrors on %zu of 8 digits", same);
+            } else {
+                CHECK(0, "net B imported: secure inference ran: %s", first_err(out));
+            }
+            snn_nn_state_free(&s);
+            free3(out);
+            free(p0); free(p1); free(x0); free(x1);
+        }
+        if (t == 2) {
+            /* a wrong shape: layer 2 (B's second convolution) 16x16x5x4 */
+            size_t ws[4] = { 16, 16, 5, 4 };
+            snprintf(path, sizeof path, "%s/layer2.weight.npy", tmpl);
+            npy_write(path, 8, ws, 4, W[1], 0);
+            {
+                char *argv[] = { "./securenn", "import", tmpl, "--net", "B", "--model", model, NULL };
+                expect_cli_error(argv, "layer2.weight.npy: layer 2 (convolution) of network B needs weights of "
+                                 "shape (16, 16, 5, 5), not (16, 16, 5, 4)", 30, "import: a wrong shape");
+            }
+            ws[3] = 5;
+            npy_write(path, 8, ws, 4, W[1], 1);
+            CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "layer2.weight.npy: Fortran order"),
+                  "import: Fortran order refused: \"%s\"", err);
+            {
+                /* other types, truncated data, a bad magic */
+                FILE *f = fopen(path, "r+b");
+                if (f) { fseek(f, 22, SEEK_SET); fputc('i', f); fclose(f); }   /* "<f8" -> "<i8" */
+                CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "data type '<i8'"),
+                      "import: an int64 array refused: \"%s\"", err);
+                npy_write(path, 8, ws, 4, W[1], 0);
+                if (truncate(path, 1000) != 0) CHECK(0, "truncate");
+                CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "data bytes, the header's"),
+                      "import: truncated data refused: \"%s\"", err);
+                f = fopen(path, "r+b");
+                if (f) { fputc('X', f); fclose(f); }
+                CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "bad magic"),
+                      "import: a file that is not .npy refused: \"%s\"", err);
+                remove(path);
+                CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "layer2.weight.npy: cannot open"),
+                      "import: a missing file named: \"%s\"", err);
+            }
+        }
+        for (l = 0; l < nth; l++) {
+            free(W[l]); free(B[l]);
+            snprintf(path, sizeof path, "%s/layer%zu.weight.npy", tmpl, l + 1);
+            remove(path);
+            snprintf(path, sizeof path, "%s/layer%zu.bias.npy", tmpl, l + 1);
+            remove(path);
+        }
+        free(param); free(imp); free(x);
+    }
+    remove(model);
+    rmdir(tmpl);
+    snn_mnist_free(&test);
+}
+
 /* ==== Documentation: SPEC citations and the paper-to-code index ========= */
 
 /* The whole of a text file, NUL-terminated, or NULL. */
@@ -5659,6 +5946,7 @@ static const test_entry tests[] = {
     { "cli_seeds",       test_cli_seeds },
     { "cli_keys",        test_cli_keys },
     { "cli_talk",        test_cli_talk },
+    { "nn_import",       test_nn_import },
     { "nn_model_file",   test_nn_model_file },
     { "docs",            test_docs },
 };
