@@ -69,52 +69,17 @@ double snn_decode(uint64_t x)
 }
 
 /* ==== 2. ChaCha20 and the PRG [RFC8439 2.3], SPEC 1.4 ==================== */
-
-static uint32_t rotl32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
+/* The block function itself is inline in securenn.h (snn_chacha20_block,
+ * and snn_chacha20_blocks for several blocks side by side). */
 
 static uint32_t load32_le(const uint8_t *b)
 {
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
-static void store32_le(uint8_t *b, uint32_t x)
+static uint64_t load64_le(const uint8_t *b)
 {
-    b[0] = (uint8_t)x; b[1] = (uint8_t)(x >> 8); b[2] = (uint8_t)(x >> 16); b[3] = (uint8_t)(x >> 24);
-}
-
-/* The quarter round [RFC8439 2.1]. */
-#define QR(a, b, c, d)                                  \
-    do {                                                \
-        a += b; d ^= a; d = rotl32(d, 16);              \
-        c += d; b ^= c; b = rotl32(b, 12);              \
-        a += b; d ^= a; d = rotl32(d, 8);               \
-        c += d; b ^= c; b = rotl32(b, 7);               \
-    } while (0)
-
-/*
- * snn_chacha20_block -- the ChaCha20 block function [RFC8439 2.3]:
- * 20 rounds (10 column + diagonal double rounds) over the state
- * constants | key | counter | nonce, plus the input state.
- */
-void snn_chacha20_block(uint32_t out[16], const uint32_t key[8], uint32_t counter, const uint32_t nonce[3])
-{
-    uint32_t s[16], x[16];
-    int i;
-
-    s[0] = 0x61707865; s[1] = 0x3320646e; s[2] = 0x79622d32; s[3] = 0x6b206574;
-    for (i = 0; i < 8; i++) s[4 + i] = key[i];
-    s[12] = counter;
-    s[13] = nonce[0]; s[14] = nonce[1]; s[15] = nonce[2];
-    memcpy(x, s, sizeof x);
-    for (i = 0; i < 10; i++) {
-        QR(x[0], x[4], x[8],  x[12]); QR(x[1], x[5], x[9],  x[13]);
-        QR(x[2], x[6], x[10], x[14]); QR(x[3], x[7], x[11], x[15]);
-        QR(x[0], x[5], x[10], x[15]); QR(x[1], x[6], x[11], x[12]);
-        QR(x[2], x[7], x[8],  x[13]); QR(x[3], x[4], x[9],  x[14]);
-    }
-    for (i = 0; i < 16; i++) out[i] = x[i] + s[i];
-    snn_wipe(x, sizeof x);
-    snn_wipe(s, sizeof s);
+    return (uint64_t)load32_le(b) | (uint64_t)load32_le(b + 4) << 32;
 }
 
 /*
@@ -134,49 +99,10 @@ void snn_prg_init(snn_prg *g, const uint8_t key[32], uint32_t stream_id)
     g->used = SNN_PRG_BUF;
 }
 
-/*
- * chacha20_blocks -- SNN_PRG_BLOCKS consecutive keystream blocks at once:
- * the block function of snn_chacha20_block, run on the blocks side by side
- * (lane b is block counter + b), so that the compiler can keep the lanes
- * in vector registers.  Block numbers carry into nonce word 1 as in
- * snn_prg_init.  Byte for byte the same keystream as calling
- * snn_chacha20_block once per block (test.c checks it, carry included).
- */
-static void chacha20_blocks(uint8_t out[64 * SNN_PRG_BLOCKS], const uint32_t key[8], uint32_t counter,
-                            const uint32_t nonce[3])
-{
-    uint32_t s[16][SNN_PRG_BLOCKS], x[16][SNN_PRG_BLOCKS];
-    size_t b, i;
-
-    for (b = 0; b < SNN_PRG_BLOCKS; b++) {
-        const uint32_t ctr = counter + (uint32_t)b;
-        s[0][b] = 0x61707865; s[1][b] = 0x3320646e; s[2][b] = 0x79622d32; s[3][b] = 0x6b206574;
-        for (i = 0; i < 8; i++) s[4 + i][b] = key[i];
-        s[12][b] = ctr;
-        s[13][b] = nonce[0];
-        s[14][b] = nonce[1] + (uint32_t)(ctr < counter);   /* carry: see snn_prg_init */
-        s[15][b] = nonce[2];
-    }
-    memcpy(x, s, sizeof x);
-#define QRN(a, bb, c, d)                                                        \
-    for (b = 0; b < SNN_PRG_BLOCKS; b++) QR(x[a][b], x[bb][b], x[c][b], x[d][b])
-    for (i = 0; i < 10; i++) {
-        QRN(0, 4, 8,  12); QRN(1, 5, 9,  13); QRN(2, 6, 10, 14); QRN(3, 7, 11, 15);
-        QRN(0, 5, 10, 15); QRN(1, 6, 11, 12); QRN(2, 7, 8,  13); QRN(3, 4, 9,  14);
-    }
-#undef QRN
-    for (b = 0; b < SNN_PRG_BLOCKS; b++)
-        for (i = 0; i < 16; i++) store32_le(out + 64 * b + 4 * i, x[i][b] + s[i][b]);
-    /* The working state and the input block, which holds the key */
-    for (i = 0; i < 16; i++) {
-        volatile uint32_t *row = x[i], *in = s[i];
-        for (b = 0; b < SNN_PRG_BLOCKS; b++) row[b] = in[b] = 0;
-    }
-}
-
+/* The next SNN_PRG_BLOCKS blocks of the stream into g->block. */
 static void prg_refill(snn_prg *g)
 {
-    chacha20_blocks(g->block, g->key, g->counter, g->nonce);
+    snn_chacha20_blocks(g->block, g->key, g->counter, g->nonce);
     if (g->counter > UINT32_MAX - SNN_PRG_BLOCKS) g->nonce[1]++;   /* carry: see snn_prg_init */
     g->counter += SNN_PRG_BLOCKS;
     g->used = 0;
@@ -197,6 +123,8 @@ void snn_prg_bytes(snn_prg *g, uint8_t *out, size_t n)
     }
 }
 
+/* The next keystream byte: the one-at-a-time reader of the reference
+ * samplers below. */
 static uint8_t prg_byte(snn_prg *g)
 {
     if (g->used == SNN_PRG_BUF) prg_refill(g);
@@ -207,11 +135,13 @@ static uint8_t prg_byte(snn_prg *g)
 uint64_t snn_prg_u64(snn_prg *g)
 {
     uint8_t b[8];
-    uint64_t x = 0;
-    int i;
+    if (g->used <= SNN_PRG_BUF - 8) {          /* the common case: no refill inside */
+        const uint64_t x = load64_le(g->block + g->used);
+        g->used += 8;
+        return x;
+    }
     snn_prg_bytes(g, b, 8);
-    for (i = 7; i >= 0; i--) x = x << 8 | b[i];
-    return x;
+    return load64_le(b);
 }
 
 /* snn_prg_lm1 -- uniform in Z_{L-1}: reject 2^64-1 (SPEC 1.4). */
@@ -234,7 +164,14 @@ uint64_t snn_prg_below(snn_prg *g, uint64_t bound)
     return x % bound;
 }
 
-/* snn_prg_zp -- uniform in Z_p: a byte, rejected if >= 201 = 3*67 (SPEC 1.4). */
+/*
+ * The one-at-a-time samplers of Z_p (SPEC 1.4): one byte per try, rejected
+ * if >= 201 = 3 * 67 so that the 201 accepted bytes fall on each residue
+ * three times.  These are the reference forms; the protocols use the bulk
+ * forms further down, which give the same values from the same bytes.
+ */
+
+/* snn_prg_zp -- uniform in Z_p. */
 uint8_t snn_prg_zp(snn_prg *g)
 {
     uint8_t b;
@@ -259,14 +196,15 @@ uint8_t snn_prg_bit(snn_prg *g)
 }
 
 /*
- * snn_prg_perm -- a uniform permutation of 0..n-1 (n <= 256): Fisher-Yates,
- * each index k in [0, i) drawn without bias from bytes b by Lemire's
- * multiply-and-reject (ACM TOMACS 29(1), 2019): k = floor(b i / 256),
- * rejecting b when the low byte of b i is below 256 mod i.  That rejects
- * exactly 256 mod i values of b and leaves floor(256 / i) for each k.
- * The division runs only when the low byte is below i, i.e. rarely.
+ * snn_prg_perm_ref -- a uniform permutation of 0..n-1 (n <= 256), the
+ * reference form: Fisher-Yates, each index k in [0, i) drawn without bias
+ * from bytes b by Lemire's multiply-and-reject (ACM TOMACS 29(1), 2019):
+ * k = floor(b i / 256), rejecting b when the low byte of b i is below
+ * 256 mod i.  That rejects exactly 256 mod i values of b and leaves
+ * floor(256 / i) for each k.  The division runs only when the low byte is
+ * below i, i.e. rarely.
  */
-void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
+void snn_prg_perm_ref(snn_prg *g, uint8_t *pi, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++) pi[i] = (uint8_t)i;
@@ -282,6 +220,101 @@ void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
         k = m >> 8;
         t = pi[i - 1]; pi[i - 1] = pi[k]; pi[k] = t;
     }
+}
+
+/*
+ * The bulk forms.  Each walks the current keystream blocks with a local
+ * cursor (so the compiler keeps it in a register rather than storing it
+ * after every byte, as it must when the output might alias g), refills when
+ * they run out, and consumes the bytes in the order, and with the accept /
+ * reject decisions, of its reference form above.
+ */
+
+/* Z_p from an accepted byte b < 201, without a division: b - 67 [b >= 67]
+ * - 67 [b >= 134] (test.c checks all 201 against b % 67). */
+static uint8_t zp_of_byte(unsigned b)
+{
+    return (uint8_t)(b - (unsigned)SNN_P * ((unsigned)(b >= SNN_P) + (unsigned)(b >= 2 * SNN_P)));
+}
+
+void snn_prg_zp_n(snn_prg *g, uint8_t *out, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned u;
+        if (g->used == SNN_PRG_BUF) prg_refill(g);
+        /* every byte is written, and kept (i advances) only if accepted:
+         * no branch on the random byte */
+        for (u = g->used; u < SNN_PRG_BUF && i < n; u++) {
+            const unsigned b = g->block[u];
+            out[i] = zp_of_byte(b);
+            i += b < (256 / SNN_P) * SNN_P;
+        }
+        g->used = u;
+    }
+}
+
+void snn_prg_zp_star_n(snn_prg *g, uint8_t *out, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned u;
+        if (g->used == SNN_PRG_BUF) prg_refill(g);
+        for (u = g->used; u < SNN_PRG_BUF && i < n; u++) {
+            const unsigned b = g->block[u];
+            const uint8_t v = zp_of_byte(b);
+            out[i] = v;
+            i += (b < (256 / SNN_P) * SNN_P) & (v != 0);
+        }
+        g->used = u;
+    }
+}
+
+void snn_prg_bit_n(snn_prg *g, uint8_t *out, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned u;
+        if (g->used == SNN_PRG_BUF) prg_refill(g);
+        for (u = g->used; u < SNN_PRG_BUF && i < n; u++) out[i++] = (uint8_t)(g->block[u] & 1);
+        g->used = u;
+    }
+}
+
+void snn_prg_u64_n(snn_prg *g, uint64_t *out, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) out[i] = snn_prg_u64(g);
+}
+
+void snn_prg_lm1_n(snn_prg *g, uint64_t *out, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) out[i] = snn_prg_lm1(g);
+}
+
+/* snn_prg_perm -- snn_prg_perm_ref's permutation, from the same bytes. */
+void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
+{
+    size_t i;
+    unsigned u = g->used;
+    for (i = 0; i < n; i++) pi[i] = (uint8_t)i;
+    for (i = n; i > 1; i--) {
+        const unsigned bound = (unsigned)i;
+        unsigned m;
+        uint8_t t;
+        if (u == SNN_PRG_BUF) { g->used = u; prg_refill(g); u = 0; }
+        m = g->block[u++] * bound;
+        if ((m & 255) < bound) {
+            const unsigned lim = 256 % bound;
+            while ((m & 255) < lim) {
+                if (u == SNN_PRG_BUF) { g->used = u; prg_refill(g); u = 0; }
+                m = g->block[u++] * bound;
+            }
+        }
+        t = pi[i - 1]; pi[i - 1] = pi[m >> 8]; pi[m >> 8] = t;
+    }
+    g->used = u;
 }
 
 /* ==== 3. Pair streams, sharing, reveal, refresh (SPEC 1.1, 1.4) ========== */
@@ -517,8 +550,7 @@ static int size_mul(size_t a, size_t b, size_t *out)
 
 static void draw_zl(snn_prg *g, uint64_t *x, size_t n)
 {
-    size_t i;
-    for (i = 0; i < n; i++) x[i] = snn_prg_u64(g);
+    snn_prg_u64_n(g, x, n);
 }
 
 /* C = A (m x n) * B (n x v) over Z_L, row-major; plain uint64_t wraparound. */
@@ -828,20 +860,72 @@ cleanup:
 /* ==== 6. Pi_PrivateCompare [SNN, Alg. 3] ================================= */
 
 /*
+ * snn_pc_c_ref -- Pi_PC step 2 on P_j for one element, as SPEC 2.3 writes
+ * it: the shares c_i over Z_p, every operation reduced mod p, from the MSB
+ * (i = 63) down.  t is r (beta = 0) or r + 1 (beta = 1); x: this party's
+ * shares of the 64 bits of x.  The reference of snn_pc_c below.
+ */
+void snn_pc_c_ref(uint8_t c[SNN_ELL], const uint8_t x[SNN_ELL], uint64_t t, uint8_t beta, uint8_t j)
+{
+    uint8_t acc = 0;          /* sum of w_k over the more significant k, mod p */
+    size_t i;
+    for (i = SNN_ELL; i-- > 0;) {
+        const uint8_t ti = (uint8_t)(t >> i & 1), xi = x[i];
+        /* w_i = x_i + j t_i - 2 t_i x_i, a share of x_i XOR t_i */
+        const uint8_t w = snn_sub_p(snn_add_p(xi, snn_mul_p(j, ti)), snn_mul_p((uint8_t)(2 * ti), xi));
+        if (beta == 0)
+            /* c_i = j r_i - x_i + j + sum_{k>i} w_k */
+            c[i] = snn_add_p(snn_add_p(snn_sub_p(snn_mul_p(j, ti), xi), j), acc);
+        else
+            /* c_i = -j t_i + x_i + j + sum_{k>i} w_k */
+            c[i] = snn_add_p(snn_add_p(snn_sub_p(xi, snn_mul_p(j, ti)), j), acc);
+        acc = snn_add_p(acc, w);
+    }
+}
+
+/*
+ * snn_pc_c -- the same c_i (test.c compares them on random inputs), with
+ * one reduction per c_i instead of one per operation: every term is kept
+ * a non-negative integer below 2^16 and reduced once by snn_mod_p.
+ *   w_i = x_i if t_i = 0, j + p - x_i if t_i = 1   (< 69; = x_i + j t_i - 2 t_i x_i mod p)
+ *   S_i = sum_{k>i} w_k                             (< 64 * 69, plain integers)
+ *   beta = 0: c_i = j t_i + (p - x_i) + j + S_i     (= j t_i - x_i + j + S_i)
+ *   beta = 1: c_i = x_i + j (1 - t_i) + S_i         (= -j t_i + x_i + j + S_i)
+ */
+void snn_pc_c(uint8_t c[SNN_ELL], const uint8_t x[SNN_ELL], uint64_t t, uint8_t beta, uint8_t j)
+{
+    uint32_t w[SNN_ELL], S = 0;
+    size_t i;
+    for (i = 0; i < SNN_ELL; i++) {
+        const uint32_t ti = (uint32_t)(t >> i & 1), xi = x[i];
+        w[i] = ti ? j + SNN_P - xi : xi;
+    }
+    for (i = SNN_ELL; i-- > 0;) {
+        const uint32_t ti = (uint32_t)(t >> i & 1), xi = x[i];
+        const uint32_t v = beta == 0 ? j * ti + (SNN_P - xi) + j + S : xi + j * (1 - ti) + S;
+        c[i] = snn_mod_p(v);
+        S += w[i];
+    }
+}
+
+/* Pi_PC's per-element work arrays (wiped once per call). */
+typedef struct {
+    uint8_t s[SNN_ELL], u[SNN_ELL], pi[SNN_ELL], c[SNN_ELL], m[SNN_ELL];
+} pc_work;
+
+/*
  * pc_mask -- Pi_PC steps 1-3 on P_j for one compared element: draws the
  * element's common randomness, computes the c_i of SPEC 2.3 over Z_p, and
  * writes d_i = s_i c_i in the order pi, plus this party's half of a Z_p
  * zero-share (see the Deviations of snn_private_compare).  x: this
  * party's shares of the 64 bits of x (index 0 = LSB); r, beta: public to
- * P0 and P1.
+ * P0 and P1.  wk: work arrays, left holding this element's secrets.
  */
-static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL],
+static void pc_mask(snn_prg *k01, pc_work *wk, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL],
                     uint64_t r, uint8_t beta, uint8_t j, unsigned test_flags)
 {
-    uint8_t s[SNN_ELL], u[SNN_ELL], pi[SNN_ELL], c[SNN_ELL], m[SNN_ELL];
-    uint8_t acc = 0;          /* sum of w_k over the more significant k, mod p */
+    uint8_t *s = wk->s, *u = wk->u, *pi = wk->pi, *c = wk->c, *m = wk->m;
     const uint8_t nj = (uint8_t)(1 - j);
-    uint64_t t;
     size_t i, k;
 
     /* Step 1 [P0,P1]: s_i in Z_p^*, u_i in Z_p^* (only the case beta = 1,
@@ -849,18 +933,16 @@ static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL]
      * positions, fresh for every element (SPEC 4.2 g), then the mask m_k
      * in Z_p.  Both parties know r and beta, so both draw u_i for the same
      * elements and their K01 streams stay in lock-step. */
-    for (i = 0; i < SNN_ELL; i++) s[i] = snn_prg_zp_star(k01);
+    snn_prg_zp_star_n(k01, s, SNN_ELL);
     /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
     if (beta == 1 && r == SNN_LM1)
-        for (i = 0; i < SNN_ELL; i++) u[i] = snn_prg_zp_star(k01);
-    else
-        memset(u, 0, sizeof u);
+        snn_prg_zp_star_n(k01, u, SNN_ELL);
     snn_prg_perm(k01, pi, SNN_ELL);
-    for (k = 0; k < SNN_ELL; k++) m[k] = snn_prg_zp(k01);
+    snn_prg_zp_n(k01, m, SNN_ELL);
     /* Test hooks (test runner only): drawn as usual, then weakened */
     if (test_flags & SNN_TEST_PC_NO_PERM)
         for (k = 0; k < SNN_ELL; k++) pi[k] = (uint8_t)k;
-    if (test_flags & SNN_TEST_PC_NO_MASK) memset(m, 0, sizeof m);
+    if (test_flags & SNN_TEST_PC_NO_MASK) memset(m, 0, SNN_ELL);
 
     /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
     if (beta == 1 && r == SNN_LM1) {
@@ -872,32 +954,16 @@ static void pc_mask(snn_prg *k01, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL]
             c[i] = snn_sub_p(snn_mul_p(nj, snn_add_p(u[i], 1)), snn_mul_p(j, u[i]));
     } else {
         /* Step 2 [P_j]: compare with r (beta = 0) or with t = r + 1 (beta = 1),
-         * from the MSB (i = 63) down to the LSB */
-        t = beta ? r + 1 : r;
-        for (i = SNN_ELL; i-- > 0;) {
-            const uint8_t ti = (uint8_t)(t >> i & 1), xi = x[i];
-            /* w_i = x_i + j t_i - 2 t_i x_i, a share of x_i XOR t_i */
-            const uint8_t w = snn_sub_p(snn_add_p(xi, snn_mul_p(j, ti)), snn_mul_p((uint8_t)(2 * ti), xi));
-            if (beta == 0)
-                /* c_i = j r_i - x_i + j + sum_{k>i} w_k */
-                c[i] = snn_add_p(snn_add_p(snn_sub_p(snn_mul_p(j, ti), xi), j), acc);
-            else
-                /* c_i = -j t_i + x_i + j + sum_{k>i} w_k */
-                c[i] = snn_add_p(snn_add_p(snn_sub_p(xi, snn_mul_p(j, ti)), j), acc);
-            acc = snn_add_p(acc, w);
-        }
+         * from the MSB down: c_i as in snn_pc_c_ref, computed by snn_pc_c */
+        snn_pc_c(c, x, beta ? r + 1 : r, beta, j);
     }
     /* Step 3 [P_j]: d_i = s_i c_i, listed as (d_pi(1), ..., d_pi(l)); P0 adds
-     * m_k and P1 subtracts it, so P2 sees d_pi(k) and nothing of s_i c_i^j */
+     * m_k and P1 subtracts it, so P2 sees d_pi(k) and nothing of s_i c_i^j
+     * (one reduction: s c + m, or s c + p - m, is below 2^16) */
     for (k = 0; k < SNN_ELL; k++) {
-        const uint8_t d = snn_mul_p(s[pi[k]], c[pi[k]]);
-        out[k] = j ? snn_sub_p(d, m[k]) : snn_add_p(d, m[k]);
+        const uint32_t d = (uint32_t)s[pi[k]] * c[pi[k]];
+        out[k] = snn_mod_p(j ? d + SNN_P - m[k] : d + m[k]);
     }
-    snn_wipe(m, sizeof m);
-    snn_wipe(s, sizeof s);
-    snn_wipe(u, sizeof u);
-    snn_wipe(pi, sizeof pi);
-    snn_wipe(c, sizeof c);
 }
 
 /*
@@ -928,9 +994,11 @@ int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
                         const uint64_t *r, const uint8_t *beta, size_t n)
 {
     uint8_t *d = NULL, *d1 = NULL;
+    pc_work wk;
     size_t nd = 0, e, k;
     int rc = -1;
 
+    memset(&wk, 0, sizeof wk);
     if (proto_begin(p, "PrivateCompare") != 0) return -1;
     if (size_mul(n, SNN_ELL, &nd) != 0)
         return snn_fail(p, SNN_ERR_ARG, "PrivateCompare: %zu elements is too many", n);
@@ -938,7 +1006,7 @@ int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
     if (p->id != 2) {
         /* Steps 1-3 [P_j]: per element; step 3: P_j -> P2, one frame */
         for (e = 0; e < n; e++)
-            pc_mask(snn_k01(p), d + e * SNN_ELL, xbits + e * SNN_ELL, r[e], beta[e], (uint8_t)p->id,
+            pc_mask(snn_k01(p), &wk, d + e * SNN_ELL, xbits + e * SNN_ELL, r[e], beta[e], (uint8_t)p->id,
                     p->test_flags);
         SNN_GUARD(snn_send_zp(p, 2, SNN_PROTO_PC, 3, d, nd));
     } else {
@@ -955,6 +1023,7 @@ int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
     }
     rc = 0;
 cleanup:
+    snn_wipe(&wk, sizeof wk);
     release(d, nd);
     release(d1, nd);
     return rc;
@@ -970,10 +1039,8 @@ cleanup:
 static void deal_bits(snn_party *p, uint8_t b0[SNN_ELL], uint8_t b1[SNN_ELL], uint64_t x)
 {
     size_t i;
-    for (i = 0; i < SNN_ELL; i++) {
-        b0[i] = snn_prg_zp(&p->own);
-        b1[i] = snn_sub_p((uint8_t)(x >> i & 1), b0[i]);
-    }
+    snn_prg_zp_n(&p->own, b0, SNN_ELL);
+    for (i = 0; i < SNN_ELL; i++) b1[i] = snn_sub_p((uint8_t)(x >> i & 1), b0[i]);
 }
 
 /* b * x over Z_{L-1} for a bit b in {0, 1} and x in [0, L-2]: no branch. */
@@ -1201,7 +1268,7 @@ int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
         for (e = 0; e < n; e++) c[e] = snn_add_lm1(c[e], cc[e]);
         /* Step 3 [P0,P1]: beta from K01; Pi_PC(bits of x, c, beta).  c <= L-2,
          * so PC's r = 2^l - 1 case never arises */
-        for (e = 0; e < n; e++) beta[e] = snn_prg_bit(snn_k01(p));
+        snn_prg_bit_n(snn_k01(p), beta, n);
         SNN_GUARD(snn_private_compare(p, NULL, bits, c, beta, n));
         /* Step 4 [P_j]: <beta'>^L_j from P2 */
         SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_MSB, 4, bp, n));

@@ -115,9 +115,20 @@ static inline uint64_t snn_neg_lm1(uint64_t a) { return snn_red_lm1(SNN_LM1 - sn
 static inline uint64_t snn_sub_lm1(uint64_t a, uint64_t b) { return snn_add_lm1(snn_red_lm1(a), snn_neg_lm1(b)); }
 
 /* Z_p, p = 67, elements in [0, 66] held in uint8_t. */
-static inline uint8_t snn_add_p(uint8_t a, uint8_t b) { return (uint8_t)(((unsigned)a + b) % SNN_P); }
-static inline uint8_t snn_sub_p(uint8_t a, uint8_t b) { return (uint8_t)(((unsigned)a + SNN_P - b) % SNN_P); }
-static inline uint8_t snn_mul_p(uint8_t a, uint8_t b) { return (uint8_t)(((unsigned)a * b) % SNN_P); }
+/* v mod p for 0 <= v < 2^16, without a division: q = floor(v m / 2^22) with
+ * m = ceil(2^22 / p) = 62602 is floor(v / p) exactly while v (m - 2^22/p) <
+ * 2^22/p, i.e. for v < 139,000, and v m < 2^32.  (test.c checks every v
+ * against v % p.) */
+#define SNN_P_RECIP 62602u
+SNN_STATIC_ASSERT(SNN_P == 67, p_recip_is_for_67);
+static inline uint8_t snn_mod_p(uint32_t v)
+{
+    const uint32_t q = (v * SNN_P_RECIP) >> 22;
+    return (uint8_t)(v - q * SNN_P);
+}
+static inline uint8_t snn_add_p(uint8_t a, uint8_t b) { return snn_mod_p((uint32_t)a + b); }
+static inline uint8_t snn_sub_p(uint8_t a, uint8_t b) { return snn_mod_p((uint32_t)a + SNN_P - b); }
+static inline uint8_t snn_mul_p(uint8_t a, uint8_t b) { return snn_mod_p((uint32_t)a * b); }
 
 /* Signed view s(x) = x - 2^64 if x >= 2^63 (SPEC 1.2), without UB. */
 static inline int64_t snn_to_signed(uint64_t x)
@@ -156,8 +167,104 @@ typedef struct {
     unsigned used;           /* bytes of block consumed (SNN_PRG_BUF = empty) */
 } snn_prg;
 
-/* The RFC 8439 block function: out = ChaCha20(key, counter, nonce). */
-void     snn_chacha20_block(uint32_t out[16], const uint32_t key[8], uint32_t counter, const uint32_t nonce[3]);
+/*
+ * The ChaCha20 block function [RFC8439 2.3], inline here so that every file
+ * (the PRG in securenn.c, the channel in net.c) uses this one definition
+ * without a call into another file.  State: constants | key | counter |
+ * nonce; 20 rounds (10 column + diagonal double rounds); plus the input.
+ */
+static inline uint32_t snn_rotl32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
+
+/* The quarter round [RFC8439 2.1]. */
+#define SNN_CHACHA_QR(a, b, c, d)                                   \
+    do {                                                            \
+        a += b; d ^= a; d = snn_rotl32(d, 16);                      \
+        c += d; b ^= c; b = snn_rotl32(b, 12);                      \
+        a += b; d ^= a; d = snn_rotl32(d, 8);                       \
+        c += d; b ^= c; b = snn_rotl32(b, 7);                       \
+    } while (0)
+
+/* The initial state of block `counter` [RFC8439 2.3]. */
+static inline void snn_chacha20_init(uint32_t s[16], const uint32_t key[8], uint32_t counter,
+                                     const uint32_t nonce[3])
+{
+    int i;
+    s[0] = 0x61707865; s[1] = 0x3320646e; s[2] = 0x79622d32; s[3] = 0x6b206574;
+    for (i = 0; i < 8; i++) s[4 + i] = key[i];
+    s[12] = counter;
+    s[13] = nonce[0]; s[14] = nonce[1]; s[15] = nonce[2];
+}
+
+/* out = ChaCha20(key, counter, nonce), one block; the working state (which
+ * holds the key) is erased before returning. */
+static inline void snn_chacha20_block(uint32_t out[16], const uint32_t key[8], uint32_t counter,
+                                      const uint32_t nonce[3])
+{
+    uint32_t s[16], x[16];
+    volatile uint32_t *vs = s, *vx = x;
+    int i;
+
+    snn_chacha20_init(s, key, counter, nonce);
+    for (i = 0; i < 16; i++) x[i] = s[i];
+    for (i = 0; i < 10; i++) {
+        SNN_CHACHA_QR(x[0], x[4], x[8],  x[12]); SNN_CHACHA_QR(x[1], x[5], x[9],  x[13]);
+        SNN_CHACHA_QR(x[2], x[6], x[10], x[14]); SNN_CHACHA_QR(x[3], x[7], x[11], x[15]);
+        SNN_CHACHA_QR(x[0], x[5], x[10], x[15]); SNN_CHACHA_QR(x[1], x[6], x[11], x[12]);
+        SNN_CHACHA_QR(x[2], x[7], x[8],  x[13]); SNN_CHACHA_QR(x[3], x[4], x[9],  x[14]);
+    }
+    for (i = 0; i < 16; i++) out[i] = x[i] + s[i];
+    for (i = 0; i < 16; i++) vs[i] = vx[i] = 0;
+}
+
+/*
+ * SNN_PRG_BLOCKS consecutive blocks, counter, counter + 1, ..., as little-
+ * endian bytes: the same block function run on the blocks side by side
+ * (lane b is block counter + b, row i of x holds word i of every lane), so
+ * that the compiler keeps the lanes in vector registers.  A block number
+ * that wraps past 2^32 - 1 carries into nonce word 1 (see snn_prg_init).
+ * Byte for byte the keystream of snn_chacha20_block per block (test.c).
+ */
+static inline void snn_chacha20_blocks(uint8_t out[SNN_PRG_BUF], const uint32_t key[8], uint32_t counter,
+                                       const uint32_t nonce[3])
+{
+    uint32_t s[16][SNN_PRG_BLOCKS], x[16][SNN_PRG_BLOCKS];
+    size_t b, i;
+
+    for (b = 0; b < SNN_PRG_BLOCKS; b++) {
+        const uint32_t ctr = counter + (uint32_t)b;
+        s[0][b] = 0x61707865; s[1][b] = 0x3320646e; s[2][b] = 0x79622d32; s[3][b] = 0x6b206574;
+        for (i = 0; i < 8; i++) s[4 + i][b] = key[i];
+        s[12][b] = ctr;
+        s[13][b] = nonce[0];
+        s[14][b] = nonce[1] + (uint32_t)(ctr < counter);   /* the carry */
+        s[15][b] = nonce[2];
+    }
+    for (i = 0; i < 16; i++)
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) x[i][b] = s[i][b];
+#define SNN_CHACHA_QRN(a, bb, c, d)                                                        \
+    for (b = 0; b < SNN_PRG_BLOCKS; b++) SNN_CHACHA_QR(x[a][b], x[bb][b], x[c][b], x[d][b])
+    for (i = 0; i < 10; i++) {
+        SNN_CHACHA_QRN(0, 4, 8,  12); SNN_CHACHA_QRN(1, 5, 9,  13);
+        SNN_CHACHA_QRN(2, 6, 10, 14); SNN_CHACHA_QRN(3, 7, 11, 15);
+        SNN_CHACHA_QRN(0, 5, 10, 15); SNN_CHACHA_QRN(1, 6, 11, 12);
+        SNN_CHACHA_QRN(2, 7, 8,  13); SNN_CHACHA_QRN(3, 4, 9,  14);
+    }
+#undef SNN_CHACHA_QRN
+    for (i = 0; i < 16; i++)
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) x[i][b] += s[i][b];
+    for (b = 0; b < SNN_PRG_BLOCKS; b++)
+        for (i = 0; i < 16; i++) {
+            uint8_t *o = out + 64 * b + 4 * i;
+            const uint32_t w = x[i][b];
+            o[0] = (uint8_t)w; o[1] = (uint8_t)(w >> 8); o[2] = (uint8_t)(w >> 16); o[3] = (uint8_t)(w >> 24);
+        }
+    /* The working state and the input block, which holds the key */
+    for (i = 0; i < 16; i++) {
+        volatile uint32_t *row = x[i], *in = s[i];
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) row[b] = in[b] = 0;
+    }
+}
+
 /* Starts a stream from a 256-bit key; stream_id separates streams that
  * share a key.  The 32-bit block counter carries into nonce word 1. */
 void     snn_prg_init(snn_prg *g, const uint8_t key[32], uint32_t stream_id);
@@ -170,6 +277,20 @@ uint8_t  snn_prg_zp_star(snn_prg *g);               /* uniform in Z_p \ 0 */
 uint8_t  snn_prg_bit(snn_prg *g);                   /* uniform in {0,1}   */
 /* A uniform permutation pi of 0..n-1 (Fisher-Yates), n <= 256. */
 void     snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n);
+/*
+ * Bulk forms, for the protocols: out[0..n-1] are exactly the values of n
+ * calls of the one-at-a-time sampler above, from exactly the same keystream
+ * bytes, leaving the stream at the same place (test.c checks both); they
+ * read the keystream in one pass, without a call per byte.
+ */
+void     snn_prg_u64_n(snn_prg *g, uint64_t *out, size_t n);  /* snn_prg_u64     */
+void     snn_prg_lm1_n(snn_prg *g, uint64_t *out, size_t n);  /* snn_prg_lm1     */
+void     snn_prg_zp_n(snn_prg *g, uint8_t *out, size_t n);    /* snn_prg_zp      */
+void     snn_prg_zp_star_n(snn_prg *g, uint8_t *out, size_t n); /* snn_prg_zp_star */
+void     snn_prg_bit_n(snn_prg *g, uint8_t *out, size_t n);   /* snn_prg_bit     */
+/* The reference form of snn_prg_perm: one byte per call of the one-at-a-
+ * time reader (test.c checks that snn_prg_perm gives the same). */
+void     snn_prg_perm_ref(snn_prg *g, uint8_t *pi, size_t n);
 
 /* ==== 5. The party context ============================================= */
 
@@ -419,6 +540,13 @@ int  snn_select_share(snn_party *p, uint64_t *z, const uint64_t *alpha,
  * r, beta: public to P0 and P1. */
 int  snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
                          const uint64_t *r, const uint8_t *beta, size_t n);
+/* Pi_PC step 2 on P_j for one element (SPEC 2.3): the shares c_i over Z_p
+ * of the comparison of x (x: this party's 64 bit shares, LSB first) with
+ * t = r (beta = 0) or r + 1 (beta = 1).  snn_pc_c_ref is the step as
+ * written, one reduction per operation; snn_pc_c, which the protocol uses,
+ * gives the same c with one reduction per c_i (test.c compares them). */
+void snn_pc_c_ref(uint8_t c[SNN_ELL], const uint8_t x[SNN_ELL], uint64_t t, uint8_t beta, uint8_t j);
+void snn_pc_c(uint8_t c[SNN_ELL], const uint8_t x[SNN_ELL], uint64_t t, uint8_t beta, uint8_t j);
 /* Pi_SC [SNN, Alg. 4]: shares of a over Z_L -> shares over Z_{L-1}. */
 int  snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n);
 /* Pi_MSB [SNN, Alg. 5]: shares of a over Z_{L-1} -> MSB(a) over Z_L. */

@@ -911,6 +911,86 @@ static void test_samplers(void)
     snn_wipe(&g, sizeof g);
 }
 
+/*
+ * The bulk samplers the protocols use against the one-at-a-time reference
+ * forms: from two copies of one stream, the same values in the same order
+ * and the streams left at the same place, over draws of random lengths that
+ * cross many refills (and the fast mod-67 reduction against %).  Then
+ * chi-square tests on the bulk forms themselves.
+ */
+static void test_bulk_samplers(void)
+{
+    enum { NV = 4000 };
+    static uint8_t a8[NV], b8[NV];
+    static uint64_t a64[NV], b64[NV];
+    unsigned long cnt[256], n = quick ? 100000 : 400000, i;
+    size_t kind, bad, done, len, j;
+    uint8_t key[32];
+    snn_prg g, h;
+    double x, lim;
+    static const char names[6][16] = { "Z_p", "Z_p*", "bit", "Z_L", "Z_{L-1}", "perm(64)" };
+    uint32_t v;
+
+    for (v = 0, bad = 0; v < 65536; v++) bad += snn_mod_p(v) != v % SNN_P;
+    CHECK(bad == 0, "snn_mod_p(v) = v %% 67 for every v < 2^16 (%zu differ)", bad);
+
+    snn_prg_bytes(trng(), key, sizeof key);
+    for (kind = 0; kind < 6; kind++) {
+        snn_prg_init(&g, key, (uint32_t)kind);
+        snn_prg_init(&h, key, (uint32_t)kind);
+        bad = 0;
+        for (done = 0; done < NV; done += len) {
+            len = 1 + (size_t)snn_prg_below(trng(), 300);
+            if (kind == 5) len = 64;
+            if (len > NV - done) len = NV - done;
+            switch (kind) {
+            case 0: snn_prg_zp_n(&g, a8 + done, len);
+                    for (j = 0; j < len; j++) b8[done + j] = snn_prg_zp(&h);
+                    break;
+            case 1: snn_prg_zp_star_n(&g, a8 + done, len);
+                    for (j = 0; j < len; j++) b8[done + j] = snn_prg_zp_star(&h);
+                    break;
+            case 2: snn_prg_bit_n(&g, a8 + done, len);
+                    for (j = 0; j < len; j++) b8[done + j] = snn_prg_bit(&h);
+                    break;
+            case 3: snn_prg_u64_n(&g, a64 + done, len);
+                    for (j = 0; j < len; j++) b64[done + j] = snn_prg_u64(&h);
+                    break;
+            case 4: snn_prg_lm1_n(&g, a64 + done, len);
+                    for (j = 0; j < len; j++) b64[done + j] = snn_prg_lm1(&h);
+                    break;
+            default: snn_prg_perm(&g, a8 + done, len); snn_prg_perm_ref(&h, b8 + done, len);
+                    break;
+            }
+            /* an odd byte between draws moves the refill boundary around */
+            if (snn_prg_bit(&g) != snn_prg_bit(&h)) bad++;
+        }
+        if (kind == 3 || kind == 4) { for (j = 0; j < NV; j++) bad += a64[j] != b64[j]; }
+        else { for (j = 0; j < NV; j++) bad += a8[j] != b8[j]; }
+        bad += snn_prg_u64(&g) != snn_prg_u64(&h);
+        CHECK(bad == 0, "bulk %s = %d one-at-a-time draws, value for value, same stream position after (%zu differ)",
+              names[kind], NV, bad);
+    }
+
+    snn_prg_init(&g, key, 99);
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i += NV) {
+        snn_prg_zp_n(&g, a8, NV);
+        for (j = 0; j < NV; j++) cnt[a8[j] < SNN_P ? a8[j] : 255]++;
+    }
+    x = chi2(cnt, SNN_P, n); lim = chi2_limit(SNN_P - 1, 4.75);
+    CHECK(cnt[255] == 0 && x < lim, "bulk Z_p uniform: chi2 = %.1f < %.1f, none >= 67", x, lim);
+    memset(cnt, 0, sizeof cnt);
+    for (i = 0; i < n; i += NV) {
+        snn_prg_zp_star_n(&g, a8, NV);
+        for (j = 0; j < NV; j++) cnt[a8[j] && a8[j] < SNN_P ? a8[j] - 1 : 255]++;
+    }
+    x = chi2(cnt, SNN_P - 1, n); lim = chi2_limit(SNN_P - 2, 4.75);
+    CHECK(cnt[255] == 0 && x < lim, "bulk Z_p* uniform: chi2 = %.1f < %.1f, none 0 or >= 67", x, lim);
+    snn_wipe(&g, sizeof g);
+    snn_wipe(&h, sizeof h);
+}
+
 /* ==== Network and keys ===================================================== */
 
 /* Each party returns 8 values from each stream it holds, in stream order
@@ -1782,6 +1862,26 @@ static void toy_pc(unsigned ell, uint64_t x, uint64_t r, int beta, int *c)
         else c[k] = (beta ? xi - ti : ti - xi) + 1 + acc;
         acc += xi ^ ti;
     }
+}
+
+/* Pi_PC step 2: the fast c_i (one reduction each) against the step as
+ * SPEC 2.3 writes it, on random bit shares, both roles, both beta and
+ * t's edge values. */
+static void test_pc_step2(void)
+{
+    static const uint64_t edge[] = { 0, 1, 2, (uint64_t)1 << 63, ((uint64_t)1 << 63) - 1, UINT64_MAX - 1, UINT64_MAX };
+    size_t trial, i, bad = 0, ntrial = quick ? 20000 : 100000;
+    uint8_t x[SNN_ELL], c1[SNN_ELL], c2[SNN_ELL];
+    for (trial = 0; trial < ntrial; trial++) {
+        const uint64_t t = trial < 7 * 4 ? edge[trial / 4] : snn_prg_u64(trng());
+        const uint8_t beta = (uint8_t)(trial & 1), j = (uint8_t)(trial >> 1 & 1);
+        for (i = 0; i < SNN_ELL; i++) x[i] = snn_prg_zp(trng());
+        if (trial % 5 == 0) for (i = 0; i < SNN_ELL; i++) x[i] = trial % 2 ? 66 : 0;   /* extremes */
+        snn_pc_c_ref(c1, x, t, beta, j);
+        snn_pc_c(c2, x, t, beta, j);
+        bad += memcmp(c1, c2, sizeof c1) != 0;
+    }
+    CHECK(bad == 0, "Pi_PC step 2: snn_pc_c = snn_pc_c_ref on %zu random (x, t, beta, j) (%zu differ)", ntrial, bad);
 }
 
 static void test_private_compare(void)
@@ -5902,6 +6002,7 @@ static const test_entry tests[] = {
     { "channel_kdf",     test_channel_kdf },
     { "rings",           test_rings },
     { "samplers",        test_samplers },
+    { "bulk_samplers",   test_bulk_samplers },
     { "streams",         test_streams },
     { "net_exchange",    test_net_exchange },
     { "net_rounds",      test_net_rounds },
@@ -5912,6 +6013,7 @@ static const test_entry tests[] = {
     { "matmul",          test_matmul },
     { "truncate",        test_truncate },
     { "select_share",    test_select_share },
+    { "pc_step2",        test_pc_step2 },
     { "private_compare", test_private_compare },
     { "share_convert",   test_share_convert },
     { "sc_negative",     test_sc_negative },
