@@ -233,6 +233,15 @@ void snn_party_init(snn_party *p, int id, int timeout_ms)
     for (k = 0; k < SNN_NEND; k++) p->fd[k] = -1;
 }
 
+void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s)
+{
+    memset(&p->wan, 0, sizeof p->wan);
+    p->wan.latency_us = (int64_t)latency_ms * 1000;
+    p->wan.bytes_per_s = (uint64_t)mbytes_per_s * 1000000u;
+}
+
+static int wan_on(const snn_party *p) { return p->wan.latency_us > 0 || p->wan.bytes_per_s > 0; }
+
 void snn_party_close(snn_party *p)
 {
     int k;
@@ -280,6 +289,14 @@ static int64_t now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Monotonic microseconds (WAN emulation). */
+static int64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
 static void sleep_ms(int ms)
@@ -331,6 +348,37 @@ static int inbox_reserve(snn_party *p, int k, size_t extra)
     return 0;
 }
 
+/*
+ * WAN emulation: the inbox remembers when its bytes were read, as runs
+ * (end offset, time).  Bytes read within a millisecond of the last run join
+ * it; when the table is full the newest run takes the new bytes and the
+ * later time, so a frame is never deemed to have arrived earlier than it did.
+ */
+static void arrival_note(snn_inbox *b, int64_t t)
+{
+    if (b->narr > 0 && (t - b->arr_us[b->narr - 1] < 1000 || b->narr == SNN_ARRIVALS)) {
+        b->arr_end[b->narr - 1] = b->len;
+        if (b->narr == SNN_ARRIVALS) b->arr_us[b->narr - 1] = t;
+        return;
+    }
+    b->arr_end[b->narr] = b->len;
+    b->arr_us[b->narr] = t;
+    b->narr++;
+}
+
+/* The first n bytes of the inbox were consumed: shift the runs. */
+static void arrival_consume(snn_inbox *b, size_t n)
+{
+    size_t i, keep = 0;
+    for (i = 0; i < b->narr; i++) {
+        if (b->arr_end[i] <= n) continue;
+        b->arr_end[keep] = b->arr_end[i] - n;
+        b->arr_us[keep] = b->arr_us[i];
+        keep++;
+    }
+    b->narr = keep;
+}
+
 /* Reads what fd k has now.  Returns bytes read, 0 if none, -2 on EOF. */
 static long inbox_fill(snn_party *p, int k)
 {
@@ -338,7 +386,11 @@ static long inbox_fill(snn_party *p, int k)
     ssize_t r;
     if (inbox_reserve(p, k, 65536) != 0) return -1;
     r = recv(p->fd[k], b->buf + b->len, b->cap - b->len, 0);
-    if (r > 0) { b->len += (size_t)r; return (long)r; }
+    if (r > 0) {
+        b->len += (size_t)r;
+        if (wan_on(p)) arrival_note(b, now_us());
+        return (long)r;
+    }
     if (r == 0) return -2;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
     if (errno == ECONNRESET || errno == EPIPE) return -2;     /* the peer is gone */
@@ -347,11 +399,12 @@ static long inbox_fill(snn_party *p, int k)
 
 /*
  * pump -- waits until `want` bytes from peer k are held (k < 0: no peer),
- * or, with out_fd >= 0, until out_fd is writable; meanwhile reads every
- * peer.  `ctx` names the frame for error messages.  A wait with no
- * progress for p->timeout_ms fails.
+ * or, with out_fd >= 0, until out_fd is writable, or, with until_us > 0,
+ * until that time (WAN emulation); meanwhile reads every peer.  `ctx`
+ * names the frame for error messages.  A wait with no progress for
+ * p->timeout_ms fails.
  */
-static int pump(snn_party *p, int k, size_t want, int out_fd, const char *ctx)
+static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, const char *ctx)
 {
     int64_t deadline = now_ms() + p->timeout_ms;
     int eof[SNN_NEND] = { 0 };
@@ -362,6 +415,12 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, const char *ctx)
         int64_t left;
 
         if (k >= 0 && p->in[k].len >= want) return 0;
+        if (until_us > 0) {
+            const int64_t wait_us = until_us - now_us();
+            if (wait_us <= 0) return 0;
+            deadline = now_ms() + p->timeout_ms;   /* waiting on the clock is progress */
+            if (wait_us / 1000 + 1 < p->timeout_ms) deadline = now_ms() + wait_us / 1000 + 1;
+        }
         if (k >= 0 && eof[k])
             return snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection (waiting for %s)", who(k), ctx);
         for (i = 0; i < SNN_NEND; i++) {
@@ -374,6 +433,7 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, const char *ctx)
             ids[np++] = -1;
         }
         left = deadline - now_ms();
+        if (left <= 0 && until_us > 0) continue;   /* the emulated delay is up */
         if (left <= 0)
             return snn_fail(p, SNN_ERR_TIMEOUT, "no progress for %d s (waiting for %s)",
                             p->timeout_ms / 1000, ctx);
@@ -405,7 +465,7 @@ static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, co
         if (w > 0) { buf += w; n -= (size_t)w; continue; }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (pump(p, -1, 0, p->fd[k], ctx) != 0) return -1;
+            if (pump(p, -1, 0, p->fd[k], 0, ctx) != 0) return -1;
             continue;
         }
         if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
@@ -846,11 +906,11 @@ static int open_sealed(snn_party *p, int from, const char *want, size_t *body)
     uint8_t nonce[12];
     size_t len;
 
-    if (pump(p, from, SEAL_PRE, -1, want) != 0) return -1;
+    if (pump(p, from, SEAL_PRE, -1, 0, want) != 0) return -1;
     len = get32(b->buf);
     if (len < HDR_LEN || len > INBOX_MAX - SEAL_PRE - SEAL_TAG)
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, len);
-    if (pump(p, from, SEAL_PRE + len + SEAL_TAG, -1, want) != 0) return -1;
+    if (pump(p, from, SEAL_PRE + len + SEAL_TAG, -1, 0, want) != 0) return -1;
     frame_nonce(nonce, ch->rx_count);
     if (snn_aead_open(b->buf + SEAL_PRE, ch->rx_key, nonce, b->buf, SEAL_PRE, b->buf + SEAL_PRE, len,
                       b->buf + SEAL_PRE + len) != 0)
@@ -861,6 +921,26 @@ static int open_sealed(snn_party *p, int from, const char *want, size_t *body)
     ch->rx_count++;
     *body = len;
     return 0;
+}
+
+/*
+ * wan_deliver -- WAN emulation, for the frame of `len` bytes at the head of
+ * the inbox of peer `from`: it crosses the link from that peer once the
+ * link is free after its earlier frames (len / bandwidth), then takes the
+ * latency; the party waits until then, reading every peer meanwhile so
+ * that what arrives is stamped when it arrives.  Time starts when the
+ * frame's first byte was read here: a frame that arrives while this party
+ * computes is stamped when it next reads, so emulated times are upper
+ * bounds of the network's.
+ */
+static int wan_deliver(snn_party *p, int from, size_t len, const char *ctx)
+{
+    const snn_inbox *b = &p->in[from];
+    int64_t t0 = b->narr > 0 ? b->arr_us[0] : now_us(), done;
+    int64_t tx = p->wan.bytes_per_s ? (int64_t)((double)len * 1e6 / (double)p->wan.bytes_per_s) : 0;
+    done = (t0 > p->wan.link_free_us[from] ? t0 : p->wan.link_free_us[from]) + tx;
+    p->wan.link_free_us[from] = done;
+    return pump(p, -1, 0, -1, done + p->wan.latency_us, ctx);
 }
 
 /*
@@ -901,7 +981,7 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
         off = SEAL_PRE;
         tail = SEAL_TAG;
     } else {
-        SNN_GUARD(pump(p, from, HDR_LEN, -1, want));
+        SNN_GUARD(pump(p, from, HDR_LEN, -1, 0, want));
     }
     h = b->buf + off;
     if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
@@ -914,7 +994,8 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
     if (off && body != HDR_LEN + nbytes)
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body);
     stamp = get32(h + 8);
-    if (!off) SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, want));
+    if (!off) SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, 0, want));
+    if (wan_on(p)) SNN_GUARD(wan_deliver(p, from, off + HDR_LEN + nbytes + tail, want));
     h = b->buf + off;
 
     fr.dir = 1; fr.from = from; fr.to = p->id; fr.proto = proto; fr.step = step; fr.kind = kind;
@@ -947,6 +1028,7 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
         size_t used = off + HDR_LEN + nbytes + tail;
         b->len -= used;
         memmove(b->buf, b->buf + used, b->len);
+        arrival_consume(b, used);
     }
     if (!is_handshake(proto, step)) {
         p->stats.recv[proto] += nbytes;

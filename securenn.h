@@ -295,11 +295,27 @@ void     snn_prg_perm_ref(snn_prg *g, uint8_t *pi, size_t n);
 /* ==== 5. The party context ============================================= */
 
 /* Bytes received from one peer and not yet consumed (net.c). */
+#define SNN_ARRIVALS 16
 typedef struct {
     unsigned char *buf;
     size_t len;              /* bytes held                              */
     size_t cap;
+    /* WAN emulation only: when the held bytes were read, as runs of bytes
+     * ending at offset arr_end[i], read at arr_us[i] (monotonic
+     * microseconds), oldest first */
+    size_t   narr;
+    size_t   arr_end[SNN_ARRIVALS];
+    int64_t  arr_us[SNN_ARRIVALS];
 } snn_inbox;
+
+/* WAN emulation (net.c; off when both are 0): a frame is delivered
+ * latency_us after it arrives, and the frames from each peer are paced at
+ * bytes_per_s (each waits for the link after the previous one). */
+typedef struct {
+    int64_t  latency_us;
+    uint64_t bytes_per_s;
+    int64_t  link_free_us[SNN_NEND];   /* when each incoming link is idle */
+} snn_wan;
 
 /* Communication counters.  Payload bytes are what [SNN, Table 1] counts
  * (Z_p elements as one byte, SPEC 1.5, 3); frame headers and the channel's
@@ -365,6 +381,7 @@ typedef struct snn_party_ {
                                     * must be sealed                      */
     int       insecure;            /* without keys, peers off loopback are
                                     * allowed in the clear (--insecure)   */
+    snn_wan   wan;                 /* WAN emulation, off unless set       */
 } snn_party;
 
 /*
@@ -389,6 +406,11 @@ enum {
 
 /* Zeroes p and sets its id and timeout; no sockets yet. */
 void snn_party_init(snn_party *p, int id, int timeout_ms);
+/* WAN emulation for every frame this party receives (off by default):
+ * each is delivered latency_ms after it arrives, and the bytes from each
+ * peer are paced at mbytes_per_s (10^6 bytes per second; 0: unpaced).
+ * Bytes, rounds and values are unchanged; only time passes. */
+void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s);
 /* Closes every socket, frees inboxes and wipes every key (snn_wipe). */
 void snn_party_close(snn_party *p);
 /* Sets the sticky error (first one wins) and returns -1.  The message is

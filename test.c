@@ -2279,6 +2279,100 @@ static void test_drelu(void)
     free(a); free(s0); free(s1); free(want);
 }
 
+/* ---- WAN emulation (net.c) --------------------------------------------- */
+
+typedef struct { pctx c; unsigned latency_ms, mbytes_per_s; int mul; } wan_ctx;
+
+/* DReLU (or, with mul, the element-wise MatMul) under WAN emulation; P0
+ * and P1 return the output shares, every party then its start and end
+ * times (monotonic microseconds). */
+static int pf_wan(snn_party *p, const void *vc, outbuf *o)
+{
+    const wan_ctx *w = vc;
+    uint64_t *y = outvec(p, w->c.n), when[2];
+    struct timespec t;
+    int rc;
+    snn_set_wan(p, w->latency_ms, w->mbytes_per_s);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    when[0] = (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+    rc = w->mul ? snn_mul(p, y, mine(p, w->c.a), mine(p, w->c.b), w->c.n)
+                : snn_drelu(p, y, mine(p, w->c.a), w->c.n);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    when[1] = (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+    if (rc == 0 && p->id < 2) out_put(o, y, w->c.n);
+    if (rc == 0) out_put(o, when, 2);
+    free(y);
+    return rc;
+}
+
+/* From the first party's start to the last party's end, in ms. */
+static double wan_span_ms(const party_out out[3], size_t off2)
+{
+    uint64_t t0 = UINT64_MAX, t1 = 0;
+    int k;
+    for (k = 0; k < 3; k++) {
+        size_t off = k < 2 ? off2 : 0;
+        if (out[k].n < off + 2) return -1;
+        if (out[k].v[off] < t0) t0 = out[k].v[off];
+        if (out[k].v[off + 1] > t1) t1 = out[k].v[off + 1];
+    }
+    return (double)(t1 - t0) / 1000.0;
+}
+
+/*
+ * --latency and --bandwidth: the same protocol, the same bytes, rounds and
+ * reconstructed values as without emulation, and at least rounds x latency
+ * (a chain of dependent frames, each delivered that late), or bytes over
+ * the link / bandwidth.  No upper bound on time is asserted.
+ */
+static void test_wan(void)
+{
+    const size_t n = 64, nm = quick ? 4000 : 20000;
+    uint64_t *a = xcalloc(nm, 8), *b = xcalloc(nm, 8), *s0 = xcalloc(nm, 8), *s1 = xcalloc(nm, 8),
+             *t0 = xcalloc(nm, 8), *t1 = xcalloc(nm, 8), *want = xcalloc(nm, 8), *got;
+    wan_ctx w;
+    party_out out[3];
+    double span;
+    size_t i;
+
+    for (i = 0; i < nm; i++) {
+        a[i] = rand_signed(60);
+        b[i] = snn_prg_u64(trng());
+    }
+    split(s0, s1, a, nm);
+    split(t0, t1, b, nm);
+    memset(&w, 0, sizeof w);
+    w.c.a[0] = s0; w.c.a[1] = s1; w.c.b[0] = t0; w.c.b[1] = t1;
+
+    /* DReLU, 8 rounds, 25 ms each way */
+    w.c.n = n; w.latency_ms = 25;
+    for (i = 0; i < n; i++) want[i] = is_nonneg(a[i]);
+    if (run_proto("WAN DReLU, latency 25 ms", pf_wan, (const pctx *)&w, 0, out, 664 * n, 8) == 0) {
+        got = recon(out, 0, n);
+        CHECK_EQ_ARR(got, want, n, "WAN DReLU, latency 25 ms: [s(a) >= 0] on %zu values", n);
+        free(got);
+        span = wan_span_ms(out, n);
+        CHECK(span >= 8 * 25.0, "WAN DReLU: %.1f ms >= 8 rounds x 25 ms", span);
+    }
+    free3(out);
+
+    /* element-wise MatMul, 2 rounds; P0 receives 16 bytes per element, all
+     * from P1, paced at 2 MB/s */
+    w.c.n = nm; w.latency_ms = 1; w.mbytes_per_s = 2; w.mul = 1;
+    for (i = 0; i < nm; i++) want[i] = a[i] * b[i];
+    if (run_proto("WAN MatMul, 2 MB/s", pf_wan, (const pctx *)&w, 0, out, 40 * nm, 2) == 0) {
+        const double need = (double)out[0].stats.bytes_recv / 2e6 * 1e3;
+        got = recon(out, 0, nm);
+        CHECK_EQ_ARR(got, want, nm, "WAN MatMul, 2 MB/s: x_i y_i on %zu values", nm);
+        free(got);
+        span = wan_span_ms(out, nm);
+        CHECK(span >= need, "WAN MatMul: %.1f ms >= P0's %llu bytes from P1 at 2 MB/s (%.1f ms)", span,
+              (unsigned long long)out[0].stats.bytes_recv, need);
+    }
+    free3(out);
+    free(a); free(b); free(s0); free(s1); free(t0); free(t1); free(want);
+}
+
 /* ReLU returns y, then the DReLU shares. */
 static int pf_relu(snn_party *p, const void *vc, outbuf *o)
 {
@@ -6020,6 +6114,7 @@ static const test_entry tests[] = {
     { "compute_msb",     test_compute_msb },
     { "drelu",           test_drelu },
     { "relu",            test_relu },
+    { "wan",             test_wan },
     { "division",        test_division },
     { "maxpool",         test_maxpool },
     { "dmaxpool",        test_dmaxpool },
