@@ -2126,6 +2126,8 @@ cleanup:
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
+#include <ctype.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -2153,9 +2155,11 @@ static const char usage_text[] =
 "                  .npy files in DIR, layer<n>.weight.npy and layer<n>.bias.npy\n"
 "                  for the n-th layer with parameters, in PyTorch's layout\n"
 "                  (README: Models from PyTorch or NumPy)\n"
-"  bench           time, bytes and rounds of each protocol of WP Table 8 and each\n"
-"                  network of WP Table 7, beside the paper's figures, then the\n"
-"                  networks again with sealed channels (--port, --key-seed)\n"
+"  bench [NAME...] time, bytes and rounds of each protocol of WP Table 8, each\n"
+"                  network's inference (WP Table 7) and training iteration (Table 3),\n"
+"                  beside the paper's figures, with each party's peak memory, then\n"
+"                  the inference rows again with sealed channels; NAME runs only\n"
+"                  the rows so named (DReLU, MatMul, C, ...) (--port, --key-seed)\n"
 "  help, --help    this text\n";
 
 /* The options (a second string: C99 promises only 4095 bytes per literal). */
@@ -2190,7 +2194,8 @@ static const char usage_options[] =
 "                  bench: 1)\n"
 "  --peers LIST    party, train, infer: h0:p0,h1:p1,h2:p2\n"
 "                  (127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002)\n"
-"  --port P        demo: the parties listen on P, P+1, P+2 (7000)\n"
+"  --port P        demo, bench: the parties listen on P, P+1, P+2 (demo 7000,\n"
+"                  bench 7100)\n"
 "  --timeout SEC   bound on every network wait but the owner's arrival (120)\n"
 "  --owner-wait SEC  party: bound on the wait for the owner to connect, once\n"
 "                  the servers are connected (0: no limit, Ctrl-C stops) (0)\n"
@@ -2202,6 +2207,14 @@ static const char usage_options[] =
 "                  on loopback, in the clear (a warning on stderr)\n"
 "  --plain         demo: run only the plaintext twin, in this process\n"
 "  --no-twin       demo: skip the plaintext comparison\n"
+"  --reps N        bench: timed repetitions per row after one warm-up; the\n"
+"                  median, min and max are shown (3)\n"
+"  --csv           bench: one line per row, name,dims,ms_median,ms_min,ms_max,\n"
+"                  bytes,rounds,paper_ms,paper_mb,peak_rss_kb\n"
+"  --latency MS    bench, demo, party, train, infer: WAN emulation, every frame\n"
+"                  a party receives is delivered MS milliseconds late (0: off)\n"
+"  --bandwidth MB  the same, pacing each link to MB megabytes (10^6 bytes) per\n"
+"                  second, the paper's unit (0: unlimited)\n"
 "\n"
 "The owner encodes each pixel p as 4 p/255 - 1/2 (standardised, about\n"
 "(p/255 - mean) / std for MNIST) in fixed point with 13 fractional bits.\n"
@@ -2217,7 +2230,8 @@ enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 
        OPT_TESTN = 1 << 8, OPT_MODEL = 1 << 9, OPT_SEED = 1 << 10, OPT_PEERS = 1 << 11,
        OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15,
        OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_OWNERWAIT = 1 << 21,
-       OPT_KEYSEED = 1 << 22 };
+       OPT_KEYSEED = 1 << 22, OPT_REPS = 1 << 23, OPT_CSV = 1 << 24, OPT_LATENCY = 1 << 25,
+       OPT_BANDWIDTH = 1 << 26 };
 
 typedef struct {
     const char *cmd;
@@ -2225,8 +2239,11 @@ typedef struct {
     int         party_id;
     int         net;
     uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, key_seed, port, timeout, owner_wait;
+    uint64_t    reps, latency, bandwidth;
     const char *data, *model, *keys;
     char        peers[SNN_NPARTY][128];
+    int         nnames;                /* bench: row filters */
+    const char *names[32];
 } opts;
 
 typedef struct {
@@ -2244,24 +2261,28 @@ static const opt_def opt_table[] = {
     { "--no-twin", OPT_NOTWIN, 0 },  { "--lr-step", OPT_LRSTEP, 1 }, { "--keys", OPT_KEYS, 1 },
     { "--insecure", OPT_INSECURE, 0 },
     { "--owner-wait", OPT_OWNERWAIT, 1 },
-    { "--key-seed", OPT_KEYSEED, 1 },
+    { "--key-seed", OPT_KEYSEED, 1 }, { "--reps", OPT_REPS, 1 },  { "--csv", OPT_CSV, 0 },
+    { "--latency", OPT_LATENCY, 1 }, { "--bandwidth", OPT_BANDWIDTH, 1 },
 };
 
 #define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_LRSTEP | OPT_EVERY | OPT_QUIET \
                        | OPT_DATA | OPT_MODEL | OPT_SEED | OPT_KEYSEED | OPT_TIMEOUT)
 
+#define OPTS_WAN (OPT_LATENCY | OPT_BANDWIDTH)
+
 /* Which options each command accepts. */
 static unsigned opts_allowed(const char *cmd)
 {
     if (strcmp(cmd, "demo") == 0)
-        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS;
+        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS | OPTS_WAN;
     if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_KEYSEED | OPT_KEYS | OPT_INSECURE | OPT_QUIET
-                                          | OPT_OWNERWAIT;
-    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE;
+                                          | OPT_OWNERWAIT | OPTS_WAN;
+    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE | OPTS_WAN;
     if (strcmp(cmd, "infer") == 0)
         return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_KEYSEED | OPT_PEERS | OPT_TIMEOUT
-               | OPT_KEYS | OPT_INSECURE;
-    if (strcmp(cmd, "bench") == 0) return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT;
+               | OPT_KEYS | OPT_INSECURE | OPTS_WAN;
+    if (strcmp(cmd, "bench") == 0)
+        return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT | OPT_REPS | OPT_CSV | OPTS_WAN;
     if (strcmp(cmd, "import") == 0) return OPT_NET | OPT_MODEL;
     return 0;
 }
@@ -2315,6 +2336,15 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
         const char *a = argv[i], *v = NULL;
         for (t = 0; t < sizeof opt_table / sizeof opt_table[0]; t++)
             if (strcmp(a, opt_table[t].name) == 0) break;
+        if (t == sizeof opt_table / sizeof opt_table[0] && strcmp(o->cmd, "bench") == 0 && a[0] != '-') {
+            /* bench NAME...: the rows to run */
+            if (o->nnames == (int)(sizeof o->names / sizeof o->names[0])) {
+                PERR("bench: at most %d row names", o->nnames);
+                return -1;
+            }
+            o->names[o->nnames++] = a;
+            continue;
+        }
         if (t == sizeof opt_table / sizeof opt_table[0]) {
             PERR("%s: unknown option '%s' (see securenn --help)", o->cmd, a);
             return -1;
@@ -2374,6 +2404,16 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
             break;
         case OPT_PEERS:
             if (parse_peers(v, o->peers) != 0) return bad_value(a, v, "h0:p0,h1:p1,h2:p2");
+            break;
+        case OPT_REPS:
+            if (parse_u64(v, 1, 1000, &o->reps) != 0) return bad_value(a, v, "1..1000");
+            break;
+        case OPT_LATENCY:
+            if (parse_u64(v, 0, 10000, &o->latency) != 0) return bad_value(a, v, "0..10000 milliseconds");
+            break;
+        case OPT_BANDWIDTH:
+            if (parse_u64(v, 0, 100000, &o->bandwidth) != 0)
+                return bad_value(a, v, "0..100000 MB/s (0: unlimited)");
             break;
         case OPT_DATA:  o->data = v; break;
         case OPT_KEYS:  o->keys = v; break;
@@ -2629,6 +2669,7 @@ static int run_party(int id, const opts *o, int ready_fd)
 
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(&p, id, (int)o->timeout * 1000);
+    snn_set_wan(&p, (unsigned)o->latency, (unsigned)o->bandwidth);
     if (channel_setup(&p, o) != 0 || snn_listen(&p, peers[id]) != 0) goto cleanup;
     if (talk) {
         int a = id == 0 ? 1 : 0, b = id == 2 ? 1 : 2;
@@ -2797,6 +2838,7 @@ static int owner_connect(snn_party *own, const opts *o)
     size_t k;
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(own, SNN_CLIENT, (int)o->timeout * 1000);
+    snn_set_wan(own, (unsigned)o->latency, (unsigned)o->bandwidth);
     if (channel_setup(own, o) != 0) {
         PERR("%s", own->errmsg);
         return -1;
@@ -3243,17 +3285,18 @@ cleanup:
 /* ---- make bench: [SNN] Tables 7 and 8 side by side ---------------------- */
 
 /*
- * One benchmark: a protocol call of WP Table 8, or a network's inference of
- * WP Table 7.  The [SNN] figures are the paper's (LAN: EC2 c4.8xlarge,
+ * One benchmark row: a protocol call of WP Table 8, a network's inference
+ * of WP Table 7, or one training iteration (Table 3 gives the paper's time
+ * per iteration).  The [SNN] figures are the paper's (LAN: EC2 c4.8xlarge,
  * 625 MB/s, 0.22 ms ping); ours are measured here, on loopback.
  */
-enum { B_CONV, B_MATMUL, B_MAXPOOL, B_DMP, B_DRELU, B_RELU, B_NET };
+enum { B_CONV, B_MATMUL, B_MAXPOOL, B_DMP, B_DRELU, B_RELU, B_NET, B_TRAIN };
 
 typedef struct {
     int         kind;
     const char *name, *dims;
-    size_t      a, b, c, d;       /* shape: see bench_one                 */
-    double      snn_ms, snn_mb;   /* [SNN] LAN time (ms) and traffic (MB) */
+    size_t      a, b, c, d;       /* shape: see bench_setup               */
+    double      snn_ms, snn_mb;   /* [SNN] LAN time (ms) and traffic (MB); MB < 0: not given */
     const char *snn_rounds;       /* [SNN, Table 1]                       */
 } bench_item;
 
@@ -3293,16 +3336,37 @@ static const bench_item bench_items[] = {
     { B_NET,     "C",       "batch 128",     SNN_NET_C, 128, 0, 0,  10820, 1550, "-" },
     { B_NET,     "D",       "batch 1",       SNN_NET_D, 1, 0, 0,    76,   4.05,  "-" },
     { B_NET,     "D",       "batch 128",     SNN_NET_D, 128, 0, 0,  2600, 317.7, "-" },
+    /* One training iteration at batch 128: forward, ASM, backward, SGD.
+     * [SNN, Table 3] gives the LAN time per iteration (its total over the
+     * iterations of its epochs), and no traffic per iteration. */
+    { B_TRAIN,   "A",       "train, batch 128", SNN_NET_A, 128, 0, 0,  527,   -1, "-" },
+    { B_TRAIN,   "B",       "train, batch 128", SNN_NET_B, 128, 0, 0,  8910,  -1, "-" },
+    { B_TRAIN,   "C",       "train, batch 128", SNN_NET_C, 128, 0, 0,  15330, -1, "-" },
 };
 
 #define BENCH_N (sizeof bench_items / sizeof bench_items[0])
+#define BENCH_MAXREPS 1000
 
-/* What a party reports for one benchmark. */
+/* What a party reports for one row: each timed repetition's wall time and
+ * CPU time, the communication of the first (every repetition must send
+ * the same), and the party's peak resident memory. */
 typedef struct {
     int       ok;
-    double    secs;
+    unsigned  reps;
+    double    secs[BENCH_MAXREPS];
+    double    cpu[BENCH_MAXREPS];
     snn_stats stats;
+    int       same_stats;         /* every repetition sent the same bytes and rounds */
+    long      peak_rss_kb;        /* getrusage ru_maxrss: kilobytes on Linux */
 } bench_rec;
+
+/* The inputs and outputs of one row on one party. */
+typedef struct {
+    uint64_t    *x, *y, *z, *w, *param, *cls;
+    snn_nn_state st;
+    snn_net      net;
+    size_t       n, m, k, v;
+} bench_buf;
 
 /* Random shares for P0 and P1 (the values do not change the cost). */
 static uint64_t *bench_shares(snn_party *p, size_t n)
@@ -3314,250 +3378,411 @@ static uint64_t *bench_shares(snn_party *p, size_t n)
     return x;
 }
 
-/*
- * bench_one -- runs benchmark it on this party and times it.  Inputs are
- * made before the clock starts; the parties meet at a barrier first, so
- * each measurement starts together.
- */
-static int bench_one(snn_party *p, const bench_item *it, bench_rec *rec)
+static double cpu_s(void)
 {
-    uint64_t *x = NULL, *y = NULL, *z = NULL, *w = NULL, *param = NULL, *cls = NULL;
-    snn_nn_state st;
-    snn_net net;
-    size_t n = 0, m = 0, k = 0, v = 0, i;
-    unsigned char one = 1;
-    double t0;
-    int rc = -1;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec
+           + 1e-6 * ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec);
+}
 
-    memset(&st, 0, sizeof st);
+static void bench_free(bench_buf *bb)
+{
+    free(bb->x); free(bb->y); free(bb->z); free(bb->w); free(bb->param); free(bb->cls);
+    snn_nn_state_free(&bb->st);
+    memset(bb, 0, sizeof *bb);
+}
+
+/* bench_setup -- the row's inputs, made before any clock starts. */
+static int bench_setup(snn_party *p, const bench_item *it, bench_buf *bb)
+{
+    int rc = -1;
+    memset(bb, 0, sizeof *bb);
     switch (it->kind) {
     case B_CONV:
-        m = (it->a - it->b + 1) * (it->a - it->b + 1);      /* output positions */
-        k = it->b * it->b * it->c;                          /* f^2 i            */
-        v = it->d;                                          /* o                */
-        if (!(x = bench_shares(p, m * k)) || !(y = bench_shares(p, k * v)) || !(z = nn_alloc(m * v))) goto nomem;
+        bb->m = (it->a - it->b + 1) * (it->a - it->b + 1);  /* output positions */
+        bb->k = it->b * it->b * it->c;                      /* f^2 i            */
+        bb->v = it->d;                                      /* o                */
+        if (!(bb->x = bench_shares(p, bb->m * bb->k)) || !(bb->y = bench_shares(p, bb->k * bb->v))
+            || !(bb->z = nn_alloc(bb->m * bb->v)))
+            goto nomem;
         break;
     case B_MATMUL:
-        m = it->a; k = it->b; v = it->c;
-        if (!(x = bench_shares(p, m * k)) || !(y = bench_shares(p, k * v)) || !(z = nn_alloc(m * v))) goto nomem;
+        bb->m = it->a; bb->k = it->b; bb->v = it->c;
+        if (!(bb->x = bench_shares(p, bb->m * bb->k)) || !(bb->y = bench_shares(p, bb->k * bb->v))
+            || !(bb->z = nn_alloc(bb->m * bb->v)))
+            goto nomem;
         break;
     case B_MAXPOOL: case B_DMP:
-        n = it->a * it->b;
-        if (!(x = bench_shares(p, n)) || !(y = nn_alloc(it->a)) || !(z = nn_alloc(it->a))
-            || !(w = nn_alloc(n)) || !(cls = bench_shares(p, n)))
+        bb->n = it->a * it->b;
+        if (!(bb->x = bench_shares(p, bb->n)) || !(bb->y = nn_alloc(it->a)) || !(bb->z = nn_alloc(it->a))
+            || !(bb->w = nn_alloc(bb->n)) || !(bb->cls = bench_shares(p, bb->n)))
             goto nomem;
-        if (it->kind == B_DMP) {
-            /* DMP needs Maxpool's index: computed before the clock starts */
-            SNN_GUARD(snn_maxpool(p, y, z, x, it->a, it->b));
-        }
+        /* DMP needs Maxpool's index: computed before the clock starts */
+        if (it->kind == B_DMP) SNN_GUARD(snn_maxpool(p, bb->y, bb->z, bb->x, it->a, it->b));
         break;
     case B_DRELU: case B_RELU:
-        n = it->a;
-        if (!(x = bench_shares(p, n)) || !(y = nn_alloc(n)) || !(z = nn_alloc(n))) goto nomem;
-        if (it->kind == B_RELU) SNN_GUARD(snn_drelu(p, y, x, n));
+        bb->n = it->a;
+        if (!(bb->x = bench_shares(p, bb->n)) || !(bb->y = nn_alloc(bb->n)) || !(bb->z = nn_alloc(bb->n)))
+            goto nomem;
+        if (it->kind == B_RELU) SNN_GUARD(snn_drelu(p, bb->y, bb->x, bb->n));
         break;
-    case B_NET:
-        if (snn_net_init(&net, (int)it->a) != 0 || snn_nn_state_alloc(&st, &net, it->b) != 0) goto nomem;
-        n = it->b;
-        if (!(param = bench_shares(p, net.nparam)) || !(x = bench_shares(p, n * SNN_NN_IN))
-            || !(cls = nn_alloc(n)))
+    case B_NET: case B_TRAIN:
+        if (snn_net_init(&bb->net, (int)it->a) != 0 || snn_nn_state_alloc(&bb->st, &bb->net, it->b) != 0)
+            goto nomem;
+        bb->n = it->b;
+        if (!(bb->param = bench_shares(p, bb->net.nparam)) || !(bb->x = bench_shares(p, bb->n * SNN_NN_IN))
+            || !(bb->cls = nn_alloc(bb->n)) || !(bb->y = bench_shares(p, bb->n * SNN_NN_OUT)))
             goto nomem;
         break;
     default:
         break;
     }
-
-    /* Barrier: every party has its inputs; then all start the clock. */
-    for (i = 0; i < SNN_NPARTY; i++)
-        if ((int)i != p->id) SNN_GUARD(snn_send(p, (int)i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1));
-    for (i = 0; i < SNN_NPARTY; i++)
-        if ((int)i != p->id) SNN_GUARD(snn_recv(p, (int)i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1));
-    snn_stats_reset(p);
-    t0 = now_s();
-    switch (it->kind) {
-    case B_CONV: case B_MATMUL:
-        SNN_GUARD(snn_matmul(p, z, x, y, m, k, v, 0, 0));
-        break;
-    case B_MAXPOOL:
-        SNN_GUARD(snn_maxpool(p, y, z, x, it->a, it->b));
-        break;
-    case B_DMP:
-        SNN_GUARD(snn_dmaxpool(p, w, z, it->a, it->b));
-        SNN_GUARD(snn_mul(p, w, w, cls, n));
-        break;
-    case B_DRELU:
-        SNN_GUARD(snn_drelu(p, y, x, n));
-        break;
-    case B_RELU:
-        SNN_GUARD(snn_mul(p, z, y, x, n));
-        break;
-    case B_NET:
-        SNN_GUARD(snn_nn_forward(p, &st, param, x, n));
-        SNN_GUARD(snn_nn_predict(p, cls, &st, n));
-        break;
-    default:
-        break;
-    }
-    rec->secs = now_s() - t0;
-    rec->stats = p->stats;
-    rec->ok = 1;
     rc = 0;
     goto cleanup;
 nomem:
     snn_fail(p, SNN_ERR_NOMEM, "bench %s %s: out of memory", it->name, it->dims);
 cleanup:
-    free(x); free(y); free(z); free(w); free(param); free(cls);
-    snn_nn_state_free(&st);
     return rc;
 }
 
+/* bench_run -- the measured call of the row. */
+static int bench_run(snn_party *p, const bench_item *it, bench_buf *bb)
+{
+    switch (it->kind) {
+    case B_CONV: case B_MATMUL:
+        return snn_matmul(p, bb->z, bb->x, bb->y, bb->m, bb->k, bb->v, 0, 0);
+    case B_MAXPOOL:
+        return snn_maxpool(p, bb->y, bb->z, bb->x, it->a, it->b);
+    case B_DMP:
+        if (snn_dmaxpool(p, bb->w, bb->z, it->a, it->b) != 0) return -1;
+        return snn_mul(p, bb->w, bb->w, bb->cls, bb->n);
+    case B_DRELU:
+        return snn_drelu(p, bb->y, bb->x, bb->n);
+    case B_RELU:
+        return snn_mul(p, bb->z, bb->y, bb->x, bb->n);
+    case B_NET:
+        if (snn_nn_forward(p, &bb->st, bb->param, bb->x, bb->n) != 0) return -1;
+        return snn_nn_predict(p, bb->cls, &bb->st, bb->n);
+    case B_TRAIN:
+        /* the paper's learning rates: 2^-7 for A, 2^-5 for B and C */
+        return snn_nn_train_step(p, &bb->st, bb->param, p->id == 2 ? NULL : bb->x,
+                                 p->id == 2 ? NULL : bb->y, it->a == SNN_NET_A ? 7u : 5u);
+    default:
+        return 0;
+    }
+}
+
+/* All three parties meet here, so that each measurement starts together. */
+static int bench_barrier(snn_party *p)
+{
+    unsigned char one = 1;
+    int i;
+    for (i = 0; i < SNN_NPARTY; i++)
+        if (i != p->id && snn_send(p, i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1) != 0) return -1;
+    for (i = 0; i < SNN_NPARTY; i++)
+        if (i != p->id && snn_recv(p, i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1) != 0) return -1;
+    return 0;
+}
+
 /*
- * One party of the benchmark: every item in order over clear channels, a
- * record each; then, on a second mesh with sealed channels (keys: this
- * party's row of the pair keys), the network items again.  Each mesh stops
- * listening once it is complete (the bench has no owner), so the second
- * one's connections never reach the first one's socket.
+ * bench_party -- one party of one row, in a process of its own (so that its
+ * peak memory is the row's): connect, set up keys, make the inputs, one
+ * warm-up, then reps timed repetitions, each between barriers.  keys: this
+ * party's row of the pair keys, to seal every channel; NULL: in the clear.
  */
-static int bench_party(int id, const opts *o, int out_fd, const uint8_t keys[SNN_NEND][32])
+static int bench_party(int id, const opts *o, const bench_item *it, unsigned reps,
+                       const uint8_t (*keys)[32], int out_fd)
 {
     snn_party p;
     const char *peers[SNN_NPARTY];
+    bench_buf bb;
+    bench_rec *rec = calloc(1, sizeof *rec);
+    struct rusage ru;
     size_t k;
-    int rc = 0, sealed;
+    unsigned r;
+    int rc = -1;
 
+    memset(&bb, 0, sizeof bb);
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
-    for (sealed = 0; sealed < 2 && rc == 0; sealed++) {
-        snn_party_init(&p, id, (int)o->timeout * 1000);
-        if (sealed)
-            for (k = 0; k < SNN_NEND; k++)
-                if ((int)k != id) snn_set_channel_key(&p, (int)k, keys[k]);
-        if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, &o->key_seed) != 0) rc = -1;
-        if (p.listen_fd >= 0) close(p.listen_fd);
-        p.listen_fd = -1;
-        for (k = 0; k < BENCH_N && rc == 0; k++) {
-            bench_rec rec;
-            if (sealed && bench_items[k].kind != B_NET) continue;
-            memset(&rec, 0, sizeof rec);
-            if (bench_one(&p, &bench_items[k], &rec) != 0) rc = -1;
-            if (write(out_fd, &rec, sizeof rec) != (ssize_t)sizeof rec) rc = -1;
-        }
-        if (p.err) PERR("%s", p.errmsg);
-        snn_party_close(&p);
+    snn_party_init(&p, id, (int)o->timeout * 1000);
+    snn_set_wan(&p, (unsigned)o->latency, (unsigned)o->bandwidth);
+    if (!rec) { PERR("P%d: bench: out of memory", id); return 1; }
+    if (keys)
+        for (k = 0; k < SNN_NEND; k++)
+            if ((int)k != id) snn_set_channel_key(&p, (int)k, keys[k]);
+    SNN_GUARD(snn_connect_tcp(&p, peers));
+    SNN_GUARD(snn_setup_keys(&p, &o->key_seed));
+    SNN_GUARD(bench_setup(&p, it, &bb));
+    rec->same_stats = 1;
+    for (r = 0; r <= reps; r++) {               /* r = 0: the warm-up */
+        double t0, c0;
+        SNN_GUARD(bench_barrier(&p));
+        snn_stats_reset(&p);
+        c0 = cpu_s();
+        t0 = now_s();
+        SNN_GUARD(bench_run(&p, it, &bb));
+        if (r == 0) continue;
+        rec->secs[r - 1] = now_s() - t0;
+        rec->cpu[r - 1] = cpu_s() - c0;
+        if (r == 1) rec->stats = p.stats;
+        else if (p.stats.bytes_sent != rec->stats.bytes_sent || p.stats.rounds != rec->stats.rounds)
+            rec->same_stats = 0;
     }
+    rec->reps = reps;
+    rec->ok = 1;
+    rc = 0;
+cleanup:
+    if (getrusage(RUSAGE_SELF, &ru) == 0) rec->peak_rss_kb = ru.ru_maxrss;
+    if (p.err) PERR("%s", p.errmsg);
+    if (write(out_fd, rec, sizeof *rec) != (ssize_t)sizeof *rec) rc = -1;
+    bench_free(&bb);
+    snn_party_close(&p);
     close(out_fd);
+    free(rec);
     return rc == 0 ? 0 : 1;
 }
 
-/* Reads each party's record of one benchmark (bounded by the timeout);
- * the time is the slowest party's, the bytes the sum.  0, or -1. */
-static int bench_collect(int fds[SNN_NPARTY][2], bench_rec r[SNN_NPARTY], const opts *o,
-                         double *secs, double *mb, double *chan_mb, uint32_t *rounds)
+/* Does row `it` match the NAME filters (none: every row)? */
+static int bench_selected(const opts *o, const bench_item *it)
 {
-    size_t k;
-    int ok = 1;
-    *secs = *mb = *chan_mb = 0;
-    *rounds = 0;
-    for (k = 0; k < SNN_NPARTY; k++) {
-        struct pollfd pf;
-        pf.fd = fds[k][0]; pf.events = POLLIN; pf.revents = 0;
-        /* bounded: a party that sends nothing for the timeout has failed */
-        if (poll(&pf, 1, (int)o->timeout * 1000) <= 0
-            || read(fds[k][0], &r[k], sizeof r[k]) != (ssize_t)sizeof r[k] || !r[k].ok) { ok = 0; continue; }
-        if (r[k].secs > *secs) *secs = r[k].secs;
-        *mb += (double)r[k].stats.bytes_sent / 1e6;
-        *chan_mb += (double)r[k].stats.channel_bytes / 1e6;
-        if (r[k].stats.rounds > *rounds) *rounds = r[k].stats.rounds;
+    int i;
+    if (o->nnames == 0) return 1;
+    for (i = 0; i < o->nnames; i++) {
+        const char *a = o->names[i], *b = it->name;
+        while (*a && *b && tolower((unsigned char)*a) == tolower((unsigned char)*b)) { a++; b++; }
+        if (!*a && !*b) return 1;
     }
-    return ok ? 0 : -1;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of n values (n >= 1), sorting v. */
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /*
- * cmd_bench -- forks P0, P1, P2 over TCP on 127.0.0.1 and runs WP Table 8
- * (protocols) and Table 7 (inference), printing ours beside [SNN]'s.
+ * bench_row -- forks P0, P1, P2 for row it and collects their reports.
+ * A repetition's time is the slowest party's (the call ends for everyone
+ * when the last party finishes).  Returns 0 and fills the results.
  */
-static int cmd_bench(opts *o)
+static int bench_row(const opts *o, const bench_item *it, unsigned reps, const uint8_t (*keys)[SNN_NEND][32],
+                     double *ms, double *cpu_ms, uint64_t *bytes, uint64_t *chan_bytes, uint32_t *rounds,
+                     long rss_kb[SNN_NPARTY])
 {
     pid_t pid[SNN_NPARTY];
-    int fds[SNN_NPARTY][2], rc = 1;
-    size_t k, i, nkids = 0;
-    bench_rec (*rec)[SNN_NPARTY] = NULL;
-    uint8_t keys[SNN_NEND][SNN_NEND][32];
-    double clear_ms[BENCH_N];
+    int fds[SNN_NPARTY][2], ok = 1;
+    size_t k, nkids = 0;
+    unsigned r;
+    bench_rec *rec = calloc(SNN_NPARTY, sizeof *rec);
 
-    if (!(o->given & OPT_PORT)) o->port = 7100;
-
-    if (!(o->given & OPT_KEYSEED)) o->key_seed = 1;   /* random inputs, no data: reproducible by default */
-    for (k = 0; k < SNN_NPARTY; k++)
-        snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
-    rec = calloc(BENCH_N, sizeof *rec);
-    if (!rec) { PERR("out of memory"); return 1; }
-    /* fresh pair keys for the sealed runs, held in memory only */
-    for (k = 0; k < SNN_NEND; k++)
-        for (i = k + 1; i < SNN_NEND; i++) {
-            if (snn_os_random(keys[k][i], 32) != 0) { PERR("cannot read the operating system's randomness"); free(rec); return 1; }
-            memcpy(keys[i][k], keys[k][i], 32);
-        }
-
-    printf("SecureNN bench: P0, P1, P2 as processes on 127.0.0.1 over TCP (%s, %s, %s)\n",
-           o->peers[0], o->peers[1], o->peers[2]);
-    printf("[SNN]: the paper's LAN figures (EC2 c4.8xlarge, 625 MB/s, 0.22 ms ping, PrivateCompare on 4 cores).\n");
-    printf("MB = 10^6 payload bytes sent by all three parties; rounds = the longest chain of\n");
-    printf("messages that wait on each other (measured); [SNN] rounds from Table 1.\n\n");
+    if (!rec) { PERR("out of memory"); return -1; }
     fflush(stdout);
     fflush(stderr);
     for (k = 0; k < SNN_NPARTY; k++) {
-        if (pipe(fds[k]) != 0) { PERR("pipe: %s", strerror(errno)); goto cleanup; }
+        if (pipe(fds[k]) != 0) { PERR("pipe: %s", strerror(errno)); ok = 0; break; }
         pid[k] = fork();
-        if (pid[k] < 0) { PERR("fork: %s", strerror(errno)); goto cleanup; }
+        if (pid[k] < 0) { PERR("fork: %s", strerror(errno)); close(fds[k][0]); close(fds[k][1]); ok = 0; break; }
         if (pid[k] == 0) {
             size_t m;
             for (m = 0; m <= k; m++) close(fds[m][0]);
             free(rec);
-            _exit(bench_party((int)k, o, fds[k][1], (const uint8_t (*)[32])keys[k]));
+            _exit(bench_party((int)k, o, it, reps, keys ? (const uint8_t (*)[32])keys[k] : NULL, fds[k][1]));
         }
         close(fds[k][1]);
         nkids++;
     }
-    printf("%-8s %-15s %10s %10s %9s %9s %7s %7s\n", "", "", "time", "[SNN]", "MB", "[SNN]", "rounds", "[SNN]");
+    for (k = 0; k < nkids; k++) {
+        bench_rec *rp = &rec[k];
+        unsigned char *dst = (unsigned char *)rp;
+        size_t got = 0;
+        /* bounded: a party that sends nothing for the timeout has failed */
+        while (got < sizeof *rp) {
+            struct pollfd pf;
+            ssize_t n;
+            pf.fd = fds[k][0]; pf.events = POLLIN; pf.revents = 0;
+            if (poll(&pf, 1, (int)o->timeout * 1000) <= 0) break;
+            n = read(fds[k][0], dst + got, sizeof *rp - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            got += (size_t)n;
+        }
+        if (got != sizeof *rp || !rp->ok || rp->reps != reps) ok = 0;
+        close(fds[k][0]);
+    }
+    if (reap(pid, nkids, (double)o->timeout) != 0) ok = 0;
+    if (ok && nkids == SNN_NPARTY) {
+        *bytes = *chan_bytes = 0;
+        *rounds = 0;
+        for (r = 0; r < reps; r++) {
+            ms[r] = cpu_ms[r] = 0;
+            for (k = 0; k < SNN_NPARTY; k++) {
+                if (rec[k].secs[r] * 1e3 > ms[r]) ms[r] = rec[k].secs[r] * 1e3;
+                if (rec[k].cpu[r] * 1e3 > cpu_ms[r]) cpu_ms[r] = rec[k].cpu[r] * 1e3;
+            }
+        }
+        for (k = 0; k < SNN_NPARTY; k++) {
+            *bytes += rec[k].stats.bytes_sent;
+            *chan_bytes += rec[k].stats.channel_bytes;
+            if (rec[k].stats.rounds > *rounds) *rounds = rec[k].stats.rounds;
+            rss_kb[k] = rec[k].peak_rss_kb;
+            if (!rec[k].same_stats) {
+                PERR("bench %s %s: the repetitions sent different bytes or rounds", it->name, it->dims);
+                ok = 0;
+            }
+        }
+    }
+    free(rec);
+    return ok && nkids == SNN_NPARTY ? 0 : -1;
+}
+
+/*
+ * cmd_bench -- for each selected row, forks P0, P1, P2 over TCP on
+ * 127.0.0.1 and prints the median of --reps timed repetitions beside
+ * [SNN]'s figures (or, with --csv, one machine-readable line per row).
+ */
+static int cmd_bench(opts *o)
+{
+    static const char *const head[] = { "WP Table 8: protocols (time in ms)",
+                                        "WP Table 7: inference (time in ms)",
+                                        "[SNN] Table 3: one training iteration (time in ms)" };
+    double *ms = NULL, *cpu = NULL, clear_med[BENCH_N];
+    uint8_t keys[SNN_NEND][SNN_NEND][32];
+    unsigned reps = (o->given & OPT_REPS) ? (unsigned)o->reps : 3;
+    size_t i, k, nrun = 0, nnet = 0;
+    int csv = (o->given & OPT_CSV) != 0, last_head = -1, rc = 1;
+
+    if (!(o->given & OPT_PORT)) o->port = 7100;
+    if (!(o->given & OPT_KEYSEED)) o->key_seed = 1;   /* random inputs, no data: reproducible by default */
+    for (k = 0; k < SNN_NPARTY; k++)
+        snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
+    for (i = 0; i < BENCH_N; i++) {
+        nrun += (size_t)bench_selected(o, &bench_items[i]);
+        nnet += (size_t)(bench_selected(o, &bench_items[i]) && bench_items[i].kind == B_NET);
+    }
+    if (nrun == 0) {
+        PERR("bench: no row is named %s%s (rows: Conv2d, MatMul, Maxpool, DMP, DReLU, ReLU, A, B, C, D)",
+             o->names[0], o->nnames > 1 ? " ..." : "");
+        return 2;
+    }
+    /* fresh pair keys for the sealed runs, held in memory only */
+    memset(keys, 0, sizeof keys);
+    for (k = 0; k < SNN_NEND; k++)
+        for (i = k + 1; i < SNN_NEND; i++) {
+            if (snn_os_random(keys[k][i], 32) != 0) { PERR("cannot read the operating system's randomness"); return 1; }
+            memcpy(keys[i][k], keys[k][i], 32);
+        }
+    ms = calloc(reps, sizeof *ms);
+    cpu = calloc(reps, sizeof *cpu);
+    if (!ms || !cpu) { PERR("out of memory"); goto cleanup; }
+
+    if (csv) {
+        printf("name,dims,ms_median,ms_min,ms_max,bytes,rounds,paper_ms,paper_mb,peak_rss_kb\n");
+    } else {
+        printf("SecureNN bench: P0, P1, P2 as processes on 127.0.0.1 over TCP (%s, %s, %s)\n",
+               o->peers[0], o->peers[1], o->peers[2]);
+        if (o->latency || o->bandwidth) {
+            char bw[32];
+            if (o->bandwidth) snprintf(bw, sizeof bw, "%u MB/s", (unsigned)o->bandwidth);
+            else snprintf(bw, sizeof bw, "no limit");
+            printf("WAN emulation: every frame a party receives is delivered %u ms late; each link\n"
+                   "is paced at %s.\n", (unsigned)o->latency, bw);
+        }
+        printf("Each row: the median, min and max of %u timed repetitions after one warm-up; a\n", reps);
+        printf("repetition lasts until the slowest party is done.  [SNN]: the paper's LAN figures\n");
+        printf("(EC2 c4.8xlarge, 625 MB/s, 0.22 ms ping, PrivateCompare on 4 cores); ratio = ours/[SNN].\n");
+        printf("MB = 10^6 payload bytes sent by all three parties; rounds = the longest chain of\n");
+        printf("messages that wait on each other (measured); cpu = the busiest party's CPU time\n");
+        printf("(median); peak MB = each party's peak resident memory, P0/P1/P2.\n\n");
+        printf("%-8s %-17s %9s %9s %9s %9s %6s %8s %9s %8s %5s %5s  %s\n", "", "", "median", "min", "max",
+               "[SNN]", "ratio", "cpu", "MB", "[SNN]", "rnds", "[SNN]", "peak MB");
+    }
+    fflush(stdout);
     for (i = 0; i < BENCH_N; i++) {
         const bench_item *it = &bench_items[i];
-        double secs, mb, chan_mb;
-        uint32_t rounds;
-        if (i == 0) printf("WP Table 8: protocols (time in ms)\n");
-        if (it->kind == B_NET && bench_items[i - 1].kind != B_NET)
-            printf("WP Table 7: inference (time in ms)\n");
-        if (bench_collect(fds, rec[i], o, &secs, &mb, &chan_mb, &rounds) != 0) {
+        int h = it->kind == B_NET ? 1 : it->kind == B_TRAIN ? 2 : 0;
+        double med, mn, mx, cmed;
+        uint64_t bytes = 0, chan = 0;
+        uint32_t rounds = 0;
+        long rss[SNN_NPARTY] = { 0, 0, 0 };
+        unsigned r;
+        if (!bench_selected(o, it)) continue;
+        if (bench_row(o, it, reps, NULL, ms, cpu, &bytes, &chan, &rounds, rss) != 0) {
             PERR("bench %s %s failed", it->name, it->dims);
             goto cleanup;
         }
-        clear_ms[i] = secs * 1e3;
-        printf("%-8s %-15s %10.2f %10.2f %9.4g %9.4g %7u %7s\n", it->name, it->dims, secs * 1e3,
-               it->snn_ms, mb, it->snn_mb, (unsigned)rounds, it->snn_rounds);
+        mn = mx = ms[0];
+        for (r = 1; r < reps; r++) { if (ms[r] < mn) mn = ms[r]; if (ms[r] > mx) mx = ms[r]; }
+        med = median(ms, reps);
+        cmed = median(cpu, reps);
+        clear_med[i] = med;
+        if (csv) {
+            long peak = rss[0] > rss[1] ? rss[0] : rss[1];
+            if (rss[2] > peak) peak = rss[2];
+            printf("%s,\"%s\",%.3f,%.3f,%.3f,%llu,%u,%.2f,", it->name, it->dims, med, mn, mx,
+                   (unsigned long long)bytes, (unsigned)rounds, it->snn_ms);
+            if (it->snn_mb >= 0) printf("%g", it->snn_mb);
+            printf(",%ld\n", peak);
+        } else {
+            char mb[16];
+            if (h != last_head) printf("%s\n", head[h]);
+            last_head = h;
+            if (it->snn_mb >= 0) snprintf(mb, sizeof mb, "%.4g", it->snn_mb);
+            else snprintf(mb, sizeof mb, "-");
+            printf("%-8s %-17s %9.2f %9.2f %9.2f %9.2f %6.2f %8.2f %9.4g %8s %5u %5s  %.0f/%.0f/%.0f\n",
+                   it->name, it->dims, med, mn, mx, it->snn_ms, med / it->snn_ms, cmed, (double)bytes / 1e6,
+                   mb, (unsigned)rounds, it->snn_rounds, (double)rss[0] / 1024, (double)rss[1] / 1024,
+                   (double)rss[2] / 1024);
+        }
         fflush(stdout);
     }
-    /* The channel's cost: the network rows again, every frame sealed */
-    printf("\nSealed channels (--keys: ChaCha20-Poly1305 on every frame), the rows of WP Table 7 again\n");
-    printf("%-8s %-15s %10s %10s %8s %9s %11s\n", "", "", "clear ms", "sealed ms", "cost", "MB",
-           "channel MB");
-    for (i = 0; i < BENCH_N; i++) {
+    /* The channel's cost: the inference rows again, every frame sealed
+     * (--keys: ChaCha20-Poly1305).  In --csv, dims gains ", sealed". */
+    if (nnet && !csv) {
+        printf("\nSealed channels (--keys: ChaCha20-Poly1305 on every frame), the rows of WP Table 7 again\n");
+        printf("%-8s %-17s %10s %10s %8s %9s %11s\n", "", "", "clear ms", "sealed ms", "cost", "MB",
+               "channel MB");
+    }
+    for (i = 0; i < BENCH_N && nnet; i++) {
         const bench_item *it = &bench_items[i];
-        double secs, mb, chan_mb;
-        uint32_t rounds;
-        if (it->kind != B_NET) continue;
-        if (bench_collect(fds, rec[i], o, &secs, &mb, &chan_mb, &rounds) != 0) {
+        double med, mn, mx;
+        uint64_t bytes = 0, chan = 0;
+        uint32_t rounds = 0;
+        long rss[SNN_NPARTY] = { 0, 0, 0 };
+        unsigned r;
+        if (!bench_selected(o, it) || it->kind != B_NET) continue;
+        if (bench_row(o, it, reps, (const uint8_t (*)[SNN_NEND][32])keys, ms, cpu, &bytes, &chan, &rounds,
+                      rss) != 0) {
             PERR("bench %s %s with sealed channels failed", it->name, it->dims);
             goto cleanup;
         }
-        printf("%-8s %-15s %10.2f %10.2f %+7.1f%% %9.4g %11.4g\n", it->name, it->dims, clear_ms[i], secs * 1e3,
-               100.0 * (secs * 1e3 - clear_ms[i]) / clear_ms[i], mb, chan_mb);
+        mn = mx = ms[0];
+        for (r = 1; r < reps; r++) { if (ms[r] < mn) mn = ms[r]; if (ms[r] > mx) mx = ms[r]; }
+        med = median(ms, reps);
+        if (csv) {
+            long peak = rss[0] > rss[1] ? rss[0] : rss[1];
+            if (rss[2] > peak) peak = rss[2];
+            printf("%s,\"%s, sealed\",%.3f,%.3f,%.3f,%llu,%u,%.2f,%g,%ld\n", it->name, it->dims, med, mn, mx,
+                   (unsigned long long)bytes, (unsigned)rounds, it->snn_ms, it->snn_mb, peak);
+        } else {
+            printf("%-8s %-17s %10.2f %10.2f %+7.1f%% %9.4g %11.4g\n", it->name, it->dims, clear_med[i], med,
+                   100.0 * (med - clear_med[i]) / clear_med[i], (double)bytes / 1e6, (double)chan / 1e6);
+        }
         fflush(stdout);
     }
     rc = 0;
 cleanup:
-    for (k = 0; k < nkids; k++) close(fds[k][0]);
-    if (reap(pid, nkids, (double)o->timeout) != 0) rc = 1;
     snn_wipe(keys, sizeof keys);
-    free(rec);
+    free(ms);
+    free(cpu);
     return rc;
 }
 

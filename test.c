@@ -4912,7 +4912,8 @@ static double mono_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static void run_cmd(cmd_result *r, char *const argv[], double limit_s)
+/* Runs argv bounded by limit_s; stdout goes to out_fd (-1: /dev/null). */
+static void run_cmd_to(cmd_result *r, char *const argv[], double limit_s, int out_fd)
 {
     int ep[2], st = 0;
     size_t len = 0;
@@ -4926,7 +4927,7 @@ static void run_cmd(cmd_result *r, char *const argv[], double limit_s)
     pid = fork();
     if (pid < 0) { close(ep[0]); close(ep[1]); return; }
     if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
+        int devnull = out_fd >= 0 ? out_fd : open("/dev/null", O_WRONLY);
         if (devnull >= 0) dup2(devnull, 1);
         dup2(ep[1], 2);
         close(ep[0]);
@@ -4952,6 +4953,11 @@ static void run_cmd(cmd_result *r, char *const argv[], double limit_s)
     r->secs = mono_s() - t0;
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     for (len = 0; r->err[len]; len++) if (r->err[len] == '\n') r->lines++;
+}
+
+static void run_cmd(cmd_result *r, char *const argv[], double limit_s)
+{
+    run_cmd_to(r, argv, limit_s, -1);
 }
 
 /* A clean failure: non-zero exit (no signal), one line on stderr that
@@ -5500,6 +5506,69 @@ static void test_cli_seeds(void)
         CHECK(same_file(m[2], m[3]) == 1, "owner --seed 5 --key-seed 23 twice: the same model, bit for bit");
     for (k = 0; k < 4; k++) remove(m[k]);
     rmdir(tmpl);
+}
+
+/*
+ * bench: --csv gives the header and one line per row named, with the exact
+ * bytes and rounds of the protocol, the paper's figures and a peak memory;
+ * --latency stretches every row to at least rounds x latency; a bad NAME or
+ * --reps is a one-line error.
+ */
+static void test_cli_bench(void)
+{
+    static const char header[] = "name,dims,ms_median,ms_min,ms_max,bytes,rounds,paper_ms,paper_mb,peak_rss_kb\n";
+    static const unsigned long relu_n[3] = { 1024, 16384, 11520 };
+    char tmpl[] = "/tmp/snn_bench_XXXXXX", port[16], buf[4096];
+    cmd_result r;
+    int fd, p[3], pass;
+    ssize_t got;
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    {
+        char *argv[] = { "./securenn", "bench", "NoSuchRow", NULL };
+        expect_cli_error(argv, "NoSuchRow", 10, "bench: an unknown row name");
+    }
+    {
+        char *argv[] = { "./securenn", "bench", "ReLU", "--reps", "0", NULL };
+        expect_cli_error(argv, "--reps", 10, "bench: --reps 0");
+    }
+    for (pass = 0; pass < 2; pass++) {
+        /* pass 0: ReLU rows, 2 repetitions; pass 1: the same with 20 ms latency */
+        char *argv[] = { "./securenn", "bench", "relu", "--csv", "--reps", "2", "--port", port,
+                         pass ? "--latency" : NULL, "20", NULL };
+        char *line, *save = NULL;
+        size_t rows = 0, bad = 0;
+        if (free_ports(p, 3) != 0) { CHECK(0, "free ports"); return; }
+        snprintf(port, sizeof port, "%d", p[0]);
+        fd = mkstemp(tmpl);
+        if (fd < 0) { CHECK(0, "mkstemp"); return; }
+        run_cmd_to(&r, argv, 120, fd);
+        got = pread(fd, buf, sizeof buf - 1, 0);
+        close(fd);
+        remove(tmpl);
+        memcpy(tmpl + strlen(tmpl) - 6, "XXXXXX", 6);
+        buf[got > 0 ? got : 0] = '\0';
+        CHECK(r.status == 0 && strncmp(buf, header, sizeof header - 1) == 0,
+              "bench ReLU --csv%s: exit %d, the CSV header first %s", pass ? " --latency 20" : "", r.status, r.err);
+        for (line = strtok_r(buf + (got > 0 ? sizeof header - 1 : 0), "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save), rows++) {
+            char dims[32];
+            double med, mn, mx, pms, pmb;
+            unsigned long long bytes;
+            unsigned rounds;
+            long rss;
+            if (sscanf(line, "ReLU,\"%31[^\"]\",%lf,%lf,%lf,%llu,%u,%lf,%lf,%ld", dims, &med, &mn, &mx, &bytes,
+                       &rounds, &pms, &pmb, &rss) != 9 || rows >= 3
+                || bytes != 40 * relu_n[rows] || rounds != 2 || !(mn <= med && med <= mx) || rss <= 0
+                || pms <= 0 || pmb <= 0 || (pass && mn < 2 * 20.0)) {
+                bad++;
+                printf("# bad bench line: %s\n", line);
+            }
+        }
+        CHECK(rows == 3 && bad == 0, "bench ReLU --csv%s: 3 rows, 40 bytes per element, 2 rounds, "
+              "min <= median <= max, peak memory > 0%s (%zu rows, %zu bad)", pass ? " --latency 20" : "",
+              pass ? ", every time >= 2 x 20 ms" : "", rows, bad);
+    }
 }
 
 static void test_cli(void)
@@ -6139,6 +6208,7 @@ static const test_entry tests[] = {
     { "nn_job",          test_nn_job },
     { "nn_flow",         test_nn_flow },
     { "cli",             test_cli },
+    { "cli_bench",       test_cli_bench },
     { "cli_parties",     test_cli_parties },
     { "cli_seeds",       test_cli_seeds },
     { "cli_keys",        test_cli_keys },
