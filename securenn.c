@@ -506,9 +506,8 @@ int snn_check_keys(snn_party *p)
 
 /*
  * Helpers shared by every protocol below.  proto_begin: the sticky error
- * and the role check every protocol starts with.  alloc_*: a zeroed
- * temporary, or the error "<protocol>: out of memory".  release: wipes a
- * temporary (it may hold shares) and frees it; NULL is fine.
+ * and the role check every protocol starts with; the scratch block
+ * below holds each call's temporaries.
  */
 static int proto_begin(snn_party *p, const char *name)
 {
@@ -518,27 +517,6 @@ static int proto_begin(snn_party *p, const char *name)
     return 0;
 }
 
-static int alloc_u64(snn_party *p, uint64_t **x, size_t n, const char *name)
-{
-    *x = calloc(n ? n : 1, sizeof **x);
-    if (!*x) return snn_fail(p, SNN_ERR_NOMEM, "%s: out of memory", name);
-    return 0;
-}
-
-static int alloc_u8(snn_party *p, uint8_t **x, size_t n, const char *name)
-{
-    *x = calloc(n ? n : 1, sizeof **x);
-    if (!*x) return snn_fail(p, SNN_ERR_NOMEM, "%s: out of memory", name);
-    return 0;
-}
-
-static void release(void *x, size_t nbytes)
-{
-    if (!x) return;
-    snn_wipe(x, nbytes);
-    free(x);
-}
-
 /* *out = a * b, or -1 if the product (of elements, later of bytes and of
  * E||F frames) could overflow a size_t. */
 static int size_mul(size_t a, size_t b, size_t *out)
@@ -546,6 +524,57 @@ static int size_mul(size_t a, size_t b, size_t *out)
     if (a != 0 && b > (SIZE_MAX / 16) / a) return -1;
     *out = a * b;
     return 0;
+}
+
+/*
+ * One scratch allocation per protocol call: scratch_open takes one zeroed
+ * block for the call's temporaries, counted in arrays of n elements (k64
+ * of n uint64_t, then k8 of n bytes); carve_u64 / carve_u8 hand them out
+ * in turn as named arrays; scratch_close wipes the block once (it holds
+ * shares) and frees it.  Fewer allocations, and one wipe instead of one
+ * per array.
+ */
+typedef struct {
+    unsigned char *base;
+    size_t n, size, off;
+} scratch;
+
+static int scratch_open(snn_party *p, scratch *s, size_t n, size_t k64, size_t k8, const char *name)
+{
+    size_t e64, b8;
+    memset(s, 0, sizeof *s);
+    /* size_mul keeps each below SIZE_MAX / 16, so the sum cannot wrap */
+    if (size_mul(n, k64, &e64) != 0 || size_mul(n, k8, &b8) != 0)
+        return snn_fail(p, SNN_ERR_ARG, "%s: %zu elements is too many", name, n);
+    s->n = n;
+    s->size = e64 * 8 + b8;
+    if (!(s->base = calloc(s->size ? s->size : 1, 1)))
+        return snn_fail(p, SNN_ERR_NOMEM, "%s: out of memory", name);
+    return 0;
+}
+
+/* The next array of m n uint64_t (carved before any bytes: aligned). */
+static uint64_t *carve_u64(scratch *s, size_t m)
+{
+    uint64_t *x = (uint64_t *)(void *)(s->base + s->off);
+    s->off += s->n * m * 8;
+    return x;
+}
+
+/* The next array of m n bytes. */
+static uint8_t *carve_u8(scratch *s, size_t m)
+{
+    uint8_t *x = s->base + s->off;
+    s->off += s->n * m;
+    return x;
+}
+
+static void scratch_close(scratch *s)
+{
+    if (!s->base) return;
+    snn_wipe(s->base, s->size);
+    free(s->base);
+    s->base = NULL;
 }
 
 static void draw_zl(snn_prg *g, uint64_t *x, size_t n)
@@ -584,6 +613,7 @@ typedef struct {
     size_t    m, n, v;        /* matrix form shape                         */
     size_t    nu, nv, nz;     /* elements of U, V, Z                       */
     uint64_t *U, *V, *Z;      /* [P_j] this party's shares; NULL on P2     */
+    scratch   sc;             /* [P_j] the block that holds them           */
 } mm_triple;
 
 static int triple_shape(snn_party *p, mm_triple *t, int ew, size_t m, size_t n, size_t v)
@@ -604,9 +634,7 @@ static int triple_shape(snn_party *p, mm_triple *t, int ew, size_t m, size_t n, 
 
 static void triple_free(mm_triple *t)
 {
-    release(t->U, t->nu * sizeof *t->U);
-    release(t->V, t->nv * sizeof *t->V);
-    release(t->Z, t->nz * sizeof *t->Z);
+    scratch_close(&t->sc);
     t->U = t->V = t->Z = NULL;
 }
 
@@ -629,14 +657,17 @@ static void triple_product(const mm_triple *t, uint64_t *C, const uint64_t *A, c
  */
 static int matmul_deal(snn_party *p, mm_triple *t)
 {
-    uint64_t *U0 = NULL, *V0 = NULL, *Z0 = NULL, *U1 = NULL, *V1 = NULL, *Z1 = NULL;
+    uint64_t *U0, *V0, *Z0, *U1, *V1, *Z1;
+    scratch sc;
     int rc = -1;
 
+    memset(&sc, 0, sizeof sc);
     if (p->id == 0 || p->id == 1) {
         snn_prg *g = p->id == 0 ? snn_k02(p) : snn_k12(p);
-        SNN_GUARD(alloc_u64(p, &t->U, t->nu, "MatMul"));
-        SNN_GUARD(alloc_u64(p, &t->V, t->nv, "MatMul"));
-        SNN_GUARD(alloc_u64(p, &t->Z, t->nz, "MatMul"));
+        SNN_GUARD(scratch_open(p, &t->sc, 1, t->nu + t->nv + t->nz, 0, "MatMul"));
+        t->U = carve_u64(&t->sc, t->nu);
+        t->V = carve_u64(&t->sc, t->nv);
+        t->Z = carve_u64(&t->sc, t->nz);
         /* Step 1 [P_j,P2]: U_j, V_j from the stream P_j shares with P2 (K02 or K12) */
         draw_zl(g, t->U, t->nu);
         draw_zl(g, t->V, t->nv);
@@ -649,12 +680,13 @@ static int matmul_deal(snn_party *p, mm_triple *t)
         }
     } else {
         size_t i;
-        SNN_GUARD(alloc_u64(p, &U0, t->nu, "MatMul"));
-        SNN_GUARD(alloc_u64(p, &V0, t->nv, "MatMul"));
-        SNN_GUARD(alloc_u64(p, &Z0, t->nz, "MatMul"));
-        SNN_GUARD(alloc_u64(p, &U1, t->nu, "MatMul"));
-        SNN_GUARD(alloc_u64(p, &V1, t->nv, "MatMul"));
-        SNN_GUARD(alloc_u64(p, &Z1, t->nz, "MatMul"));
+        SNN_GUARD(scratch_open(p, &sc, 1, 2 * (t->nu + t->nv + t->nz), 0, "MatMul"));
+        U0 = carve_u64(&sc, t->nu);
+        V0 = carve_u64(&sc, t->nv);
+        Z0 = carve_u64(&sc, t->nz);
+        U1 = carve_u64(&sc, t->nu);
+        V1 = carve_u64(&sc, t->nv);
+        Z1 = carve_u64(&sc, t->nz);
         /* Step 1 [P2]: P0's U_0, V_0, Z_0 from K02 and P1's U_1, V_1 from K12,
          * drawn in the same order as P0 and P1 draw them */
         draw_zl(snn_k02(p), U0, t->nu);
@@ -671,12 +703,7 @@ static int matmul_deal(snn_party *p, mm_triple *t)
     }
     rc = 0;
 cleanup:
-    release(U0, t->nu * sizeof *U0);
-    release(V0, t->nv * sizeof *V0);
-    release(Z0, t->nz * sizeof *Z0);
-    release(U1, t->nu * sizeof *U1);
-    release(V1, t->nv * sizeof *V1);
-    release(Z1, t->nz * sizeof *Z1);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -687,16 +714,19 @@ cleanup:
  */
 static int matmul_open(snn_party *p, const mm_triple *t, uint64_t *W, const uint64_t *X, const uint64_t *Y)
 {
-    uint64_t *mine = NULL, *EF = NULL, *A = NULL, *B = NULL;
+    uint64_t *mine, *EF, *A, *B;
     const uint64_t *E, *F;
+    scratch sc;
     size_t i, nef = t->nu + t->nv;
     int j = p->id, rc = -1;
 
+    memset(&sc, 0, sizeof sc);
     if (p->id == 2) return 0;                 /* Steps 2-3: n/a for P2 */
-    SNN_GUARD(alloc_u64(p, &mine, nef, "MatMul"));
-    SNN_GUARD(alloc_u64(p, &EF, nef, "MatMul"));
-    SNN_GUARD(alloc_u64(p, &A, t->nz, "MatMul"));
-    SNN_GUARD(alloc_u64(p, &B, t->nz, "MatMul"));
+    SNN_GUARD(scratch_open(p, &sc, 1, 2 * (nef + t->nz), 0, "MatMul"));
+    mine = carve_u64(&sc, nef);
+    EF = carve_u64(&sc, nef);
+    A = carve_u64(&sc, t->nz);
+    B = carve_u64(&sc, t->nz);
 
     /* Step 2 [P_j]: E_j = X_j - U_j, F_j = Y_j - V_j, sent as one frame E_j || F_j */
     for (i = 0; i < t->nu; i++) mine[i] = X[i] - t->U[i];
@@ -718,10 +748,7 @@ static int matmul_open(snn_party *p, const mm_triple *t, uint64_t *W, const uint
     snn_refresh(p, W, t->nz);
     rc = 0;
 cleanup:
-    release(mine, nef * sizeof *mine);
-    release(EF, nef * sizeof *EF);
-    release(A, t->nz * sizeof *A);
-    release(B, t->nz * sizeof *B);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -743,21 +770,25 @@ int snn_matmul(snn_party *p, uint64_t *W, const uint64_t *X, const uint64_t *Y,
                size_t m, size_t n, size_t v, int transpose_x, int transpose_y)
 {
     mm_triple t;
-    uint64_t *Xt = NULL, *Yt = NULL;
+    uint64_t *Xt, *Yt;
     const uint64_t *A = X, *B = Y;
+    scratch sc;
     int rc = -1;
 
     memset(&t, 0, sizeof t);
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "MatMul") != 0) return -1;
     SNN_GUARD(triple_shape(p, &t, 0, m, n, v));
     /* Transposes [P0,P1]: the shares of X^T are X_0^T and X_1^T */
+    if (p->id != 2 && (transpose_x || transpose_y))
+        SNN_GUARD(scratch_open(p, &sc, 1, (transpose_x ? t.nu : 0) + (transpose_y ? t.nv : 0), 0, "MatMul"));
     if (p->id != 2 && transpose_x) {
-        SNN_GUARD(alloc_u64(p, &Xt, t.nu, "MatMul"));
+        Xt = carve_u64(&sc, t.nu);
         transpose(Xt, X, n, m);
         A = Xt;
     }
     if (p->id != 2 && transpose_y) {
-        SNN_GUARD(alloc_u64(p, &Yt, t.nv, "MatMul"));
+        Yt = carve_u64(&sc, t.nv);
         transpose(Yt, Y, v, n);
         B = Yt;
     }
@@ -769,8 +800,7 @@ int snn_matmul(snn_party *p, uint64_t *W, const uint64_t *X, const uint64_t *Y,
     rc = 0;
 cleanup:
     triple_free(&t);
-    release(Xt, t.nu * sizeof *Xt);
-    release(Yt, t.nv * sizeof *Yt);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -833,13 +863,16 @@ void snn_truncate(snn_party *p, uint64_t *y, const uint64_t *x, size_t n, unsign
 int snn_select_share(snn_party *p, uint64_t *z, const uint64_t *alpha,
                      const uint64_t *x, const uint64_t *y, size_t n)
 {
-    uint64_t *w = NULL, *c = NULL;
+    uint64_t *w, *c;
+    scratch sc;
     size_t i;
     int rc = -1;
 
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "SelectShare") != 0) return -1;
-    SNN_GUARD(alloc_u64(p, &w, n, "SelectShare"));
-    SNN_GUARD(alloc_u64(p, &c, n, "SelectShare"));
+    SNN_GUARD(scratch_open(p, &sc, n, 2, 0, "SelectShare"));
+    w = carve_u64(&sc, 1);
+    c = carve_u64(&sc, 1);
     /* Step 1 [P_j]: w = y - x */
     if (p->id != 2)
         for (i = 0; i < n; i++) w[i] = y[i] - x[i];
@@ -852,8 +885,7 @@ int snn_select_share(snn_party *p, uint64_t *z, const uint64_t *alpha,
     }
     rc = 0;
 cleanup:
-    release(w, n * sizeof *w);
-    release(c, n * sizeof *c);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -993,16 +1025,18 @@ static void pc_mask(snn_prg *k01, pc_work *wk, uint8_t out[SNN_ELL], const uint8
 int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
                         const uint64_t *r, const uint8_t *beta, size_t n)
 {
-    uint8_t *d = NULL, *d1 = NULL;
+    uint8_t *d, *d1;
     pc_work wk;
-    size_t nd = 0, e, k;
+    scratch sc;
+    size_t nd = n * SNN_ELL, e, k;
     int rc = -1;
 
     memset(&wk, 0, sizeof wk);
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "PrivateCompare") != 0) return -1;
-    if (size_mul(n, SNN_ELL, &nd) != 0)
-        return snn_fail(p, SNN_ERR_ARG, "PrivateCompare: %zu elements is too many", n);
-    SNN_GUARD(alloc_u8(p, &d, nd, "PrivateCompare"));
+    /* d (P2: d^0 and d^1), 64 per element */
+    SNN_GUARD(scratch_open(p, &sc, n, 0, p->id == 2 ? 2 * SNN_ELL : SNN_ELL, "PrivateCompare"));
+    d = carve_u8(&sc, SNN_ELL);
     if (p->id != 2) {
         /* Steps 1-3 [P_j]: per element; step 3: P_j -> P2, one frame */
         for (e = 0; e < n; e++)
@@ -1010,7 +1044,7 @@ int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
                     p->test_flags);
         SNN_GUARD(snn_send_zp(p, 2, SNN_PROTO_PC, 3, d, nd));
     } else {
-        SNN_GUARD(alloc_u8(p, &d1, nd, "PrivateCompare"));
+        d1 = carve_u8(&sc, SNN_ELL);
         SNN_GUARD(snn_recv_zp(p, 0, SNN_PROTO_PC, 3, d, nd));
         SNN_GUARD(snn_recv_zp(p, 1, SNN_PROTO_PC, 3, d1, nd));
         /* Step 4 [P2]: d_i = d_i^0 + d_i^1; beta' = 1 iff some d_i = 0 */
@@ -1024,8 +1058,7 @@ int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
     rc = 0;
 cleanup:
     snn_wipe(&wk, sizeof wk);
-    release(d, nd);
-    release(d1, nd);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -1066,26 +1099,30 @@ static uint64_t bit_lm1(uint64_t b, uint64_t x) { return ((uint64_t)0 - b) & x; 
  */
 int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
 {
-    uint64_t *r0 = NULL, *r1 = NULL, *at = NULL, *at1 = NULL, *bj = NULL, *rm1 = NULL,
-             *delta = NULL, *ep = NULL;
-    uint8_t *eta_pp = NULL, *bits = NULL, *bits1 = NULL, *eta_prime = NULL;
-    size_t nb = 0, e;
+    uint64_t *r0, *r1, *at, *at1, *bj, *rm1, *delta, *ep;
+    uint8_t *eta_pp, *bits, *bits1, *eta_prime;
+    scratch sc;
+    size_t nb = n * SNN_ELL, e;
     int j = p->id, rc = -1;
 
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "ShareConvert") != 0) return -1;
-    if (size_mul(n, SNN_ELL, &nb) != 0)
-        return snn_fail(p, SNN_ERR_ARG, "ShareConvert: %zu elements is too many", n);
-    SNN_GUARD(alloc_u64(p, &at, n, "ShareConvert"));
-    SNN_GUARD(alloc_u64(p, &delta, n, "ShareConvert"));
-    SNN_GUARD(alloc_u64(p, &ep, n, "ShareConvert"));
-    SNN_GUARD(alloc_u8(p, &bits, nb, "ShareConvert"));
+    /* The temporaries, in one block: P0/P1 use r_0, r_1, a~, beta_j, r - 1,
+     * delta, eta', the bits and eta''; P2 a~_0, a~_1, the two arrays of
+     * shares it deals, both parties' bits and eta' */
+    if (p->id != 2) SNN_GUARD(scratch_open(p, &sc, n, 7, SNN_ELL + 1, "ShareConvert"));
+    else SNN_GUARD(scratch_open(p, &sc, n, 4, 2 * SNN_ELL + 1, "ShareConvert"));
+    at = carve_u64(&sc, 1);
+    delta = carve_u64(&sc, 1);
+    ep = carve_u64(&sc, 1);
 
     if (p->id != 2) {
-        SNN_GUARD(alloc_u64(p, &r0, n, "ShareConvert"));
-        SNN_GUARD(alloc_u64(p, &r1, n, "ShareConvert"));
-        SNN_GUARD(alloc_u64(p, &bj, n, "ShareConvert"));
-        SNN_GUARD(alloc_u64(p, &rm1, n, "ShareConvert"));
-        SNN_GUARD(alloc_u8(p, &eta_pp, n, "ShareConvert"));
+        r0 = carve_u64(&sc, 1);
+        r1 = carve_u64(&sc, 1);
+        bj = carve_u64(&sc, 1);
+        rm1 = carve_u64(&sc, 1);
+        bits = carve_u8(&sc, SNN_ELL);
+        eta_pp = carve_u8(&sc, 1);
         /* Common randomness [P0,P1] (K01): r_0, r_1 resampled together until
          * r = r_0 + r_1 != 0 (SPEC 4.2 b), and the bit eta''.  Test hooks
          * (test runner only): SNN_TEST_SC_R_ZERO makes the first draw r = 0,
@@ -1131,9 +1168,10 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
             y[e] = snn_add_lm1(snn_sub_lm1(snn_red_lm1(a[e]), theta), j ? snn_neg_lm1(u) : u);
         }
     } else {
-        SNN_GUARD(alloc_u64(p, &at1, n, "ShareConvert"));
-        SNN_GUARD(alloc_u8(p, &bits1, nb, "ShareConvert"));
-        SNN_GUARD(alloc_u8(p, &eta_prime, n, "ShareConvert"));
+        at1 = carve_u64(&sc, 1);
+        bits = carve_u8(&sc, SNN_ELL);
+        bits1 = carve_u8(&sc, SNN_ELL);
+        eta_prime = carve_u8(&sc, 1);
         /* Step 1 [P2]: a~_0, a~_1 */
         SNN_GUARD(snn_recv_zl(p, 0, SNN_PROTO_SC, 1, at, n));
         SNN_GUARD(snn_recv_zl(p, 1, SNN_PROTO_SC, 1, at1, n));
@@ -1162,18 +1200,7 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
     }
     rc = 0;
 cleanup:
-    release(r0, n * sizeof *r0);
-    release(r1, n * sizeof *r1);
-    release(at, n * sizeof *at);
-    release(at1, n * sizeof *at1);
-    release(bj, n * sizeof *bj);
-    release(rm1, n * sizeof *rm1);
-    release(delta, n * sizeof *delta);
-    release(ep, n * sizeof *ep);
-    release(eta_pp, n);
-    release(bits, nb);
-    release(bits1, nb);
-    release(eta_prime, n);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -1198,28 +1225,28 @@ cleanup:
  */
 int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
 {
-    uint64_t *xs = NULL, *xs1 = NULL, *x0 = NULL, *x01 = NULL, *c = NULL, *cc = NULL,
-             *bp = NULL, *gamma = NULL, *delta = NULL, *theta = NULL;
-    uint8_t *bits = NULL, *bits1 = NULL, *beta = NULL, *beta_prime = NULL;
-    size_t nb = 0, e;
+    uint64_t *xs, *xs1, *x0, *x01, *c, *cc, *bp, *gamma, *delta, *theta;
+    uint8_t *bits, *bits1, *beta, *beta_prime;
+    scratch sc;
+    size_t nb = n * SNN_ELL, e;
     int j = p->id, rc = -1;
 
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "ComputeMSB") != 0) return -1;
-    if (size_mul(n, SNN_ELL, &nb) != 0)
-        return snn_fail(p, SNN_ERR_ARG, "ComputeMSB: %zu elements is too many", n);
-    SNN_GUARD(alloc_u64(p, &xs, n, "ComputeMSB"));
-    SNN_GUARD(alloc_u64(p, &x0, n, "ComputeMSB"));
-    SNN_GUARD(alloc_u64(p, &bp, n, "ComputeMSB"));
-    SNN_GUARD(alloc_u64(p, &gamma, n, "ComputeMSB"));
-    SNN_GUARD(alloc_u64(p, &delta, n, "ComputeMSB"));
-    SNN_GUARD(alloc_u64(p, &theta, n, "ComputeMSB"));
-    SNN_GUARD(alloc_u8(p, &bits, nb, "ComputeMSB"));
+    /* The temporaries, in one block: P2 uses the shares of x, x[0] and
+     * beta' for each party and both parties' bits; P0/P1 their shares of x
+     * and x[0], c, c_{1-j}, beta', gamma, delta, theta, beta and the bits */
+    if (p->id == 2) SNN_GUARD(scratch_open(p, &sc, n, 4, 2 * SNN_ELL + 1, "ComputeMSB"));
+    else SNN_GUARD(scratch_open(p, &sc, n, 8, SNN_ELL + 1, "ComputeMSB"));
+    xs = carve_u64(&sc, 1);
+    x0 = carve_u64(&sc, 1);
 
     if (p->id == 2) {
-        SNN_GUARD(alloc_u64(p, &xs1, n, "ComputeMSB"));
-        SNN_GUARD(alloc_u64(p, &x01, n, "ComputeMSB"));
-        SNN_GUARD(alloc_u8(p, &bits1, nb, "ComputeMSB"));
-        SNN_GUARD(alloc_u8(p, &beta_prime, n, "ComputeMSB"));
+        xs1 = carve_u64(&sc, 1);
+        x01 = carve_u64(&sc, 1);
+        bits = carve_u8(&sc, SNN_ELL);
+        bits1 = carve_u8(&sc, SNN_ELL);
+        beta_prime = carve_u8(&sc, 1);
         /* Step 1 [P2]: x uniform in Z_{L-1}; shares of x over Z_{L-1}, of its
          * 64 bits over Z_p and of x[0] over Z_L, from P2's own stream */
         for (e = 0; e < n; e++) {
@@ -1250,9 +1277,14 @@ int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
         SNN_GUARD(snn_mul(p, NULL, NULL, NULL, n));
         /* Step 7: n/a for P2 */
     } else {
-        SNN_GUARD(alloc_u64(p, &c, n, "ComputeMSB"));
-        SNN_GUARD(alloc_u64(p, &cc, n, "ComputeMSB"));
-        SNN_GUARD(alloc_u8(p, &beta, n, "ComputeMSB"));
+        c = carve_u64(&sc, 1);
+        cc = carve_u64(&sc, 1);
+        bp = carve_u64(&sc, 1);
+        gamma = carve_u64(&sc, 1);
+        delta = carve_u64(&sc, 1);
+        theta = carve_u64(&sc, 1);
+        bits = carve_u8(&sc, SNN_ELL);
+        beta = carve_u8(&sc, 1);
         /* Step 1 [P_j]: <x>^{L-1}_j, <x[i]>^p_j, <x[0]>^L_j from P2 */
         SNN_GUARD(snn_recv_lm1(p, 2, SNN_PROTO_MSB, 1, xs, n));
         SNN_GUARD(snn_recv_zp(p, 2, SNN_PROTO_MSB, 1, bits, nb));
@@ -1288,20 +1320,7 @@ int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
     }
     rc = 0;
 cleanup:
-    release(xs, n * sizeof *xs);
-    release(xs1, n * sizeof *xs1);
-    release(x0, n * sizeof *x0);
-    release(x01, n * sizeof *x01);
-    release(c, n * sizeof *c);
-    release(cc, n * sizeof *cc);
-    release(bp, n * sizeof *bp);
-    release(gamma, n * sizeof *gamma);
-    release(delta, n * sizeof *delta);
-    release(theta, n * sizeof *theta);
-    release(bits, nb);
-    release(bits1, nb);
-    release(beta, n);
-    release(beta_prime, n);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -1322,13 +1341,16 @@ cleanup:
  */
 int snn_drelu(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
 {
-    uint64_t *c = NULL, *y = NULL;
+    uint64_t *c, *y;
+    scratch sc;
     size_t e;
     int rc = -1;
 
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "DReLU") != 0) return -1;
-    SNN_GUARD(alloc_u64(p, &c, n, "DReLU"));
-    SNN_GUARD(alloc_u64(p, &y, n, "DReLU"));
+    SNN_GUARD(scratch_open(p, &sc, n, 2, 0, "DReLU"));
+    c = carve_u64(&sc, 1);
+    y = carve_u64(&sc, 1);
     /* Step 1 [P_j]: c_j = 2 a_j mod L; c is even, so c != L-1 (SC's precondition) */
     if (p->id != 2)
         for (e = 0; e < n; e++) c[e] = 2 * a[e];
@@ -1343,8 +1365,7 @@ int snn_drelu(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
     }
     rc = 0;
 cleanup:
-    release(c, n * sizeof *c);
-    release(y, n * sizeof *y);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -1363,13 +1384,16 @@ cleanup:
  */
 int snn_relu(snn_party *p, uint64_t *y, uint64_t *drelu, const uint64_t *a, size_t n)
 {
-    uint64_t *alpha = NULL, *c = NULL;
+    uint64_t *alpha, *c;
+    scratch sc;
     size_t e;
     int rc = -1;
 
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "ReLU") != 0) return -1;
-    SNN_GUARD(alloc_u64(p, &alpha, n, "ReLU"));
-    SNN_GUARD(alloc_u64(p, &c, n, "ReLU"));
+    SNN_GUARD(scratch_open(p, &sc, n, 2, 0, "ReLU"));
+    alpha = carve_u64(&sc, 1);
+    c = carve_u64(&sc, 1);
     /* Step 1 [all]: alpha = Pi_DReLU(a) */
     SNN_GUARD(snn_drelu(p, alpha, a, n));
     /* Step 2 [all]: c = Pi_MatMul(alpha, a), element-wise, no truncation */
@@ -1382,8 +1406,7 @@ int snn_relu(snn_party *p, uint64_t *y, uint64_t *drelu, const uint64_t *a, size
     }
     rc = 0;
 cleanup:
-    release(alpha, n * sizeof *alpha);
-    release(c, n * sizeof *c);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -1409,21 +1432,24 @@ cleanup:
 int snn_division(snn_party *p, uint64_t *q, const uint64_t *x, const uint64_t *y,
                  size_t n, unsigned ell_d)
 {
-    uint64_t *u = NULL, *z = NULL, *beta = NULL, *ty = NULL, *v = NULL, *k = NULL;
+    uint64_t *u, *z, *beta, *ty, *v, *k;
+    scratch sc;
     size_t e;
     unsigned i;
     int rc = -1, pj = p->id != 2;
 
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "Division") != 0) return -1;
     if (ell_d > 62)
         return snn_fail(p, SNN_ERR_ARG, "Division: ell_d = %u, must be at most 62", ell_d);
-    SNN_GUARD(alloc_u64(p, &u, n, "Division"));
-    SNN_GUARD(alloc_u64(p, &z, n, "Division"));
-    SNN_GUARD(alloc_u64(p, &beta, n, "Division"));
-    SNN_GUARD(alloc_u64(p, &ty, n, "Division"));
-    SNN_GUARD(alloc_u64(p, &v, n, "Division"));
-    SNN_GUARD(alloc_u64(p, &k, n, "Division"));
-    /* Step 0 [P_j]: <u_{ell_d}> = 0 (calloc), sum of k_i = 0 */
+    SNN_GUARD(scratch_open(p, &sc, n, 6, 0, "Division"));
+    u = carve_u64(&sc, 1);
+    z = carve_u64(&sc, 1);
+    beta = carve_u64(&sc, 1);
+    ty = carve_u64(&sc, 1);
+    v = carve_u64(&sc, 1);
+    k = carve_u64(&sc, 1);
+    /* Step 0 [P_j]: <u_{ell_d}> = 0 (the scratch block is zeroed), sum of k_i = 0 */
     for (i = ell_d; i-- > 0;) {
         /* Step 1 [P_j]: z_i = x - u_{i+1} - 2^i y + w_i, w_i a zero-share from K01 */
         if (pj) {
@@ -1452,12 +1478,7 @@ int snn_division(snn_party *p, uint64_t *q, const uint64_t *x, const uint64_t *y
     }
     rc = 0;
 cleanup:
-    release(u, n * sizeof *u);
-    release(z, n * sizeof *z);
-    release(beta, n * sizeof *beta);
-    release(ty, n * sizeof *ty);
-    release(v, n * sizeof *v);
-    release(k, n * sizeof *k);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -1482,21 +1503,26 @@ cleanup:
 int snn_maxpool(snn_party *p, uint64_t *max, uint64_t *ind, const uint64_t *x,
                 size_t nwin, size_t k)
 {
-    uint64_t *mx = NULL, *id = NULL, *w = NULL, *beta = NULL, *bb = NULL, *rhs = NULL, *prod = NULL;
+    uint64_t *mx, *id, *w, *beta, *bb, *rhs, *prod;
+    scratch sc;
     size_t n2 = 0, e, i;
     int rc = -1, pj = p->id != 2;
 
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "Maxpool") != 0) return -1;
     if (k == 0) return snn_fail(p, SNN_ERR_ARG, "Maxpool: window size k = 0");
     if (size_mul(nwin, k, &n2) != 0 || size_mul(nwin, 2, &n2) != 0)
         return snn_fail(p, SNN_ERR_ARG, "Maxpool: %zu windows of %zu is too many", nwin, k);
-    SNN_GUARD(alloc_u64(p, &mx, nwin, "Maxpool"));
-    SNN_GUARD(alloc_u64(p, &id, nwin, "Maxpool"));
-    SNN_GUARD(alloc_u64(p, &w, nwin, "Maxpool"));
-    SNN_GUARD(alloc_u64(p, &beta, nwin, "Maxpool"));
-    SNN_GUARD(alloc_u64(p, &bb, n2, "Maxpool"));
-    SNN_GUARD(alloc_u64(p, &rhs, n2, "Maxpool"));
-    SNN_GUARD(alloc_u64(p, &prod, n2, "Maxpool"));
+    /* max, ind, w, beta (nwin each); [beta; beta], [w; i - ind] and their
+     * product (2 nwin each) */
+    SNN_GUARD(scratch_open(p, &sc, nwin, 10, 0, "Maxpool"));
+    mx = carve_u64(&sc, 1);
+    id = carve_u64(&sc, 1);
+    w = carve_u64(&sc, 1);
+    beta = carve_u64(&sc, 1);
+    bb = carve_u64(&sc, 2);
+    rhs = carve_u64(&sc, 2);
+    prod = carve_u64(&sc, 2);
     /* Step 1 [P_j]: max = x_1, ind = 0 */
     if (pj)
         for (e = 0; e < nwin; e++) mx[e] = x[e * k];
@@ -1532,13 +1558,7 @@ int snn_maxpool(snn_party *p, uint64_t *max, uint64_t *ind, const uint64_t *x,
     }
     rc = 0;
 cleanup:
-    release(mx, nwin * sizeof *mx);
-    release(id, nwin * sizeof *id);
-    release(w, nwin * sizeof *w);
-    release(beta, nwin * sizeof *beta);
-    release(bb, n2 * sizeof *bb);
-    release(rhs, n2 * sizeof *rhs);
-    release(prod, n2 * sizeof *prod);
+    scratch_close(&sc);
     return rc;
 }
 
@@ -1558,20 +1578,24 @@ cleanup:
  */
 int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k)
 {
-    uint64_t *r = NULL, *t = NULL, *t1 = NULL, *E = NULL, *E1 = NULL;
+    uint64_t *r, *t, *t1, *E, *E1;
+    scratch sc;
     size_t nk = 0, e, m;
     int rc = -1;
 
+    memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "DMaxpool") != 0) return -1;
     if (k == 0 || (k & (k - 1)) != 0)
         return snn_fail(p, SNN_ERR_ARG, "DMaxpool: window size k = %zu does not divide 2^64 "
                         "(must be a power of two)", k);
     if (size_mul(nwin, k, &nk) != 0)
         return snn_fail(p, SNN_ERR_ARG, "DMaxpool: %zu windows of %zu is too many", nwin, k);
-    SNN_GUARD(alloc_u64(p, &t, nwin, "DMaxpool"));
-    SNN_GUARD(alloc_u64(p, &E, nk, "DMaxpool"));
+    /* t and E; P0/P1 also r, P2 also t_1 and E_1 */
+    SNN_GUARD(scratch_open(p, &sc, nwin, p->id != 2 ? 2 + k : 2 + 2 * k, 0, "DMaxpool"));
+    t = carve_u64(&sc, 1);
+    E = carve_u64(&sc, k);
     if (p->id != 2) {
-        SNN_GUARD(alloc_u64(p, &r, nwin, "DMaxpool"));
+        r = carve_u64(&sc, 1);
         /* Step 1: n/a, <ind> is the input (from Pi_Maxpool) */
         /* Step 2 [P_j]: r from K01; P0 sends <ind>_0 + r, P1 sends <ind>_1 */
         for (e = 0; e < nwin; e++) {
@@ -1591,8 +1615,8 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
         snn_refresh(p, onehot, nk);
     } else {
         /* Step 1: n/a for P2 (r is P0's and P1's common randomness) */
-        SNN_GUARD(alloc_u64(p, &t1, nwin, "DMaxpool"));
-        SNN_GUARD(alloc_u64(p, &E1, nk, "DMaxpool"));
+        t1 = carve_u64(&sc, 1);
+        E1 = carve_u64(&sc, k);
         /* Step 2 [P2]: <ind>_0 + r and <ind>_1 */
         SNN_GUARD(snn_recv_zl(p, 0, SNN_PROTO_DMAXPOOL, 2, t, nwin));
         SNN_GUARD(snn_recv_zl(p, 1, SNN_PROTO_DMAXPOOL, 2, t1, nwin));
@@ -1612,10 +1636,6 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
     }
     rc = 0;
 cleanup:
-    release(r, nwin * sizeof *r);
-    release(t, nwin * sizeof *t);
-    release(t1, nwin * sizeof *t1);
-    release(E, nk * sizeof *E);
-    release(E1, nk * sizeof *E1);
+    scratch_close(&sc);
     return rc;
 }

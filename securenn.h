@@ -258,10 +258,11 @@ static inline void snn_chacha20_blocks(uint8_t out[SNN_PRG_BUF], const uint32_t 
             const uint32_t w = x[i][b];
             o[0] = (uint8_t)w; o[1] = (uint8_t)(w >> 8); o[2] = (uint8_t)(w >> 16); o[3] = (uint8_t)(w >> 24);
         }
-    /* The working state and the input block, which holds the key */
-    for (i = 0; i < 16; i++) {
-        volatile uint32_t *row = x[i], *in = s[i];
-        for (b = 0; b < SNN_PRG_BLOCKS; b++) row[b] = in[b] = 0;
+    /* The key words of the input block (rows 4-11).  The other rows are
+     * public, and x now holds exactly the keystream written to out. */
+    for (i = 4; i < 12; i++) {
+        volatile uint32_t *in = s[i];
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) in[b] = 0;
     }
 }
 
