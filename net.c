@@ -1503,6 +1503,14 @@ void snn_wipe(void *buf, size_t n)
     while (n-- > 0) *b++ = 0;
 }
 
+/* snn_free_wiped -- wipes, then frees (the policy for secrets, securenn.h). */
+void snn_free_wiped(void *buf, size_t n)
+{
+    if (!buf) return;
+    snn_wipe(buf, n);
+    free(buf);
+}
+
 /* ==== Channel keys: files made by keygen, loaded by --keys ================ */
 
 const char *snn_key_file(int a, int b)

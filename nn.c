@@ -70,7 +70,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,7 +143,9 @@ size_t snn_layer_out_size(const snn_layer *L) { return L->oc * L->oh * L->ow; }
 /* Appends L to net, placing its parameters after those already there. */
 static void net_push(snn_net *net, const snn_layer *L)
 {
-    snn_layer *d = &net->layer[net->nlayer++];
+    snn_layer *d;
+    assert(net->nlayer < SNN_NN_MAXLAYER);     /* the networks of snn_net_init fit */
+    d = &net->layer[net->nlayer++];
     *d = *L;
     d->woff = net->nparam;
     d->boff = net->nparam + d->nw;
@@ -227,19 +231,70 @@ int snn_net_parse(const char *s)
 typedef struct {
     snn_party *p;             /* NULL: the plaintext twin */
     snn_prg   *round;         /* twin only: stochastic truncation, or NULL */
+    char      *err;           /* twin only: its first error, or NULL      */
+    size_t     errlen;
 } nn_ctx;
 
-/* Zeroed Z_L vector of n elements (at least one), or NULL. */
+/* The context of a secure call: 0, or -1 if p already holds an error. */
+static int ctx_secure(nn_ctx *c, snn_party *p)
+{
+    c->p = p;
+    c->round = NULL;
+    c->err = NULL;
+    c->errlen = 0;
+    return p->err ? -1 : 0;
+}
+
+/* The context of the twin: SGD rounding from round (or NULL: floor), its
+ * first error into err (or NULL: none kept). */
+static nn_ctx *ctx_twin(nn_ctx *c, snn_prg *round, char *err, size_t errlen)
+{
+    c->p = NULL;
+    c->round = round;
+    c->err = errlen ? err : NULL;
+    c->errlen = errlen;
+    if (c->err) c->err[0] = '\0';
+    return c;
+}
+
+/* A failure of either path with its reason: the party's sticky error, or
+ * the twin's first message.  Returns -1. */
+static int nn_fail(nn_ctx *c, enum snn_err e, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static int nn_fail(nn_ctx *c, enum snn_err e, const char *fmt, ...)
+{
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->p) return snn_fail(c->p, e, "%s", msg);
+    if (c->err && c->err[0] == '\0') snprintf(c->err, c->errlen, "%s", msg);
+    return -1;
+}
+
+/* Zeroed Z_L vector of n elements (at least one), or NULL if out of memory
+ * or n elements do not fit a size_t.  Release with nn_free(x, n). */
 static uint64_t *nn_alloc(size_t n)
 {
+    size_t bytes;
+    if (snn_size_mul(&bytes, n ? n : 1, sizeof(uint64_t)) != 0) return NULL;
     return calloc(n ? n : 1, sizeof(uint64_t));
 }
 
-/* Out-of-memory: the sticky error for a party; -1 for the twin. */
+/* Releases an nn_alloc vector of n elements: shares, so wiped first. */
+static void nn_free(uint64_t *x, size_t n)
+{
+    snn_free_wiped(x, (n ? n : 1) * sizeof *x);
+}
+
+/* Out of memory, with where it happened. */
 static int nn_nomem(nn_ctx *c, const char *where)
 {
-    if (c->p) return snn_fail(c->p, SNN_ERR_NOMEM, "%s: out of memory", where);
-    return -1;
+    return nn_fail(c, SNN_ERR_NOMEM, "%s: out of memory", where);
 }
 
 /* W (m x v) = op(X) (m x n) * op(Y) (n x v) over Z_L, transposes as in
@@ -323,8 +378,9 @@ static int nn_mul(nn_ctx *c, uint64_t *z, const uint64_t *x, const uint64_t *y, 
  */
 static void plain_truncate(uint64_t *y, const uint64_t *x, size_t n, unsigned d, snn_prg *round)
 {
-    const uint64_t mask = ((uint64_t)1 << d) - 1;        /* d < 64 */
+    const uint64_t mask = ((uint64_t)1 << d) - 1;
     size_t i;
+    assert(d < 64);                 /* f + shift <= 13 + 8 + 30 (snn_job_check) */
     for (i = 0; i < n; i++) y[i] = snn_sar(x[i] + (round && d ? snn_prg_u64(round) & mask : 0), d);
 }
 
@@ -363,6 +419,7 @@ static int nn_relu(nn_ctx *c, uint64_t *y, uint64_t *drelu, const uint64_t *x, s
 static void plain_maxpool(uint64_t *max, uint64_t *ind, const uint64_t *x, size_t nwin, size_t k)
 {
     size_t w, i;
+    assert(k > 0);
     for (w = 0; w < nwin; w++) {
         const uint64_t *v = x + w * k;
         uint64_t m = v[0], at = 0;
@@ -385,6 +442,7 @@ static int nn_maxpool(nn_ctx *c, uint64_t *max, uint64_t *ind, const uint64_t *x
 static void plain_dmaxpool(uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k)
 {
     size_t w;
+    assert(k > 0);
     memset(onehot, 0, nwin * k * sizeof *onehot);
     for (w = 0; w < nwin; w++) onehot[w * k + (size_t)(ind[w] % k)] = 1;
 }
@@ -403,6 +461,7 @@ static void plain_division(uint64_t *q, const uint64_t *x, const uint64_t *y, si
 {
     size_t i;
     const uint64_t top = ((uint64_t)1 << ell) - 1;
+    assert(ell > 0 && ell < 64);
     for (i = 0; i < n; i++) {
         uint64_t v = y[i] ? x[i] / y[i] : top;
         q[i] = v > top ? top : v;
@@ -437,8 +496,10 @@ static void nn_add_public(nn_ctx *c, uint64_t *x, size_t n, uint64_t v)
 void snn_im2col(uint64_t *cols, const uint64_t *x, size_t n, size_t c, size_t h, size_t w,
                 size_t k, size_t stride, size_t pad)
 {
-    size_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
-    size_t b, oy, ox, ky, kx, row = 0, kkc = k * k * c;
+    size_t oh, ow, b, oy, ox, ky, kx, row = 0, kkc = k * k * c;
+    assert(k > 0 && stride > 0 && h + 2 * pad >= k && w + 2 * pad >= k);
+    oh = (h + 2 * pad - k) / stride + 1;
+    ow = (w + 2 * pad - k) / stride + 1;
     for (b = 0; b < n; b++)
         for (oy = 0; oy < oh; oy++)
             for (ox = 0; ox < ow; ox++, row++) {
@@ -462,6 +523,7 @@ void snn_im2col(uint64_t *cols, const uint64_t *x, size_t n, size_t c, size_t h,
 static void windows_gather(uint64_t *win, const uint64_t *x, const snn_layer *L, size_t n)
 {
     size_t b, oy, ox, ch, ky, kx, k = L->k, kk = k * k, wi = 0;
+    assert(L->kind == SNN_LAYER_MAXPOOL && k > 0 && L->oh * k <= L->h && L->ow * k <= L->w);
     for (b = 0; b < n; b++)
         for (oy = 0; oy < L->oh; oy++)
             for (ox = 0; ox < L->ow; ox++)
@@ -574,7 +636,7 @@ static int fc_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *pa
     SNN_GUARD(sgd_update(c, param + L->boff, g, L->nb, shift));
     rc = 0;
 cleanup:
-    free(g);
+    nn_free(g, L->nw);
     return rc;
 }
 
@@ -599,7 +661,7 @@ static int conv_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, const uint64
     add_rows(y, param + L->boff, rows, L->oc);
     rc = 0;
 cleanup:
-    free(cols);
+    nn_free(cols, rows * kkc);
     return rc;
 }
 
@@ -615,17 +677,17 @@ cleanup:
 static int conv_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *param,
                          const uint64_t *x, const uint64_t *delta, size_t n, unsigned shift)
 {
-    size_t rows = n * L->oh * L->ow, kkc = L->k * L->k * L->c;
+    size_t rows = n * L->oh * L->ow, kkc = L->k * L->k * L->c, kko = L->k * L->k * L->oc;
+    size_t ncols = 0;
     uint64_t *cols = NULL, *rot = NULL, *g = NULL;
     int rc = -1;
 
     if (dx) {
-        size_t irows = n * L->h * L->w, kko = L->k * L->k * L->oc;
-        if (L->stride != 1 || L->pad > L->k - 1) {
-            if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "Conv backward: input gradient needs stride 1");
-            return -1;
-        }
-        if (!(cols = nn_alloc(irows * kko)) || !(rot = nn_alloc(kko * L->c))) {
+        size_t irows = n * L->h * L->w;
+        if (L->stride != 1 || L->pad > L->k - 1)
+            return nn_fail(c, SNN_ERR_ARG, "Conv backward: input gradient needs stride 1 and padding below k");
+        ncols = irows * kko;
+        if (!(cols = nn_alloc(ncols)) || !(rot = nn_alloc(kko * L->c))) {
             rc = nn_nomem(c, "Conv backward");
             goto cleanup;
         }
@@ -633,10 +695,11 @@ static int conv_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *
         filters_rotate(rot, param + L->woff, L);
         SNN_GUARD(nn_matmul(c, dx, cols, rot, irows, kko, L->c, 0, 0));
         SNN_GUARD(nn_truncate(c, dx, dx, irows * L->c, F));
-        free(cols);
+        nn_free(cols, ncols);
         cols = NULL;
     }
-    if (!(cols = nn_alloc(rows * kkc)) || !(g = nn_alloc(L->nw))) {
+    ncols = rows * kkc;
+    if (!(cols = nn_alloc(ncols)) || !(g = nn_alloc(L->nw))) {
         rc = nn_nomem(c, "Conv backward");
         goto cleanup;
     }
@@ -647,9 +710,9 @@ static int conv_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *
     SNN_GUARD(sgd_update(c, param + L->boff, g, L->nb, shift));
     rc = 0;
 cleanup:
-    free(cols);
-    free(rot);
-    free(g);
+    nn_free(cols, ncols);
+    nn_free(rot, kko * L->c);
+    nn_free(g, L->nw);
     return rc;
 }
 
@@ -688,7 +751,7 @@ static int maxpool_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, uint64_t 
     SNN_GUARD(nn_maxpool(c, y, ind, win, nwin, kk));
     rc = 0;
 cleanup:
-    free(win);
+    nn_free(win, nwin * kk);
     return rc;
 }
 
@@ -715,8 +778,8 @@ static int maxpool_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, const u
     windows_scatter(dx, up, L, n);
     rc = 0;
 cleanup:
-    free(onehot);
-    free(up);
+    nn_free(onehot, nwin * kk);
+    nn_free(up, nwin * kk);
     return rc;
 }
 
@@ -732,8 +795,7 @@ static int layer_forward(nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t 
     case SNN_LAYER_RELU:    return relu_forward(c, L, out, keep, in, n);
     case SNN_LAYER_MAXPOOL: return maxpool_forward(c, L, out, keep, in, n);
     default:
-        if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "unknown layer kind %d", L->kind);
-        return -1;
+        return nn_fail(c, SNN_ERR_ARG, "unknown layer kind %d", L->kind);
     }
 }
 
@@ -748,20 +810,19 @@ static int layer_backward(nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64
     case SNN_LAYER_RELU:    return dprev ? relu_backward(c, L, dprev, keep, delta, n) : 0;
     case SNN_LAYER_MAXPOOL: return dprev ? maxpool_backward(c, L, dprev, keep, delta, n) : 0;
     default:
-        if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "unknown layer kind %d", L->kind);
-        return -1;
+        return nn_fail(c, SNN_ERR_ARG, "unknown layer kind %d", L->kind);
     }
 }
+
+/* The public forms below only build the context (ctx_secure, ctx_twin)
+ * and call the one definition of each step. */
 
 /* snn_nn_layer_forward -- one layer on shares (see securenn.h). */
 int snn_nn_layer_forward(snn_party *p, const snn_layer *L, uint64_t *out, uint64_t *keep,
                          const uint64_t *in, const uint64_t *param, size_t n)
 {
     nn_ctx c;
-    if (p->err) return -1;
-    c.p = p;
-    c.round = NULL;
-    return layer_forward(&c, L, out, keep, in, param, n);
+    return ctx_secure(&c, p) ? -1 : layer_forward(&c, L, out, keep, in, param, n);
 }
 
 /* snn_plain_layer_forward -- its twin. */
@@ -769,9 +830,7 @@ int snn_plain_layer_forward(const snn_layer *L, uint64_t *out, uint64_t *keep,
                             const uint64_t *in, const uint64_t *param, size_t n)
 {
     nn_ctx c;
-    c.p = NULL;
-    c.round = NULL;
-    return layer_forward(&c, L, out, keep, in, param, n);
+    return layer_forward(ctx_twin(&c, NULL, NULL, 0), L, out, keep, in, param, n);
 }
 
 /* snn_nn_layer_backward -- one layer's backward pass and SGD step on shares. */
@@ -780,10 +839,7 @@ int snn_nn_layer_backward(snn_party *p, const snn_layer *L, uint64_t *dprev, uin
                           size_t n, unsigned shift)
 {
     nn_ctx c;
-    if (p->err) return -1;
-    c.p = p;
-    c.round = NULL;
-    return layer_backward(&c, L, dprev, param, keep, in, delta, n, shift);
+    return ctx_secure(&c, p) ? -1 : layer_backward(&c, L, dprev, param, keep, in, delta, n, shift);
 }
 
 /* snn_plain_layer_backward -- its twin. */
@@ -792,9 +848,7 @@ int snn_plain_layer_backward(const snn_layer *L, uint64_t *dprev, uint64_t *para
                              size_t n, unsigned shift)
 {
     nn_ctx c;
-    c.p = NULL;
-    c.round = NULL;
-    return layer_backward(&c, L, dprev, param, keep, in, delta, n, shift);
+    return layer_backward(ctx_twin(&c, NULL, NULL, 0), L, dprev, param, keep, in, delta, n, shift);
 }
 
 /* ==== 9. Networks: state, forward, ASM, predict, train step ============== */
@@ -822,13 +876,22 @@ fail:
     return -1;
 }
 
-/* snn_nn_state_free -- frees what snn_nn_state_alloc allocated. */
+/* snn_nn_state_free -- wipes and frees what snn_nn_state_alloc allocated
+ * (activations are shares).  A zeroed state is fine. */
 void snn_nn_state_free(snn_nn_state *s)
 {
-    size_t l;
-    for (l = 0; l <= SNN_NN_MAXLAYER; l++) { free(s->act[l]); s->act[l] = NULL; }
-    for (l = 0; l < SNN_NN_MAXLAYER; l++) { free(s->keep[l]); s->keep[l] = NULL; }
-    free(s->out);
+    size_t l, B = s->batch;
+    for (l = 0; l <= SNN_NN_MAXLAYER; l++) {
+        const snn_layer *L = s->net && l < s->net->nlayer ? &s->net->layer[l] : NULL;
+        size_t n = L ? B * snn_layer_in_size(L) : s->net && l == s->net->nlayer ? B * SNN_NN_OUT : 0;
+        if (s->act[l]) nn_free(s->act[l], n);
+        s->act[l] = NULL;
+    }
+    for (l = 0; l < SNN_NN_MAXLAYER; l++) {
+        if (s->keep[l]) nn_free(s->keep[l], B * snn_layer_out_size(&s->net->layer[l]));
+        s->keep[l] = NULL;
+    }
+    if (s->out) nn_free(s->out, B * SNN_NN_OUT);
     s->out = NULL;
 }
 
@@ -837,10 +900,7 @@ static int net_forward(nn_ctx *c, snn_nn_state *s, const uint64_t *param, const 
 {
     const snn_net *net = s->net;
     size_t l;
-    if (n > s->batch) {
-        if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "forward: %zu samples, state holds %zu", n, s->batch);
-        return -1;
-    }
+    if (n > s->batch) return nn_fail(c, SNN_ERR_ARG, "forward: %zu samples, state holds %zu", n, s->batch);
     if (x) memcpy(s->act[0], x, n * SNN_NN_IN * sizeof *x);
     else memset(s->act[0], 0, n * SNN_NN_IN * sizeof *x);      /* P2 holds no input */
     for (l = 0; l < net->nlayer; l++)
@@ -853,19 +913,14 @@ static int net_forward(nn_ctx *c, snn_nn_state *s, const uint64_t *param, const 
 int snn_nn_forward(snn_party *p, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
 {
     nn_ctx c;
-    if (p->err) return -1;
-    c.p = p;
-    c.round = NULL;
-    return net_forward(&c, s, param, x, n);
+    return ctx_secure(&c, p) ? -1 : net_forward(&c, s, param, x, n);
 }
 
 /* snn_plain_forward -- its twin. */
 int snn_plain_forward(snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
 {
     nn_ctx c;
-    c.p = NULL;
-    c.round = NULL;
-    return net_forward(&c, s, param, x, n);
+    return net_forward(ctx_twin(&c, NULL, NULL, 0), s, param, x, n);
 }
 
 /*
@@ -897,8 +952,8 @@ static int net_asm(nn_ctx *c, uint64_t *q, const uint64_t *u, size_t n)
     SNN_GUARD(nn_division(c, q, r, den, m, F + 1));
     rc = 0;
 cleanup:
-    free(r);
-    free(den);
+    nn_free(r, m);
+    nn_free(den, m);
     return rc;
 }
 
@@ -906,19 +961,14 @@ cleanup:
 int snn_nn_asm(snn_party *p, uint64_t *q, const uint64_t *u, size_t n)
 {
     nn_ctx c;
-    if (p->err) return -1;
-    c.p = p;
-    c.round = NULL;
-    return net_asm(&c, q, u, n);
+    return ctx_secure(&c, p) ? -1 : net_asm(&c, q, u, n);
 }
 
 /* snn_plain_asm -- its twin. */
 int snn_plain_asm(uint64_t *q, const uint64_t *u, size_t n)
 {
     nn_ctx c;
-    c.p = NULL;
-    c.round = NULL;
-    return net_asm(&c, q, u, n);
+    return net_asm(ctx_twin(&c, NULL, NULL, 0), q, u, n);
 }
 
 /* Argmax of the logits by Pi_Maxpool's index over windows of 10. */
@@ -928,7 +978,7 @@ static int net_predict(nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n
     int rc;
     if (!mx) return nn_nomem(c, "predict");
     rc = nn_maxpool(c, mx, cls, s->act[s->net->nlayer], n, SNN_NN_OUT);
-    free(mx);
+    nn_free(mx, n);
     return rc;
 }
 
@@ -936,25 +986,21 @@ static int net_predict(nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n
 int snn_nn_predict(snn_party *p, uint64_t *cls, const snn_nn_state *s, size_t n)
 {
     nn_ctx c;
-    if (p->err) return -1;
-    c.p = p;
-    c.round = NULL;
-    return net_predict(&c, cls, s, n);
+    return ctx_secure(&c, p) ? -1 : net_predict(&c, cls, s, n);
 }
 
 /* snn_plain_predict -- its twin. */
 int snn_plain_predict(uint64_t *cls, const snn_nn_state *s, size_t n)
 {
     nn_ctx c;
-    c.p = NULL;
-    c.round = NULL;
-    return net_predict(&c, cls, s, n);
+    return net_predict(ctx_twin(&c, NULL, NULL, 0), cls, s, n);
 }
 
 /* The least k with 2^k >= b. */
 static unsigned log2_exact(size_t b)
 {
     unsigned k = 0;
+    assert(b <= ((size_t)-1 >> 1) + 1);    /* else 1 << k overflows first */
     while (((size_t)1 << k) < b) k++;
     return k;
 }
@@ -981,48 +1027,43 @@ static int net_train_step(nn_ctx *c, snn_nn_state *s, uint64_t *param, const uin
                           const uint64_t *y, unsigned lr_shift)
 {
     const snn_net *net = s->net;
-    size_t B = s->batch, m = B * SNN_NN_OUT, l, i;
+    size_t B = s->batch, m = B * SNN_NN_OUT, l, i, ndelta = m, nprev = m;
     unsigned shift = log2_exact(B) + lr_shift;
     uint64_t *delta = NULL, *dprev = NULL;
     int rc = -1;
 
-    if (((size_t)1 << log2_exact(B)) != B) {
-        if (c->p) return snn_fail(c->p, SNN_ERR_ARG, "train: batch %zu is not a power of two", B);
-        return -1;
-    }
+    if (((size_t)1 << log2_exact(B)) != B)
+        return nn_fail(c, SNN_ERR_ARG, "train: batch %zu is not a power of two", B);
     SNN_GUARD(net_forward(c, s, param, x, B));
     SNN_GUARD(net_asm(c, s->out, s->act[net->nlayer], B));
-    /* delta = ASM(u) - y: the error of the logits (SPEC 2.12), local */
-    if (!(delta = nn_alloc(m))) {
+    /* delta = ASM(u) - y: the error of the logits (SPEC 2.12), local;
+     * then + 2^-6 u, with dprev holding trunc(u, 6) (local) */
+    if (!(delta = nn_alloc(ndelta)) || !(dprev = nn_alloc(nprev))) {
         rc = nn_nomem(c, "train");
         goto cleanup;
     }
     for (i = 0; i < m; i++) delta[i] = s->out[i] - (y ? y[i] : 0);
-    /* + 2^-6 u, reusing dprev for trunc(u, 6) (local) */
-    if (!(dprev = nn_alloc(m))) {
-        rc = nn_nomem(c, "train");
-        goto cleanup;
-    }
     SNN_GUARD(nn_truncate(c, dprev, s->act[net->nlayer], m, NN_LOGIT_SHIFT));
     for (i = 0; i < m; i++) delta[i] += dprev[i];
-    free(dprev);
+    nn_free(dprev, nprev);
     dprev = NULL;
     for (l = net->nlayer; l-- > 0;) {
         const snn_layer *L = &net->layer[l];
-        dprev = NULL;
-        if (l > 0 && !(dprev = nn_alloc(B * snn_layer_in_size(L)))) {
+        nprev = B * snn_layer_in_size(L);
+        if (l > 0 && !(dprev = nn_alloc(nprev))) {
             rc = nn_nomem(c, "train");
             goto cleanup;
         }
         SNN_GUARD(layer_backward(c, L, dprev, param, s->keep[l], s->act[l], delta, B, shift));
-        free(delta);
-        delta = dprev;
+        nn_free(delta, ndelta);
+        delta = dprev;                 /* NULL after the first layer */
+        ndelta = nprev;
         dprev = NULL;
     }
     rc = 0;
 cleanup:
-    free(delta);
-    free(dprev);
+    if (delta) nn_free(delta, ndelta);
+    if (dprev) nn_free(dprev, nprev);
     return rc;
 }
 
@@ -1031,10 +1072,7 @@ int snn_nn_train_step(snn_party *p, snn_nn_state *s, uint64_t *param, const uint
                       const uint64_t *y, unsigned lr_shift)
 {
     nn_ctx c;
-    if (p->err) return -1;
-    c.p = p;
-    c.round = NULL;
-    return net_train_step(&c, s, param, x, y, lr_shift);
+    return ctx_secure(&c, p) ? -1 : net_train_step(&c, s, param, x, y, lr_shift);
 }
 
 /* snn_plain_train_step -- its twin; SGD rounding as s->round says. */
@@ -1042,9 +1080,7 @@ int snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
                          const uint64_t *y, unsigned lr_shift)
 {
     nn_ctx c;
-    c.p = NULL;
-    c.round = s->round;
-    return net_train_step(&c, s, param, x, y, lr_shift);
+    return net_train_step(ctx_twin(&c, s->round, NULL, 0), s, param, x, y, lr_shift);
 }
 
 /* ==== 10. The error bound of secure inference ============================ */
@@ -1172,21 +1208,6 @@ void snn_nn_init_params(const snn_net *net, uint64_t *param, snn_prg *g)
 #define MODEL_VERSION 1u
 #define MODEL_HDR 24u
 
-/* Little-endian encoding of the low nbytes of x, and its inverse. */
-static void put_le(unsigned char *b, uint64_t x, unsigned nbytes)
-{
-    unsigned i;
-    for (i = 0; i < nbytes; i++) b[i] = (unsigned char)(x >> (8 * i));
-}
-
-static uint64_t get_le(const unsigned char *b, unsigned nbytes)
-{
-    uint64_t x = 0;
-    unsigned i;
-    for (i = nbytes; i-- > 0;) x = x << 8 | b[i];
-    return x;
-}
-
 /* FNV-1a, 64 bits: the model file's checksum (integrity, not security). */
 static uint64_t fnv1a64(const unsigned char *b, size_t n)
 {
@@ -1209,12 +1230,12 @@ int snn_model_save(const char *path, int net, const uint64_t *param, size_t n, c
         goto cleanup;
     }
     memcpy(buf, "SNNM", 4);
-    put_le(buf + 4, MODEL_VERSION, 4);
-    put_le(buf + 8, (uint64_t)net, 4);
-    put_le(buf + 12, F, 4);
-    put_le(buf + 16, (uint64_t)n, 8);
-    for (i = 0; i < n; i++) put_le(buf + MODEL_HDR + 8 * i, param[i], 8);
-    put_le(buf + len - 8, fnv1a64(buf, len - 8), 8);
+    snn_store32_le(buf + 4, MODEL_VERSION);
+    snn_store32_le(buf + 8, (uint32_t)net);
+    snn_store32_le(buf + 12, F);
+    snn_store64_le(buf + 16, (uint64_t)n);
+    for (i = 0; i < n; i++) snn_store64_le(buf + MODEL_HDR + 8 * i, param[i]);
+    snn_store64_le(buf + len - 8, fnv1a64(buf, len - 8));
     if (!(f = fopen(path, "wb"))) {
         snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
         goto cleanup;
@@ -1232,7 +1253,7 @@ int snn_model_save(const char *path, int net, const uint64_t *param, size_t n, c
     rc = 0;
 cleanup:
     if (f) fclose(f);
-    free(buf);
+    snn_free_wiped(buf, len);           /* the owner's model */
     return rc;
 }
 
@@ -1284,8 +1305,10 @@ int snn_model_load(snn_model *m, const char *path, int want_net, char *err, size
                 snprintf(err, errlen, "%s: larger than any model of this program", path);
                 goto cleanup;
             }
-            nb = realloc(buf, cap * 2);
-            if (!nb) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+            /* grown by hand, not realloc: the old copy is wiped */
+            if (!(nb = malloc(cap * 2))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+            memcpy(nb, buf, len);
+            snn_free_wiped(buf, cap);
             buf = nb;
             cap *= 2;
         }
@@ -1306,10 +1329,10 @@ int snn_model_load(snn_model *m, const char *path, int want_net, char *err, size
         snprintf(err, errlen, "%s: truncated model: %zu bytes, the header alone is %u", path, len, MODEL_HDR);
         goto cleanup;
     }
-    ver = get_le(buf + 4, 4);
-    id = get_le(buf + 8, 4);
-    fb = get_le(buf + 12, 4);
-    n = get_le(buf + 16, 8);
+    ver = snn_load32_le(buf + 4);
+    id = snn_load32_le(buf + 8);
+    fb = snn_load32_le(buf + 12);
+    n = snn_load64_le(buf + 16);
     if (ver != MODEL_VERSION) {
         snprintf(err, errlen, "%s: model format version %llu, this program reads version %u",
                  path, (unsigned long long)ver, MODEL_VERSION);
@@ -1341,7 +1364,7 @@ int snn_model_load(snn_model *m, const char *path, int want_net, char *err, size
                  len < want_len ? "truncated" : "oversized", len, snn_net_name((int)id), want_len);
         goto cleanup;
     }
-    if (get_le(buf + len - 8, 8) != fnv1a64(buf, len - 8)) {
+    if (snn_load64_le(buf + len - 8) != fnv1a64(buf, len - 8)) {
         snprintf(err, errlen, "%s: checksum mismatch, the model is corrupt", path);
         goto cleanup;
     }
@@ -1349,20 +1372,20 @@ int snn_model_load(snn_model *m, const char *path, int want_net, char *err, size
         snprintf(err, errlen, "%s: out of memory", path);
         goto cleanup;
     }
-    for (i = 0; i < net.nparam; i++) m->param[i] = get_le(buf + MODEL_HDR + 8 * i, 8);
+    for (i = 0; i < net.nparam; i++) m->param[i] = snn_load64_le(buf + MODEL_HDR + 8 * i);
     m->net = (int)id;
     m->n = net.nparam;
     rc = 0;
 cleanup:
     if (f) fclose(f);
-    free(buf);
+    snn_free_wiped(buf, cap);           /* the owner's model */
     return rc;
 }
 
-/* snn_model_free -- frees what snn_model_load allocated. */
+/* snn_model_free -- wipes and frees what snn_model_load allocated. */
 void snn_model_free(snn_model *m)
 {
-    free(m->param);
+    if (m->param) nn_free(m->param, m->n);
     m->param = NULL;
     m->n = 0;
 }
@@ -1443,8 +1466,8 @@ int snn_npy_load(const char *path, double **out, size_t shape[4], size_t *ndim, 
                  (unsigned)buf[6], (unsigned)buf[7]);
         goto cleanup;
     }
-    if (buf[6] == 1) { hlen = (size_t)get_le(buf + 8, 2); hoff = 10; }
-    else if (len >= 12) { hlen = (size_t)get_le(buf + 8, 4); hoff = 12; }
+    if (buf[6] == 1) { hlen = (size_t)snn_load16_le(buf + 8); hoff = 10; }
+    else if (len >= 12) { hlen = (size_t)snn_load32_le(buf + 8); hoff = 12; }
     else { snprintf(err, errlen, "%s: truncated .npy header", path); goto cleanup; }
     if (hlen > len - hoff) {
         snprintf(err, errlen, "%s: truncated .npy header (%zu bytes announced, %zu in the file)", path, hlen,
@@ -1511,12 +1534,12 @@ int snn_npy_load(const char *path, double **out, size_t shape[4], size_t *ndim, 
     for (i = 0; i < count; i++) {
         const unsigned char *e = buf + hoff + hlen + esz * i;
         if (esz == 4) {
-            uint32_t w = (uint32_t)get_le(e, 4);
+            uint32_t w = snn_load32_le(e);
             float fv;
             memcpy(&fv, &w, 4);
             x[i] = (double)fv;
         } else {
-            uint64_t w = get_le(e, 8);
+            uint64_t w = snn_load64_le(e);
             memcpy(&x[i], &w, 8);
         }
     }
@@ -1657,9 +1680,10 @@ static int batcher_init(batcher *b, size_t n)
     return 0;
 }
 
+/* The order is the owner's: wiped with the rest of its secrets. */
 static void batcher_free(batcher *b)
 {
-    free(b->perm);
+    snn_free_wiped(b->perm, (b->n ? b->n : 1) * sizeof *b->perm);
     b->perm = NULL;
 }
 
@@ -1684,14 +1708,13 @@ static void batcher_next(batcher *b, snn_prg *g, const snn_mnist *d, size_t B,
     snn_nn_encode_labels(y, lab, B);
 }
 
-/* Index of the largest of v[0..9] by the rule of Pi_Maxpool (ties: later). */
+/* Index of the largest of v[0..9] by the rule of Pi_Maxpool (ties: later):
+ * the twin's maxpool over one window of 10. */
 static size_t argmax10(const uint64_t *v)
 {
-    uint64_t m = v[0];
-    size_t i, at = 0;
-    for (i = 1; i < SNN_NN_OUT; i++)
-        if (((v[i] - m) >> 63) == 0) { m = v[i]; at = i; }
-    return at;
+    uint64_t m, at;
+    plain_maxpool(&m, &at, v, 1, SNN_NN_OUT);
+    return (size_t)at;
 }
 
 /* Adds one batch's ASM outputs q to the running progress figures. */
@@ -1717,8 +1740,9 @@ static int report_due(size_t it, size_t iters, size_t every)
 /* snn_plain_train -- the twin trains on d exactly as the owner batches it. */
 int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
                     size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round, size_t every,
-                    snn_progress_fn fn, void *ctx)
+                    snn_progress_fn fn, void *ctx, char *err, size_t errlen)
 {
+    nn_ctx c;
     snn_nn_state s;
     batcher bt;
     uint64_t *x = NULL, *y = NULL;
@@ -1727,19 +1751,23 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
     size_t it;
     int rc = -1;
 
+    ctx_twin(&c, round, err, errlen);
     memset(&s, 0, sizeof s);
     memset(&bt, 0, sizeof bt);
     memset(&pr, 0, sizeof pr);
-    if (batch == 0 || d->n < batch) return -1;
+    if (batch == 0 || d->n < batch)
+        return nn_fail(&c, SNN_ERR_ARG, "train: batch %zu, %zu training images", batch, d->n);
     if (snn_nn_state_alloc(&s, net, batch) != 0 || batcher_init(&bt, d->n) != 0
         || !(x = nn_alloc(batch * SNN_NN_IN)) || !(y = nn_alloc(batch * SNN_NN_OUT))
-        || !(lab = malloc(batch)))
+        || !(lab = malloc(batch))) {
+        nn_nomem(&c, "plaintext training");
         goto cleanup;
+    }
     s.round = round;
     pr.iters = iters;
     for (it = 0; it < iters; it++) {
         batcher_next(&bt, order, d, batch, x, y, lab);
-        SNN_GUARD(snn_plain_train_step(&s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
+        SNN_GUARD(net_train_step(&c, &s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
         progress_add(&pr, s.out, lab, batch);
         if (report_due(it, iters, every) && fn) {
             pr.iter = it + 1;
@@ -1752,34 +1780,40 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
 cleanup:
     snn_nn_state_free(&s);
     batcher_free(&bt);
-    free(x);
-    free(y);
-    free(lab);
+    nn_free(x, batch * SNN_NN_IN);
+    nn_free(y, batch * SNN_NN_OUT);
+    snn_free_wiped(lab, batch);
     return rc;
 }
 
 /* snn_plain_infer -- the twin classifies the first n images of d. */
 int snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
-                    size_t batch, uint64_t *pred)
+                    size_t batch, uint64_t *pred, char *err, size_t errlen)
 {
+    nn_ctx c;
     snn_nn_state s;
     uint64_t *x = NULL;
     size_t done, m;
     int rc = -1;
 
+    ctx_twin(&c, NULL, err, errlen);
     memset(&s, 0, sizeof s);
-    if (batch == 0 || n > d->n) return -1;
-    if (snn_nn_state_alloc(&s, net, batch) != 0 || !(x = nn_alloc(batch * SNN_NN_IN))) goto cleanup;
+    if (batch == 0 || n > d->n)
+        return nn_fail(&c, SNN_ERR_ARG, "infer: batch %zu, %zu of %zu test images", batch, n, d->n);
+    if (snn_nn_state_alloc(&s, net, batch) != 0 || !(x = nn_alloc(batch * SNN_NN_IN))) {
+        nn_nomem(&c, "plaintext inference");
+        goto cleanup;
+    }
     for (done = 0; done < n; done += m) {
         m = n - done < batch ? n - done : batch;
         snn_nn_encode_images(x, d->images + done * SNN_NN_IN, m);
-        SNN_GUARD(snn_plain_forward(&s, param, x, m));
-        SNN_GUARD(snn_plain_predict(pred + done, &s, m));
+        SNN_GUARD(net_forward(&c, &s, param, x, m));
+        SNN_GUARD(net_predict(&c, pred + done, &s, m));
     }
     rc = 0;
 cleanup:
     snn_nn_state_free(&s);
-    free(x);
+    nn_free(x, batch * SNN_NN_IN);
     return rc;
 }
 
@@ -1815,15 +1849,15 @@ unsigned snn_lr_shift_at(unsigned lr_shift, size_t lr_step, size_t it)
 static void job_encode(unsigned char b[SNN_JOB_BYTES], const snn_job *j)
 {
     memcpy(b, "SNNJ", 4);
-    put_le(b + 4, JOB_VERSION, 4);
-    put_le(b + 8, j->cmd, 4);
-    put_le(b + 12, j->net, 4);
-    put_le(b + 16, j->batch, 4);
-    put_le(b + 20, j->iters, 4);
-    put_le(b + 24, j->lr_shift, 4);
-    put_le(b + 28, j->n_infer, 4);
-    put_le(b + 32, j->report, 4);
-    put_le(b + 36, j->lr_step, 4);
+    snn_store32_le(b + 4, JOB_VERSION);
+    snn_store32_le(b + 8, j->cmd);
+    snn_store32_le(b + 12, j->net);
+    snn_store32_le(b + 16, j->batch);
+    snn_store32_le(b + 20, j->iters);
+    snn_store32_le(b + 24, j->lr_shift);
+    snn_store32_le(b + 28, j->n_infer);
+    snn_store32_le(b + 32, j->report);
+    snn_store32_le(b + 36, j->lr_step);
 }
 
 /* snn_job_check -- every field within its range; 0, or -1 and a message. */
@@ -1887,18 +1921,18 @@ static int job_decode(snn_job *j, const unsigned char b[SNN_JOB_BYTES], char *er
         snprintf(err, errlen, "job: bad magic, not a SecureNN job");
         return -1;
     }
-    if (get_le(b + 4, 4) != JOB_VERSION) {
-        snprintf(err, errlen, "job: version %u, this server reads %u", (unsigned)get_le(b + 4, 4), JOB_VERSION);
+    if (snn_load32_le(b + 4) != JOB_VERSION) {
+        snprintf(err, errlen, "job: version %u, this server reads %u", (unsigned)snn_load32_le(b + 4), (unsigned)JOB_VERSION);
         return -1;
     }
-    j->cmd = (uint32_t)get_le(b + 8, 4);
-    j->net = (uint32_t)get_le(b + 12, 4);
-    j->batch = (uint32_t)get_le(b + 16, 4);
-    j->iters = (uint32_t)get_le(b + 20, 4);
-    j->lr_shift = (uint32_t)get_le(b + 24, 4);
-    j->n_infer = (uint32_t)get_le(b + 28, 4);
-    j->report = (uint32_t)get_le(b + 32, 4);
-    j->lr_step = (uint32_t)get_le(b + 36, 4);
+    j->cmd = snn_load32_le(b + 8);
+    j->net = snn_load32_le(b + 12);
+    j->batch = snn_load32_le(b + 16);
+    j->iters = snn_load32_le(b + 20);
+    j->lr_shift = snn_load32_le(b + 24);
+    j->n_infer = snn_load32_le(b + 28);
+    j->report = snn_load32_le(b + 32);
+    j->lr_step = snn_load32_le(b + 36);
     return snn_job_check(j, err, errlen);
 }
 
@@ -1962,6 +1996,8 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
     int rc = -1, hooked = 0;
 
     memset(&s, 0, sizeof s);
+    memset(&net, 0, sizeof net);
+    B = 0;
     if (p->err) return -1;
     if (snn_job_check(&job, msg, sizeof msg) != 0) return snn_fail(p, SNN_ERR_ARG, "%s", msg);
     tr.c = 0; tr.prev = p->hook; tr.prev_ctx = p->hook_ctx;
@@ -2015,10 +2051,10 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
 cleanup:
     if (hooked) { p->hook = tr.prev; p->hook_ctx = tr.prev_ctx; }
     snn_nn_state_free(&s);
-    if (param) { snn_wipe(param, net.nparam * sizeof *param); free(param); }
-    free(x);
-    free(y);
-    free(cls);
+    nn_free(param, net.nparam);
+    nn_free(x, B * SNN_NN_IN);
+    nn_free(y, B * SNN_NN_OUT);
+    nn_free(cls, B);
     return rc;
 }
 
@@ -2108,14 +2144,34 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
     rc = 0;
 cleanup:
     batcher_free(&bt);
-    if (x) { snn_wipe(x, B * SNN_NN_IN * sizeof *x); free(x); }
-    free(y);
-    free(q);
-    free(lab);
+    nn_free(x, B * SNN_NN_IN);
+    nn_free(y, B * SNN_NN_OUT);
+    nn_free(q, B * SNN_NN_OUT);
+    snn_free_wiped(lab, B);
     return rc;
 }
 
 /* ==== 15. The program ./securenn ========================================= */
+/*
+ * The command-line program, a part of its own: compiled only with
+ * -DSNN_PROGRAM (the test runner links the library above without it).  It
+ * sits on top of everything else: it calls the jobs, layers, protocols and
+ * the network, nothing below calls it, and its only state is main's
+ * locals.  Each command is a short function; what the commands share is
+ * written once (15b).
+ *
+ *   15a. Options: the usage text, the option table and its parser
+ *   15b. Shared: display, seeds, the servers' side of a job (run_party),
+ *        the plan of a job, the owner's side (owner_prepare, owner_run),
+ *        forked parties and the twin
+ *   15c. demo: three forked servers and the owner, step by step
+ *   15d. Owner commands against running servers (`party`): train, infer
+ *   15e. bench: [SNN] Tables 7 and 8 side by side
+ *   15f. keygen and main: the dispatch
+ *
+ * The owner's data, model and seed are wiped before they are freed, as
+ * every share buffer of the library is (snn_free_wiped).
+ */
 #ifdef SNN_PROGRAM
 
 #include <netdb.h>
@@ -2130,6 +2186,8 @@ cleanup:
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+
+/* ---- 15a. Options -------------------------------------------------------- */
 
 static const char usage_text[] =
 "usage: securenn COMMAND [OPTIONS]\n"
@@ -2431,6 +2489,8 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
     return 0;
 }
 
+/* ---- 15b. Shared by the commands: display, seeds, plans, the owner's job - */
+
 /* Monotonic seconds, for display only. */
 static double now_s(void)
 {
@@ -2453,10 +2513,7 @@ static void fmt_bytes(char *buf, size_t n, double b)
 static void owner_prg(snn_prg *g, uint64_t seed, uint32_t stream)
 {
     uint8_t key[32];
-    size_t i;
-    memset(key, 0, sizeof key);
-    memcpy(key + 8, "SNN-owner-model", 15);
-    for (i = 0; i < 8; i++) key[i] = (uint8_t)(seed >> (8 * i));
+    snn_seed_key(key, seed, "SNN-owner-model");
     snn_prg_init(g, key, stream);
     snn_wipe(key, sizeof key);
 }
@@ -2464,11 +2521,9 @@ static void owner_prg(snn_prg *g, uint64_t seed, uint32_t stream)
 /* A seed from the operating system (when --seed is absent). */
 static int os_seed(uint64_t *seed)
 {
-    unsigned char b[8];
-    size_t i;
+    uint8_t b[8];
     if (snn_os_random(b, sizeof b) != 0) return -1;
-    *seed = 0;
-    for (i = 0; i < 8; i++) *seed |= (uint64_t)b[i] << (8 * i);
+    *seed = snn_load64_le(b);
     snn_wipe(b, sizeof b);
     return 0;
 }
@@ -2831,6 +2886,43 @@ static int load_split(snn_mnist *d, const opts *o, const char *split)
     return 0;
 }
 
+/* Saves the owner's model to --model, if given; 0, or -1 with the error. */
+static int save_model(const opts *o, int net, const uint64_t *param, size_t n)
+{
+    char err[256];
+    if (!o->model) return 0;
+    if (snn_model_save(o->model, net, param, n, err, sizeof err) != 0) {
+        PERR("%s", err);
+        return -1;
+    }
+    printf("model saved to %s\n", o->model);
+    return 0;
+}
+
+/*
+ * The owner's job setup that demo and train share: the initial weights
+ * from the seed's stream 1 (the owner's, never seen by a server), the
+ * batch order from stream 2, and the job block of the plan (cmd SNN_JOB_*;
+ * the training fields only if it trains).
+ */
+static void owner_prepare(const plan *pl, uint32_t cmd, uint64_t *param, snn_prg *order, snn_job *job)
+{
+    owner_prg(order, pl->seed, 1);
+    snn_nn_init_params(&pl->net, param, order);
+    owner_prg(order, pl->seed, 2);
+    memset(job, 0, sizeof *job);
+    job->cmd = cmd;
+    job->net = (uint32_t)pl->net.id;
+    job->batch = (uint32_t)pl->batch;
+    if (cmd & SNN_JOB_TRAIN) {
+        job->iters = (uint32_t)pl->iters;
+        job->lr_shift = pl->lr_shift;
+        job->lr_step = (uint32_t)pl->lr_step;
+        job->report = (uint32_t)pl->every;
+    }
+    if (cmd & SNN_JOB_INFER) job->n_infer = (uint32_t)pl->test_n;
+}
+
 /* The owner's party: connected to P0, P1, P2, private stream set. */
 static int owner_connect(snn_party *own, const opts *o)
 {
@@ -2861,6 +2953,34 @@ static int owner_connect(snn_party *own, const opts *o)
         return -1;
     }
     return 0;
+}
+
+/*
+ * owner_run -- the owner's side of a job, as demo, train and infer run it:
+ * connect (owner_connect), run the job (progress lines if it reports),
+ * close.  secs: the job's time after connecting; owner_bytes (may be
+ * NULL): the owner's own traffic.  0, or -1 with the one-line error printed.
+ */
+static int owner_run(const opts *o, const snn_job *job, snn_owner_io *io, double *secs, uint64_t *owner_bytes)
+{
+    snn_party own;
+    prog_progress pc;
+    int rc = -1;
+
+    if (owner_connect(&own, o) == 0) {
+        pc.t0 = now_s();
+        pc.secure = 1;
+        io->progress = print_progress;
+        io->ctx = &pc;
+        if (snn_nn_owner(&own, job, io) == 0) rc = 0;
+        else PERR("%s", own.errmsg);
+        *secs = now_s() - pc.t0;
+        io->progress = NULL;
+        io->ctx = NULL;
+    }
+    if (owner_bytes) *owner_bytes = own.stats.bytes_sent + own.stats.bytes_recv;
+    snn_party_close(&own);
+    return rc;
 }
 
 /* Waits up to timeout_s for the children; kills those still running.
@@ -2908,157 +3028,162 @@ static void stop_kids(const pid_t *pid, size_t n)
     for (k = 0; k < n; k++) kill(pid[k], SIGTERM);
 }
 
-/* Trains the twin (progress to stdout when verbose) and returns its test
- * accuracy in pred / the count of correct predictions. */
+/* Trains the twin on the owner's batches (progress to stdout when
+ * verbose) from the same seed, then classifies the test split into pred.
+ * 0, or -1 with the twin's reason printed. */
 static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, const snn_mnist *test,
                     uint64_t *pred, int verbose)
 {
     snn_prg g, r;
     prog_progress pc;
+    char err[200];
     pc.t0 = now_s();
     pc.secure = 0;
     owner_prg(&g, pl->seed, 1);
     snn_nn_init_params(&pl->net, param, &g);
     owner_prg(&g, pl->seed, 2);
     owner_prg(&r, pl->seed, 3);
-    if (pl->iters) {
-        if (snn_plain_train(&pl->net, param, train, pl->batch, pl->iters, pl->lr_shift, pl->lr_step, &g, &r,
-                            verbose ? pl->every : 0, print_progress, &pc) != 0) {
-            PERR("plaintext training failed (out of memory)");
-            return -1;
-        }
+    if (pl->iters && snn_plain_train(&pl->net, param, train, pl->batch, pl->iters, pl->lr_shift, pl->lr_step,
+                                     &g, &r, verbose ? pl->every : 0, print_progress, &pc, err, sizeof err) != 0) {
+        PERR("plaintext training: %s", err);
+        return -1;
     }
-    if (snn_plain_infer(&pl->net, param, test, pl->test_n, pl->batch, pred) != 0) {
-        PERR("plaintext inference failed (out of memory)");
+    if (snn_plain_infer(&pl->net, param, test, pl->test_n, pl->batch, pred, err, sizeof err) != 0) {
+        PERR("plaintext inference: %s", err);
         return -1;
     }
     return 0;
 }
 
-/*
- * cmd_demo -- the `demo` command (see usage_text).  The parties run the
- * `party` code path in three forked children; this process is the owner.
- */
-static int cmd_demo(opts *o)
-{
-    snn_mnist train, test;
-    plan pl;
-    snn_party own;
-    snn_owner_io io;
-    snn_job job;
-    snn_prg g;
-    prog_progress pc;
-    uint64_t *param = NULL, *pred = NULL, *tpred = NULL;
-    pid_t pid[SNN_NPARTY];
-    size_t nkids = 0, k, correct;
-    int ready[2] = { -1, -1 }, rc = 1, owner_open = 0;
-    double t_train = 0, t0;
-    char b1[32], b2[32], err[256], lr[64];
+/* ---- 15c. demo: three forked servers and the owner in one run ----------- */
 
-    memset(&train, 0, sizeof train);
-    memset(&test, 0, sizeof test);
+/* What one demo run holds: the owner's data, plan and results. */
+typedef struct {
+    snn_mnist train, test;
+    plan      pl;
+    uint64_t *param;            /* the owner's model (pl.net.nparam)      */
+    uint64_t *pred, *tpred;     /* secure and twin predictions (test_n)  */
+    pid_t     pid[SNN_NPARTY];  /* the forked servers                    */
+    size_t    nkids;
+} demo_run;
+
+/* Step 1: the data, the plan, the buffers and the opening lines. */
+static int demo_open(demo_run *d, opts *o)
+{
+    char err[256];
+    size_t k;
     if (o->model && snn_model_writable(o->model, err, sizeof err) != 0) {
         PERR("%s", err);
-        return 1;
+        return -1;
     }
     if (!(o->given & OPT_PORT)) o->port = 7000;
     if (!(o->given & OPT_DATA)) o->data = "data";
     for (k = 0; k < SNN_NPARTY; k++)
         snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
-    if (load_split(&train, o, "train") != 0 || load_split(&test, o, "test") != 0) goto cleanup;
-    if (make_plan(&pl, o, train.n, 1) != 0) goto cleanup;
-    if (!pl.test_n || pl.test_n > test.n) pl.test_n = test.n;
-    if (!(param = nn_alloc(pl.net.nparam)) || !(pred = nn_alloc(pl.test_n)) || !(tpred = nn_alloc(pl.test_n))) {
+    if (load_split(&d->train, o, "train") != 0 || load_split(&d->test, o, "test") != 0) return -1;
+    if (make_plan(&d->pl, o, d->train.n, 1) != 0) return -1;
+    if (!d->pl.test_n || d->pl.test_n > d->test.n) d->pl.test_n = d->test.n;
+    if (!(d->param = nn_alloc(d->pl.net.nparam)) || !(d->pred = nn_alloc(d->pl.test_n))
+        || !(d->tpred = nn_alloc(d->pl.test_n))) {
         PERR("out of memory");
-        goto cleanup;
+        return -1;
     }
     printf("SecureNN demo: network %s, %zu parameters; %zu training and %zu test digits from %s/\n",
-           snn_net_name(pl.net.id), pl.net.nparam, train.n, pl.test_n, o->data);
-    printf("batch %zu, %zu iterations (%.1f epochs), learning rate %s, seed %llu\n",
-           pl.batch, pl.iters, (double)pl.iters * (double)pl.batch / (double)train.n, lr_text(lr, sizeof lr, &pl),
-           (unsigned long long)pl.seed);
-
-    if (o->given & OPT_PLAIN) {
-        printf("plaintext twin (fixed point, the same integers as the secure run):\n");
-        t0 = now_s();
-        if (twin_run(&pl, param, &train, &test, pred, 1) != 0) goto cleanup;
-        correct = count_correct(pred, &test, pl.test_n);
-        printf("plaintext twin: test accuracy %.2f%% (%zu/%zu) in %.1f s\n%s\n\n",
-               100.0 * (double)correct / (double)pl.test_n, correct, pl.test_n, now_s() - t0,
-               paper_accuracy(pl.net.id));
-        draw_digits(&test, pred, pl.test_n < 6 ? pl.test_n : 6);
-        if (o->model && snn_model_save(o->model, pl.net.id, param, pl.net.nparam, err, sizeof err) != 0) {
-            PERR("%s", err);
-            goto cleanup;
-        }
-        if (o->model) printf("model saved to %s\n", o->model);
-        rc = 0;
-        goto cleanup;
+           snn_net_name(d->pl.net.id), d->pl.net.nparam, d->train.n, d->pl.test_n, o->data);
+    {
+        char lr[64];
+        printf("batch %zu, %zu iterations (%.1f epochs), learning rate %s, seed %llu\n", d->pl.batch,
+               d->pl.iters, (double)d->pl.iters * (double)d->pl.batch / (double)d->train.n,
+               lr_text(lr, sizeof lr, &d->pl), (unsigned long long)d->pl.seed);
     }
+    return 0;
+}
 
-    /* The owner's initial weights: from its seed, never seen by a server. */
-    owner_prg(&g, pl.seed, 1);
-    snn_nn_init_params(&pl.net, param, &g);
-    owner_prg(&g, pl.seed, 2);
-    memset(&job, 0, sizeof job);
-    job.net = (uint32_t)pl.net.id;
-    job.batch = (uint32_t)pl.batch;
-    job.n_infer = (uint32_t)pl.test_n;
-    if (pl.net.id == SNN_NET_D) {
-        /* D is inference only ([SNN, App. B]): the owner trains it itself */
-        printf("network D is inference only: the owner trains it in the clear (%zu iterations)\n", pl.iters);
-        snn_prg r;
-        owner_prg(&r, pl.seed, 3);
-        if (snn_plain_train(&pl.net, param, &train, pl.batch, pl.iters, pl.lr_shift, pl.lr_step, &g, &r, 0, NULL, NULL) != 0) {
-            PERR("plaintext training failed (out of memory)");
-            goto cleanup;
-        }
-        job.cmd = SNN_JOB_INFER;
+/* Everything the owner holds: wiped and freed (also in each server child,
+ * whose copy of the owner's data is erased before it serves). */
+static void demo_close(demo_run *d)
+{
+    snn_mnist_free(&d->train);
+    snn_mnist_free(&d->test);
+    nn_free(d->param, d->pl.net.nparam);
+    nn_free(d->pred, d->pl.test_n);
+    nn_free(d->tpred, d->pl.test_n);
+    d->param = d->pred = d->tpred = NULL;
+    snn_wipe(&d->pl.seed, sizeof d->pl.seed);
+}
+
+/* --plain: only the twin, in this process. */
+static int demo_plain(demo_run *d, const opts *o)
+{
+    size_t correct;
+    double t0 = now_s();
+    printf("plaintext twin (fixed point, the same integers as the secure run):\n");
+    if (twin_run(&d->pl, d->param, &d->train, &d->test, d->pred, 1) != 0) return -1;
+    correct = count_correct(d->pred, &d->test, d->pl.test_n);
+    printf("plaintext twin: test accuracy %.2f%% (%zu/%zu) in %.1f s\n%s\n\n",
+           100.0 * (double)correct / (double)d->pl.test_n, correct, d->pl.test_n, now_s() - t0,
+           paper_accuracy(d->pl.net.id));
+    draw_digits(&d->test, d->pred, d->pl.test_n < 6 ? d->pl.test_n : 6);
+    return save_model(o, d->pl.net.id, d->param, d->pl.net.nparam);
+}
+
+/* Step 2: the owner's job.  Train then classify; D, inference only
+ * ([SNN, App. B]), is trained by the owner in the clear first. */
+static int demo_job(demo_run *d, snn_job *job, snn_prg *order)
+{
+    char err[200];
+    if (d->pl.net.id != SNN_NET_D) {
+        owner_prepare(&d->pl, SNN_JOB_TRAIN | SNN_JOB_INFER, d->param, order, job);
     } else {
-        job.cmd = SNN_JOB_TRAIN | SNN_JOB_INFER;
-        job.iters = (uint32_t)pl.iters;
-        job.lr_shift = pl.lr_shift;
-        job.lr_step = (uint32_t)pl.lr_step;
-        job.report = (uint32_t)pl.every;
+        snn_prg r;
+        owner_prepare(&d->pl, SNN_JOB_INFER, d->param, order, job);
+        printf("network D is inference only: the owner trains it in the clear (%zu iterations)\n", d->pl.iters);
+        owner_prg(&r, d->pl.seed, 3);
+        if (snn_plain_train(&d->pl.net, d->param, &d->train, d->pl.batch, d->pl.iters, d->pl.lr_shift,
+                            d->pl.lr_step, order, &r, 0, NULL, NULL, err, sizeof err) != 0) {
+            PERR("plaintext training: %s", err);
+            return -1;
+        }
     }
-    if (snn_job_check(&job, err, sizeof err) != 0) {
+    if (snn_job_check(job, err, sizeof err) != 0) {
         PERR("%s", err);
-        goto cleanup;
+        return -1;
     }
+    return 0;
+}
 
-    /* The three parties: children that run the `party` path; each writes a
-     * byte on `ready` once its mesh and keys are set up. */
+/* Step 3: P0, P1 and P2 as forked children that run the `party` path.
+ * Each child first erases its copy of the owner's data and seed; each
+ * writes a byte on a pipe once its mesh and keys are set up (or 0 and its
+ * error, if it could not start), and this returns once all three have
+ * (bounded by --timeout). */
+static int demo_servers(demo_run *d, const opts *o)
+{
+    int ready[2], rc = -1;
+    size_t k;
     if (pipe(ready) != 0) {
         PERR("pipe: %s", strerror(errno));
-        goto cleanup;
+        return -1;
     }
     fflush(stdout);
     fflush(stderr);
     for (k = 0; k < SNN_NPARTY; k++) {
-        pid[k] = fork();
-        if (pid[k] < 0) {
+        d->pid[k] = fork();
+        if (d->pid[k] < 0) {
             PERR("fork: %s", strerror(errno));
             goto cleanup;
         }
-        if (pid[k] == 0) {
-            int crc;
+        if (d->pid[k] == 0) {
             close(ready[0]);
-            /* A server holds none of the owner's data: this child's copy
-             * of the digits and of the owner's seed (weights, batch
-             * order) is erased before it serves */
-            snn_wipe(train.images, train.n * SNN_NN_IN);
-            snn_wipe(train.labels, train.n);
-            snn_wipe(test.images, test.n * SNN_NN_IN);
-            snn_wipe(test.labels, test.n);
-            snn_mnist_free(&train);
-            snn_mnist_free(&test);
-            snn_wipe(&pl.seed, sizeof pl.seed);
-            snn_wipe(param, pl.net.nparam * sizeof *param);
-            free(param); free(pred); free(tpred);
-            crc = run_party((int)k, o, ready[1]);
-            _exit(crc);
+            /* A server holds none of the owner's data */
+            snn_wipe(d->train.images, d->train.n * SNN_NN_IN);
+            snn_wipe(d->train.labels, d->train.n);
+            snn_wipe(d->test.images, d->test.n * SNN_NN_IN);
+            snn_wipe(d->test.labels, d->test.n);
+            demo_close(d);
+            _exit(run_party((int)k, o, ready[1]));
         }
-        nkids++;
+        d->nkids++;
     }
     close(ready[1]);
     ready[1] = -1;
@@ -3069,7 +3194,7 @@ static int cmd_demo(opts *o)
         pf.fd = ready[0]; pf.events = POLLIN; pf.revents = 0;
         if (poll(&pf, 1, (int)o->timeout * 1000) <= 0 || read(ready[0], &one, 1) != 1) {
             PERR("the parties did not connect to each other within %u s", (unsigned)o->timeout);
-            stop_kids(pid, nkids);
+            stop_kids(d->pid, d->nkids);
             goto cleanup;
         }
         if (one == 0) {
@@ -3081,91 +3206,109 @@ static int cmd_demo(opts *o)
                      (unsigned)o->port, (unsigned)o->port + 2);
             else
                 PERR("%s", why);
-            stop_kids(pid, nkids);
+            stop_kids(d->pid, d->nkids);
             goto cleanup;
         }
-    }
-
-    printf("P0, P1, P2 listening on %s, %s, %s; training securely:\n", o->peers[0], o->peers[1], o->peers[2]);
-    if (owner_connect(&own, o) != 0) { owner_open = 1; goto cleanup; }
-    owner_open = 1;
-    memset(&io, 0, sizeof io);
-    io.train = &train;
-    io.order = &g;
-    io.test = &test;
-    io.param = param;
-    io.pred = pred;
-    pc.t0 = now_s();
-    pc.secure = 1;
-    io.progress = print_progress;
-    io.ctx = &pc;
-    if (snn_nn_owner(&own, &job, &io) != 0) {
-        PERR("%s", own.errmsg);
-        goto cleanup;
-    }
-    t_train = now_s() - pc.t0;
-    snn_party_close(&own);
-    owner_open = 0;
-    if (reap(pid, nkids, (double)o->timeout) != 0) {
-        nkids = 0;
-        PERR("a party failed");
-        goto cleanup;
-    }
-    nkids = 0;
-
-    correct = count_correct(pred, &test, pl.test_n);
-    fmt_bytes(b1, sizeof b1, (double)io.infer_bytes / (double)pl.test_n);
-    fmt_bytes(b2, sizeof b2, (double)io.infer_bytes);
-    printf("secure %s and inference: %.1f s\n", pl.net.id == SNN_NET_D ? "setup" : "training", t_train);
-    printf("secure inference: test accuracy %.2f%% (%zu/%zu); traffic %s in all, %s per image\n%s\n\n",
-           100.0 * (double)correct / (double)pl.test_n, correct, pl.test_n, b2, b1, paper_accuracy(pl.net.id));
-    draw_digits(&test, pred, pl.test_n < 6 ? pl.test_n : 6);
-    if (o->model) {
-        if (snn_model_save(o->model, pl.net.id, param, pl.net.nparam, err, sizeof err) != 0) {
-            PERR("%s", err);
-            goto cleanup;
-        }
-        printf("model saved to %s\n", o->model);
-    }
-    if (!(o->given & OPT_NOTWIN)) {
-        size_t tc;
-        printf("plaintext twin on the same batches:\n");
-        t0 = now_s();
-        if (twin_run(&pl, param, &train, &test, tpred, 0) != 0) goto cleanup;
-        tc = count_correct(tpred, &test, pl.test_n);
-        printf("plaintext twin: test accuracy %.2f%% (%zu/%zu) in %.1f s; secure - twin = %+.2f points\n",
-               100.0 * (double)tc / (double)pl.test_n, tc, pl.test_n, now_s() - t0,
-               100.0 * ((double)correct - (double)tc) / (double)pl.test_n);
     }
     rc = 0;
 cleanup:
-    if (owner_open) snn_party_close(&own);
-    if (ready[0] >= 0) close(ready[0]);
+    close(ready[0]);
     if (ready[1] >= 0) close(ready[1]);
-    if (nkids && reap(pid, nkids, (double)o->timeout) != 0) rc = 1;
-    snn_mnist_free(&train);
-    snn_mnist_free(&test);
-    free(param);
-    free(pred);
-    free(tpred);
     return rc;
 }
 
-/* cmd_train -- the owner against three running parties. */
+/* Step 4: the owner runs the job on the servers, then waits for them. */
+static int demo_secure(demo_run *d, const opts *o, const snn_job *job, snn_prg *order)
+{
+    snn_owner_io io;
+    double secs = 0;
+    size_t correct;
+    char b1[32], b2[32];
+
+    printf("P0, P1, P2 listening on %s, %s, %s; training securely:\n", o->peers[0], o->peers[1], o->peers[2]);
+    memset(&io, 0, sizeof io);
+    io.train = &d->train;
+    io.order = order;
+    io.test = &d->test;
+    io.param = d->param;
+    io.pred = d->pred;
+    if (owner_run(o, job, &io, &secs, NULL) != 0) return -1;
+    d->nkids = 0;
+    if (reap(d->pid, SNN_NPARTY, (double)o->timeout) != 0) {
+        PERR("a party failed");
+        return -1;
+    }
+    correct = count_correct(d->pred, &d->test, d->pl.test_n);
+    fmt_bytes(b1, sizeof b1, (double)io.infer_bytes / (double)d->pl.test_n);
+    fmt_bytes(b2, sizeof b2, (double)io.infer_bytes);
+    printf("secure %s and inference: %.1f s\n", d->pl.net.id == SNN_NET_D ? "setup" : "training", secs);
+    printf("secure inference: test accuracy %.2f%% (%zu/%zu); traffic %s in all, %s per image\n%s\n\n",
+           100.0 * (double)correct / (double)d->pl.test_n, correct, d->pl.test_n, b2, b1,
+           paper_accuracy(d->pl.net.id));
+    draw_digits(&d->test, d->pred, d->pl.test_n < 6 ? d->pl.test_n : 6);
+    return save_model(o, d->pl.net.id, d->param, d->pl.net.nparam);
+}
+
+/* Step 5: the twin on the same batches, beside the secure accuracy. */
+static int demo_twin(demo_run *d)
+{
+    size_t correct = count_correct(d->pred, &d->test, d->pl.test_n), tc;
+    double t0 = now_s();
+    printf("plaintext twin on the same batches:\n");
+    if (twin_run(&d->pl, d->param, &d->train, &d->test, d->tpred, 0) != 0) return -1;
+    tc = count_correct(d->tpred, &d->test, d->pl.test_n);
+    printf("plaintext twin: test accuracy %.2f%% (%zu/%zu) in %.1f s; secure - twin = %+.2f points\n",
+           100.0 * (double)tc / (double)d->pl.test_n, tc, d->pl.test_n, now_s() - t0,
+           100.0 * ((double)correct - (double)tc) / (double)d->pl.test_n);
+    return 0;
+}
+
+/*
+ * cmd_demo -- the `demo` command (see usage_text): the owner's data and
+ * plan; with --plain only the twin; else the job, three forked servers, the
+ * secure run, and the twin on the same batches to compare.
+ */
+static int cmd_demo(opts *o)
+{
+    demo_run d;
+    snn_job job;
+    snn_prg order;
+    int rc = 1;
+
+    memset(&d, 0, sizeof d);
+    if (demo_open(&d, o) != 0) goto cleanup;
+    if (o->given & OPT_PLAIN) {
+        rc = demo_plain(&d, o) != 0;
+        goto cleanup;
+    }
+    if (demo_job(&d, &job, &order) != 0 || demo_servers(&d, o) != 0 || demo_secure(&d, o, &job, &order) != 0)
+        goto cleanup;
+    if (!(o->given & OPT_NOTWIN) && demo_twin(&d) != 0) goto cleanup;
+    rc = 0;
+cleanup:
+    if (d.nkids && reap(d.pid, d.nkids, (double)o->timeout) != 0) rc = 1;
+    demo_close(&d);
+    snn_wipe(&order, sizeof order);
+    return rc;
+}
+
+/* ---- 15d. Owner commands against running servers: train, infer ---------- */
+
+/* cmd_train -- the owner trains on three running parties (`party`). */
 static int cmd_train(opts *o)
 {
     snn_mnist train;
     plan pl;
-    snn_party own;
     snn_owner_io io;
     snn_job job;
-    snn_prg g;
-    prog_progress pc;
-    uint64_t *param = NULL;
-    int rc = 1, owner_open = 0;
-    char err[256], b[32], lr[64];
+    snn_prg order;
+    uint64_t *param = NULL, owner_bytes = 0;
+    double secs = 0;
+    int rc = 1;
+    char b[32], lr[64], err[256];
 
     memset(&train, 0, sizeof train);
+    memset(&pl, 0, sizeof pl);
     if (o->model && snn_model_writable(o->model, err, sizeof err) != 0) {
         PERR("%s", err);
         return 1;
@@ -3175,52 +3318,26 @@ static int cmd_train(opts *o)
         PERR("network D is for inference only ([SNN, App. B]); train it with: demo --net D --plain --model FILE");
         return 2;
     }
-    if (load_split(&train, o, "train") != 0) goto cleanup;
-    if (make_plan(&pl, o, train.n, 0) != 0) goto cleanup;
+    if (load_split(&train, o, "train") != 0 || make_plan(&pl, o, train.n, 0) != 0) goto cleanup;
     if (!(param = nn_alloc(pl.net.nparam))) { PERR("out of memory"); goto cleanup; }
-    owner_prg(&g, pl.seed, 1);
-    snn_nn_init_params(&pl.net, param, &g);
-    owner_prg(&g, pl.seed, 2);
-    memset(&job, 0, sizeof job);
-    job.cmd = SNN_JOB_TRAIN;
-    job.net = (uint32_t)pl.net.id;
-    job.batch = (uint32_t)pl.batch;
-    job.iters = (uint32_t)pl.iters;
-    job.lr_shift = pl.lr_shift;
-    job.lr_step = (uint32_t)pl.lr_step;
-    job.report = (uint32_t)pl.every;
+    owner_prepare(&pl, SNN_JOB_TRAIN, param, &order, &job);
     printf("training network %s: batch %zu, %zu iterations, learning rate %s, seed %llu\n",
            snn_net_name(pl.net.id), pl.batch, pl.iters, lr_text(lr, sizeof lr, &pl), (unsigned long long)pl.seed);
-    if (owner_connect(&own, o) != 0) { owner_open = 1; goto cleanup; }
-    owner_open = 1;
     memset(&io, 0, sizeof io);
     io.train = &train;
-    io.order = &g;
+    io.order = &order;
     io.param = param;
-    pc.t0 = now_s();
-    pc.secure = 1;
-    io.progress = print_progress;
-    io.ctx = &pc;
-    if (snn_nn_owner(&own, &job, &io) != 0) {
-        PERR("%s", own.errmsg);
-        goto cleanup;
-    }
-    fmt_bytes(b, sizeof b, (double)own.stats.bytes_sent + (double)own.stats.bytes_recv);
-    printf("trained in %.1f s (owner traffic %s)\n", now_s() - pc.t0, b);
-    if (o->model) {
-        if (snn_model_save(o->model, pl.net.id, param, pl.net.nparam, err, sizeof err) != 0) {
-            PERR("%s", err);
-            goto cleanup;
-        }
-        printf("model saved to %s\n", o->model);
-    } else {
-        printf("no --model given: the trained weights are not saved\n");
-    }
+    if (owner_run(o, &job, &io, &secs, &owner_bytes) != 0) goto cleanup;
+    fmt_bytes(b, sizeof b, (double)owner_bytes);
+    printf("trained in %.1f s (owner traffic %s)\n", secs, b);
+    if (!o->model) printf("no --model given: the trained weights are not saved\n");
+    else if (save_model(o, pl.net.id, param, pl.net.nparam) != 0) goto cleanup;
     rc = 0;
 cleanup:
-    if (owner_open) snn_party_close(&own);
     snn_mnist_free(&train);
-    free(param);
+    nn_free(param, pl.net.nparam);
+    snn_wipe(&order, sizeof order);
+    snn_wipe(&pl.seed, sizeof pl.seed);
     return rc;
 }
 
@@ -3229,13 +3346,12 @@ static int cmd_infer(opts *o)
 {
     snn_mnist test;
     snn_model m;
-    snn_party own;
     snn_owner_io io;
     snn_job job;
     uint64_t *pred = NULL;
-    size_t n, correct;
-    int rc = 1, owner_open = 0;
-    double t0;
+    size_t n = 0, correct;
+    double secs = 0;
+    int rc = 1;
     char err[256], b1[32], b2[32];
 
     memset(&test, 0, sizeof test);
@@ -3257,32 +3373,25 @@ static int cmd_infer(opts *o)
     job.net = (uint32_t)m.net;
     job.batch = (o->given & OPT_BATCH) ? (uint32_t)o->batch : 128;
     job.n_infer = (uint32_t)n;
-    if (owner_connect(&own, o) != 0) { owner_open = 1; goto cleanup; }
-    owner_open = 1;
     memset(&io, 0, sizeof io);
     io.test = &test;
     io.param = m.param;
     io.pred = pred;
-    t0 = now_s();
-    if (snn_nn_owner(&own, &job, &io) != 0) {
-        PERR("%s", own.errmsg);
-        goto cleanup;
-    }
+    if (owner_run(o, &job, &io, &secs, NULL) != 0) goto cleanup;
     correct = count_correct(pred, &test, n);
     fmt_bytes(b1, sizeof b1, (double)io.infer_bytes / (double)n);
     fmt_bytes(b2, sizeof b2, (double)io.infer_bytes);
     printf("network %s, %zu test images: accuracy %.2f%% (%zu/%zu) in %.1f s; traffic %s, %s per image\n",
-           snn_net_name(m.net), n, 100.0 * (double)correct / (double)n, correct, n, now_s() - t0, b2, b1);
+           snn_net_name(m.net), n, 100.0 * (double)correct / (double)n, correct, n, secs, b2, b1);
     rc = 0;
 cleanup:
-    if (owner_open) snn_party_close(&own);
     snn_mnist_free(&test);
     snn_model_free(&m);
-    free(pred);
+    nn_free(pred, n);
     return rc;
 }
 
-/* ---- make bench: [SNN] Tables 7 and 8 side by side ---------------------- */
+/* ---- 15e. bench: [SNN] Tables 7 and 8 side by side ---------------------- */
 
 /*
  * One benchmark row: a protocol call of WP Table 8, a network's inference
@@ -3294,10 +3403,10 @@ enum { B_CONV, B_MATMUL, B_MAXPOOL, B_DMP, B_DRELU, B_RELU, B_NET, B_TRAIN };
 
 typedef struct {
     int         kind;
-    const char *name, *dims;
+    char        name[12], dims[24]; /* arrays: the table stays in .rodata */
     size_t      a, b, c, d;       /* shape: see bench_setup               */
     double      snn_ms, snn_mb;   /* [SNN] LAN time (ms) and traffic (MB); MB < 0: not given */
-    const char *snn_rounds;       /* [SNN, Table 1]                       */
+    char        snn_rounds[8];    /* [SNN, Table 1]                       */
 } bench_item;
 
 static const bench_item bench_items[] = {
@@ -3651,9 +3760,10 @@ static int bench_row(const opts *o, const bench_item *it, unsigned reps, const u
  */
 static int cmd_bench(opts *o)
 {
-    static const char *const head[] = { "WP Table 8: protocols (time in ms)",
-                                        "WP Table 7: inference (time in ms)",
-                                        "[SNN] Table 3: one training iteration (time in ms)" };
+    /* char arrays, not pointers: no relocation, so it stays in .rodata */
+    static const char head[][56] = { "WP Table 8: protocols (time in ms)",
+                                     "WP Table 7: inference (time in ms)",
+                                     "[SNN] Table 3: one training iteration (time in ms)" };
     double *ms = NULL, *cpu = NULL, clear_med[BENCH_N];
     uint8_t keys[SNN_NEND][SNN_NEND][32];
     unsigned reps = (o->given & OPT_REPS) ? (unsigned)o->reps : 3;
@@ -3785,6 +3895,8 @@ cleanup:
     free(cpu);
     return rc;
 }
+
+/* ---- 15f. keygen and main ------------------------------------------------ */
 
 /* cmd_keygen -- the `keygen DIR` command: six pair keys for --keys. */
 static int cmd_keygen(const char *dir)

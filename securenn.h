@@ -147,6 +147,53 @@ static inline uint64_t snn_sar(uint64_t x, unsigned d)
     return (x >> d) | ((x >> 63) ? ~(SNN_LM1 >> d) : 0);
 }
 
+/* ---- Bytes and sizes: the one definition of each, used by every file ---- */
+
+/* Little-endian loads and stores: the byte order of frames, model files,
+ * job blocks and ChaCha20 keys, whatever the host's. */
+static inline uint32_t snn_load16_le(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8;
+}
+static inline uint32_t snn_load32_le(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static inline void snn_store32_le(uint8_t *b, uint32_t x)
+{
+    b[0] = (uint8_t)x; b[1] = (uint8_t)(x >> 8); b[2] = (uint8_t)(x >> 16); b[3] = (uint8_t)(x >> 24);
+}
+static inline uint64_t snn_load64_le(const uint8_t *b)
+{
+    return (uint64_t)snn_load32_le(b) | (uint64_t)snn_load32_le(b + 4) << 32;
+}
+static inline void snn_store64_le(uint8_t *b, uint64_t x)
+{
+    snn_store32_le(b, (uint32_t)x);
+    snn_store32_le(b + 4, (uint32_t)(x >> 32));
+}
+
+/* *out = a * b for a count of elements or bytes; 0, or -1 (*out untouched)
+ * if a * b exceeds SIZE_MAX / 16, so that the product may still be scaled
+ * to the bytes of 64-bit elements and to a frame with its header. */
+static inline int snn_size_mul(size_t *out, size_t a, size_t b)
+{
+    if (a != 0 && b > ((size_t)-1 / 16) / a) return -1;
+    *out = a * b;
+    return 0;
+}
+
+/* The 256-bit key material of a public seed: the seed's 8 bytes
+ * (little-endian), then tag (at most 24 bytes), then zeros.  Reproducible
+ * runs only: whoever knows the seed knows the key (--seed, the tests). */
+static inline void snn_seed_key(uint8_t key[32], uint64_t seed, const char *tag)
+{
+    size_t i;
+    for (i = 0; i < 32; i++) key[i] = 0;
+    snn_store64_le(key, seed);
+    for (i = 0; i < 24 && tag[i] != '\0'; i++) key[8 + i] = (uint8_t)tag[i];
+}
+
 /* Fixed point, f = 13 (SPEC 1.3 [USE]): v -> round(v * 2^13) mod 2^64. */
 uint64_t snn_encode(double v);
 double   snn_decode(uint64_t x);
@@ -477,6 +524,10 @@ void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep);
 int  snn_os_random(void *buf, size_t n);
 /* Erases n bytes through a volatile pointer (keys, seeds, shares). */
 void snn_wipe(void *buf, size_t n);
+/* The one policy for secrets in memory: snn_wipe the n bytes at buf, then
+ * free it.  NULL is fine.  Every buffer that may hold a share, a key or the
+ * owner's data is released through it. */
+void snn_free_wiped(void *buf, size_t n);
 /* "P0", "P1", "P2" or "owner" for endpoint id (error messages). */
 const char *snn_endpoint_name(int id);
 
@@ -789,12 +840,13 @@ unsigned snn_lr_shift_at(unsigned lr_shift, size_t lr_step, size_t it);
  * makes them (same order stream, same batches); learning rate 2^-shift
  * with shift = snn_lr_shift_at(lr_shift, lr_step, step); round:
  * stochastic SGD rounding stream (see snn_nn_state), or NULL; report every
- * `every` iterations (0: never).  Return 0, or -1 (out of memory, bad size). */
+ * `every` iterations (0: never).  Return 0, or -1 with the reason (out of
+ * memory, a bad size or shape) in err (errlen bytes; errlen 0: none). */
 int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
                      size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round,
-                     size_t every, snn_progress_fn fn, void *ctx);
+                     size_t every, snn_progress_fn fn, void *ctx, char *err, size_t errlen);
 int  snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
-                     size_t batch, uint64_t *pred);
+                     size_t batch, uint64_t *pred, char *err, size_t errlen);
 
 /* A job: the public parameters the owner sends to the three servers. */
 enum { SNN_JOB_TRAIN = 1, SNN_JOB_INFER = 2 };

@@ -4333,7 +4333,7 @@ static int nn_t_train(const snn_net *net, uint64_t *param, const snn_mnist *d, s
     snn_prg order = *trng();
     snn_nn_init_params(net, param, trng());
     snn_prg_u64(trng());
-    return snn_plain_train(net, param, d, batch, iters, 5, 0, &order, NULL, 0, NULL, NULL);
+    return snn_plain_train(net, param, d, batch, iters, 5, 0, &order, NULL, 0, NULL, NULL, NULL, 0);
 }
 
 typedef struct {
@@ -4630,8 +4630,8 @@ static void test_nn_learn(void)
     snn_prg_u64(trng());
     round = *trng();
     snn_prg_u64(trng());
-    CHECK(snn_plain_train(&net, param, &train, 16, 300, 5, 0, &order, &round, 0, NULL, NULL) == 0
-          && snn_plain_infer(&net, param, &test, n, 16, pred) == 0, "B: plaintext training and inference");
+    CHECK(snn_plain_train(&net, param, &train, 16, 300, 5, 0, &order, &round, 0, NULL, NULL, NULL, 0) == 0
+          && snn_plain_infer(&net, param, &test, n, 16, pred, NULL, 0) == 0, "B: plaintext training and inference");
     for (i = 0; i < n; i++) correct += pred[i] == test.labels[i];
     CHECK(correct * 100 >= 85 * n, "B: 300 steps of 16 in the clear: %zu of %zu test digits right (%.1f%%; at "
           "least 85%%) (%.1f s)", correct, n, 100.0 * (double)correct / (double)n, mono_s() - t0);
@@ -4739,7 +4739,7 @@ static void test_nn_job(void)
     if (run_parties(&ro, pf_nn_job, &c, out) == 0 && out[3].n == np + n + 2) {
         memcpy(tw, init, np * 8);
         order = c.order;
-        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL) == 0, "job: the twin trains");
+        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL, NULL, 0) == 0, "job: the twin trains");
         maxdiff = nn_maxdiff(out[3].v, tw, np);
         for (i = 0; i < NN_SPREAD; i++) {         /* the rounding twins of nn_train */
             snn_prg r = *trng();
@@ -4747,14 +4747,14 @@ static void test_nn_job(void)
             snn_prg_u64(trng());
                     order = c.order;
             memcpy(rt, init, np * 8);
-            CHECK(snn_plain_train(&net, rt, &train, 16, T, 5, 2, &order, &r, 0, NULL, NULL) == 0,
+            CHECK(snn_plain_train(&net, rt, &train, 16, T, 5, 2, &order, &r, 0, NULL, NULL, NULL, 0) == 0,
                   "job: rounding twin %zu trains", i);
             if ((d = nn_maxdiff(rt, tw, np)) > spread) spread = d;
         }
         CHECK(maxdiff <= 2 * spread + T, "job: trained weights revealed to the owner, within the bound of the "
               "twin's as in nn_train: maxdiff %llu <= 2 x spread %llu + %zu LSB",
               (unsigned long long)maxdiff, (unsigned long long)spread, T);
-        CHECK(snn_plain_infer(&net, out[3].v, &test, n, 16, tpred) == 0, "job: twin inference");
+        CHECK(snn_plain_infer(&net, out[3].v, &test, n, 16, tpred, NULL, 0) == 0, "job: twin inference");
         for (i = 0; i < n; i++) same += out[3].v[np + i] == tpred[i];
         CHECK(same == n, "job: %zu of %zu predictions equal the twin's with the trained weights", same, n);
         CHECK(out[3].v[np + n] == T, "job: %llu progress reports for %zu steps (every step)",
