@@ -67,20 +67,6 @@ static uint32_t be32(const uint8_t b[4])
            ((uint32_t)b[2] << 8) | (uint32_t)b[3];
 }
 
-/*
- * mul_size -- *out = a * b.  Returns 0, or -1 (leaving *out alone) if the
- * product does not fit in size_t; on a 32-bit size_t even 10,000,000 images
- * of 28x28 would wrap.
- */
-static int mul_size(size_t *out, size_t a, size_t b)
-{
-    if (a != 0 && b > SIZE_MAX / a) {
-        return -1;
-    }
-    *out = a * b;
-    return 0;
-}
-
 /* ==== Reading one IDX file ============================================= */
 
 /*
@@ -278,7 +264,7 @@ int snn_mnist_load_files(snn_mnist *d, const char *images_path, const char *labe
     tmp.n = idims[0];
     tmp.rows = idims[1];
     tmp.cols = idims[2];
-    if (mul_size(&npix, tmp.rows, tmp.cols) != 0 || mul_size(&npix, npix, tmp.n) != 0) {
+    if (snn_size_mul(&npix, tmp.rows, tmp.cols) != 0 || snn_size_mul(&npix, npix, tmp.n) != 0) {
         MNIST_ERR(err, errlen, "%s: %lu x %lu x %lu pixels overflow size_t", images_path,
                   (unsigned long)tmp.n, (unsigned long)tmp.rows, (unsigned long)tmp.cols);
         goto cleanup;

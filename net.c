@@ -484,15 +484,7 @@ static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, co
  * keys.  The ChaCha20 block function is the one of securenn.h (the PRG's).
  */
 
-static void le32_put(uint8_t *b, uint32_t x)
-{
-    b[0] = (uint8_t)x; b[1] = (uint8_t)(x >> 8); b[2] = (uint8_t)(x >> 16); b[3] = (uint8_t)(x >> 24);
-}
 
-static uint32_t le32_get(const uint8_t *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
 
 /*
  * Poly1305 [RFC8439 2.5]: the accumulator h and the clamped r are numbers
@@ -517,8 +509,8 @@ static void poly1305_init(poly1305 *st, const uint8_t key[32])
 {
     /* r = le(key[0..15]) with the clamp of RFC 8439 2.5:
      * r &= 0x0ffffffc0ffffffc0ffffffc0fffffff */
-    const uint32_t w0 = le32_get(key) & 0x0fffffffu, w1 = le32_get(key + 4) & 0x0ffffffcu;
-    const uint32_t w2 = le32_get(key + 8) & 0x0ffffffcu, w3 = le32_get(key + 12) & 0x0ffffffcu;
+    const uint32_t w0 = snn_load32_le(key) & 0x0fffffffu, w1 = snn_load32_le(key + 4) & 0x0ffffffcu;
+    const uint32_t w2 = snn_load32_le(key + 8) & 0x0ffffffcu, w3 = snn_load32_le(key + 12) & 0x0ffffffcu;
     int i;
     st->r[0] = w0 & LIMB;
     st->r[1] = (w0 >> 26 | w1 << 6) & LIMB;
@@ -526,7 +518,7 @@ static void poly1305_init(poly1305 *st, const uint8_t key[32])
     st->r[3] = (w2 >> 14 | w3 << 18) & LIMB;
     st->r[4] = w3 >> 8;
     for (i = 0; i < 5; i++) st->h[i] = 0;
-    for (i = 0; i < 4; i++) st->s[i] = le32_get(key + 16 + 4 * i);
+    for (i = 0; i < 4; i++) st->s[i] = snn_load32_le(key + 16 + 4 * i);
     st->used = 0;
 }
 
@@ -535,7 +527,7 @@ static void poly1305_block(poly1305 *st, const uint8_t m[16], uint32_t hibit)
 {
     const uint64_t r0 = st->r[0], r1 = st->r[1], r2 = st->r[2], r3 = st->r[3], r4 = st->r[4];
     const uint64_t s1 = r1 * 5, s2 = r2 * 5, s3 = r3 * 5, s4 = r4 * 5;   /* r_i 2^130 = 5 r_i */
-    const uint32_t w0 = le32_get(m), w1 = le32_get(m + 4), w2 = le32_get(m + 8), w3 = le32_get(m + 12);
+    const uint32_t w0 = snn_load32_le(m), w1 = snn_load32_le(m + 4), w2 = snn_load32_le(m + 8), w3 = snn_load32_le(m + 12);
     uint64_t h0 = st->h[0] + (w0 & LIMB);
     uint64_t h1 = st->h[1] + ((w0 >> 26 | w1 << 6) & LIMB);
     uint64_t h2 = st->h[2] + ((w1 >> 20 | w2 << 12) & LIMB);
@@ -608,10 +600,10 @@ static void poly1305_finish(poly1305 *st, uint8_t tag[16])
     h2 = (h2 & ~mask) | (g2 & mask); h3 = (h3 & ~mask) | (g3 & mask);
     h4 = (h4 & ~mask) | (g4 & mask);
     /* h mod 2^128 as four words, plus s, carrying */
-    f = (uint64_t)(h0 | h1 << 26) + st->s[0];                 le32_put(tag, (uint32_t)f);
-    f = (uint64_t)(h1 >> 6 | h2 << 20) + st->s[1] + (f >> 32);  le32_put(tag + 4, (uint32_t)f);
-    f = (uint64_t)(h2 >> 12 | h3 << 14) + st->s[2] + (f >> 32); le32_put(tag + 8, (uint32_t)f);
-    f = (uint64_t)(h3 >> 18 | h4 << 8) + st->s[3] + (f >> 32);  le32_put(tag + 12, (uint32_t)f);
+    f = (uint64_t)(h0 | h1 << 26) + st->s[0];                 snn_store32_le(tag, (uint32_t)f);
+    f = (uint64_t)(h1 >> 6 | h2 << 20) + st->s[1] + (f >> 32);  snn_store32_le(tag + 4, (uint32_t)f);
+    f = (uint64_t)(h2 >> 12 | h3 << 14) + st->s[2] + (f >> 32); snn_store32_le(tag + 8, (uint32_t)f);
+    f = (uint64_t)(h3 >> 18 | h4 << 8) + st->s[3] + (f >> 32);  snn_store32_le(tag + 12, (uint32_t)f);
     snn_wipe(st, sizeof *st);
 }
 
@@ -627,8 +619,8 @@ void snn_poly1305(uint8_t tag[16], const uint8_t key[32], const uint8_t *m, size
 static void chacha_words(uint32_t kw[8], uint32_t nw[3], const uint8_t key[32], const uint8_t nonce[12])
 {
     int i;
-    for (i = 0; i < 8; i++) kw[i] = le32_get(key + 4 * i);
-    for (i = 0; i < 3; i++) nw[i] = le32_get(nonce + 4 * i);
+    for (i = 0; i < 8; i++) kw[i] = snn_load32_le(key + 4 * i);
+    for (i = 0; i < 3; i++) nw[i] = snn_load32_le(nonce + 4 * i);
 }
 
 /* One keystream block as bytes. */
@@ -637,7 +629,7 @@ static void chacha_block_bytes(uint8_t out[64], const uint32_t kw[8], uint32_t c
     uint32_t w[16];
     int i;
     snn_chacha20_block(w, kw, counter, nw);
-    for (i = 0; i < 16; i++) le32_put(out + 4 * i, w[i]);
+    for (i = 0; i < 16; i++) snn_store32_le(out + 4 * i, w[i]);
     snn_wipe(w, sizeof w);
 }
 
@@ -662,8 +654,8 @@ static void xor_chunk(uint8_t *c, const uint8_t *m, const uint8_t *ks, size_t n)
 static void aead_lengths(poly1305 *st, size_t na, size_t n)
 {
     uint8_t len[16];
-    le32_put(len, (uint32_t)na); le32_put(len + 4, (uint32_t)((uint64_t)na >> 32));
-    le32_put(len + 8, (uint32_t)n); le32_put(len + 12, (uint32_t)((uint64_t)n >> 32));
+    snn_store32_le(len, (uint32_t)na); snn_store32_le(len + 4, (uint32_t)((uint64_t)na >> 32));
+    snn_store32_le(len + 8, (uint32_t)n); snn_store32_le(len + 12, (uint32_t)((uint64_t)n >> 32));
     poly1305_update(st, len, 16);
 }
 
@@ -770,16 +762,7 @@ void snn_channel_kdf(uint8_t out[32], const uint8_t psk[32], int from, int to,
 
 /* ==== The choke point: every frame is sent and received here ============= */
 
-static void put32(unsigned char *b, uint32_t x)
-{
-    b[0] = (unsigned char)x; b[1] = (unsigned char)(x >> 8);
-    b[2] = (unsigned char)(x >> 16); b[3] = (unsigned char)(x >> 24);
-}
 
-static uint32_t get32(const unsigned char *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
 
 static void describe(char *buf, size_t n, int proto, int step, int kind, size_t count, int from)
 {
@@ -803,9 +786,9 @@ static int is_handshake(int proto, int step)
 /* The AEAD nonce of a direction's frame number: 0^32 | le64(number). */
 static void frame_nonce(uint8_t nonce[12], uint64_t number)
 {
-    put32(nonce, 0);
-    put32(nonce + 4, (uint32_t)number);
-    put32(nonce + 8, (uint32_t)(number >> 32));
+    snn_store32_le(nonce, 0);
+    snn_store32_le(nonce + 4, (uint32_t)number);
+    snn_store32_le(nonce + 8, (uint32_t)(number >> 32));
 }
 
 /*
@@ -846,14 +829,13 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
 
     h[0] = 'S'; h[1] = 'N'; h[2] = WIRE_VERSION; h[3] = (unsigned char)p->id;
     h[4] = (unsigned char)proto; h[5] = (unsigned char)step; h[6] = (unsigned char)kind; h[7] = 0;
-    put32(h + 8, p->round + 1);                 /* Lamport stamp */
-    put32(h + 12, (uint32_t)count);
+    snn_store32_le(h + 8, p->round + 1);                 /* Lamport stamp */
+    snn_store32_le(h + 12, (uint32_t)count);
     if (esz == 8) {
         const uint64_t *v = x;
         for (i = 0; i < count; i++) {
             unsigned char *b = h + HDR_LEN + 8 * i;
-            put32(b, (uint32_t)v[i]);
-            put32(b + 4, (uint32_t)(v[i] >> 32));
+            snn_store64_le(b, v[i]);
         }
     } else if (nbytes) {
         memcpy(h + HDR_LEN, x, nbytes);
@@ -866,7 +848,7 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
     if (ch->sealed) {
         /* [RFC8439 2.8]: aad = the length, nonce = this direction's count */
         uint8_t nonce[12];
-        put32(f, (uint32_t)(HDR_LEN + nbytes));
+        snn_store32_le(f, (uint32_t)(HDR_LEN + nbytes));
         frame_nonce(nonce, ch->tx_count++);
         snn_aead_seal(h, h + HDR_LEN + nbytes, ch->tx_key, nonce, f, SEAL_PRE, h, HDR_LEN + nbytes);
         total = SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG;
@@ -907,7 +889,7 @@ static int open_sealed(snn_party *p, int from, const char *want, size_t *body)
     size_t len;
 
     if (pump(p, from, SEAL_PRE, -1, 0, want) != 0) return -1;
-    len = get32(b->buf);
+    len = snn_load32_le(b->buf);
     if (len < HDR_LEN || len > INBOX_MAX - SEAL_PRE - SEAL_TAG)
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, len);
     if (pump(p, from, SEAL_PRE + len + SEAL_TAG, -1, 0, want) != 0) return -1;
@@ -987,13 +969,13 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
     if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
                         want, WIRE_VERSION);
-    if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || get32(h + 12) != count) {
-        describe(got, sizeof got, h[4], h[5], h[6], get32(h + 12), h[3]);
+    if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || snn_load32_le(h + 12) != count) {
+        describe(got, sizeof got, h[4], h[5], h[6], snn_load32_le(h + 12), h[3]);
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got);
     }
     if (off && body != HDR_LEN + nbytes)
         return snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body);
-    stamp = get32(h + 8);
+    stamp = snn_load32_le(h + 8);
     if (!off) SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, 0, want));
     if (wan_on(p)) SNN_GUARD(wan_deliver(p, from, off + HDR_LEN + nbytes + tail, want));
     h = b->buf + off;
@@ -1006,7 +988,7 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
         uint64_t *v = x;
         for (i = 0; i < count; i++) {
             const unsigned char *e = h + HDR_LEN + 8 * i;
-            v[i] = (uint64_t)get32(e) | (uint64_t)get32(e + 4) << 32;
+            v[i] = snn_load64_le(e);
             if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1)
                 return snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}", want, i);
         }
@@ -1133,8 +1115,8 @@ static int try_connect(const struct addrinfo *ai, int64_t deadline, int *err)
 
 /* ==== The channel handshake (Setup steps 0, 4, 5) ======================== */
 
-static void put64(unsigned char *b, uint64_t x) { put32(b, (uint32_t)x); put32(b + 4, (uint32_t)(x >> 32)); }
-static uint64_t get64(const unsigned char *b) { return (uint64_t)get32(b) | (uint64_t)get32(b + 4) << 32; }
+static void put64(unsigned char *b, uint64_t x) { snn_store32_le(b, (uint32_t)x); snn_store32_le(b + 4, (uint32_t)(x >> 32)); }
+static uint64_t get64(const unsigned char *b) { return (uint64_t)snn_load32_le(b) | (uint64_t)snn_load32_le(b + 4) << 32; }
 
 /* This party's handshake nonce: fresh from the OS with keys, else zero. */
 static int hello_nonce(snn_party *p, uint8_t nonce[12], int step)
@@ -1195,11 +1177,11 @@ static int handshake_initiate(snn_party *p, int k)
     uint8_t hello[HELLO_LEN], reply[REPLY_LEN];
     int rc = -1;
     put64(hello, CONFIG_WORD);
-    put32(hello + 8, (uint32_t)(p->keyed != 0));
+    snn_store32_le(hello + 8, (uint32_t)(p->keyed != 0));
     SNN_GUARD(hello_nonce(p, hello + 12, 0));
     SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN));
     SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 4, SNN_KIND_BYTES, reply, REPLY_LEN));
-    SNN_GUARD(keys_agree(p, k, get32(reply), 4));
+    SNN_GUARD(keys_agree(p, k, snn_load32_le(reply), 4));
     if (p->keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 1));
     rc = 0;
 cleanup:
@@ -1217,10 +1199,10 @@ static int handshake_respond(snn_party *p, int k, const uint8_t hello[HELLO_LEN]
     if (get64(hello) != CONFIG_WORD)
         return snn_fail(p, SNN_ERR_PROTO, "%s runs another configuration (Setup step 0: %016llx, mine %016llx)",
                         who(k), (unsigned long long)get64(hello), (unsigned long long)CONFIG_WORD);
-    put32(reply, (uint32_t)(p->keyed != 0));
+    snn_store32_le(reply, (uint32_t)(p->keyed != 0));
     SNN_GUARD(hello_nonce(p, reply + 4, 4));
     SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 4, SNN_KIND_BYTES, reply, REPLY_LEN));
-    SNN_GUARD(keys_agree(p, k, get32(hello + 8), 0));
+    SNN_GUARD(keys_agree(p, k, snn_load32_le(hello + 8), 0));
     if (p->keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 0));
     rc = 0;
 cleanup:

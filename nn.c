@@ -297,56 +297,12 @@ static int nn_nomem(nn_ctx *c, const char *where)
     return nn_fail(c, SNN_ERR_NOMEM, "%s: out of memory", where);
 }
 
-/* W (m x v) = op(X) (m x n) * op(Y) (n x v) over Z_L, transposes as in
- * snn_matmul (X stored n x m when tx).  Loop orders keep the inner loop on
- * contiguous memory; zero entries of X (e.g. ReLU outputs) are
- * skipped, which changes no result. */
-static void plain_matmul(uint64_t *W, const uint64_t *X, const uint64_t *Y,
-                         size_t m, size_t n, size_t v, int tx, int ty)
-{
-    size_t i, k, j;
-    memset(W, 0, m * v * sizeof *W);
-    if (!tx && !ty) {
-        for (i = 0; i < m; i++) {
-            uint64_t *w = W + i * v;
-            for (k = 0; k < n; k++) {
-                const uint64_t a = X[i * n + k], *y = Y + k * v;
-                if (a == 0) continue;
-                for (j = 0; j < v; j++) w[j] += a * y[j];
-            }
-        }
-    } else if (tx && !ty) {
-        for (k = 0; k < n; k++)
-            for (i = 0; i < m; i++) {
-                const uint64_t a = X[k * m + i], *y = Y + k * v;
-                uint64_t *w = W + i * v;
-                if (a == 0) continue;
-                for (j = 0; j < v; j++) w[j] += a * y[j];
-            }
-    } else if (!tx && ty) {
-        for (i = 0; i < m; i++)
-            for (j = 0; j < v; j++) {
-                const uint64_t *x = X + i * n, *y = Y + j * n;
-                uint64_t s = 0;
-                for (k = 0; k < n; k++) s += x[k] * y[k];
-                W[i * v + j] = s;
-            }
-    } else {
-        for (i = 0; i < m; i++)
-            for (j = 0; j < v; j++) {
-                uint64_t s = 0;
-                for (k = 0; k < n; k++) s += X[k * m + i] * Y[j * n + k];
-                W[i * v + j] = s;
-            }
-    }
-}
-
 /* nn_matmul -- Pi_MatMul [SNN, Alg. 1]; no truncation. */
 static int nn_matmul(nn_ctx *c, uint64_t *W, const uint64_t *X, const uint64_t *Y,
                      size_t m, size_t n, size_t v, int tx, int ty)
 {
     if (c->p) return snn_matmul(c->p, W, X, Y, m, n, v, tx, ty);
-    plain_matmul(W, X, Y, m, n, v, tx, ty);
+    snn_plain_matmul(W, X, Y, m, n, v, tx, ty);      /* the twin */
     return 0;
 }
 

@@ -72,16 +72,6 @@ double snn_decode(uint64_t x)
 /* The block function itself is inline in securenn.h (snn_chacha20_block,
  * and snn_chacha20_blocks for several blocks side by side). */
 
-static uint32_t load32_le(const uint8_t *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static uint64_t load64_le(const uint8_t *b)
-{
-    return (uint64_t)load32_le(b) | (uint64_t)load32_le(b + 4) << 32;
-}
-
 /*
  * snn_prg_init -- a keystream from a 256-bit key.  Nonce word 0 holds
  * stream_id, so streams under one key never overlap; words 1-2 start at 0
@@ -91,7 +81,7 @@ static uint64_t load64_le(const uint8_t *b)
 void snn_prg_init(snn_prg *g, const uint8_t key[32], uint32_t stream_id)
 {
     int i;
-    for (i = 0; i < 8; i++) g->key[i] = load32_le(key + 4 * i);
+    for (i = 0; i < 8; i++) g->key[i] = snn_load32_le(key + 4 * i);
     g->nonce[0] = stream_id;
     g->nonce[1] = 0;
     g->nonce[2] = 0;
@@ -136,12 +126,12 @@ uint64_t snn_prg_u64(snn_prg *g)
 {
     uint8_t b[8];
     if (g->used <= SNN_PRG_BUF - 8) {          /* the common case: no refill inside */
-        const uint64_t x = load64_le(g->block + g->used);
+        const uint64_t x = snn_load64_le(g->block + g->used);
         g->used += 8;
         return x;
     }
     snn_prg_bytes(g, b, 8);
-    return load64_le(b);
+    return snn_load64_le(b);
 }
 
 /* snn_prg_lm1 -- uniform in Z_{L-1}: reject 2^64-1 (SPEC 1.4). */
@@ -433,19 +423,19 @@ static int os_key(snn_party *p, uint8_t key[32])
  */
 static void seed_key(uint8_t out[32], uint64_t seed, uint32_t label, uint32_t a, uint32_t b)
 {
-    uint32_t key[8] = { 0 }, nonce[3], w[16];
+    uint8_t kb[32];
+    uint32_t key[8], nonce[3], w[16];
     int i;
-    key[0] = (uint32_t)seed;
-    key[1] = (uint32_t)(seed >> 32);
-    key[2] = 0x534e4e2d;                 /* "SNN-": separates this use */
+    /* the tag "-NNS" is the word 0x534e4e2d ("SNN-") stored little-endian:
+     * it separates this use of the seed from the owner's and the tests' */
+    snn_seed_key(kb, seed, "-NNS");
+    for (i = 0; i < 8; i++) key[i] = snn_load32_le(kb + 4 * i);
     nonce[0] = label; nonce[1] = a; nonce[2] = b;
     snn_chacha20_block(w, key, 0, nonce);
-    for (i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)w[i]; out[4 * i + 1] = (uint8_t)(w[i] >> 8);
-        out[4 * i + 2] = (uint8_t)(w[i] >> 16); out[4 * i + 3] = (uint8_t)(w[i] >> 24);
-    }
+    for (i = 0; i < 8; i++) snn_store32_le(out + 4 * i, w[i]);
     snn_wipe(w, sizeof w);
     snn_wipe(key, sizeof key);
+    snn_wipe(kb, sizeof kb);
 }
 
 /*
@@ -517,15 +507,6 @@ static int proto_begin(snn_party *p, const char *name)
     return 0;
 }
 
-/* *out = a * b, or -1 if the product (of elements, later of bytes and of
- * E||F frames) could overflow a size_t. */
-static int size_mul(size_t a, size_t b, size_t *out)
-{
-    if (a != 0 && b > (SIZE_MAX / 16) / a) return -1;
-    *out = a * b;
-    return 0;
-}
-
 /*
  * One scratch allocation per protocol call: scratch_open takes one zeroed
  * block for the call's temporaries, counted in arrays of n elements (k64
@@ -544,7 +525,7 @@ static int scratch_open(snn_party *p, scratch *s, size_t n, size_t k64, size_t k
     size_t e64, b8;
     memset(s, 0, sizeof *s);
     /* size_mul keeps each below SIZE_MAX / 16, so the sum cannot wrap */
-    if (size_mul(n, k64, &e64) != 0 || size_mul(n, k8, &b8) != 0)
+    if (snn_size_mul(&e64, n, k64) != 0 || snn_size_mul(&b8, n, k8) != 0)
         return snn_fail(p, SNN_ERR_ARG, "%s: %zu elements is too many", name, n);
     s->n = n;
     s->size = e64 * 8 + b8;
@@ -582,18 +563,53 @@ static void draw_zl(snn_prg *g, uint64_t *x, size_t n)
     snn_prg_u64_n(g, x, n);
 }
 
-/* C = A (m x n) * B (n x v) over Z_L, row-major; plain uint64_t wraparound. */
-static void plain_matmul(uint64_t *C, const uint64_t *A, const uint64_t *B, size_t m, size_t n, size_t v)
+/*
+ * snn_plain_matmul -- W (m x v) = op(X) (m x n) * op(Y) (n x v) over Z_L in
+ * the clear, transposes as in snn_matmul (X stored n x m when tx).  The one
+ * plaintext product: P2's triples here, the twin's layers in nn.c.  Loop
+ * orders keep the inner loop on contiguous memory; zero entries of X (e.g.
+ * ReLU outputs) are skipped, which changes no result.
+ */
+void snn_plain_matmul(uint64_t *W, const uint64_t *X, const uint64_t *Y,
+                      size_t m, size_t n, size_t v, int tx, int ty)
 {
-    size_t i, k, c;
-    for (i = 0; i < m * v; i++) C[i] = 0;
-    for (i = 0; i < m; i++)
-        for (k = 0; k < n; k++) {
-            const uint64_t a = A[i * n + k], *b = B + k * v;
-            uint64_t *row = C + i * v;
-            for (c = 0; c < v; c++) row[c] += a * b[c];
+    size_t i, k, j;
+    memset(W, 0, m * v * sizeof *W);
+    if (!tx && !ty) {
+        for (i = 0; i < m; i++) {
+            uint64_t *w = W + i * v;
+            for (k = 0; k < n; k++) {
+                const uint64_t a = X[i * n + k], *y = Y + k * v;
+                if (a == 0) continue;
+                for (j = 0; j < v; j++) w[j] += a * y[j];
+            }
         }
+    } else if (tx && !ty) {
+        for (k = 0; k < n; k++)
+            for (i = 0; i < m; i++) {
+                const uint64_t a = X[k * m + i], *y = Y + k * v;
+                uint64_t *w = W + i * v;
+                if (a == 0) continue;
+                for (j = 0; j < v; j++) w[j] += a * y[j];
+            }
+    } else if (!tx && ty) {
+        for (i = 0; i < m; i++)
+            for (j = 0; j < v; j++) {
+                const uint64_t *x = X + i * n, *y = Y + j * n;
+                uint64_t s = 0;
+                for (k = 0; k < n; k++) s += x[k] * y[k];
+                W[i * v + j] = s;
+            }
+    } else {
+        for (i = 0; i < m; i++)
+            for (j = 0; j < v; j++) {
+                uint64_t s = 0;
+                for (k = 0; k < n; k++) s += X[k * m + i] * Y[j * n + k];
+                W[i * v + j] = s;
+            }
+    }
 }
+
 
 /* T (cols x rows) = A^T, A stored rows x cols, row-major. */
 static void transpose(uint64_t *T, const uint64_t *A, size_t rows, size_t cols)
@@ -621,12 +637,12 @@ static int triple_shape(snn_party *p, mm_triple *t, int ew, size_t m, size_t n, 
     memset(t, 0, sizeof *t);
     t->ew = ew; t->m = m; t->n = n; t->v = v;
     if (ew) {
-        if (size_mul(n, 2, &t->nu) != 0)
+        if (snn_size_mul(&t->nu, n, 2) != 0)
             return snn_fail(p, SNN_ERR_ARG, "MatMul: %zu elements is too many", n);
         t->nu = t->nv = t->nz = n;
         return 0;
     }
-    if (size_mul(m, n, &t->nu) != 0 || size_mul(n, v, &t->nv) != 0 || size_mul(m, v, &t->nz) != 0
+    if (snn_size_mul(&t->nu, m, n) != 0 || snn_size_mul(&t->nv, n, v) != 0 || snn_size_mul(&t->nz, m, v) != 0
         || t->nu > (SIZE_MAX / 16) - t->nv)
         return snn_fail(p, SNN_ERR_ARG, "MatMul: dimensions %zu x %zu x %zu are too large", m, n, v);
     return 0;
@@ -643,7 +659,7 @@ static void triple_product(const mm_triple *t, uint64_t *C, const uint64_t *A, c
 {
     size_t i;
     if (!t->ew) {
-        plain_matmul(C, A, B, t->m, t->n, t->v);
+        snn_plain_matmul(C, A, B, t->m, t->n, t->v, 0, 0);
         return;
     }
     for (i = 0; i < t->nz; i++) C[i] = A[i] * B[i];
@@ -1511,7 +1527,7 @@ int snn_maxpool(snn_party *p, uint64_t *max, uint64_t *ind, const uint64_t *x,
     memset(&sc, 0, sizeof sc);
     if (proto_begin(p, "Maxpool") != 0) return -1;
     if (k == 0) return snn_fail(p, SNN_ERR_ARG, "Maxpool: window size k = 0");
-    if (size_mul(nwin, k, &n2) != 0 || size_mul(nwin, 2, &n2) != 0)
+    if (snn_size_mul(&n2, nwin, k) != 0 || snn_size_mul(&n2, nwin, 2) != 0)
         return snn_fail(p, SNN_ERR_ARG, "Maxpool: %zu windows of %zu is too many", nwin, k);
     /* max, ind, w, beta (nwin each); [beta; beta], [w; i - ind] and their
      * product (2 nwin each) */
@@ -1588,7 +1604,7 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
     if (k == 0 || (k & (k - 1)) != 0)
         return snn_fail(p, SNN_ERR_ARG, "DMaxpool: window size k = %zu does not divide 2^64 "
                         "(must be a power of two)", k);
-    if (size_mul(nwin, k, &nk) != 0)
+    if (snn_size_mul(&nk, nwin, k) != 0)
         return snn_fail(p, SNN_ERR_ARG, "DMaxpool: %zu windows of %zu is too many", nwin, k);
     /* t and E; P0/P1 also r, P2 also t_1 and E_1 */
     SNN_GUARD(scratch_open(p, &sc, nwin, p->id != 2 ? 2 + k : 2 + 2 * k, 0, "DMaxpool"));

@@ -602,6 +602,9 @@ void snn_refresh(snn_party *p, uint64_t *x, size_t n);
  * Transposes select X^T or Y^T as stored (for the backward pass). */
 int  snn_matmul(snn_party *p, uint64_t *W, const uint64_t *X, const uint64_t *Y,
                 size_t m, size_t n, size_t v, int transpose_x, int transpose_y);
+/* The same product in the clear over Z_L (P2's triples, the twin's layers). */
+void snn_plain_matmul(uint64_t *W, const uint64_t *X, const uint64_t *Y,
+                      size_t m, size_t n, size_t v, int transpose_x, int transpose_y);
 /* The element-wise form: z_i = x_i * y_i (used by SS, ReLU, MSB, Div). */
 int  snn_mul(snn_party *p, uint64_t *z, const uint64_t *x, const uint64_t *y, size_t n);
 /* Local truncation by d bits [SNN, Alg. 11], SecureML style (SPEC 1.3). */

@@ -2133,13 +2133,6 @@ static void test_sc_negative(void)
  * received) and of c (step 2, sent), seen through the frame hook. */
 typedef struct { uint64_t *x, *c; size_t n; } msb_trace;
 
-static uint64_t le64(const unsigned char *b)
-{
-    uint64_t v = 0;
-    int i;
-    for (i = 7; i >= 0; i--) v = v << 8 | b[i];
-    return v;
-}
 
 static void msb_hook(void *ctx, const snn_party *p, snn_frame *f)
 {
@@ -2151,7 +2144,7 @@ static void msb_hook(void *ctx, const snn_party *p, snn_frame *f)
     if (f->dir == 1 && f->step == 1) dst = t->x;
     if (f->dir == 0 && f->step == 2) dst = t->c;
     if (dst)
-        for (i = 0; i < t->n; i++) dst[i] = le64(f->payload + 8 * i);
+        for (i = 0; i < t->n; i++) dst[i] = snn_load64_le(f->payload + 8 * i);
 }
 
 static int pf_msb(snn_party *p, const void *vc, outbuf *o)
@@ -2688,7 +2681,7 @@ static void view_hook(void *ctx, const snn_party *p, snn_frame *f)
     h[3] = (uint64_t)f->step; h[4] = (uint64_t)f->kind; h[5] = f->count;
     out_put(r->o, h, 6);
     for (i = 0; i < f->count; i++) {
-        uint64_t v = f->nbytes == 8 * f->count ? le64(f->payload + 8 * i) : f->payload[i];
+        uint64_t v = f->nbytes == 8 * f->count ? snn_load64_le(f->payload + 8 * i) : f->payload[i];
         out_put(r->o, &v, 1);
     }
 }
@@ -6261,8 +6254,7 @@ int main(int argc, char **argv)
         if (!run) continue;
         /* Each test gets its own stream of the seed, so a test's values do
          * not depend on which tests ran before it. */
-        memset(key, 0, sizeof key);
-        for (i = 0; i < 8; i++) key[i] = (uint8_t)(test_seed >> (8 * i));
+        snn_seed_key(key, test_seed, "");
         snn_prg_init(&test_prg, key, (uint32_t)t + 1);
         current_test = tests[t].name;
         tests[t].fn();
