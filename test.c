@@ -5238,6 +5238,18 @@ static void test_cli_keys(void)
         expect_cli_error(argv, "refusing to connect to P0 at 192.0.2.1:7000: not a loopback address", 10,
                          "a peer off loopback without keys or --insecure");
     }
+    if (free_ports(port, 3) == 0) {
+        /* --insecure says so once on stderr; P0 is not running, so the
+         * party then stops with its own one-line error */
+        char *argv[] = { "./securenn", "party", "1", "--insecure", "--timeout", "1", "--peers", peers, NULL };
+        const char *w;
+        int said = 0;
+        snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+        run_cmd(&r[0], argv, 10);
+        for (w = r[0].err; (w = strstr(w, "--insecure: channels are neither encrypted nor authenticated")) != NULL; w++) said++;
+        CHECK(said == 1 && r[0].status > 0 && r[0].lines == 2 && strstr(r[0].err, "P1: cannot connect to P0") != NULL,
+              "--insecure is said once on stderr: \"%s\"", r[0].err);
+    }
     for (k = 0; k < 16; k++) {
         if (k / 4 >= k % 4) continue;
         snprintf(path, sizeof path, "%s/%s", keys, snn_key_file(k / 4, k % 4));
