@@ -633,21 +633,24 @@ static void chacha_block_bytes(uint8_t out[64], const uint32_t kw[8], uint32_t c
     snn_wipe(w, sizeof w);
 }
 
-/* KS_BLOCKS consecutive keystream blocks from `counter` as bytes (a frame
- * is at most 2^26 blocks, so the 32-bit counter never wraps). */
-#define KS_BLOCKS 8
+/* KS_BLOCKS consecutive keystream blocks from `counter` as bytes: the
+ * eight-lane block function of securenn.h, the PRG's (a frame is at most
+ * 2^26 blocks, so the 32-bit counter never wraps into the nonce). */
+#define KS_BLOCKS SNN_PRG_BLOCKS
 #define KS_BYTES  (64 * KS_BLOCKS)
 static void chacha_keystream(uint8_t out[KS_BYTES], const uint32_t kw[8], uint32_t counter, const uint32_t nw[3])
 {
-    int b;
-    for (b = 0; b < KS_BLOCKS; b++) chacha_block_bytes(out + 64 * b, kw, counter + (uint32_t)b, nw);
+    snn_chacha20_blocks(out, kw, counter, nw);
 }
 
-/* c = m XOR keystream for one chunk of at most KS_BYTES (c may be m). */
-static void xor_chunk(uint8_t *c, const uint8_t *m, const uint8_t *ks, size_t n)
+/* c = m XOR keystream for one chunk of at most KS_BYTES (c may be m):
+ * copied, then XORed in place, a loop the compiler vectorises. */
+static void xor_chunk(uint8_t *c, const uint8_t *m, const uint8_t *restrict ks, size_t n)
 {
+    uint8_t *restrict out = c;
     size_t i;
-    for (i = 0; i < n; i++) c[i] = (uint8_t)(m[i] ^ ks[i]);
+    if (c != m) memmove(c, m, n);
+    for (i = 0; i < n; i++) out[i] ^= ks[i];
 }
 
 /* The AEAD's closing block: le64(|aad|) | le64(|ciphertext|). */
