@@ -77,8 +77,13 @@
  *   Setup             3 bytes    P* -> P*          barrier before a measured call
  *   Setup             4 Z_L      P0 -> owner       flow control: the training step
  *                                                  whose batch the servers want
+ *   Setup             6 bytes    P* -> any         abort: the sender stops, and
+ *                                                  why (or: busy); see below
+ *   Setup             7 bytes    any -> any        stalled: whom the sender's
+ *                                                  wait ran out on, for what
  *   Share             2 Z_L      owner -> P0,P1    one additive share of input
- *   Reveal            1 Z_L      Pj -> receiver    a share, to the output's owner
+ *   Reveal            1 Z_L      Pj -> Pk, owner   a share, to the output's owner
+ *                                                  (never to P2)
  *   MatMul   Alg. 1   1 Z_L      P2 -> P1          Z_1 = (U_0+U_1)(V_0+V_1) - Z_0
  *   MatMul   Alg. 1   2 Z_L      Pj -> P(1-j)      E_j = X_j - U_j, F_j = Y_j - V_j
  *   PrivCmp  Alg. 3   3 Z_p      Pj -> P2          d_i = s_i c_i, permuted (64/elem)
@@ -93,7 +98,9 @@
  *   CompMSB  Alg. 5   4 Z_L      P2 -> Pj          shares of beta'
  *   DMaxpool Alg. 10  2 Z_L      Pj -> P2          P0: <ind>_0 + r, P1: <ind>_1
  *   DMaxpool Alg. 10  3 Z_L      P2 -> Pj          shares of the one-hot e_k
- *   Test              n any      any -> any        test-suite vectors only
+ *   Test              n any      any -> any        test-suite vectors; refused
+ *                                                  unless p->test_frames (set
+ *                                                  by the test runner only)
  *
  * SelectShare, DReLU, ReLU, Division and Maxpool send nothing of their own:
  * their frames are those of the protocols they call.
@@ -125,7 +132,11 @@
 #define HELLO_LEN    24                     /* Setup 0: config, keys?, nonce */
 #define REPLY_LEN    16                     /* Setup 4: keys?, nonce    */
 #define WIRE_VERSION 1
-#define INBOX_MAX    ((size_t)1 << 32)      /* 4 GiB held from one peer */
+/* Bytes held from one peer: 4 GiB, or half the address space where size_t
+ * is 32 bits (2^32 would not fit) */
+#define INBOX_MAX    ((size_t)(SIZE_MAX / 2 < UINT32_MAX ? SIZE_MAX / 2 : (uint64_t)1 << 32))
+/* The longest control frame's payload (Setup steps 6 and 7). */
+#define ABORT_MAX    255
 /* The hello's configuration word: all parties must agree on l, p and f. */
 #define CONFIG_WORD  ((uint64_t)WIRE_VERSION << 32 | (uint64_t)SNN_ELL << 16 | \
                       (uint64_t)SNN_P << 8 | (uint64_t)SNN_F)
@@ -166,8 +177,10 @@ static const msg_type inventory[] = {
     { SNN_PROTO_SETUP,    2, SNN_KIND_BYTES, EC,       E0|E1|E2, "job description (public parameters)" },
     { SNN_PROTO_SETUP,    3, SNN_KIND_BYTES, E0|E1|E2, E0|E1|E2, "barrier: one byte, before a measured call" },
     { SNN_PROTO_SETUP,    4, SNN_KIND_ZL,    E0,       EC,       "flow control: the step whose batch P0 asks for" },
+    { SNN_PROTO_SETUP,    6, SNN_KIND_BYTES, E0|E1|E2, E0|E1|E2|EC, "abort: whom the error is about, and the error" },
+    { SNN_PROTO_SETUP,    7, SNN_KIND_BYTES, E0|E1|E2|EC, E0|E1|E2|EC, "stalled: whom the sender waits for, for what" },
     { SNN_PROTO_SHARE,    2, SNN_KIND_ZL,    E0|E1|E2|EC, E0|E1, "one additive share of the owner's input" },
-    { SNN_PROTO_REVEAL,   1, SNN_KIND_ZL,    E0|E1,    E0|E1|E2|EC, "a share, sent to the party that gets the output" },
+    { SNN_PROTO_REVEAL,   1, SNN_KIND_ZL,    E0|E1,    E0|E1|EC, "a share, sent to the party that gets the output" },
     { SNN_PROTO_MATMUL,   1, SNN_KIND_ZL,    E2,       E1,       "Z_1 = (U_0+U_1)(V_0+V_1) - Z_0, P1's triple share" },
     { SNN_PROTO_MATMUL,   2, SNN_KIND_ZL,    E0|E1,    E0|E1,    "E_j = X_j - U_j and F_j = Y_j - V_j" },
     { SNN_PROTO_PC,       3, SNN_KIND_ZP,    E0|E1,    E2,       "d_i = s_i c_i mod p, permuted by pi" },
@@ -221,6 +234,14 @@ const char *snn_endpoint_name(int id)
 
 static const char *who(int id) { return snn_endpoint_name(id); }
 
+/* Records that the error rc just set is about peer k (the first such wins,
+ * as the error does); returns rc.  An abort frame carries k. */
+static int blame(snn_party *p, int k, int rc)
+{
+    if (p->err_from < 0) p->err_from = k;
+    return rc;
+}
+
 /* ==== The party context and errors ===================================== */
 
 void snn_party_init(snn_party *p, int id, int timeout_ms)
@@ -230,6 +251,7 @@ void snn_party_init(snn_party *p, int id, int timeout_ms)
     p->id = id;
     p->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
     p->listen_fd = -1;
+    p->err_from = -1;
     for (k = 0; k < SNN_NEND; k++) p->fd[k] = -1;
 }
 
@@ -242,9 +264,12 @@ void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s)
 
 static int wan_on(const snn_party *p) { return p->wan.latency_us > 0 || p->wan.bytes_per_s > 0; }
 
+static void send_abort(snn_party *p);
+
 void snn_party_close(snn_party *p)
 {
     int k;
+    send_abort(p);
     for (k = 0; k < SNN_NEND; k++) {
         if (p->fd[k] >= 0) close(p->fd[k]);
         p->fd[k] = -1;
@@ -332,9 +357,9 @@ static int inbox_reserve(snn_party *p, int k, size_t extra)
     snn_inbox *b = &p->in[k];
     size_t cap = b->cap ? b->cap : 65536;
     unsigned char *nb;
-    if (b->len + extra <= b->cap) return 0;
-    if (b->len + extra > INBOX_MAX)
-        return snn_fail(p, SNN_ERR_PROTO, "%s sent more than %zu unread bytes", who(k), INBOX_MAX);
+    if (extra <= b->cap - b->len) return 0;
+    if (extra > INBOX_MAX - b->len)
+        return blame(p, k, snn_fail(p, SNN_ERR_PROTO, "%s sent more than %zu unread bytes", who(k), INBOX_MAX));
     while (cap < b->len + extra) cap *= 2;
     /* not realloc: the old buffer is wiped before it is freed */
     if (!(nb = malloc(cap))) return snn_fail(p, SNN_ERR_NOMEM, "out of memory buffering frames from %s", who(k));
@@ -397,21 +422,32 @@ static long inbox_fill(snn_party *p, int k)
     return snn_fail(p, SNN_ERR_IO, "reading from %s: %s", who(k), strerror(errno));
 }
 
+static int find_abort(snn_party *p, int k);
+static void refuse_busy(snn_party *p);
+static void drain_now(snn_party *p);
+static int stalled(snn_party *p, int k, const char *ctx);
+
 /*
  * pump -- waits until `want` bytes from peer k are held (k < 0: no peer),
  * or, with out_fd >= 0, until out_fd is writable, or, with until_us > 0,
  * until that time (WAN emulation); meanwhile reads every peer.  `ctx`
  * names the frame for error messages.  A wait with no progress for
- * p->timeout_ms fails.
+ * p->timeout_ms fails (stalled: first the peers hear of it, and a chain
+ * of stalls is named); so does one whose peer closed, with the reason a
+ * peer's abort gives if any.  A server that is serving its owner answers
+ * any other owner that connects that it is busy.
  */
 static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, const char *ctx)
 {
     int64_t deadline = now_ms() + p->timeout_ms;
     int eof[SNN_NEND] = { 0 };
+    /* a server with its mesh and its owner: any new connection is another owner */
+    int busy = p->id < SNN_NPARTY && p->listen_fd >= 0 && p->fd[SNN_CLIENT] >= 0
+               && p->fd[(p->id + 1) % SNN_NPARTY] >= 0 && p->fd[(p->id + 2) % SNN_NPARTY] >= 0;
 
     for (;;) {
-        struct pollfd pf[SNN_NEND + 1];
-        int ids[SNN_NEND + 1], np = 0, i, rc;
+        struct pollfd pf[SNN_NEND + 2];
+        int ids[SNN_NEND + 2], np = 0, i, rc;
         int64_t left;
 
         if (k >= 0 && p->in[k].len >= want) return 0;
@@ -421,8 +457,11 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
             deadline = now_ms() + p->timeout_ms;   /* waiting on the clock is progress */
             if (wait_us / 1000 + 1 < p->timeout_ms) deadline = now_ms() + wait_us / 1000 + 1;
         }
-        if (k >= 0 && eof[k])
-            return snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection (waiting for %s)", who(k), ctx);
+        if (k >= 0 && eof[k]) {
+            if (find_abort(p, k) != 0) return -1;
+            return blame(p, k, snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection (waiting for %s)",
+                                        who(k), ctx));
+        }
         for (i = 0; i < SNN_NEND; i++) {
             if (p->fd[i] < 0 || eof[i]) continue;
             pf[np].fd = p->fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
@@ -432,17 +471,29 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
             pf[np].fd = out_fd; pf[np].events = POLLOUT; pf[np].revents = 0;
             ids[np++] = -1;
         }
+        if (busy) {
+            pf[np].fd = p->listen_fd; pf[np].events = POLLIN; pf[np].revents = 0;
+            ids[np++] = -2;
+        }
         left = deadline - now_ms();
         if (left <= 0 && until_us > 0) continue;   /* the emulated delay is up */
-        if (left <= 0)
+        if (left <= 0) {
+            if (k >= 0) return stalled(p, k, ctx);
+            drain_now(p);
+            if (find_abort(p, -1) != 0) return -1;
             return snn_fail(p, SNN_ERR_TIMEOUT, "no progress for %d s (waiting for %s)",
                             p->timeout_ms / 1000, ctx);
+        }
         rc = poll(pf, (nfds_t)np, (int)(left > 1000000 ? 1000000 : left));
         if (rc < 0) {
             if (errno == EINTR) continue;
             return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno));
         }
         for (i = 0; i < np; i++) {
+            if (ids[i] == -2) {
+                if (pf[i].revents & POLLIN) refuse_busy(p);
+                continue;
+            }
             if (ids[i] < 0) {
                 if (pf[i].revents & (POLLOUT | POLLERR | POLLHUP)) return 0;
                 continue;
@@ -468,11 +519,269 @@ static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, co
             if (pump(p, -1, 0, p->fd[k], 0, ctx) != 0) return -1;
             continue;
         }
-        if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
-            return snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection (sending %s)", who(k), ctx);
+        if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            drain_now(p);
+            if (find_abort(p, k) != 0) return -1;   /* it said why */
+            return blame(p, k, snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection (sending %s)", who(k), ctx));
+        }
         return snn_fail(p, SNN_ERR_IO, "writing to %s: %s", who(k), w < 0 ? strerror(errno) : "no progress");
     }
     return 0;
+}
+
+/* ==== Aborts and stalls: a party that stops tells its peers why ========= */
+
+/*
+ * Two control frames, outside the protocols and never counted, sealed like
+ * every frame on a sealed channel: Setup step 6, "abort" (the sender stops;
+ * byte 0 is the party its error is about, or 255, the rest its one-line
+ * reason), and Setup step 7, "stalled" (the sender's wait ran out; byte 0
+ * is the party it waits for, the rest names the frame).  A party that fails
+ * on a bad frame names its sender, but an honest party that saw nothing
+ * wrong would only name whom it waited for; with these, every honest party
+ * names the party that deviated:
+ *   - a server that fails sends an abort to every peer before it closes
+ *     (snn_party_close), unless its failure is itself a peer's abort;
+ *   - a party whose wait runs out sends "stalled" to every peer, keeps
+ *     reading for a grace of a quarter of its timeout (at most 2 s), and
+ *     then follows the chain of stalls from the party it waited for:
+ *     "waiting for X from P2, which waits for Y from P1";
+ *   - a party that finds an abort where it expected a frame fails with the
+ *     sender's reason; a stall notice there is skipped (its abort follows),
+ *     unless it says its sender waits for this party, which waits for it.
+ * The texts are error messages: public sizes, steps and received values.
+ */
+#define CTL_ABORT   6
+#define CTL_STALLED 7
+
+static void frame_nonce(uint8_t nonce[12], uint64_t number);
+
+/* Writes one control frame to fd (sealed under ch if ch is sealed),
+ * without waiting: best effort.  pre (npre bytes), then msg. */
+static void write_ctl(int fd, snn_channel *ch, int from, int step, const unsigned char *pre, size_t npre,
+                      const char *msg)
+{
+    unsigned char f[SEAL_PRE + HDR_LEN + ABORT_MAX + SEAL_TAG], *h = f + SEAL_PRE;
+    size_t n = strlen(msg), len;
+    if (n > ABORT_MAX - npre) n = ABORT_MAX - npre;
+    h[0] = 'S'; h[1] = 'N'; h[2] = WIRE_VERSION; h[3] = (unsigned char)from;
+    h[4] = SNN_PROTO_SETUP; h[5] = (unsigned char)step; h[6] = SNN_KIND_BYTES; h[7] = 0;
+    snn_store32_le(h + 8, 0);
+    snn_store32_le(h + 12, (uint32_t)(npre + n));
+    if (npre) memcpy(h + HDR_LEN, pre, npre);
+    memcpy(h + HDR_LEN + npre, msg, n);
+    len = HDR_LEN + npre + n;
+    if (ch && ch->sealed) {
+        uint8_t nonce[12];
+        snn_store32_le(f, (uint32_t)len);
+        frame_nonce(nonce, ch->tx_count++);
+        snn_aead_seal(h, h + len, ch->tx_key, nonce, f, SEAL_PRE, h, len);
+        (void)send(fd, f, SEAL_PRE + len + SEAL_TAG, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+        (void)send(fd, h, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+}
+
+/* A server that failed tells every peer why ("stopped: <its error>"). */
+static void send_abort(snn_party *p)
+{
+    char msg[16 + sizeof p->errmsg];
+    const char *why = p->errmsg;
+    unsigned char about = p->err_from >= 0 && p->err_from < SNN_NEND ? (unsigned char)p->err_from : 255;
+    int k;
+    if (!p->err || p->err == SNN_ERR_ABORTED || p->id < 0 || p->id >= SNN_NPARTY) return;
+    if (strncmp(why, who(p->id), 2) == 0 && why[2] == ':' && why[3] == ' ') why += 4;
+    snprintf(msg, sizeof msg, "stopped: %s", why);
+    for (k = 0; k < SNN_NEND; k++)
+        if (k != p->id && p->fd[k] >= 0) write_ctl(p->fd[k], &p->chan[k], p->id, CTL_ABORT, &about, 1, msg);
+}
+
+/* The printable text of n payload bytes at b. */
+static void ctl_text(char *out, const unsigned char *b, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) out[i] = b[i] >= 0x20 && b[i] < 0x7f ? (char)b[i] : '?';
+    out[n] = '\0';
+}
+
+/* Fails with peer k's abort (its payload, n bytes at b):
+ * "P1: P2 stopped: expected ...". */
+static int peer_aborted(snn_party *p, int k, const unsigned char *b, size_t n)
+{
+    char msg[ABORT_MAX + 1];
+    if (n == 0) return blame(p, k, snn_fail(p, SNN_ERR_ABORTED, "%s stopped", who(k)));
+    ctl_text(msg, b + 1, n - 1);
+    return blame(p, b[0] < SNN_NEND ? b[0] : k, snn_fail(p, SNN_ERR_ABORTED, "%s %s", who(k), msg));
+}
+
+/* What the unread frames of every peer hold (opened ahead, not consumed,
+ * on a sealed channel): each peer's stall notice (waits[k], whom it waits
+ * for, or -1; what[k], the frame) and its abort (abort[k]: its payload,
+ * alen[k] bytes, or -1). */
+typedef struct {
+    int           waits[SNN_NEND];
+    char          what[SNN_NEND][ABORT_MAX + 1];
+    int           alen[SNN_NEND];
+    unsigned char abort[SNN_NEND][ABORT_MAX];
+} ctl_scan;
+
+static void scan_ctl(const snn_party *p, ctl_scan *s)
+{
+    int k;
+    for (k = 0; k < SNN_NEND; k++) {
+        const snn_inbox *b = &p->in[k];
+        const snn_channel *ch = &p->chan[k];
+        uint64_t number = ch->rx_count;
+        size_t off = 0;
+        s->waits[k] = s->alen[k] = -1;
+        s->what[k][0] = '\0';
+        while (b->buf) {
+            const unsigned char *h;
+            unsigned char *open = NULL;
+            uint64_t count, body;
+            size_t step;
+            if (ch->sealed) {
+                uint8_t nonce[12];
+                size_t len;
+                if (b->len - off < SEAL_PRE) break;
+                len = snn_load32_le(b->buf + off);
+                if (len < HDR_LEN || len > b->len - off - SEAL_PRE || b->len - off - SEAL_PRE - len < SEAL_TAG) break;
+                if (!(open = malloc(len))) break;
+                frame_nonce(nonce, number);
+                if (snn_aead_open(open, ch->rx_key, nonce, b->buf + off, SEAL_PRE, b->buf + off + SEAL_PRE, len,
+                                  b->buf + off + SEAL_PRE + len) != 0) {
+                    free(open);
+                    break;                               /* snn_recv reports it */
+                }
+                h = open;
+                body = len - HDR_LEN;
+                step = SEAL_PRE + len + SEAL_TAG;
+                number++;
+            } else {
+                if (b->len - off < HDR_LEN) break;
+                h = b->buf + off;
+                if (h[6] >= SNN_KIND_COUNT) break;
+                body = (uint64_t)snn_load32_le(h + 12) * kind_size[h[6]];
+                if (body > b->len - off - HDR_LEN) break;  /* incomplete */
+                step = HDR_LEN + (size_t)body;
+            }
+            count = snn_load32_le(h + 12);
+            if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[3] != k) {
+                if (open) { snn_wipe(open, (size_t)body + HDR_LEN); free(open); }
+                break;                                   /* not a frame: snn_recv reports it */
+            }
+            if (h[4] == SNN_PROTO_SETUP && h[6] == SNN_KIND_BYTES && count <= ABORT_MAX && count == body) {
+                if (h[5] == CTL_STALLED && count >= 1 && h[HDR_LEN] < SNN_NEND) {
+                    s->waits[k] = h[HDR_LEN];
+                    ctl_text(s->what[k], h + HDR_LEN + 1, (size_t)count - 1);
+                }
+                if (h[5] == CTL_ABORT && s->alen[k] < 0) {
+                    s->alen[k] = (int)count;
+                    memcpy(s->abort[k], h + HDR_LEN, (size_t)count);
+                }
+            }
+            if (open) { snn_wipe(open, (size_t)body + HDR_LEN); free(open); }
+            off += step;
+        }
+    }
+}
+
+/* Peer k closed (k < 0: a wait on no peer ran out).  Fails with k's own
+ * abort; failing that, with the abort of a third party that did not stall
+ * and whose error is not about k (why k stopped); returns 0 if neither. */
+static int find_abort(snn_party *p, int k)
+{
+    ctl_scan s;
+    int j;
+    scan_ctl(p, &s);
+    if (k >= 0 && s.alen[k] >= 0) return peer_aborted(p, k, s.abort[k], (size_t)s.alen[k]);
+    for (j = 0; j < SNN_NEND; j++)
+        if (j != k && s.alen[j] >= 0 && s.waits[j] < 0 && (k < 0 || s.alen[j] == 0 || s.abort[j][0] != k))
+            return peer_aborted(p, j, s.abort[j], (size_t)s.alen[j]);
+    return 0;
+}
+
+/* Reads, without waiting, whatever every peer has sent. */
+static void drain_now(snn_party *p)
+{
+    int k;
+    for (k = 0; k < SNN_NEND; k++) {
+        struct pollfd pf;
+        if (p->fd[k] < 0) continue;
+        pf.fd = p->fd[k]; pf.events = POLLIN; pf.revents = 0;
+        while (poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN) && inbox_fill(p, k) > 0) {}
+    }
+}
+
+/*
+ * stalled -- the wait for `ctx` from peer k ran out.  Tells every peer,
+ * reads for the grace, and fails: with the abort of a peer that did not
+ * stall (its own error, the cause), or with the timeout and the chain of
+ * stalls from k.  Returns -1.
+ */
+static int stalled(snn_party *p, int k, const char *ctx)
+{
+    int grace = p->timeout_ms / 4 < 2000 ? p->timeout_ms / 4 : 2000;
+    int64_t end = now_ms() + grace;
+    int eof[SNN_NEND] = { 0 }, seen[SNN_NEND] = { 0 }, j, i;
+    unsigned char wk = (unsigned char)k;
+    char chain[3 * (ABORT_MAX + 24)] = "";
+    ctl_scan s;
+
+    for (j = 0; j < SNN_NEND; j++)
+        if (j != p->id && p->fd[j] >= 0) write_ctl(p->fd[j], &p->chan[j], p->id, CTL_STALLED, &wk, 1, ctx);
+    drain_now(p);
+    for (;;) {
+        struct pollfd pf[SNN_NEND];
+        int ids[SNN_NEND], np = 0;
+        int64_t left = end - now_ms();
+        scan_ctl(p, &s);
+        for (j = 0; j < SNN_NEND; j++)
+            if (s.alen[j] >= 0 && s.waits[j] < 0) return peer_aborted(p, j, s.abort[j], (size_t)s.alen[j]);
+        for (i = 0; i < SNN_NEND; i++) {
+            if (p->fd[i] < 0 || eof[i]) continue;
+            pf[np].fd = p->fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
+            ids[np++] = i;
+        }
+        if (left <= 0 || np == 0) break;
+        if (poll(pf, (nfds_t)np, (int)left) < 0 && errno != EINTR) break;
+        for (i = 0; i < np; i++) {
+            long got;
+            if (!(pf[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+            got = inbox_fill(p, ids[i]);
+            if (got == -1) return -1;
+            if (got == -2) eof[ids[i]] = 1;
+        }
+    }
+    /* the chain: k waits for s.waits[k], which waits for ...; the error is
+     * about its end (about k if it loops) */
+    seen[p->id] = 1;
+    for (j = k; j >= 0 && j < SNN_NEND && !seen[j] && s.waits[j] >= 0; j = s.waits[j]) {
+        size_t n = strlen(chain);
+        seen[j] = 1;
+        snprintf(chain + n, sizeof chain - n, ", which waits for %s", s.what[j]);
+    }
+    (void)blame(p, j >= 0 && j < SNN_NEND && !seen[j] ? j : k, 0);
+    return snn_fail(p, SNN_ERR_TIMEOUT, "no progress for %d s (waiting for %s%s)",
+                    p->timeout_ms / 1000, ctx, chain);
+}
+
+#define BUSY_TEXT "is busy: it serves another owner's job (try again when that job ends)"
+
+/* A server busy with its owner's job accepts another owner's connection
+ * only to tell it so: it reads the hello (up to 200 ms), answers with an
+ * abort frame in the clear and closes. */
+static void refuse_busy(snn_party *p)
+{
+    const unsigned char none = 255;
+    unsigned char hello[64];
+    struct pollfd pf;
+    int fd = accept(p->listen_fd, NULL, NULL);
+    if (fd < 0) return;
+    pf.fd = fd; pf.events = POLLIN; pf.revents = 0;
+    if (poll(&pf, 1, 200) == 1) (void)recv(fd, hello, sizeof hello, MSG_DONTWAIT);
+    write_ctl(fd, NULL, p->id, CTL_ABORT, &none, 1, BUSY_TEXT);
+    close(fd);
 }
 
 /* ==== The channel's cryptography: Poly1305, ChaCha20-Poly1305 [RFC8439] === */
@@ -794,18 +1103,25 @@ static void frame_nonce(uint8_t nonce[12], uint64_t number)
     snn_store32_le(nonce + 8, (uint32_t)(number >> 32));
 }
 
+/* Test frames exist for the test runner only (p->test_frames). */
+static int test_frame_refused(const snn_party *p, int proto)
+{
+    return proto == SNN_PROTO_TEST && !p->test_frames;
+}
+
 /*
  * snn_send -- frames count elements of `kind` and sends them to `to`.
  * Checks the frame against the inventory, stamps its round, counts its
- * bytes, shows it to the hook (which may alter the payload: fault
- * injection), seals it if the channel is sealed, and writes it.
+ * bytes, shows it to the hook (which may alter the header and payload, or
+ * drop the frame or close the connection instead: fault injection in the
+ * test runner), seals it if the channel is sealed, and writes it.
  */
 int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x, size_t count)
 {
     const msg_type *t;
     snn_channel *ch;
     unsigned char *f = NULL, *h;
-    size_t esz, nbytes, i, total = 0;
+    size_t esz, nbytes, i, total = 0, wire;
     snn_frame fr;
     char ctx[128];
     int rc = -1;
@@ -815,7 +1131,8 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
     if (!valid_kind(kind) || step < 0 || step > 255)
         return snn_fail(p, SNN_ERR_ARG, "bad frame %s step %d kind %d", snn_proto_name(proto), step, kind);
     describe(ctx, sizeof ctx, proto, step, kind, count, p->id);
-    if (!t || !(t->from & (1u << p->id)) || to < 0 || to >= SNN_NEND || !(t->to & (1u << to)))
+    if (!t || !(t->from & (1u << p->id)) || to < 0 || to >= SNN_NEND || !(t->to & (1u << to))
+        || test_frame_refused(p, proto))
         return snn_fail(p, SNN_ERR_ARG, "%s to %s is not in the message inventory", ctx, who(to));
     if (!valid_peer(p, to))
         return snn_fail(p, SNN_ERR_ARG, "no connection to %s (sending %s)", who(to), ctx);
@@ -846,18 +1163,27 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
 
     fr.dir = 0; fr.from = p->id; fr.to = to; fr.proto = proto; fr.step = step; fr.kind = kind;
     fr.round = p->round + 1; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
+    fr.header = h; fr.action = SNN_FRAME_SEND;
     if (p->hook) p->hook(p->hook_ctx, p, &fr);
+    if (fr.action == SNN_FRAME_DROP) { rc = 0; goto cleanup; }
+    if (fr.action == SNN_FRAME_CLOSE) {
+        close(p->fd[to]);
+        p->fd[to] = -1;
+        rc = 0;
+        goto cleanup;
+    }
+    wire = fr.nbytes < nbytes ? fr.nbytes : nbytes;     /* a hook may shorten it */
 
     if (ch->sealed) {
         /* [RFC8439 2.8]: aad = the length, nonce = this direction's count */
         uint8_t nonce[12];
-        snn_store32_le(f, (uint32_t)(HDR_LEN + nbytes));
+        snn_store32_le(f, (uint32_t)(HDR_LEN + wire));
         frame_nonce(nonce, ch->tx_count++);
-        snn_aead_seal(h, h + HDR_LEN + nbytes, ch->tx_key, nonce, f, SEAL_PRE, h, HDR_LEN + nbytes);
-        total = SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG;
+        snn_aead_seal(h, h + HDR_LEN + wire, ch->tx_key, nonce, f, SEAL_PRE, h, HDR_LEN + wire);
+        total = SEAL_PRE + HDR_LEN + wire + SEAL_TAG;
         SNN_GUARD(write_all(p, to, f, total, ctx));
     } else {
-        total = HDR_LEN + nbytes;
+        total = HDR_LEN + wire;
         SNN_GUARD(write_all(p, to, h, total, ctx));
     }
     if (is_handshake(proto, step)) {
@@ -949,7 +1275,8 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
         return snn_fail(p, SNN_ERR_ARG, "bad element kind %d", kind);
     describe(want, sizeof want, proto, step, kind, count, from);
     t = find_type(proto, step, kind);
-    if (!t || from < 0 || from >= SNN_NEND || !(t->from & (1u << from)) || !(t->to & (1u << p->id)))
+    if (!t || from < 0 || from >= SNN_NEND || !(t->from & (1u << from)) || !(t->to & (1u << p->id))
+        || test_frame_refused(p, proto))
         return snn_fail(p, SNN_ERR_ARG, "%s is not in the message inventory", want);
     if (!valid_peer(p, from))
         return snn_fail(p, SNN_ERR_ARG, "no connection to %s (expecting %s)", who(from), want);
@@ -961,6 +1288,7 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
         return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (expecting %s)", who(from), want);
 
     b = &p->in[from];
+next_frame:
     if (p->chan[from].sealed) {
         SNN_GUARD(open_sealed(p, from, want, &body));
         off = SEAL_PRE;
@@ -969,15 +1297,39 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
         SNN_GUARD(pump(p, from, HDR_LEN, -1, 0, want));
     }
     h = b->buf + off;
+    if (h[0] == 'S' && h[1] == 'N' && h[2] == WIRE_VERSION && h[3] == from && h[4] == SNN_PROTO_SETUP
+        && (h[5] == CTL_ABORT || h[5] == CTL_STALLED) && h[6] == SNN_KIND_BYTES && snn_load32_le(h + 12) <= ABORT_MAX
+        && !(proto == SNN_PROTO_SETUP && step == h[5])) {
+        /* a control frame: the peer stopped (or is busy) and says why; or
+         * it stalled, and its abort follows */
+        size_t n = snn_load32_le(h + 12);
+        if (off && body != HDR_LEN + n)
+            return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body));
+        if (!off) SNN_GUARD(pump(p, from, HDR_LEN + n, -1, 0, want));
+        h = b->buf + off;
+        if (h[5] == CTL_ABORT) return peer_aborted(p, from, h + HDR_LEN, n);
+        if (n >= 1 && h[HDR_LEN] == p->id) {
+            /* it says it waits for this party, which waits for it */
+            char what[ABORT_MAX + 1];
+            ctl_text(what, h + HDR_LEN + 1, n - 1);
+            return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a notice that %s waits for %s",
+                                           want, who(from), what));
+        }
+        b->len -= off + HDR_LEN + n + tail;           /* skip the notice */
+        memmove(b->buf, b->buf + off + HDR_LEN + n + tail, b->len);
+        arrival_consume(b, off + HDR_LEN + n + tail);
+        off = tail = 0;
+        goto next_frame;
+    }
     if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
-        return snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
-                        want, WIRE_VERSION);
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
+                                       want, WIRE_VERSION));
     if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || snn_load32_le(h + 12) != count) {
         describe(got, sizeof got, h[4], h[5], h[6], snn_load32_le(h + 12), h[3]);
-        return snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got);
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got));
     }
     if (off && body != HDR_LEN + nbytes)
-        return snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body);
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body));
     stamp = snn_load32_le(h + 8);
     if (!off) SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, 0, want));
     if (wan_on(p)) SNN_GUARD(wan_deliver(p, from, off + HDR_LEN + nbytes + tail, want));
@@ -985,6 +1337,7 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
 
     fr.dir = 1; fr.from = from; fr.to = p->id; fr.proto = proto; fr.step = step; fr.kind = kind;
     fr.round = stamp; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
+    fr.header = h; fr.action = SNN_FRAME_SEND;
     if (p->hook) p->hook(p->hook_ctx, p, &fr);
 
     if (esz == 8) {
@@ -993,17 +1346,18 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
             const unsigned char *e = h + HDR_LEN + 8 * i;
             v[i] = snn_load64_le(e);
             if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1)
-                return snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}", want, i);
+                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}",
+                                               want, i));
         }
     } else {
         const unsigned char *e = h + HDR_LEN;
         for (i = 0; i < count; i++) {
             if (kind == SNN_KIND_ZP && e[i] >= SNN_P)
-                return snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, outside Z_%d", want, i,
-                                (unsigned)e[i], SNN_P);
+                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, outside Z_%d", want, i,
+                                               (unsigned)e[i], SNN_P));
             if (kind == SNN_KIND_BIT && e[i] > 1)
-                return snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, not a bit", want, i,
-                                (unsigned)e[i]);
+                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, not a bit", want, i,
+                                               (unsigned)e[i]));
         }
         if (nbytes) memcpy(x, e, nbytes);
     }
@@ -1044,6 +1398,16 @@ static int split_hostport(const char *s, char *host, size_t hn, char *port, size
         hl = (size_t)(colon - s);
     }
     if (hl == 0 || hl >= hn || strlen(colon + 1) == 0 || strlen(colon + 1) >= pn) return -1;
+    {   /* a decimal port in 1..65535: 70000 would wrap, 0 binds any port */
+        const char *c = colon + 1;
+        unsigned long num = 0;
+        for (; *c; c++) {
+            if (*c < '0' || *c > '9') return -1;
+            num = num * 10 + (unsigned long)(*c - '0');
+            if (num > 65535) return -1;
+        }
+        if (num == 0) return -1;
+    }
     memcpy(host, h, hl);
     host[hl] = '\0';
     strcpy(port, colon + 1);
@@ -1056,7 +1420,7 @@ static int resolve(snn_party *p, const char *addr, int passive, struct addrinfo 
     struct addrinfo hints;
     int rc;
     if (split_hostport(addr, host, sizeof host, port, sizeof port) != 0)
-        return snn_fail(p, SNN_ERR_ARG, "bad address '%s' (want host:port)", addr);
+        return snn_fail(p, SNN_ERR_ARG, "bad address '%s' (want host:port, port 1..65535)", addr);
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -1322,6 +1686,13 @@ static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *a
         else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { close(fd); return snn_fail(p, SNN_ERR_IO, "recv: %s", strerror(errno)); }
     }
     k = h[3];
+    if (h[0] == 'S' && h[1] == 'N' && k == SNN_CLIENT && p->fd[k] >= 0 && p->id < SNN_NPARTY) {
+        /* a second owner while this server has one: tell it, keep waiting */
+        const unsigned char none = 255;
+        write_ctl(fd, NULL, p->id, CTL_ABORT, &none, 1, BUSY_TEXT);
+        close(fd);
+        return accept_one(p, allowed, wait_ms, awaited);
+    }
     if (h[0] != 'S' || h[1] != 'N' || k >= SNN_NEND || !(allowed & (1u << k)) || p->fd[k] >= 0) {
         close(fd);
         return snn_fail(p, SNN_ERR_PROTO, "unexpected connection (not a SecureNN hello from an expected peer, Setup step 0)");
@@ -1366,10 +1737,17 @@ int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
      * snn_accept_client rather than refused. */
     for (;;) {
         unsigned want = 0;
-        for (k = p->id + 1; k < SNN_NPARTY; k++) if (p->fd[k] < 0) want |= 1u << k;
+        char missing[32] = "";
+        for (k = p->id + 1; k < SNN_NPARTY; k++)
+            if (p->fd[k] < 0) {
+                want |= 1u << k;
+                snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
+                         missing[0] ? " and " : "", who(k));   /* name the parties still missing */
+            }
         if (!want) break;
+        snprintf(missing + strlen(missing), sizeof missing - strlen(missing), " never");
         if (p->fd[SNN_CLIENT] < 0) want |= 1u << SNN_CLIENT;
-        SNN_GUARD(accept_one(p, want, p->timeout_ms, "no peer"));
+        SNN_GUARD(accept_one(p, want, p->timeout_ms, missing));
     }
     return 0;
 cleanup:
@@ -1428,10 +1806,16 @@ int snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend)
     int i, k;
     for (i = 0; i < SNN_NEND; i++)
         for (k = 0; k < SNN_NEND; k++) fds[i][k] = -1;
+    if (nend < 0 || nend > SNN_NEND) { errno = EINVAL; return -1; }
     for (i = 0; i < nend; i++)
         for (k = i + 1; k < nend; k++) {
             int sv[2];
-            if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+            if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+                int saved = errno;
+                snn_socketpair_keep(fds, nend, -1);     /* close what was made */
+                errno = saved;
+                return -1;
+            }
             fds[i][k] = sv[0];
             fds[k][i] = sv[1];
         }

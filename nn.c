@@ -2317,17 +2317,20 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
-/* "h0:p0,h1:p1,h2:p2" into three "host:port" strings. */
+/* "h0:p0,h1:p1,h2:p2" into three "host:port" strings; every port a
+ * decimal number in 1..65535. */
 static int parse_peers(const char *s, char peers[SNN_NPARTY][128])
 {
     size_t k;
+    uint64_t port;
     for (k = 0; k < SNN_NPARTY; k++) {
-        const char *end = strchr(s, ',');
+        const char *end = strchr(s, ','), *colon;
         size_t len = end ? (size_t)(end - s) : strlen(s);
         if ((k < SNN_NPARTY - 1) != (end != NULL) || len == 0 || len >= 128) return -1;
         memcpy(peers[k], s, len);
         peers[k][len] = '\0';
-        if (!strchr(peers[k], ':') || peers[k][len - 1] == ':') return -1;
+        colon = strrchr(peers[k], ':');
+        if (!colon || colon == peers[k] || parse_u64(colon + 1, 1, 65535, &port) != 0) return -1;
         s = end ? end + 1 : s + len;
     }
     return 0;
@@ -2417,7 +2420,7 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
             if (parse_u64(v, 0, 86400, &o->owner_wait) != 0) return bad_value(a, v, "0..86400 seconds, 0: no limit");
             break;
         case OPT_PEERS:
-            if (parse_peers(v, o->peers) != 0) return bad_value(a, v, "h0:p0,h1:p1,h2:p2");
+            if (parse_peers(v, o->peers) != 0) return bad_value(a, v, "h0:p0,h1:p1,h2:p2, ports 1..65535");
             break;
         case OPT_REPS:
             if (parse_u64(v, 1, 1000, &o->reps) != 0) return bad_value(a, v, "1..1000");
@@ -3109,11 +3112,12 @@ static int demo_job(demo_run *d, snn_job *job, snn_prg *order)
 }
 
 /* Step 3: P0, P1 and P2 as forked children that run the `party` path.
- * Each child first erases its copy of the owner's data and seed; each
+ * Each child first erases its copy of the owner's data, seed and batch
+ * order stream; each
  * writes a byte on a pipe once its mesh and keys are set up (or 0 and its
  * error, if it could not start), and this returns once all three have
  * (bounded by --timeout). */
-static int demo_servers(demo_run *d, const opts *o)
+static int demo_servers(demo_run *d, const opts *o, snn_prg *order)
 {
     int ready[2], rc = -1;
     size_t k;
@@ -3137,6 +3141,7 @@ static int demo_servers(demo_run *d, const opts *o)
             snn_wipe(d->test.images, d->test.n * SNN_NN_IN);
             snn_wipe(d->test.labels, d->test.n);
             demo_close(d);
+            snn_wipe(order, sizeof *order);            /* the batch-order stream */
             _exit(run_party((int)k, o, ready[1]));
         }
         d->nkids++;
@@ -3237,7 +3242,7 @@ static int cmd_demo(opts *o)
         rc = demo_plain(&d, o) != 0;
         goto cleanup;
     }
-    if (demo_job(&d, &job, &order) != 0 || demo_servers(&d, o) != 0 || demo_secure(&d, o, &job, &order) != 0)
+    if (demo_job(&d, &job, &order) != 0 || demo_servers(&d, o, &order) != 0 || demo_secure(&d, o, &job, &order) != 0)
         goto cleanup;
     if (!(o->given & OPT_NOTWIN) && demo_twin(&d) != 0) goto cleanup;
     rc = 0;

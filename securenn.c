@@ -309,20 +309,26 @@ void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
 
 /* ==== 3. Pair streams, sharing, reveal, refresh (SPEC 1.1, 1.4) ========== */
 
-/* The stream this party shares with peer k; with the test hook
- * SNN_TEST_SWAP_PAIRS, the one it shares with the third server instead. */
-static snn_prg *pair_stream(snn_party *p, int k)
+/* The stream of key K_ab for party p, which must be Pa or Pb and hold it;
+ * with the test hook SNN_TEST_SWAP_PAIRS, the one it shares with the third
+ * server instead. */
+static snn_prg *pair_stream(snn_party *p, int a, int b, const char *name)
 {
-    if (p->test_flags & SNN_TEST_SWAP_PAIRS) k = 3 - p->id - k;   /* test runner only */
-    return &p->pair[k];
+    int other = p->id == a ? b : p->id == b ? a : -1;
+    if (other < 0 || !p->have_pair[other]) {
+        snn_fail(p, SNN_ERR_ARG, "%s requested by a party that does not hold it (SPEC 1.4)", name);
+        return NULL;
+    }
+    if (p->test_flags & SNN_TEST_SWAP_PAIRS) other = 3 - p->id - other;   /* test runner only */
+    return &p->pair[other];
 }
 
 /* K01: the stream P0 and P1 share (common randomness, zero-shares). */
-snn_prg *snn_k01(snn_party *p) { return pair_stream(p, p->id == 0 ? 1 : 0); }
+snn_prg *snn_k01(snn_party *p) { return pair_stream(p, 0, 1, "K01"); }
 /* K02: P0 and P2 (P0's triple shares). */
-snn_prg *snn_k02(snn_party *p) { return pair_stream(p, p->id == 0 ? 2 : 0); }
+snn_prg *snn_k02(snn_party *p) { return pair_stream(p, 0, 2, "K02"); }
 /* K12: P1 and P2 (P1's triple shares). */
-snn_prg *snn_k12(snn_party *p) { return pair_stream(p, p->id == 1 ? 2 : 1); }
+snn_prg *snn_k12(snn_party *p) { return pair_stream(p, 1, 2, "K12"); }
 
 /*
  * snn_share -- the owner splits x as (s, x - s) with s uniform from its
@@ -399,7 +405,7 @@ cleanup:
 void snn_refresh(snn_party *p, uint64_t *x, size_t n)
 {
     size_t i;
-    if (p->id > 1) return;
+    if (p->id > 1 || !snn_k01(p)) return;     /* no K01: the sticky error is set */
     for (i = 0; i < n; i++) {
         uint64_t u = snn_prg_u64(snn_k01(p));
         x[i] += p->id == 0 ? u : (uint64_t)0 - u;
@@ -504,6 +510,10 @@ static int proto_begin(snn_party *p, const char *name)
     if (p->err) return -1;
     if (p->id < 0 || p->id > 2)
         return snn_fail(p, SNN_ERR_ARG, "%s: only P0, P1 and P2 run protocols", name);
+    /* every pair stream this party holds (SPEC 1.4) is set up, so the
+     * accessors below never fail inside a protocol */
+    if (!p->have_pair[(p->id + 1) % 3] || !p->have_pair[(p->id + 2) % 3])
+        return snn_fail(p, SNN_ERR_ARG, "%s: pairwise keys not set up (Setup step 1)", name);
     return 0;
 }
 

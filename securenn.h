@@ -61,7 +61,8 @@ enum snn_err {
     SNN_ERR_TIMEOUT,      /* a bounded wait ran out                   */
     SNN_ERR_PROTO,        /* a frame other than the expected one      */
     SNN_ERR_RANGE,        /* a received element outside its ring      */
-    SNN_ERR_DATA          /* a malformed data or model file           */
+    SNN_ERR_DATA,         /* a malformed data or model file           */
+    SNN_ERR_ABORTED       /* a peer stopped and said why (Setup step 4) */
 };
 
 /* Protocol ids.  Every frame carries one, with the step number of the
@@ -139,12 +140,14 @@ static inline uint64_t snn_from_signed(int64_t v)
 {
     return v < 0 ? (uint64_t)0 - ((uint64_t)(-(v + 1)) + 1) : (uint64_t)v;
 }
-/* Arithmetic right shift of the signed view, on uint64_t (STYLE 3). */
+/* Arithmetic right shift of the signed view, on uint64_t (STYLE 3).
+ * Branch-free in x: the sign becomes a mask, never a jump (shares are
+ * secret); only the public shift d is tested. */
 static inline uint64_t snn_sar(uint64_t x, unsigned d)
 {
-    if (d == 0) return x;
-    if (d > 63) return (x >> 63) ? SNN_LM1 : 0;
-    return (x >> d) | ((x >> 63) ? ~(SNN_LM1 >> d) : 0);
+    uint64_t sign = (uint64_t)0 - (x >> 63);     /* all ones iff s(x) < 0 */
+    if (d > 63) return sign;
+    return (x >> d) | (sign & ~(SNN_LM1 >> d));  /* d = 0: ~SNN_LM1 = 0 */
 }
 
 /* ---- Bytes and sizes: the one definition of each, used by every file ---- */
@@ -380,6 +383,14 @@ typedef struct {
     uint32_t rounds;                  /* highest round stamp seen        */
 } snn_stats;
 
+/* What snn_send does with a frame after its hook (fault injection in the
+ * test runner; the program never asks for anything but SNN_FRAME_SEND). */
+enum snn_frame_action {
+    SNN_FRAME_SEND = 0,      /* write header and nbytes of payload       */
+    SNN_FRAME_DROP,          /* write nothing: a silent sender           */
+    SNN_FRAME_CLOSE          /* close the connection to `to` instead     */
+};
+
 /* One frame as the choke point sees it (for counters, transcripts, fault
  * injection).  dir is 0 for a frame being sent, 1 for one received. */
 typedef struct {
@@ -389,7 +400,10 @@ typedef struct {
     uint32_t round;
     size_t   count;          /* elements                                */
     unsigned char *payload;  /* wire bytes; a send hook may change them  */
-    size_t   nbytes;
+    size_t   nbytes;         /* a send hook may lower it (never raise)   */
+    unsigned char *header;   /* the 16 wire header bytes (net.c); a send
+                              * hook may change them                     */
+    int      action;         /* enum snn_frame_action; a send hook sets it */
 } snn_frame;
 struct snn_party_;
 typedef void (*snn_hook)(void *ctx, const struct snn_party_ *p, snn_frame *f);
@@ -419,7 +433,8 @@ typedef struct snn_party_ {
     uint32_t  round;               /* highest round received (Lamport)   */
     snn_stats stats;
     enum snn_err err;              /* sticky: the first error wins       */
-    char      errmsg[256];
+    char      errmsg[512];
+    int       err_from;            /* the peer the error is about, or -1 */
     snn_hook  hook;                /* optional, sees every frame          */
     void     *hook_ctx;
     unsigned  test_flags;          /* SNN_TEST_* bits: set by the test
@@ -430,6 +445,8 @@ typedef struct snn_party_ {
     int       insecure;            /* without keys, peers off loopback are
                                     * allowed in the clear (--insecure)   */
     snn_wan   wan;                 /* WAN emulation, off unless set       */
+    int       test_frames;         /* 1: Test frames allowed (the test
+                                    * runner only; the program never)     */
 } snn_party;
 
 /*
@@ -459,7 +476,9 @@ void snn_party_init(snn_party *p, int id, int timeout_ms);
  * peer are paced at mbytes_per_s (10^6 bytes per second; 0: unpaced).
  * Bytes, rounds and values are unchanged; only time passes. */
 void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s);
-/* Closes every socket, frees inboxes and wipes every key (snn_wipe). */
+/* Closes every socket, frees inboxes and wipes every key (snn_wipe).  A
+ * server whose sticky error is set first tells each peer why, in one
+ * Setup step 4 frame (not if the error is a peer's own abort; net.c). */
 void snn_party_close(snn_party *p);
 /* Sets the sticky error (first one wins) and returns -1.  The message is
  * prefixed with "P<id>: ". */
@@ -514,7 +533,8 @@ int  snn_accept_owner(snn_party *p, int wait_ms);
 /* Uses already connected stream sockets, fd[k] to endpoint k (-1: none);
  * if p is keyed, runs the handshake on each (lower ids first, as TCP). */
 int  snn_connect_fds(snn_party *p, const int fd[SNN_NEND]);
-/* Socketpairs for all endpoints below nend: fds[i][k] is i's end to k. */
+/* Socketpairs for all endpoints below nend: fds[i][k] is i's end to k.
+ * On failure (-1, errno set) every descriptor it made is closed again. */
 int  snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend);
 /* Closes every descriptor of the mesh that is not endpoint keep's. */
 void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep);
@@ -574,7 +594,8 @@ void snn_stats_reset(snn_party *p);
 /* ==== 7. Sharing and protocols (securenn.c) ============================= */
 
 /* Pair streams, by the paper's key names (SPEC 1.4).  K01 is only for
- * P0/P1, K02 for P0/P2, K12 for P1/P2. */
+ * P0/P1, K02 for P0/P2, K12 for P1/P2.  A party that does not hold the key
+ * (or has not set it up) gets NULL and the sticky error SNN_ERR_ARG. */
 snn_prg *snn_k01(snn_party *p);
 snn_prg *snn_k02(snn_party *p);
 snn_prg *snn_k12(snn_party *p);
