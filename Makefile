@@ -10,9 +10,13 @@
 #   make check-globals   fail if any object holds mutable global state
 #   make mnist    unpack data/*.gz (the official MNIST) and check data/CKSUMS;
 #                 test, check, valgrind and demo do this first
+#   make fuzz     libFuzzer on the IDX reader, the model reader and the frame
+#                 parser, FUZZ_SECONDS each (clang; binaries and corpora in
+#                 FUZZ_DIR, outside the tree)
+#   make check-32 the library compiled as for a 32-bit size_t (needs -m32)
 
 .POSIX:
-.PHONY: all test check sanitized asan ubsan valgrind check-globals demo bench clean mnist
+.PHONY: all test check sanitized asan ubsan valgrind check-globals demo bench clean mnist fuzz check-32
 
 CC      = cc
 CFLAGS  = -std=c99 -pedantic -Wall -Wextra -Wshadow -Wconversion -Wstrict-prototypes \
@@ -70,6 +74,30 @@ check-globals:
 	rm -f securenn.o net.o nn.o mnist.o; \
 	if [ -n "$$out" ]; then echo "mutable globals:"; echo "$$out"; exit 1; fi; \
 	echo "check-globals: no mutable global state"
+
+# Fuzzing: test.c built with -DSNN_FUZZ=1 (IDX reader), 2 (model reader) or
+# 3 (frame parser) is a libFuzzer harness.  Each runs FUZZ_SECONDS; a crash
+# leaves its input in FUZZ_DIR and fails the target.
+FUZZ_CC      = clang
+FUZZ_SECONDS = 60
+FUZZ_DIR     = /tmp/securenn-fuzz
+FUZZ_FLAGS   = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+fuzz: $(LIB) test.c $(HDR)
+	mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_FUZZ=1 -o $(FUZZ_DIR)/fuzz-idx $(LIB) test.c $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_FUZZ=2 -o $(FUZZ_DIR)/fuzz-model $(LIB) test.c $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_FUZZ=3 -o $(FUZZ_DIR)/fuzz-frame $(LIB) test.c $(LDLIBS)
+	for t in idx:8192 model:1048576 frame:65536; do \
+	    n=$${t%%:*}; mkdir -p $(FUZZ_DIR)/corpus-$$n; \
+	    $(FUZZ_DIR)/fuzz-$$n -max_total_time=$(FUZZ_SECONDS) -max_len=$${t#*:} -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_DIR)/crash-$$n- $(FUZZ_DIR)/corpus-$$n 2>$(FUZZ_DIR)/fuzz-$$n.log; \
+	    rc=$$?; grep -E '^stat::number_of_executed_units|^Done|ERROR' $(FUZZ_DIR)/fuzz-$$n.log | sed "s/^/fuzz-$$n: /"; \
+	    if [ $$rc -ne 0 ]; then tail -40 $(FUZZ_DIR)/fuzz-$$n.log; exit 1; fi; \
+	done
+
+check-32:
+	$(CC) -m32 -fsyntax-only $(CFLAGS) -Werror $(LIB)
 
 demo: securenn mnist
 	./securenn demo

@@ -45,6 +45,254 @@
 
 #include "securenn.h"
 
+#ifdef SNN_FUZZ
+/* ==== libFuzzer harnesses (make fuzz; not part of the test runner) ========
+ *
+ * Built by `make fuzz` with clang -fsanitize=fuzzer,address,undefined and
+ * -DSNN_FUZZ=1 (the IDX reader), 2 (the model reader) or 3 (the frame
+ * parser, snn_recv).  Each harness checks the reader's contract on every
+ * input: either success with every promised invariant, or -1 with a
+ * one-line message and nothing held; any other outcome aborts, and
+ * ASan/UBSan abort on a read out of bounds or undefined behaviour.  Given
+ * an empty corpus directory, a harness first writes its seeds into it.
+ */
+#define FUZZ_IDX   1
+#define FUZZ_MODEL 2
+#define FUZZ_FRAME 3
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The harness's own files, in a private temporary directory. */
+static char fuzz_dir[64];
+
+static void fuzz_fail(const char *what, const char *msg)
+{
+    fprintf(stderr, "fuzz: contract broken: %s (%s)\n", what, msg);
+    abort();
+}
+
+static void fuzz_write(const char *path, const uint8_t *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(b, 1, n, f) != n) || fclose(f) != 0) { perror(path); exit(2); }
+}
+
+/* A one-line message: non-empty, no newline. */
+static void fuzz_one_line(const char *msg)
+{
+    if (!msg[0] || strchr(msg, '\n')) fuzz_fail("the error is not one line", msg);
+}
+
+#if SNN_FUZZ == FUZZ_IDX
+static void be32(uint8_t *b, uint32_t v)
+{
+    b[0] = (uint8_t)(v >> 24); b[1] = (uint8_t)(v >> 16); b[2] = (uint8_t)(v >> 8); b[3] = (uint8_t)v;
+}
+#endif
+
+/* Seed k of the harness (0 when there are no more), in seed[]. */
+static size_t fuzz_seed(int k, uint8_t *seed, size_t cap)
+{
+    size_t n = 0, i;
+#if SNN_FUZZ == FUZZ_IDX
+    /* [u16 images length][images file][labels file]: a good 3-image pair,
+     * then one with 2 images */
+    uint32_t imgs = k == 0 ? 3 : k == 1 ? 2 : 0;
+    if (!imgs || cap < 2 + 16 + imgs * 784 + 8 + imgs) return 0;
+    seed[0] = (uint8_t)((16 + imgs * 784) & 0xff); seed[1] = (uint8_t)((16 + imgs * 784) >> 8);
+    be32(seed + 2, 0x803); be32(seed + 6, imgs); be32(seed + 10, 28); be32(seed + 14, 28);
+    for (i = 0; i < imgs * 784; i++) seed[18 + i] = (uint8_t)(i * 7);
+    n = 18 + imgs * 784;
+    be32(seed + n, 0x801); be32(seed + n + 4, imgs);
+    for (i = 0; i < imgs; i++) seed[n + 8 + i] = (uint8_t)(i + 3);
+    n += 8 + imgs;
+#elif SNN_FUZZ == FUZZ_MODEL
+    /* [want network + 1][flags: bit 0 fixes the checksum][model file]: a
+     * good model of D */
+    char path[96], err[256];
+    snn_net net;
+    uint64_t *param;
+    FILE *f;
+    if (k > 0) return 0;
+    snn_net_init(&net, SNN_NET_D);
+    param = calloc(net.nparam, 8);
+    snprintf(path, sizeof path, "%s/seed.snnm", fuzz_dir);
+    for (i = 0; param && i < net.nparam; i++) param[i] = (uint64_t)i * 0x9e3779b97f4a7c15u >> 40;
+    if (!param || snn_model_save(path, SNN_NET_D, param, net.nparam, err, sizeof err) != 0
+        || !(f = fopen(path, "rb"))) { fprintf(stderr, "fuzz: seed model\n"); exit(2); }
+    seed[0] = 0; seed[1] = 0;
+    n = 2 + fread(seed + 2, 1, cap - 2, f);
+    fclose(f);
+    remove(path);
+    free(param);
+#else
+    /* [receiver][sender][protocol][step][kind][count lo, hi][test frames]
+     * [wire bytes]: a Z_p frame, a Z_L frame, an abort frame */
+    static const uint8_t want[3][8] = {
+        { 2, 0, SNN_PROTO_PC, 3, SNN_KIND_ZP, 4, 0, 0 },
+        { 1, 2, SNN_PROTO_MATMUL, 1, SNN_KIND_ZL, 2, 0, 0 },
+        { 0, 1, SNN_PROTO_MSB, 2, SNN_KIND_ZLM1, 1, 0, 0 },
+    };
+    static const uint8_t payload[3] = { 4, 16, 8 };
+    if (k > 2 || cap < 64) return 0;
+    memcpy(seed, want[k], 8);
+    seed[8] = 'S'; seed[9] = 'N'; seed[10] = 1; seed[11] = want[k][1];
+    seed[12] = want[k][2]; seed[13] = want[k][3]; seed[14] = want[k][4]; seed[15] = 0;
+    seed[16] = 1; seed[17] = seed[18] = seed[19] = 0;
+    seed[20] = want[k][5]; seed[21] = seed[22] = seed[23] = 0;
+    for (i = 0; i < payload[k]; i++) seed[24 + i] = (uint8_t)(i % 60);
+    n = 24 + payload[k];
+    if (k == 2) {     /* then an abort frame from the same sender */
+        static const char why[] = "stopped: a reason";
+        uint8_t *h = seed + n;
+        h[0] = 'S'; h[1] = 'N'; h[2] = 1; h[3] = want[k][1]; h[4] = SNN_PROTO_SETUP; h[5] = 4;
+        h[6] = SNN_KIND_BYTES; h[7] = 0; h[8] = 1; h[9] = h[10] = h[11] = 0;
+        h[12] = (uint8_t)(sizeof why - 1); h[13] = h[14] = h[15] = 0;
+        memcpy(h + 16, why, sizeof why - 1);
+        n += 16 + sizeof why - 1;
+    }
+#endif
+    return n;
+}
+
+/* Removes the harness's files at exit. */
+static void fuzz_cleanup(void)
+{
+    static const char names[3][8] = { "img", "lab", "m.snnm" };
+    char path[96];
+    int i;
+    for (i = 0; i < 3; i++) { snprintf(path, sizeof path, "%s/%s", fuzz_dir, names[i]); remove(path); }
+    rmdir(fuzz_dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    static uint8_t seed[1 << 20];
+    char shm[] = "/dev/shm/snn_fuzz_XXXXXX", tmp[] = "/tmp/snn_fuzz_XXXXXX";   /* memory first: faster */
+    const char *dir;
+    int i, k;
+    if (!(dir = mkdtemp(shm)) && !(dir = mkdtemp(tmp))) { perror("mkdtemp"); exit(2); }
+    snprintf(fuzz_dir, sizeof fuzz_dir, "%s", dir);
+    atexit(fuzz_cleanup);
+    signal(SIGPIPE, SIG_IGN);
+    for (i = 1; i < *argc; i++) {
+        const char *a = (*argv)[i];
+        char path[512];
+        struct stat st;
+        FILE *f;
+        if (a[0] == '-' || stat(a, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+        snprintf(path, sizeof path, "%s/seed-0", a);
+        if ((f = fopen(path, "rb")) != NULL) { fclose(f); continue; }     /* seeded before */
+        for (k = 0; ; k++) {
+            size_t n = fuzz_seed(k, seed, sizeof seed);
+            if (!n) break;
+            snprintf(path, sizeof path, "%s/seed-%d", a, k);
+            fuzz_write(path, seed, n);
+        }
+    }
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+#if SNN_FUZZ == FUZZ_IDX
+    char ipath[96], lpath[96], err[256] = "";
+    snn_mnist d;
+    size_t split, i;
+    if (size < 2) return 0;
+    split = (size_t)data[0] | (size_t)data[1] << 8;
+    if (split > size - 2) split = size - 2;
+    snprintf(ipath, sizeof ipath, "%s/img", fuzz_dir);
+    snprintf(lpath, sizeof lpath, "%s/lab", fuzz_dir);
+    fuzz_write(ipath, data + 2, split);
+    fuzz_write(lpath, data + 2 + split, size - 2 - split);
+    if (snn_mnist_load_files(&d, ipath, lpath, err, sizeof err) == 0) {
+        if (d.n < 1 || d.rows != 28 || d.cols != 28 || !d.images || !d.labels)
+            fuzz_fail("a loaded set breaks its shape", err);
+        if (split != 16 + d.n * 784) fuzz_fail("the images file is not exactly its header's size", "");
+        for (i = 0; i < d.n; i++) if (d.labels[i] > 9) fuzz_fail("a label above 9 loaded", "");
+        d.images[d.n * 784 - 1] ^= 1;                   /* every byte is there */
+    } else {
+        fuzz_one_line(err);
+        if (d.n || d.images || d.labels) fuzz_fail("a failed load holds data", err);
+    }
+    snn_mnist_free(&d);
+#elif SNN_FUZZ == FUZZ_MODEL
+    char path[96], err[256] = "";
+    snn_model m;
+    snn_net net;
+    int want;
+    if (size < 2) return 0;
+    want = (int)(data[0] % 5) - 1;                      /* -1 (any) or A..D */
+    snprintf(path, sizeof path, "%s/m.snnm", fuzz_dir);
+    if ((data[1] & 1) && size >= 2 + 8) {
+        /* fix the checksum so that the fuzzer reaches what lies past it */
+        uint8_t *b = malloc(size - 2);
+        uint64_t h = 0xcbf29ce484222325u;
+        size_t i, n = size - 2;
+        if (!b) return 0;
+        memcpy(b, data + 2, n);
+        for (i = 0; i < n - 8; i++) { h ^= b[i]; h *= 0x100000001b3u; }      /* FNV-1a, nn.c */
+        for (i = 0; i < 8; i++) b[n - 8 + i] = (uint8_t)(h >> (8 * i));
+        fuzz_write(path, b, n);
+        free(b);
+    } else {
+        fuzz_write(path, data + 2, size - 2);
+    }
+    if (snn_model_load(&m, path, want, err, sizeof err) == 0) {
+        if (m.net < 0 || m.net >= SNN_NET_COUNT || (want >= 0 && m.net != want) || !m.param)
+            fuzz_fail("a loaded model breaks its contract", err);
+        snn_net_init(&net, m.net);
+        if (m.n != net.nparam || size - 2 != 32 + 8 * m.n) fuzz_fail("a loaded model of the wrong size", "");
+        m.param[m.n - 1] ^= 1;                          /* every parameter is there */
+    } else {
+        fuzz_one_line(err);
+        if (m.param) fuzz_fail("a failed load holds parameters", err);
+    }
+    snn_model_free(&m);
+#else
+    snn_party p;
+    int sv[2], fds[SNN_NEND], id, from, proto, step, kind, k, round;
+    (void)round;
+    size_t count, esz, i;
+    uint8_t *buf;
+    if (size < 8 || size > 65536) return 0;
+    id = data[0] % SNN_NEND;
+    from = data[1] % SNN_NEND;
+    if (from == id) from = (from + 1) % SNN_NEND;
+    proto = data[2] % (SNN_PROTO_COUNT + 1);            /* one past the last: unknown */
+    step = data[3];
+    kind = data[4] % SNN_KIND_COUNT;
+    count = (size_t)data[5] | (size_t)data[6] << 8;
+    esz = kind == SNN_KIND_ZL || kind == SNN_KIND_ZLM1 ? 8 : 1;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); exit(2); }
+    if (write(sv[1], data + 8, size - 8) != (ssize_t)(size - 8)) { perror("write"); exit(2); }
+    close(sv[1]);                                      /* then the peer is gone */
+    for (k = 0; k < SNN_NEND; k++) fds[k] = -1;
+    fds[from] = sv[0];
+    snn_party_init(&p, id, 1000);
+    p.test_frames = data[7] & 1;
+    buf = malloc(count * esz + 1);
+    if (!buf || snn_connect_fds(&p, fds) != 0) { fprintf(stderr, "fuzz: setup\n"); exit(2); }
+    for (round = 0; ; round++) {                       /* each frame consumes >= 16 bytes */
+        if (snn_recv(&p, from, proto, step, kind, buf, count) != 0) break;
+        for (i = 0; i < count; i++) {
+            if (kind == SNN_KIND_ZP && buf[i] >= SNN_P) fuzz_fail("a Z_p element >= 67 accepted", "");
+            if (kind == SNN_KIND_BIT && buf[i] > 1) fuzz_fail("a bit above 1 accepted", "");
+            if (kind == SNN_KIND_ZLM1 && ((const uint64_t *)(const void *)buf)[i] == UINT64_MAX)
+                fuzz_fail("2^64-1 accepted in Z_{L-1}", "");
+        }
+    }
+    if (!p.err) fuzz_fail("a closed peer ended without an error", "");
+    fuzz_one_line(p.errmsg);
+    free(buf);
+    snn_party_close(&p);
+#endif
+    return 0;
+}
+
+#else /* the test runner */
 
 /* ==== The runner: checks, counts, seed ================================== */
 
@@ -6798,3 +7046,4 @@ int main(int argc, char **argv)
     return n_fail != 0;
 }
 
+#endif /* SNN_FUZZ */
