@@ -72,6 +72,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1084,6 +1085,136 @@ uint64_t snn_nn_error_bound(const snn_net *net, const uint64_t *param)
     return e;
 }
 
+/*
+ * snn_nn_check_range -- what the weights allow, from the weights alone:
+ * bounds (units 2^-f) on every value the network computes, checked against
+ * the ranges the protocols need, and a bound on the expected number of
+ * local truncations that fail.
+ *
+ * Forward, from |x| <= 7/2 (snn_nn_encode_images): an FC or convolution
+ * layer with largest column sum of |w| S and largest |bias| b maps an
+ * input bound X to products P = S X (2f fractional bits, truncated once)
+ * and outputs (P >> f) + 1 + b; ReLU and Maxpool keep X.  Limits: every
+ * P below 2^62 (the ring and the truncation, SPEC 1.3); ReLU inputs below
+ * 2^62 (DReLU's domain, SPEC 2.6, 4.2 c); Maxpool inputs and the logits
+ * (argmax by Pi_Maxpool) below 2^61, so that differences stay below 2^62;
+ * when training, logits below 2^44, so that ASM's denominator
+ * 10 |u| + 1 stays below 2^48 and 2^(f+1) times it below 2^62 (Pi_Div's
+ * precondition, SPEC 2.8).
+ *
+ * Truncation fails with probability about |v| / 2^64 per value v
+ * (SPEC 1.3), so the expected number of failures is at most the sum of
+ * the bounds over every truncated value, / 2^64: per image of inference
+ * the forward products; per training step (batch B) also the logit
+ * penalty, the input gradients (bound R D, R the largest sum of |w| over
+ * one input, D the bound of the output gradient, |ASM - y| <= 1 plus the
+ * logit penalty at the last layer) and the weight and bias gradients
+ * (B X D and B D).
+ *
+ * Returns 0 if every bound is within its limit, else -1 with the first
+ * layer that leaves it named in r->why.
+ */
+static uint64_t sat_add(uint64_t a, uint64_t b) { return a + b < a ? UINT64_MAX : a + b; }
+
+/* |w| sums of an FC or convolution layer: S the largest over one output,
+ * R the largest over one input channel (all its rows), bmax the largest
+ * |bias|.  Convolution rows are (ky, kx, ci), so row i is channel i % c. */
+static void layer_sums(const snn_layer *L, const uint64_t *param, uint64_t *S, uint64_t *R, uint64_t *bmax)
+{
+    size_t rows = L->nw / L->oc, i, j, ci;
+    *S = *R = *bmax = 0;
+    for (j = 0; j < L->oc; j++) {
+        uint64_t s = 0;
+        for (i = 0; i < rows; i++) s = sat_add(s, abs_signed(param[L->woff + i * L->oc + j]));
+        if (s > *S) *S = s;
+        if (abs_signed(param[L->boff + j]) > *bmax) *bmax = abs_signed(param[L->boff + j]);
+    }
+    for (ci = 0; ci < L->c; ci++) {
+        uint64_t s = 0;
+        for (i = ci; i < rows; i += L->c)
+            for (j = 0; j < L->oc; j++) s = sat_add(s, abs_signed(param[L->woff + i * L->oc + j]));
+        if (s > *R) *R = s;
+    }
+}
+
+static double log2_u64(uint64_t x) { return x ? log2((double)x) : 0; }
+
+/* "layer 4 (FC 128 -> 10)": a layer of net for messages. */
+void snn_nn_layer_name(char *buf, size_t n, const snn_net *net, int l)
+{
+    const snn_layer *L;
+    if (l < 0 || (size_t)l >= net->nlayer) { snprintf(buf, n, "layer ?"); return; }
+    L = &net->layer[l];
+    if (L->kind == SNN_LAYER_FC) snprintf(buf, n, "layer %d (FC %zu -> %zu)", l, L->c, L->oc);
+    else if (L->kind == SNN_LAYER_CONV)
+        snprintf(buf, n, "layer %d (convolution %zux%zu, %zu -> %zu channels)", l, L->k, L->k, L->c, L->oc);
+    else if (L->kind == SNN_LAYER_RELU) snprintf(buf, n, "layer %d (ReLU)", l);
+    else snprintf(buf, n, "layer %d (Maxpool %zux%zu)", l, L->k, L->k);
+}
+
+int snn_nn_check_range(const snn_net *net, const uint64_t *param, size_t batch, int train, snn_nn_range *r)
+{
+    uint64_t X = (uint64_t)7 << (F - 1), in_bound[SNN_NN_MAXLAYER + 1], D, S, R, bm, P;
+    const double two64 = 18446744073709551616.0, B = (double)batch;
+    size_t l;
+
+    memset(r, 0, sizeof *r);
+    r->layer = -1;
+    for (l = 0; l < net->nlayer; l++) {
+        const snn_layer *L = &net->layer[l];
+        const double nout = (double)snn_layer_out_size(L);
+        in_bound[l] = X;
+        if (L->kind == SNN_LAYER_RELU && X >= (uint64_t)1 << 62 && r->layer < 0) {
+            r->layer = (int)l;
+            snprintf(r->why, sizeof r->why, "inputs up to 2^%.1f, beyond DReLU's domain |x| < 2^62 (SPEC 2.6)",
+                     log2_u64(X));
+        }
+        if (L->kind == SNN_LAYER_MAXPOOL && X >= (uint64_t)1 << 61 && r->layer < 0) {
+            r->layer = (int)l;
+            snprintf(r->why, sizeof r->why, "inputs up to 2^%.1f, beyond Maxpool's |x| < 2^61 (SPEC 2.9)",
+                     log2_u64(X));
+        }
+        if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+        layer_sums(L, param, &S, &R, &bm);
+        P = sat_mul(S, X);
+        if (P >= (uint64_t)1 << 62 && r->layer < 0) {
+            r->layer = (int)l;
+            snprintf(r->why, sizeof r->why, "products up to 2^%.1f before truncation, beyond 2^62 (SPEC 1.3)",
+                     log2_u64(P));
+        }
+        r->fail_infer += nout * (double)P / two64;
+        X = sat_add(sat_add(P >> F, 1), bm);
+    }
+    in_bound[net->nlayer] = X;
+    r->logit_log2 = log2_u64(X);
+    if (X >= (uint64_t)1 << 61 && r->layer < 0) {
+        r->layer = (int)net->nlayer - 1;
+        snprintf(r->why, sizeof r->why, "logits up to 2^%.1f, beyond the argmax's |u| < 2^61 (SPEC 2.9)", log2_u64(X));
+    }
+    if (train && X >= (uint64_t)1 << 44 && r->layer < 0) {
+        r->layer = (int)net->nlayer - 1;
+        snprintf(r->why, sizeof r->why, "logits up to 2^%.1f, beyond ASM's |u| < 2^44 (Pi_Div, SPEC 2.8)",
+                 log2_u64(X));
+    }
+    /* Training: the forward pass on the batch, the logit penalty, then the
+     * gradients, last layer first */
+    r->fail_step = B * r->fail_infer + B * SNN_NN_OUT * (double)X / two64;
+    D = sat_add(sat_add((uint64_t)1 << F, X >> NN_LOGIT_SHIFT), 1);
+    for (l = net->nlayer; l-- > 0;) {
+        const snn_layer *L = &net->layer[l];
+        if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+        layer_sums(L, param, &S, &R, &bm);
+        r->fail_step += (double)L->nw * B * (double)sat_mul(in_bound[l], D) / two64
+                        + (double)L->nb * B * (double)D / two64;
+        if (l > 0) {
+            P = sat_mul(R, D);
+            r->fail_step += B * (double)snn_layer_in_size(L) * (double)P / two64;
+            D = sat_add(P >> F, 1);
+        }
+    }
+    return r->layer < 0 ? 0 : -1;
+}
+
 /* ==== 11. Owner-side encodings and initial weights ======================= */
 
 /*
@@ -2015,6 +2146,34 @@ cleanup:
 }
 
 /*
+ * asm_check -- the ASM outputs revealed at training step it (B x 10) are
+ * each in [0, 1] and sum to at most 1 per image: ASM is exact in range
+ * (Pi_ReLU, Pi_Div), so anything else means that a value left the
+ * protocols' range, e.g. by a failed truncation (SPEC 4.2 d).  The loss
+ * sum_k (q_k - y_k)^2 of valid outputs is at most 2.
+ */
+static int asm_check(snn_party *o, const uint64_t *q, size_t B, size_t it)
+{
+    size_t i, k;
+    for (i = 0; i < B; i++) {
+        uint64_t sum = 0;
+        for (k = 0; k < SNN_NN_OUT; k++) {
+            const uint64_t v = q[i * SNN_NN_OUT + k];
+            if (v > (uint64_t)1 << F)
+                return snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: training step %zu, image %zu: ASM output %zu is "
+                                "%.4f, outside [0, 1]: a value left the protocols' range (a failed truncation?); "
+                                "stopping", it + 1, i, k, snn_decode(v));
+            sum += v;
+        }
+        if (sum > (uint64_t)1 << F)
+            return snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: training step %zu, image %zu: ASM outputs sum to %.4f, "
+                            "above 1: a value left the protocols' range (a failed truncation?); stopping",
+                            it + 1, i, snn_decode(sum));
+    }
+    return 0;
+}
+
+/*
  * snn_nn_owner -- the owner's side of one job: send the job block to P0, P1
  * and P2, secret-share the parameters (io->param) to P0 and P1, then per
  * training step a batch of images and one-hot labels; receive the progress
@@ -2033,6 +2192,7 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
     uint64_t *x = NULL, *y = NULL, *q = NULL, traffic;
     uint8_t *lab = NULL;
     size_t it, done, m, B = job->batch, k;
+    snn_nn_range range;
     int rc = -1;
 
     memset(&bt, 0, sizeof bt);
@@ -2044,6 +2204,12 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
     if ((job->cmd & SNN_JOB_INFER) && (!io->test || io->test->n < job->n_infer))
         return snn_fail(o, SNN_ERR_ARG, "fewer test images than %u", (unsigned)job->n_infer);
     snn_net_init(&net, (int)job->net);
+    /* The model must keep every value within the protocols' ranges for
+     * any image, or the results would be silently wrong (SPEC 4.2 c, d) */
+    if (snn_nn_check_range(&net, io->param, B, (job->cmd & SNN_JOB_TRAIN) != 0, &range) != 0) {
+        snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
+        return snn_fail(o, SNN_ERR_RANGE, "the model's weights allow, at %s, %s; refusing the job", msg, range.why);
+    }
     if (!(x = nn_alloc(B * SNN_NN_IN)) || !(y = nn_alloc(B * SNN_NN_OUT)) || !(q = nn_alloc(B * SNN_NN_OUT))
         || !(lab = malloc(B)) || ((job->cmd & SNN_JOB_TRAIN) && batcher_init(&bt, io->train->n) != 0)) {
         snn_fail(o, SNN_ERR_NOMEM, "out of memory");
@@ -2069,6 +2235,7 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, y, B * SNN_NN_OUT));
             if (job->report) {
                 SNN_GUARD(snn_reveal(o, SNN_CLIENT, q, NULL, B * SNN_NN_OUT));
+                if (asm_check(o, q, B, it) != 0) goto cleanup;
                 progress_add(&pr, q, lab, B);
                 if (report_due(it, job->iters, job->report)) {
                     SNN_GUARD(snn_reveal(o, SNN_CLIENT, &traffic, NULL, 1));
@@ -2081,6 +2248,12 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             }
         }
         SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
+        if (snn_nn_check_range(&net, io->param, B, 0, &range) != 0) {
+            snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
+            snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: the trained weights allow, at %s, %s: a failed "
+                     "truncation or a diverging training; not kept", msg, range.why);
+            goto cleanup;
+        }
     }
     if (job->cmd & SNN_JOB_INFER) {
         for (done = 0; done < job->n_infer; done += m) {
@@ -3314,6 +3487,8 @@ static int cmd_infer(opts *o)
     double secs = 0;
     int rc = 1;
     char err[256], b1[32], b2[32];
+    snn_net net;
+    snn_nn_range range;
 
     memset(&test, 0, sizeof test);
     memset(&m, 0, sizeof m);
@@ -3326,8 +3501,16 @@ static int cmd_infer(opts *o)
         PERR("%s", err);
         goto cleanup;
     }
+    snn_net_init(&net, m.net);
+    if (snn_nn_check_range(&net, m.param, 1, 0, &range) != 0) {
+        snn_nn_layer_name(err, sizeof err, &net, range.layer);
+        PERR("%s: its weights allow, at %s, %s; refusing the model (nothing was run)", o->model, err, range.why);
+        goto cleanup;
+    }
     if (load_split(&test, o, "test") != 0) goto cleanup;
     n = o->test_n && o->test_n < test.n ? (size_t)o->test_n : test.n;
+    printf("truncation: at most %.2g failed truncations expected in classifying %zu images "
+           "(a bound from the weights: %.2g per image)\n", range.fail_infer * (double)n, n, range.fail_infer);
     if (!(pred = nn_alloc(n))) { PERR("out of memory"); goto cleanup; }
     memset(&job, 0, sizeof job);
     job.cmd = SNN_JOB_INFER;

@@ -808,6 +808,23 @@ int  snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
  * parameters and inputs (see nn.c): truncation errors through the layers. */
 uint64_t snn_nn_error_bound(const snn_net *net, const uint64_t *param);
 
+/* What the weights allow (see nn.c): the first layer whose bound leaves a
+ * protocol's range (-1: none) and why; log2 of the logits' bound; bounds
+ * on the expected number of failed local truncations (probability about
+ * |v| / 2^64 each, SPEC 1.3) per classified image and per training step
+ * of `batch` images. */
+typedef struct {
+    int    layer;
+    char   why[160];
+    double logit_log2;
+    double fail_infer, fail_step;
+} snn_nn_range;
+/* 0 if every value the network computes (train: also ASM) stays within
+ * the protocols' ranges for any input image, else -1 with r->layer set. */
+int snn_nn_check_range(const snn_net *net, const uint64_t *param, size_t batch, int train, snn_nn_range *r);
+/* "layer 4 (FC 128 -> 10)": layer l of net, for messages. */
+void snn_nn_layer_name(char *buf, size_t n, const snn_net *net, int l);
+
 /* Owner-side encodings, integers only: standardised pixels 4 p/255 - 1/2
  * and one-hot labels in fixed point; weights uniform in +-sqrt(6 / (fan_in + fan_out)) (Glorot),
  * biases 0, drawn from g. */

@@ -5423,6 +5423,178 @@ static void test_nn_flow(void)
     snn_mnist_free(&test);
 }
 
+/* ---- Values outside the protocols' ranges ---------------------------------- */
+
+/* A server that corrupts one frame it reveals to the owner (test only):
+ * P0 adds `add` to element 0 of its `nth` Reveal frame of `count` elements. */
+typedef struct { size_t count, nth, seen; uint64_t add; } corrupt_ctx;
+
+static void corrupt_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    corrupt_ctx *c = ctx;
+    (void)p;
+    if (f->dir == 0 && f->to == SNN_CLIENT && f->proto == SNN_PROTO_REVEAL && f->count == c->count
+        && c->seen++ == c->nth) {
+        uint64_t v = le64(f->payload) + c->add;
+        int i;
+        for (i = 0; i < 8; i++) f->payload[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+typedef struct {
+    nn_job_ctx job;
+    corrupt_ctx bad;             /* P0's corruption (count 0: none) */
+} nn_range_ctx;
+
+static int pf_nn_range(snn_party *p, const void *vctx, outbuf *o)
+{
+    const nn_range_ctx *c = vctx;
+    corrupt_ctx bad = c->bad;
+    if (p->id == 0 && bad.count) { p->hook = corrupt_hook; p->hook_ctx = &bad; }
+    return pf_nn_job(p, &c->job, o);
+}
+
+/*
+ * A trained A model with every weight multiplied by 2^10: its products
+ * can leave 2^62, so the owner refuses it for inference and training
+ * (before anything is sent), and the program refuses the model file; run
+ * anyway, outside the owner's check, secure inference silently disagrees
+ * with the twin.  In training the owner checks what it sees: revealed ASM
+ * outputs outside [0, 1] and trained weights out of range stop the job
+ * with a message naming the step.
+ */
+static void test_nn_range(void)
+{
+    snn_mnist train, test;
+    snn_net net;
+    snn_nn_range r;
+    nn_range_ctx c;
+    run_opts ro;
+    party_out out[SNN_NEND];
+    uint64_t *param, *big, *p0, *p1, *x, *x0, *x1, *tcls;
+    size_t i, l, n = qn(400, 200), differ = 0, cdiff = 0;
+    uint64_t bound = 0;
+    char path[] = "/tmp/snn_range_XXXXXX", model[300], err[256], name[96];
+    int id, rc;
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    /* Glorot weights of every network are within range */
+    for (id = 0; id < SNN_NET_COUNT; id++) {
+        snn_net_init(&net, id);
+        param = xmalloc(net.nparam * 8);
+        snn_nn_init_params(&net, param, trng());
+        rc = snn_nn_check_range(&net, param, 128, id != SNN_NET_D, &r);
+        CHECK(rc == 0, "net %s, Glorot weights: within range (logits below 2^%.1f; at most %.2g failed truncations "
+              "per image, %.2g per training step of 128, bounds)", snn_net_name(id), r.logit_log2, r.fail_infer,
+              r.fail_step);
+        free(param);
+    }
+    snn_net_init(&net, SNN_NET_A);
+    param = xmalloc(net.nparam * 8); big = xmalloc(net.nparam * 8);
+    CHECK(nn_t_train(&net, param, &train, 60, 32) == 0, "net A: plaintext training, 60 steps of 32");
+    memcpy(big, param, net.nparam * 8);
+    for (l = 0; l < net.nlayer; l++)
+        for (i = 0; i < net.layer[l].nw; i++) big[net.layer[l].woff + i] <<= 10;
+    CHECK(snn_nn_check_range(&net, param, 128, 1, &r) == 0, "trained A: within range");
+    rc = snn_nn_check_range(&net, big, 128, 0, &r);
+    snn_nn_layer_name(name, sizeof name, &net, r.layer);
+    CHECK(rc != 0 && r.layer == 4 && strstr(r.why, "beyond 2^62"),
+          "trained A x 2^10: out of range at %s: %s", name, r.why);
+
+    /* Without the owner's check: secure inference on the x 2^10 weights
+     * disagrees with the twin (failed truncations, silently) */
+    p0 = xmalloc(net.nparam * 8); p1 = xmalloc(net.nparam * 8);
+    x = xmalloc(n * SNN_NN_IN * 8); x0 = xmalloc(n * SNN_NN_IN * 8); x1 = xmalloc(n * SNN_NN_IN * 8);
+    tcls = xmalloc(n * 8);
+    {
+        snn_nn_state s;
+        nn_infer_ctx ic;
+        snn_nn_encode_images(x, test.images, n);
+        CHECK(snn_nn_state_alloc(&s, &net, n) == 0 && snn_plain_forward(&s, big, x, n) == 0
+              && snn_plain_predict(tcls, &s, n) == 0, "trained A x 2^10: twin inference");
+        bound = snn_nn_error_bound(&net, big);
+        split(p0, p1, big, net.nparam);
+        split(x0, x1, x, n * SNN_NN_IN);
+        ic.net = &net; ic.n = n; ic.param[0] = p0; ic.param[1] = p1; ic.x[0] = x0; ic.x[1] = x1;
+        if (run3(pf_nn_infer, &ic, MESH_PAIRS, out) == 0 && out[0].n == n * 11 && out[1].n == n * 11)
+            for (i = 0; i < n; i++) {
+                size_t k, off = 0;
+                for (k = 0; k < SNN_NN_OUT; k++)
+                    off += nn_absdiff(out[0].v[i * 10 + k] + out[1].v[i * 10 + k], s.act[net.nlayer][i * 10 + k])
+                           > bound;
+                differ += off > 0;
+                cdiff += out[0].v[n * 10 + i] + out[1].v[n * 10 + i] != tcls[i];
+            }
+        CHECK(differ > 0, "trained A x 2^10, run without the check: on %zu of %zu images a secure logit is off the "
+              "twin's by more than the truncation bound (%llu LSB), and %zu classes differ, silently", differ, n,
+              (unsigned long long)bound, cdiff);
+        free3(out);
+        snn_nn_state_free(&s);
+    }
+
+    /* The owner refuses it, for inference and for training */
+    memset(&c, 0, sizeof c);
+    c.job.job.cmd = SNN_JOB_INFER;
+    c.job.job.net = SNN_NET_A;
+    c.job.job.batch = 16;
+    c.job.job.n_infer = 16;
+    c.job.train = &train;
+    c.job.test = &test;
+    c.job.init = big;
+    c.job.order = *trng();
+    memset(&ro, 0, sizeof ro);
+    ro.timeout_ms = 30000;
+    ro.nparty = 4;
+    rc = run_parties(&ro, pf_nn_job, &c.job, out);
+    CHECK(rc != 0 && strstr(out[3].err, "owner: the model's weights allow, at layer 4 (FC 128 -> 10), products up to")
+          && strstr(out[3].err, "refusing the job"), "inference with A x 2^10: \"%s\"", out[3].err);
+    for (i = 0; i < SNN_NEND; i++) free(out[i].v);
+    c.job.job.cmd = SNN_JOB_TRAIN;
+    c.job.job.n_infer = 0;
+    c.job.job.iters = 2;
+    c.job.job.lr_shift = 5;
+    rc = run_parties(&ro, pf_nn_job, &c.job, out);
+    CHECK(rc != 0 && strstr(out[3].err, "refusing the job"), "training from A x 2^10: \"%s\"", out[3].err);
+    for (i = 0; i < SNN_NEND; i++) free(out[i].v);
+
+    /* In training, the owner checks what is revealed to it: an ASM output
+     * outside [0, 1] at step 2, then trained weights out of range */
+    c.job.init = param;
+    c.job.job.iters = 3;
+    c.job.job.report = 1;
+    c.bad.count = 16 * SNN_NN_OUT;
+    c.bad.nth = 1;
+    c.bad.add = (uint64_t)1 << 40;
+    rc = run_parties(&ro, pf_nn_range, &c, out);
+    CHECK(rc != 0 && strstr(out[3].err, "owner: Reveal step 1: training step 2, image 0: ASM output 0 is")
+          && strstr(out[3].err, "outside [0, 1]"), "an ASM output out of range stops the owner: \"%s\"", out[3].err);
+    for (i = 0; i < SNN_NEND; i++) free(out[i].v);
+    c.bad.count = net.nparam;
+    c.bad.nth = 0;
+    c.bad.add = (uint64_t)1 << 60;
+    c.job.job.report = 0;
+    rc = run_parties(&ro, pf_nn_range, &c, out);
+    CHECK(rc != 0 && strstr(out[3].err, "Reveal step 1: the trained weights allow, at layer 0 (FC 784 -> 128)")
+          && strstr(out[3].err, "not kept"), "trained weights out of range: \"%s\"", out[3].err);
+    for (i = 0; i < SNN_NEND; i++) free(out[i].v);
+
+    /* The program refuses the model file before connecting */
+    if (mkdtemp(path)) {
+        char *argv[] = { "./securenn", "infer", "--model", model, "--timeout", "60", "--peers",
+                         "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", NULL };
+        snprintf(model, sizeof model, "%s/big.snnm", path);
+        CHECK(snn_model_save(model, SNN_NET_A, big, net.nparam, err, sizeof err) == 0, "A x 2^10 saved");
+        expect_cli_error(argv, "refusing the model (nothing was run)", 10, "infer --model A x 2^10");
+        remove(model);
+        rmdir(path);
+    }
+    free(param); free(big); free(p0); free(p1); free(x); free(x0); free(x1); free(tcls);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
 /* ==== The program's command line ========================================== */
 
 /*
@@ -6980,6 +7152,7 @@ static const test_entry tests[] = {
     { "nn_learn",        test_nn_learn },
     { "nn_job",          test_nn_job },
     { "nn_flow",         test_nn_flow },
+    { "nn_range",        test_nn_range },
     { "cli",             test_cli },
     { "cli_bench",       test_cli_bench },
     { "cli_parties",     test_cli_parties },
