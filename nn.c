@@ -234,7 +234,11 @@ typedef struct {
     snn_prg   *round;         /* twin only: stochastic truncation, or NULL */
     char      *err;           /* twin only: its first error, or NULL      */
     size_t     errlen;
+    snn_trunc_stats *trunc;   /* twin only: counts truncations, or NULL */
 } nn_ctx;
+
+/* |s(x)|, the absolute value of the signed view, as an unsigned. */
+static uint64_t abs_signed(uint64_t x) { return (x >> 63) ? (uint64_t)0 - x : x; }
 
 /* The context of a secure call: 0, or -1 if p already holds an error. */
 static int ctx_secure(nn_ctx *c, snn_party *p)
@@ -243,6 +247,7 @@ static int ctx_secure(nn_ctx *c, snn_party *p)
     c->round = NULL;
     c->err = NULL;
     c->errlen = 0;
+    c->trunc = NULL;
     return p->err ? -1 : 0;
 }
 
@@ -254,6 +259,7 @@ static nn_ctx *ctx_twin(nn_ctx *c, snn_prg *round, char *err, size_t errlen)
     c->round = round;
     c->err = errlen ? err : NULL;
     c->errlen = errlen;
+    c->trunc = NULL;
     if (c->err) c->err[0] = '\0';
     return c;
 }
@@ -333,11 +339,17 @@ static int nn_mul(nn_ctx *c, uint64_t *z, const uint64_t *x, const uint64_t *y, 
  * weight at every step (most SGD steps are a few LSB) and costs A 10-40
  * points of accuracy.
  */
-static void plain_truncate(uint64_t *y, const uint64_t *x, size_t n, unsigned d, snn_prg *round)
+static void plain_truncate(uint64_t *y, const uint64_t *x, size_t n, unsigned d, snn_prg *round,
+                           snn_trunc_stats *st)
 {
     const uint64_t mask = ((uint64_t)1 << d) - 1;
     size_t i;
     assert(d < 64);                 /* f + shift <= 13 + 8 + 30 (snn_job_check) */
+    if (st) {
+        /* the protocol's truncation of v fails with probability about |v| / 2^64 (SPEC 1.3) */
+        st->count += n;
+        for (i = 0; i < n; i++) st->fail += (double)abs_signed(x[i]) / 18446744073709551616.0;
+    }
     for (i = 0; i < n; i++) y[i] = snn_sar(x[i] + (round && d ? snn_prg_u64(round) & mask : 0), d);
 }
 
@@ -348,7 +360,7 @@ static int nn_truncate(nn_ctx *c, uint64_t *y, const uint64_t *x, size_t n, unsi
         snn_truncate(c->p, y, x, n, d);
         return c->p->err ? -1 : 0;
     }
-    plain_truncate(y, x, n, d, c->round);
+    plain_truncate(y, x, n, d, c->round, c->trunc);
     return 0;
 }
 
@@ -877,7 +889,8 @@ int snn_nn_forward(snn_party *p, snn_nn_state *s, const uint64_t *param, const u
 int snn_plain_forward(snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
 {
     nn_ctx c;
-    return net_forward(ctx_twin(&c, NULL, NULL, 0), s, param, x, n);
+    ctx_twin(&c, NULL, NULL, 0)->trunc = s->trunc;
+    return net_forward(&c, s, param, x, n);
 }
 
 /*
@@ -1037,12 +1050,11 @@ int snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
                          const uint64_t *y, unsigned lr_shift)
 {
     nn_ctx c;
-    return net_train_step(ctx_twin(&c, s->round, NULL, 0), s, param, x, y, lr_shift);
+    ctx_twin(&c, s->round, NULL, 0)->trunc = s->trunc;
+    return net_train_step(&c, s, param, x, y, lr_shift);
 }
 
 /* ==== 10. The error bound of secure inference ============================ */
-
-static uint64_t abs_signed(uint64_t x) { return (x >> 63) ? (uint64_t)0 - x : x; }
 
 /* a b, saturated at 2^64 - 1. */
 static uint64_t sat_mul(uint64_t a, uint64_t b)

@@ -745,6 +745,14 @@ int         snn_net_init(snn_net *net, int id);
 const char *snn_net_name(int id);               /* "A".."D", or "?"      */
 int         snn_net_parse(const char *s);       /* "A"/"a" -> id, or -1  */
 
+/* The twin's truncations: how many, and the sum of |v| / 2^64 over the
+ * values v truncated, the expected number of failures had the protocol
+ * truncated them (probability about |v| / 2^64 each, SPEC 1.3). */
+typedef struct snn_trunc_stats_ {
+    uint64_t count;
+    double   fail;
+} snn_trunc_stats;
+
 /* Per-batch state: act[l] is the input of layer l (batch x in_l),
  * act[nlayer] the logits u (batch x 10); keep[l] what layer l's backward
  * pass needs (ReLU: the DReLU bits; Maxpool: the argmax index); out the
@@ -758,6 +766,8 @@ typedef struct {
     snn_prg  *round;   /* twin only: if set, SGD steps round stochastically
                         * from this stream, as the protocol's truncation
                         * does (see nn.c sgd_update); NULL: exact floor */
+    struct snn_trunc_stats_ *trunc;  /* twin only: if set, counts every
+                        * truncation (see snn_trunc_stats); NULL: none */
 } snn_nn_state;
 int  snn_nn_state_alloc(snn_nn_state *s, const snn_net *net, size_t batch);
 void snn_nn_state_free(snn_nn_state *s);

@@ -5435,7 +5435,7 @@ static void corrupt_hook(void *ctx, const snn_party *p, snn_frame *f)
     (void)p;
     if (f->dir == 0 && f->to == SNN_CLIENT && f->proto == SNN_PROTO_REVEAL && f->count == c->count
         && c->seen++ == c->nth) {
-        uint64_t v = le64(f->payload) + c->add;
+        uint64_t v = snn_load64_le(f->payload) + c->add;
         int i;
         for (i = 0; i < 8; i++) f->payload[i] = (unsigned char)(v >> (8 * i));
     }
@@ -5591,6 +5591,93 @@ static void test_nn_range(void)
         rmdir(path);
     }
     free(param); free(big); free(p0); free(p1); free(x); free(x0); free(x1); free(tcls);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
+/*
+ * The truncation failure budget: the twin counts every local truncation
+ * of a job and sums |v| / 2^64 over the values v it truncates, which is
+ * the expected number of failures had the protocol truncated them (SPEC
+ * 1.3).  The counts must be the layers' own (per image: every FC and
+ * convolution output; per training step of B also the logit penalty,
+ * the input gradients of every layer but the first, and every weight and
+ * bias gradient), and the sums must lie under snn_nn_check_range's bounds.
+ */
+static void nn_t_budget(int id, size_t steps, size_t n, const snn_mnist *train, const snn_mnist *test)
+{
+    snn_net net;
+    snn_nn_state s;
+    snn_trunc_stats st;
+    snn_nn_range r;
+    uint64_t *param, *x, *y;
+    uint8_t lab[128];
+    size_t l, want = 0, B = 128, i;
+    snn_prg order;
+
+    snn_net_init(&net, id);
+    param = xmalloc(net.nparam * 8);
+    x = xmalloc(B * SNN_NN_IN * 8);
+    y = xmalloc(B * SNN_NN_OUT * 8);
+    if (steps) CHECK(nn_t_train(&net, param, train, steps, 32) == 0, "net %s: plaintext training, %zu steps of 32",
+                     snn_net_name(id), steps);
+    else snn_nn_init_params(&net, param, trng());
+    CHECK(snn_nn_check_range(&net, param, B, id != SNN_NET_D, &r) == 0, "net %s: within range", snn_net_name(id));
+    for (l = 0; l < net.nlayer; l++)
+        if (net.layer[l].kind == SNN_LAYER_FC || net.layer[l].kind == SNN_LAYER_CONV)
+            want += snn_layer_out_size(&net.layer[l]);
+    /* inference: n images, in batches of up to 128 */
+    if (snn_nn_state_alloc(&s, &net, B) != 0) { CHECK(0, "state"); return; }
+    memset(&st, 0, sizeof st);
+    s.trunc = &st;
+    for (i = 0; i < n; i += B) {
+        size_t m = n - i < B ? n - i : B;
+        snn_nn_encode_images(x, test->images + i * SNN_NN_IN, m);
+        if (snn_plain_forward(&s, param, x, m) != 0) break;
+    }
+    CHECK(st.count == want * n && st.fail / (double)n <= r.fail_infer,
+          "net %s, inference (%s weights): %llu truncations per image (the layers' outputs: %zu); "
+          "sum |v|/2^64 = %.2g per image, under the bound %.2g", snn_net_name(id), steps ? "trained" : "Glorot",
+          (unsigned long long)(st.count / n), want, st.fail / (double)n, r.fail_infer);
+    /* training: steps of B = 128 */
+    if (id != SNN_NET_D) {
+        size_t T = quick ? 1 : 3, per = B * SNN_NN_OUT;
+        for (l = 0; l < net.nlayer; l++) {
+            const snn_layer *L = &net.layer[l];
+            if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+            per += B * snn_layer_out_size(L) + L->nw + L->nb + (l > 0 ? B * snn_layer_in_size(L) : 0);
+        }
+        memset(&st, 0, sizeof st);
+        order = *trng();
+        for (i = 0; i < T; i++) {
+            size_t k;
+            for (k = 0; k < B; k++) {
+                size_t at = (size_t)snn_prg_below(&order, train->n);
+                snn_nn_encode_images(x + k * SNN_NN_IN, train->images + at * SNN_NN_IN, 1);
+                lab[k] = train->labels[at];
+            }
+            snn_nn_encode_labels(y, lab, B);
+            if (snn_plain_train_step(&s, param, x, y, id == SNN_NET_A ? 7 : 5) != 0) break;
+        }
+        CHECK(st.count == per * T && st.fail / (double)T <= r.fail_step,
+              "net %s, training, batch 128: %llu truncations per step (forward, logit penalty, gradients: %zu); "
+              "sum |v|/2^64 = %.2g per step, under the bound %.2g", snn_net_name(id),
+              (unsigned long long)(st.count / T), per, st.fail / (double)T, r.fail_step);
+    }
+    snn_nn_state_free(&s);
+    free(param); free(x); free(y);
+}
+
+static void test_nn_budget(void)
+{
+    snn_mnist train, test;
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    nn_t_budget(SNN_NET_A, 200, qn(1000, 100), &train, &test);
+    nn_t_budget(SNN_NET_B, 0, qn(200, 20), &train, &test);
+    nn_t_budget(SNN_NET_C, 0, qn(200, 20), &train, &test);
+    nn_t_budget(SNN_NET_D, 0, qn(1000, 100), &train, &test);
     snn_mnist_free(&train);
     snn_mnist_free(&test);
 }
@@ -7153,6 +7240,7 @@ static const test_entry tests[] = {
     { "nn_job",          test_nn_job },
     { "nn_flow",         test_nn_flow },
     { "nn_range",        test_nn_range },
+    { "nn_budget",       test_nn_budget },
     { "cli",             test_cli },
     { "cli_bench",       test_cli_bench },
     { "cli_parties",     test_cli_parties },
