@@ -3521,8 +3521,6 @@ static int cmd_infer(opts *o)
     }
     if (load_split(&test, o, "test") != 0) goto cleanup;
     n = o->test_n && o->test_n < test.n ? (size_t)o->test_n : test.n;
-    printf("truncation: at most %.2g failed truncations expected in classifying %zu images "
-           "(a bound from the weights: %.2g per image)\n", range.fail_infer * (double)n, n, range.fail_infer);
     if (!(pred = nn_alloc(n))) { PERR("out of memory"); goto cleanup; }
     memset(&job, 0, sizeof job);
     job.cmd = SNN_JOB_INFER;
@@ -3539,6 +3537,8 @@ static int cmd_infer(opts *o)
     fmt_bytes(b2, sizeof b2, (double)io.infer_bytes);
     printf("network %s, %zu test images: accuracy %.2f%% (%zu/%zu) in %.1f s; traffic %s, %s per image\n",
            snn_net_name(m.net), n, 100.0 * (double)correct / (double)n, correct, n, secs, b2, b1);
+    printf("truncation: at most %.2g failed truncations expected in this job (a bound from the weights: "
+           "%.2g per image)\n", range.fail_infer * (double)n, range.fail_infer);
     rc = 0;
 cleanup:
     snn_mnist_free(&test);
