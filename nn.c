@@ -2268,6 +2268,7 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
         }
     }
     if (job->cmd & SNN_JOB_INFER) {
+        if (io->infer_progress) io->infer_progress(io->ctx, 0, job->n_infer);
         for (done = 0; done < job->n_infer; done += m) {
             m = job->n_infer - done < B ? job->n_infer - done : B;
             snn_nn_encode_images(x, io->test->images + done * SNN_NN_IN, m);
@@ -2279,6 +2280,7 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
                              (unsigned long long)io->pred[it], it);
                     goto cleanup;
                 }
+            if (io->infer_progress) io->infer_progress(io->ctx, done + m, job->n_infer);
         }
         SNN_GUARD(snn_reveal(o, SNN_CLIENT, &io->infer_bytes, NULL, 1));
     }
@@ -2675,6 +2677,8 @@ static int os_seed(uint64_t *seed)
 typedef struct {
     double t0;
     int    secure;
+    double infer_t0;          /* when secure inference started            */
+    size_t last_tenth;        /* of the images, at the last progress line */
 } prog_progress;
 
 /* One progress line: loss = mean of sum_k (q_k - y_k)^2 per sample. */
@@ -2689,7 +2693,30 @@ static void print_progress(void *ctx, const snn_progress *pr)
         fmt_bytes(b, sizeof b, (double)pr->bytes);
         printf("  traffic %10s", b);
     }
-    printf("  %7.1f s\n", now_s() - c->t0);
+    printf("  %7.1f s", now_s() - c->t0);
+    if (pr->iter < pr->iters)
+        printf(", about %.0f s left", (now_s() - c->t0) / (double)pr->iter * (double)(pr->iters - pr->iter));
+    printf("\n");
+    fflush(stdout);
+}
+
+/* Secure inference's progress: a line at each tenth of the images (and at
+ * the end), with the time so far and an estimate of the time left. */
+static void print_infer_progress(void *ctx, size_t done, size_t n)
+{
+    prog_progress *c = ctx;
+    double t;
+    if (done == 0) {                  /* inference starts */
+        c->infer_t0 = now_s();
+        c->last_tenth = 0;
+        return;
+    }
+    if (done * 10 / n == c->last_tenth && done < n) return;
+    c->last_tenth = done * 10 / n;
+    t = now_s() - c->infer_t0;
+    printf("  classified %zu of %zu images  %.1f s", done, n, t);
+    if (done < n) printf(", about %.0f s left", t / (double)done * (double)(n - done));
+    printf("\n");
     fflush(stdout);
 }
 
@@ -3112,14 +3139,17 @@ static int owner_run(const opts *o, const snn_job *job, snn_owner_io *io, double
     int rc = -1;
 
     if (owner_connect(&own, o) == 0) {
+        memset(&pc, 0, sizeof pc);
         pc.t0 = now_s();
         pc.secure = 1;
         io->progress = print_progress;
+        io->infer_progress = print_infer_progress;
         io->ctx = &pc;
         if (snn_nn_owner(&own, job, io) == 0) rc = 0;
         else PERR("%s", own.errmsg);
         *secs = now_s() - pc.t0;
         io->progress = NULL;
+        io->infer_progress = NULL;
         io->ctx = NULL;
     }
     if (owner_bytes) *owner_bytes = own.stats.bytes_sent + own.stats.bytes_recv;
@@ -3181,6 +3211,7 @@ static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, con
     snn_prg g, r;
     prog_progress pc;
     char err[200];
+    memset(&pc, 0, sizeof pc);
     pc.t0 = now_s();
     pc.secure = 0;
     owner_prg(&g, pl->seed, 1);

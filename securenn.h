@@ -926,6 +926,9 @@ typedef struct {
     uint64_t         infer_bytes;  /* out: servers' traffic in inference   */
     snn_progress_fn  progress;     /* may be NULL                          */
     void            *ctx;
+    /* inference: called with 0 as it starts, then after each batch with
+     * the images classified so far, and n_infer (ctx as above); may be NULL */
+    void           (*infer_progress)(void *ctx, size_t done, size_t n);
 } snn_owner_io;
 
 /* A server (P0, P1 or P2) runs one job of the connected owner:
