@@ -2385,6 +2385,9 @@ static const char usage_options[] =
 "  --data DIR      MNIST IDX files train-* and t10k-* (data)\n"
 "  --test-n N      classify only the first N test images (all)\n"
 "  --model FILE    train, demo: save the trained model; infer: the model to use\n"
+"  --no-save       train: run without --model (the trained weights are lost)\n"
+"  --predictions FILE  infer, demo: one line per test image, \"index label\n"
+"                  predicted\"; a confusion matrix is printed either way\n"
 "  --seed S        demo, train: the owner's initial weights and batch order derive\n"
 "                  from S (default: from the OS; printed).  Keys and share masks\n"
 "                  never do\n"
@@ -2432,7 +2435,7 @@ enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 
        OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15,
        OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_OWNERWAIT = 1 << 21,
        OPT_KEYSEED = 1 << 22, OPT_REPS = 1 << 23, OPT_CSV = 1 << 24, OPT_LATENCY = 1 << 25,
-       OPT_BANDWIDTH = 1 << 26 };
+       OPT_BANDWIDTH = 1 << 26, OPT_PREDICT = 1 << 27, OPT_NOSAVE = 1 << 28 };
 
 typedef struct {
     const char *cmd;
@@ -2441,7 +2444,7 @@ typedef struct {
     int         net;
     uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, key_seed, port, timeout, owner_wait;
     uint64_t    reps, latency, bandwidth;
-    const char *data, *model, *keys;
+    const char *data, *model, *keys, *predictions;
     char        peers[SNN_NPARTY][128];
     int         nnames;                /* bench: row filters */
     const char *names[32];
@@ -2461,7 +2464,7 @@ static const opt_def opt_table[] = {
     { "--port", OPT_PORT, 1 },       { "--timeout", OPT_TIMEOUT, 1 }, { "--plain", OPT_PLAIN, 0 },
     { "--no-twin", OPT_NOTWIN, 0 },  { "--lr-step", OPT_LRSTEP, 1 }, { "--keys", OPT_KEYS, 1 },
     { "--insecure", OPT_INSECURE, 0 },
-    { "--owner-wait", OPT_OWNERWAIT, 1 },
+    { "--owner-wait", OPT_OWNERWAIT, 1 }, { "--predictions", OPT_PREDICT, 1 }, { "--no-save", OPT_NOSAVE, 0 },
     { "--key-seed", OPT_KEYSEED, 1 }, { "--reps", OPT_REPS, 1 },  { "--csv", OPT_CSV, 0 },
     { "--latency", OPT_LATENCY, 1 }, { "--bandwidth", OPT_BANDWIDTH, 1 },
 };
@@ -2475,13 +2478,13 @@ static const opt_def opt_table[] = {
 static unsigned opts_allowed(const char *cmd)
 {
     if (strcmp(cmd, "demo") == 0)
-        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS | OPTS_WAN;
+        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS | OPTS_WAN | OPT_PREDICT;
     if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_KEYSEED | OPT_KEYS | OPT_INSECURE | OPT_QUIET
                                           | OPT_OWNERWAIT | OPTS_WAN;
-    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE | OPTS_WAN;
+    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE | OPTS_WAN | OPT_NOSAVE;
     if (strcmp(cmd, "infer") == 0)
         return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_KEYSEED | OPT_PEERS | OPT_TIMEOUT
-               | OPT_KEYS | OPT_INSECURE | OPTS_WAN;
+               | OPT_KEYS | OPT_INSECURE | OPTS_WAN | OPT_PREDICT;
     if (strcmp(cmd, "bench") == 0)
         return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT | OPT_REPS | OPT_CSV | OPTS_WAN;
     if (strcmp(cmd, "import") == 0) return OPT_NET | OPT_MODEL;
@@ -2622,6 +2625,7 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
         case OPT_DATA:  o->data = v; break;
         case OPT_KEYS:  o->keys = v; break;
         case OPT_MODEL: o->model = v; break;
+        case OPT_PREDICT: o->predictions = v; break;
         default: break;               /* the flags without a value */
         }
     }
@@ -2744,6 +2748,53 @@ static void draw_digits(const snn_mnist *d, const uint64_t *pred, size_t count)
             printf("predicted %u (label %u)%-8s", (unsigned)pred[i], (unsigned)d->labels[i], "");
         printf("\n\n");
     }
+}
+
+/* --predictions FILE: opened before the job starts, so that a path that
+ * cannot be written stops the command at once.  NULL (and no error) if
+ * the option is absent. */
+static int open_predictions(const opts *o, FILE **f)
+{
+    *f = NULL;
+    if (!o->predictions) return 0;
+    if (!(*f = fopen(o->predictions, "w"))) {
+        PERR("--predictions %s: cannot create: %s", o->predictions, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes "index label predicted" per image to f (if any), closes it, and
+ * prints the confusion matrix (rows: label, columns: predicted) with each
+ * class's accuracy.  0, or -1 if the file could not be written. */
+static int report_predictions(const opts *o, FILE *f, const snn_mnist *d, const uint64_t *pred, size_t n)
+{
+    size_t cm[SNN_NN_OUT][SNN_NN_OUT], i, r, c;
+    int rc = 0;
+    memset(cm, 0, sizeof cm);
+    for (i = 0; i < n; i++) {
+        cm[d->labels[i]][pred[i]]++;
+        if (f) fprintf(f, "%zu %u %u\n", i, (unsigned)d->labels[i], (unsigned)pred[i]);
+    }
+    if (f) {
+        int bad = ferror(f);
+        if (fclose(f) != 0 || bad) {
+            PERR("--predictions %s: write failed", o->predictions);
+            rc = -1;
+        }
+    }
+    if (f && rc == 0) printf("predictions written to %s (index label predicted)\n", o->predictions);
+    printf("confusion matrix (rows: label, columns: predicted) and accuracy per class:\n      ");
+    for (c = 0; c < SNN_NN_OUT; c++) printf(" %5zu", c);
+    printf("   accuracy\n");
+    for (r = 0; r < SNN_NN_OUT; r++) {
+        size_t row = 0;
+        printf("  %3zu ", r);
+        for (c = 0; c < SNN_NN_OUT; c++) { printf(" %5zu", cm[r][c]); row += cm[r][c]; }
+        if (row) printf("   %6.2f%% (%zu/%zu)\n", 100.0 * (double)cm[r][r] / (double)row, cm[r][r], row);
+        else printf("   (none)\n");
+    }
+    return rc;
 }
 
 /* Predictions equal to the labels. */
@@ -3240,6 +3291,7 @@ typedef struct {
     uint64_t *pred, *tpred;     /* secure and twin predictions (test_n)  */
     pid_t     pid[SNN_NPARTY];  /* the forked servers                    */
     size_t    nkids;
+    FILE     *predf;            /* --predictions, or NULL                */
 } demo_run;
 
 /* Step 1: the data, the plan, the buffers and the opening lines. */
@@ -3255,7 +3307,9 @@ static int demo_open(demo_run *d, opts *o)
     if (!(o->given & OPT_DATA)) o->data = "data";
     for (k = 0; k < SNN_NPARTY; k++)
         snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
-    if (load_split(&d->train, o, "train") != 0 || load_split(&d->test, o, "test") != 0) return -1;
+    if (load_split(&d->train, o, "train") != 0 || load_split(&d->test, o, "test") != 0
+        || open_predictions(o, &d->predf) != 0)
+        return -1;
     if (make_plan(&d->pl, o, d->train.n, 1) != 0) return -1;
     if (!d->pl.test_n || d->pl.test_n > d->test.n) d->pl.test_n = d->test.n;
     if (!(d->param = nn_alloc(d->pl.net.nparam)) || !(d->pred = nn_alloc(d->pl.test_n))
@@ -3285,6 +3339,8 @@ static void demo_close(demo_run *d)
     nn_free(d->tpred, d->pl.test_n);
     d->param = d->pred = d->tpred = NULL;
     snn_wipe(&d->pl.seed, sizeof d->pl.seed);
+    if (d->predf) fclose(d->predf);
+    d->predf = NULL;
 }
 
 /* --plain: only the twin, in this process. */
@@ -3299,6 +3355,8 @@ static int demo_plain(demo_run *d, const opts *o)
            100.0 * (double)correct / (double)d->pl.test_n, correct, d->pl.test_n, now_s() - t0,
            paper_accuracy(d->pl.net.id));
     draw_digits(&d->test, d->pred, d->pl.test_n < 6 ? d->pl.test_n : 6);
+    if (report_predictions(o, d->predf, &d->test, d->pred, d->pl.test_n) != 0) { d->predf = NULL; return -1; }
+    d->predf = NULL;
     return save_model(o, d->pl.net.id, d->param, d->pl.net.nparam);
 }
 
@@ -3423,6 +3481,8 @@ static int demo_secure(demo_run *d, const opts *o, const snn_job *job, snn_prg *
            100.0 * (double)correct / (double)d->pl.test_n, correct, d->pl.test_n, b2, b1,
            paper_accuracy(d->pl.net.id));
     draw_digits(&d->test, d->pred, d->pl.test_n < 6 ? d->pl.test_n : 6);
+    if (report_predictions(o, d->predf, &d->test, d->pred, d->pl.test_n) != 0) { d->predf = NULL; return -1; }
+    d->predf = NULL;
     return save_model(o, d->pl.net.id, d->param, d->pl.net.nparam);
 }
 
@@ -3496,6 +3556,16 @@ static int cmd_train(opts *o)
         return 2;
     }
     if (load_split(&train, o, "train") != 0 || make_plan(&pl, o, train.n, 0) != 0) goto cleanup;
+    if (!o->model && !(o->given & OPT_NOSAVE)) {
+        PERR("train: --model FILE is required to keep the trained weights (or --no-save to run without)");
+        rc = 2;
+        goto cleanup;
+    }
+    if (o->model && (o->given & OPT_NOSAVE)) {
+        PERR("train: --model FILE and --no-save contradict each other");
+        rc = 2;
+        goto cleanup;
+    }
     if (!(param = nn_alloc(pl.net.nparam))) { PERR("out of memory"); goto cleanup; }
     owner_prepare(&pl, SNN_JOB_TRAIN, param, &order, &job);
     printf("training network %s: batch %zu, %zu iterations, learning rate %s, seed %llu\n",
@@ -3507,7 +3577,7 @@ static int cmd_train(opts *o)
     if (owner_run(o, &job, &io, &secs, &owner_bytes) != 0) goto cleanup;
     fmt_bytes(b, sizeof b, (double)owner_bytes);
     printf("trained in %.1f s (owner traffic %s)\n", secs, b);
-    if (!o->model) printf("no --model given: the trained weights are not saved\n");
+    if (!o->model) printf("--no-save: the trained weights are not saved\n");
     else if (save_model(o, pl.net.id, param, pl.net.nparam) != 0) goto cleanup;
     rc = 0;
 cleanup:
@@ -3526,6 +3596,7 @@ static int cmd_infer(opts *o)
     snn_owner_io io;
     snn_job job;
     uint64_t *pred = NULL;
+    FILE *predf = NULL;
     size_t n = 0, correct;
     double secs = 0;
     int rc = 1;
@@ -3550,7 +3621,7 @@ static int cmd_infer(opts *o)
         PERR("%s: its weights allow, at %s, %s; refusing the model (nothing was run)", o->model, err, range.why);
         goto cleanup;
     }
-    if (load_split(&test, o, "test") != 0) goto cleanup;
+    if (load_split(&test, o, "test") != 0 || open_predictions(o, &predf) != 0) goto cleanup;
     n = o->test_n && o->test_n < test.n ? (size_t)o->test_n : test.n;
     if (!(pred = nn_alloc(n))) { PERR("out of memory"); goto cleanup; }
     memset(&job, 0, sizeof job);
@@ -3570,8 +3641,10 @@ static int cmd_infer(opts *o)
            snn_net_name(m.net), n, 100.0 * (double)correct / (double)n, correct, n, secs, b2, b1);
     printf("truncation: at most %.2g failed truncations expected in this job (a bound from the weights: "
            "%.2g per image)\n", range.fail_infer * (double)n, range.fail_infer);
-    rc = 0;
+    rc = report_predictions(o, predf, &test, pred, n) == 0 ? 0 : 1;
+    predf = NULL;
 cleanup:
+    if (predf) fclose(predf);
     snn_mnist_free(&test);
     snn_model_free(&m);
     nn_free(pred, n);

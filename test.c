@@ -5875,7 +5875,7 @@ static void test_cli_parties(void)
         /* A dead peer: P2 is killed mid-training; the others stop with one
          * line each, well within their timeout, and no one hangs. */
         char *oargv[] = { "./securenn", "train", "--net", "A", "--iters", "10000", "--batch", "16", "--quiet",
-                          "--timeout", "20", "--peers", peers, NULL };
+                          "--no-save", "--timeout", "20", "--peers", peers, NULL };
         struct timespec two = { 2, 0 };
         double t0;
         for (k = 0; k < 3; k++) {
@@ -5887,7 +5887,7 @@ static void test_cli_parties(void)
         nanosleep(&two, NULL);
         {   /* a second owner while the servers serve the first hears that they are busy */
             char *o2[] = { "./securenn", "train", "--net", "A", "--iters", "1", "--batch", "16", "--quiet",
-                           "--timeout", "5", "--peers", peers, NULL };
+                           "--no-save", "--timeout", "5", "--peers", peers, NULL };
             expect_cli_error(o2, "P0 is busy: it serves another owner's job", 15, "a second owner while the servers are busy");
         }
         if (party[2].pid > 0) kill(party[2].pid, SIGKILL);
@@ -6377,6 +6377,133 @@ static void test_cli_bench(void)
               "min <= median <= max, peak memory > 0%s (%zu rows, %zu bad)", pass ? " --latency 20" : "",
               pass ? ", every time >= 2 x 20 ms" : "", rows, bad);
     }
+}
+
+/* Reads a --predictions file and the confusion matrix printed on stdout
+ * (text) and checks both against the labels of the test split: n lines
+ * "i label predicted" in order, the matrix's rows the label counts, its
+ * cells the file's (label, predicted) counts, its diagonal the correct
+ * predictions.  Returns the number correct, or -1 on any mismatch (what
+ * in why). */
+static long check_predictions(const char *path, const char *text, const snn_mnist *d, size_t n, char *why, size_t wn)
+{
+    FILE *f = fopen(path, "r");
+    size_t cm[10][10], i, r, c, total = 0;
+    long correct = 0;
+    const char *t;
+    memset(cm, 0, sizeof cm);
+    if (!f) { snprintf(why, wn, "no file %s", path); return -1; }
+    for (i = 0; i < n; i++) {
+        unsigned long idx, lab, pr;
+        if (fscanf(f, "%lu %lu %lu", &idx, &lab, &pr) != 3 || idx != i || lab != d->labels[i] || pr > 9) {
+            snprintf(why, wn, "line %zu is not \"%zu %u <0..9>\"", i + 1, i, (unsigned)d->labels[i]);
+            fclose(f);
+            return -1;
+        }
+        cm[lab][pr]++;
+        correct += lab == pr;
+    }
+    if (fscanf(f, "%lu", &i) == 1) { snprintf(why, wn, "more than %zu lines", n); fclose(f); return -1; }
+    fclose(f);
+    if (!text || !(t = strstr(text, "confusion matrix (rows: label, columns: predicted)"))) {
+        snprintf(why, wn, "no confusion matrix on stdout");
+        return -1;
+    }
+    t = strchr(t, '\n');
+    t = t ? strchr(t + 1, '\n') : NULL;             /* past the column header */
+    for (r = 0; r < 10 && t; r++) {
+        unsigned long row, v;
+        char *end;
+        row = strtoul(t + 1, &end, 10);
+        if (row != r) { snprintf(why, wn, "matrix row %zu missing", r); return -1; }
+        for (c = 0; c < 10; c++) {
+            v = strtoul(end, &end, 10);
+            if (v != cm[r][c]) {
+                snprintf(why, wn, "matrix cell (%zu, %zu) is %lu, the file has %zu", r, c, v, cm[r][c]);
+                return -1;
+            }
+            total += v;
+        }
+        t = strchr(end, '\n');
+    }
+    if (total != n) { snprintf(why, wn, "matrix sums to %zu, not %zu", total, n); return -1; }
+    return correct;
+}
+
+/*
+ * --predictions and the confusion matrix, from the twin (demo --plain)
+ * and from secure inference (infer on three parties, and demo); train
+ * without --model is refused before it starts.
+ */
+static void test_cli_predictions(void)
+{
+    char tmpl[] = "/tmp/snn_pred_XXXXXX", model[256], pred[256], out[4][256], peers[128], why[256], acc[64];
+    snn_mnist test;
+    bg_proc party[3], owner;
+    cmd_result r[3], ro;
+    int port[3], k;
+    long correct;
+    char *text;
+    char *ids[3] = { "0", "1", "2" };
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+
+    memset(&test, 0, sizeof test);
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (!mkdtemp(tmpl) || free_ports(port, 3) != 0) { CHECK(0, "temporary directory and ports"); return; }
+    if (snn_mnist_load(&test, "data", "test", why, sizeof why) != 0) { CHECK(0, "MNIST: %s", why); return; }
+    snprintf(model, sizeof model, "%s/a.snnm", tmpl);
+    snprintf(pred, sizeof pred, "%s/pred.txt", tmpl);
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+    for (k = 0; k < 4; k++) snprintf(out[k], sizeof out[k], "%s/out%d", tmpl, k);
+    {
+        char *argv[] = { "./securenn", "demo", "--plain", "--net", "A", "--iters", "40", "--batch", "16",
+                         "--test-n", "300", "--seed", "3", "--model", model, "--predictions", pred, NULL };
+        if (spawn_out(&owner, argv, out[3]) == 0) wait_bg(&owner, &ro, mono_s() + 60);
+        text = slurp(out[3]);
+        correct = check_predictions(pred, text, &test, 300, why, sizeof why);
+        snprintf(acc, sizeof acc, "test accuracy %.2f%% (%ld/300)", 100.0 * (double)correct / 300.0, correct);
+        CHECK(ro.status == 0 && correct >= 0 && text && strstr(text, acc),
+              "demo --plain --predictions: 300 lines of the test split's labels, the matrix their counts summing "
+              "to 300, its diagonal the accuracy printed (%s; %s)", why, acc);
+        free(text);
+    }
+    {
+        char *oargv[] = { "./securenn", "infer", "--model", model, "--test-n", "100", "--batch", "16",
+                          "--timeout", "20", "--peers", peers, "--predictions", pred, NULL };
+        remove(pred);
+        for (k = 0; k < 3; k++) {
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--quiet", "--peers", peers, NULL };
+            if (spawn_out(&party[k], pargv, out[k]) != 0) CHECK(0, "spawn party %d", k);
+        }
+        nanosleep(&ts, NULL);
+        if (spawn_out(&owner, oargv, out[3]) == 0) wait_bg(&owner, &ro, mono_s() + 120);
+        for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], mono_s() + 30);
+        text = slurp(out[3]);
+        correct = check_predictions(pred, text, &test, 100, why, sizeof why);
+        snprintf(acc, sizeof acc, "accuracy %.2f%% (%ld/100)", (double)correct, correct);
+        CHECK(ro.status == 0 && correct >= 0 && text && strstr(text, acc),
+              "infer --predictions on three parties: 100 lines, the matrix summing to 100, its diagonal the "
+              "accuracy printed (%s; %s; owner: \"%s\")", why, acc, ro.err);
+        CHECK(text && strstr(text, "classified 16 of 100 images") && strstr(text, "s left")
+              && strstr(text, "classified 100 of 100 images"),
+              "secure inference reports its progress with an estimate of the time left");
+        free(text);
+    }
+    {
+        char *argv[] = { "./securenn", "infer", "--model", model, "--predictions", "/nonexistent-dir/p.txt",
+                         "--peers", peers, NULL };
+        expect_cli_error(argv, "--predictions /nonexistent-dir/p.txt: cannot create", 10,
+                         "infer: a --predictions file that cannot be written, refused before connecting");
+    }
+    {
+        char *argv[] = { "./securenn", "train", "--net", "A", "--peers", peers, NULL };
+        expect_cli_error(argv, "--no-save", 10, "train without --model, refused before it starts");
+    }
+    for (k = 0; k < 4; k++) remove(out[k]);
+    remove(pred);
+    remove(model);
+    rmdir(tmpl);
+    snn_mnist_free(&test);
 }
 
 static void test_cli(void)
@@ -7247,6 +7374,7 @@ static const test_entry tests[] = {
     { "cli_seeds",       test_cli_seeds },
     { "cli_keys",        test_cli_keys },
     { "cli_talk",        test_cli_talk },
+    { "cli_predictions", test_cli_predictions },
     { "nn_import",       test_nn_import },
     { "nn_model_file",   test_nn_model_file },
     { "docs",            test_docs },
