@@ -8,6 +8,8 @@
 #   make demo     train network A securely on the official MNIST, three parties
 #   make bench    time, bytes and rounds per protocol and network vs [SNN]
 #   make check-globals   fail if any object holds mutable global state
+#   make check-layers    fail if net.c calls into the files above it, or securenn.c
+#                        into nn.c or mnist.c
 #   make mnist    unpack data/*.gz (the official MNIST) and check data/CKSUMS;
 #                 test, check, valgrind and demo do this first
 #   make fuzz     libFuzzer on the IDX reader, the model reader and the frame
@@ -16,7 +18,7 @@
 #   make check-32 the library compiled as for a 32-bit size_t (needs -m32)
 
 .POSIX:
-.PHONY: all test check sanitized asan ubsan valgrind check-globals demo bench clean mnist fuzz check-32
+.PHONY: check-layers all test check sanitized asan ubsan valgrind check-globals demo bench clean mnist fuzz check-32
 
 CC      = cc
 CFLAGS  = -std=c99 -pedantic -Wall -Wextra -Wshadow -Wconversion -Wstrict-prototypes \
@@ -68,6 +70,26 @@ valgrind: securenn test-runner mnist
 
 # The program part of nn.c is compiled too (-DSNN_PROGRAM): no mutable
 # globals anywhere in ./securenn.
+# The layers: the transport (net.c) calls nothing in the protocols, layers
+# or program, and the protocols (securenn.c) nothing in the layers or the
+# program (nm -P: portable output, name first).
+check-layers:
+	$(CC) $(CFLAGS) -DSNN_PROGRAM -c $(LIB)
+	@fail=0; \
+	for pair in "net.o:securenn.o nn.o mnist.o" "securenn.o:nn.o mnist.o"; do \
+	    low=$${pair%%:*}; high=$${pair#*:}; \
+	    for s in `nm -P -u $$low | awk '{print $$1}'`; do \
+	        for o in $$high; do \
+	            if nm -P -g $$o | awk '$$2 != "U" {print $$1}' | grep -qx "$$s"; then \
+	                echo "$${low%.o}.c calls $$s of $${o%.o}.c"; fail=1; \
+	            fi; \
+	        done; \
+	    done; \
+	done; \
+	rm -f securenn.o net.o nn.o mnist.o; \
+	if [ $$fail != 0 ]; then exit 1; fi; \
+	echo "check-layers: net.c below securenn.c below nn.c"
+
 check-globals:
 	$(CC) $(CFLAGS) -DSNN_PROGRAM -c $(LIB)
 	@out=`nm securenn.o net.o nn.o mnist.o | awk '$$2 ~ /^[BbDdCc]$$/'`; \
