@@ -62,7 +62,7 @@ enum snn_err {
     SNN_ERR_PROTO,        /* a frame other than the expected one      */
     SNN_ERR_RANGE,        /* a received element outside its ring      */
     SNN_ERR_DATA,         /* a malformed data or model file           */
-    SNN_ERR_ABORTED       /* a peer stopped and said why (Setup step 4) */
+    SNN_ERR_ABORTED       /* a peer stopped and said why (Setup step 6) */
 };
 
 /* Protocol ids.  Every frame carries one, with the step number of the
@@ -478,7 +478,7 @@ void snn_party_init(snn_party *p, int id, int timeout_ms);
 void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s);
 /* Closes every socket, frees inboxes and wipes every key (snn_wipe).  A
  * server whose sticky error is set first tells each peer why, in one
- * Setup step 4 frame (not if the error is a peer's own abort; net.c). */
+ * Setup step 6 frame (not if the error is a peer's own abort; net.c). */
 void snn_party_close(snn_party *p);
 /* Sets the sticky error (first one wins) and returns -1.  The message is
  * prefixed with "P<id>: ". */

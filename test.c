@@ -4125,7 +4125,7 @@ static void test_fault_injection(void)
     fault_ctx c;
     run_opts o;
     size_t i;
-    int m, kind, k;
+    int m, kind, k, sealed;
 
     for (i = 0; i < n; i++) x[i] = rand_signed(40);
     split(s0, s1, x, n);
@@ -4135,12 +4135,14 @@ static void test_fault_injection(void)
     o.nparty = 3;
     o.timeout_ms = quick ? 3000 : 1000;      /* --quick: valgrind's pace */
     o.limit_ms = 20000;          /* a party still running then has hung */
+    for (sealed = 0; sealed < 2; sealed++)       /* in the clear, then over sealed channels */
     for (kind = 0; kind < FAULT_KINDS; kind++) {
         for (m = 0; m < 3; m++) {
             party_out out[3];
             double t0 = mono_s(), secs;
             int rc, ok = 1;
             c.party = m; c.kind = kind; c.seed = snn_prg_u64(trng());
+            o.keyed = sealed;
             rc = run_parties(&o, pf_fault, &c, out);
             secs = mono_s() - t0;
             for (k = 0; k < 3; k++) {
@@ -4159,16 +4161,16 @@ static void test_fault_injection(void)
                 if (out[k].ok || !names_fault(out[k].err, m)) { unnamed++; ok = 0; }
             }
             if (secs > 2.0 * o.timeout_ms / 1000 + 1) { slow++; ok = 0; }
-            CHECK(ok, "P%d %-6s: both honest parties stop in %.1f s (timeout %d s): P%d \"%s\"; P%d \"%s\"",
-                  m, fault_names[kind], secs, o.timeout_ms / 1000, (m + 1) % 3, out[(m + 1) % 3].err,
-                  (m + 2) % 3, out[(m + 2) % 3].err);
+            CHECK(ok, "%s P%d %-6s: both honest parties stop in %.1f s (timeout %d s): P%d \"%s\"; P%d \"%s\"",
+                  sealed ? "sealed" : "clear", m, fault_names[kind], secs, o.timeout_ms / 1000, (m + 1) % 3,
+                  out[(m + 1) % 3].err, (m + 2) % 3, out[(m + 2) % 3].err);
             free3(out);
         }
     }
     CHECK(hangs == 0 && crashes == 0 && wrong == 0 && unnamed == 0 && slow == 0,
           "%d cases: %u hangs, %u crashes, %u wrong results, %u honest errors not naming the party, "
-          "protocol and step, %u slower than the timeout allows", FAULT_KINDS * 3, hangs, crashes, wrong,
-          unnamed, slow);
+          "protocol and step, %u slower than the timeout allows (in the clear and over sealed channels)",
+          FAULT_KINDS * 3 * 2, hangs, crashes, wrong, unnamed, slow);
 }
 
 /* ==== MNIST ================================================================ */
