@@ -2294,23 +2294,217 @@ cleanup:
     return rc;
 }
 
-/* ==== 15. The program ./securenn ========================================= */
+/* ==== 15. Transcripts: a party's view, frame by frame ==================== */
+/*
+ * A transcript is what one party sees: every frame it sends or receives,
+ * with the randomness it drew before each, and totals per protocol.  It is
+ * written by a frame hook (snn_party.hook, called by net.c's choke point
+ * for every frame) that only reads: the frame, and the positions of the
+ * party's ChaCha20 streams.  So a run with a transcript computes and sends
+ * exactly what it does without one (test transcript_same).
+ *
+ * Format 1, one record per line, fields separated by single spaces:
+ *   # ...                 the header: party, format
+ *   draw PROTO STREAM B   B bytes drawn from STREAM (K01, K02, K12, own)
+ *                         since the previous frame, before this party's
+ *                         next frame, which is one of PROTO
+ *   frame R DIR PEER PROTO STEP RING N B V...
+ *                         round stamp R; DIR send or recv; PEER P0, P1, P2
+ *                         or owner; protocol and SPEC step; ring Z_L,
+ *                         Z_{L-1}, Z_p, bit or byte; N elements, B payload
+ *                         bytes; the first (up to 4) elements in hex
+ *                         (16 digits for Z_L and Z_{L-1}, 2 otherwise), or
+ *                         "secret" for key material (Setup steps 0, 1, 4)
+ *   call PROTO frames F sent S recv R rounds K STREAM=B...
+ *                         one call as the transcript sees it: a run of
+ *                         consecutive frames of one protocol (the innermost:
+ *                         DReLU's frames are ShareConvert's, ComputeMSB's
+ *                         and PrivateCompare's); rounds K = the highest
+ *                         round stamp of the run less the lowest, plus 1;
+ *                         STREAM=B the bytes drawn before its frames
+ *   total PROTO frames F sent S recv R rounds K STREAM=B...
+ *                         the sums over the calls of PROTO
+ *   total all frames F sent S recv R rounds K
+ *                         every frame; K the highest round stamp seen
+ * The payload bytes of the frame lines add up to the party's counters
+ * (snn_stats), frame headers excluded as there.
+ */
+
+#define TR_NSTREAM 5                       /* K01, K02, K12, own, and none */
+
+/* Stream k of party p: 0 K01, 1 K02, 2 K12, 3 own; NULL if p has none. */
+static const snn_prg *tr_stream(const snn_party *p, int k)
+{
+    static const int ends[3][2] = { { 0, 1 }, { 0, 2 }, { 1, 2 } };
+    if (k == 3) return &p->own;
+    if (p->id == ends[k][0] && p->have_pair[ends[k][1]]) return &p->pair[ends[k][1]];
+    if (p->id == ends[k][1] && p->have_pair[ends[k][0]]) return &p->pair[ends[k][0]];
+    return NULL;
+}
+
+static const char *tr_stream_name(int k)
+{
+    static const char names[4][4] = { "K01", "K02", "K12", "own" };
+    return names[k];
+}
+
+/* Where each stream of p stands now (bytes drawn since it was keyed). */
+static void tr_positions(const snn_party *p, uint64_t pos[4])
+{
+    int k;
+    for (k = 0; k < 4; k++) {
+        const snn_prg *g = tr_stream(p, k);
+        pos[k] = g ? snn_prg_position(g) : 0;
+    }
+}
+
+/* One "call" or "total" line's figures. */
+static void tr_figures(FILE *f, const snn_tr_sum *s)
+{
+    int k;
+    fprintf(f, " frames %llu sent %llu recv %llu rounds %llu", (unsigned long long)s->frames,
+            (unsigned long long)s->sent, (unsigned long long)s->recv, (unsigned long long)s->rounds);
+    for (k = 0; k < 4; k++)
+        if (s->drawn[k]) fprintf(f, " %s=%llu", tr_stream_name(k), (unsigned long long)s->drawn[k]);
+    fputc('\n', f);
+}
+
+/* Ends the current call, if any: its line, and its sums into the totals. */
+static void tr_end_call(snn_transcript *t)
+{
+    snn_tr_sum *c = &t->call, *s;
+    int k;
+    if (t->call_proto < 0) return;
+    c->rounds = (uint64_t)(t->call_hi - t->call_lo) + 1;
+    fprintf(t->f, "call %s", snn_proto_name(t->call_proto));
+    tr_figures(t->f, c);
+    s = &t->sum[t->call_proto];
+    s->frames += c->frames;
+    s->sent += c->sent;
+    s->recv += c->recv;
+    s->rounds += c->rounds;
+    for (k = 0; k < 4; k++) s->drawn[k] += c->drawn[k];
+    memset(c, 0, sizeof *c);
+    t->call_proto = -1;
+}
+
+/* Whether a frame's payload is key material, not to be written down. */
+static int tr_secret(const snn_frame *fr)
+{
+    return fr->proto == SNN_PROTO_SETUP && fr->kind == SNN_KIND_BYTES && fr->step != 2 && fr->step != 3;
+}
+
+/* The hook: one frame. */
+static void tr_hook(void *ctx, const struct snn_party_ *p, snn_frame *fr)
+{
+    snn_transcript *t = ctx;
+    uint64_t pos[4];
+    size_t i, esz = fr->count ? fr->nbytes / fr->count : 0;
+    int k;
+
+    if (t->f) {
+        if (t->call_proto != fr->proto) {
+            tr_end_call(t);
+            t->call_proto = fr->proto;
+            t->call_lo = t->call_hi = fr->round;
+        }
+        tr_positions(p, pos);
+        for (k = 0; k < 4; k++)
+            if (pos[k] != t->pos[k]) {
+                fprintf(t->f, "draw %s %s %llu\n", snn_proto_name(fr->proto), tr_stream_name(k),
+                        (unsigned long long)(pos[k] - t->pos[k]));
+                t->call.drawn[k] += pos[k] - t->pos[k];
+                t->pos[k] = pos[k];
+            }
+        fprintf(t->f, "frame %lu %s %s %s %d %s %zu %zu", (unsigned long)fr->round, fr->dir ? "recv" : "send",
+                snn_endpoint_name(fr->dir ? fr->from : fr->to), snn_proto_name(fr->proto), fr->step,
+                snn_kind_name(fr->kind), fr->count, fr->nbytes);
+        if (tr_secret(fr)) {
+            fputs(" secret", t->f);
+        } else {
+            for (i = 0; i < fr->count && i < 4; i++) {
+                if (esz == 8) fprintf(t->f, " %016llx", (unsigned long long)snn_load64_le(fr->payload + 8 * i));
+                else fprintf(t->f, " %02x", (unsigned)fr->payload[i]);
+            }
+        }
+        fputc('\n', t->f);
+        t->call.frames++;
+        if (fr->dir) t->call.recv += fr->nbytes;
+        else t->call.sent += fr->nbytes;
+        if (fr->round < t->call_lo) t->call_lo = fr->round;
+        if (fr->round > t->call_hi) t->call_hi = fr->round;
+        if (fr->round > t->max_round) t->max_round = fr->round;
+    }
+    if (t->prev) t->prev(t->prev_ctx, p, fr);
+}
+
+/* snn_transcript_open -- see securenn.h. */
+int snn_transcript_open(snn_transcript *t, snn_party *p, const char *path, int append, char *err, size_t errlen)
+{
+    memset(t, 0, sizeof *t);
+    t->call_proto = -1;
+    if (!(t->f = fopen(path, append ? "a" : "w"))) {
+        snprintf(err, errlen, "--transcript: cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    t->p = p;
+    tr_positions(p, t->pos);
+    fprintf(t->f, "# SecureNN transcript of %s, format 1 (see nn.c, section 15)\n", snn_endpoint_name(p->id));
+    t->prev = p->hook;
+    t->prev_ctx = p->hook_ctx;
+    p->hook = tr_hook;
+    p->hook_ctx = t;
+    return 0;
+}
+
+/* snn_transcript_close -- see securenn.h. */
+int snn_transcript_close(snn_transcript *t, char *err, size_t errlen)
+{
+    snn_tr_sum all;
+    int k, rc = 0;
+    if (!t->f) return 0;
+    if (t->p->hook == tr_hook && t->p->hook_ctx == t) {
+        t->p->hook = t->prev;
+        t->p->hook_ctx = t->prev_ctx;
+    }
+    tr_end_call(t);
+    memset(&all, 0, sizeof all);
+    for (k = 0; k < SNN_PROTO_COUNT; k++) {
+        const snn_tr_sum *s = &t->sum[k];
+        if (!s->frames) continue;
+        fprintf(t->f, "total %s", snn_proto_name(k));
+        tr_figures(t->f, s);
+        all.frames += s->frames;
+        all.sent += s->sent;
+        all.recv += s->recv;
+    }
+    all.rounds = t->max_round;
+    fputs("total all", t->f);
+    tr_figures(t->f, &all);
+    if (ferror(t->f)) rc = -1;
+    if (fclose(t->f) != 0) rc = -1;
+    t->f = NULL;
+    if (rc != 0) snprintf(err, errlen, "--transcript: write failed");
+    return rc;
+}
+
+/* ==== 16. The program ./securenn ========================================= */
 /*
  * The command-line program, a part of its own: compiled only with
  * -DSNN_PROGRAM (the test runner links the library above without it).  It
  * sits on top of everything else: it calls the jobs, layers, protocols and
  * the network, nothing below calls it, and its only state is main's
  * locals.  Each command is a short function; what the commands share is
- * written once (15b).
+ * written once (16b).
  *
- *   15a. Options: the usage text, the option table and its parser
- *   15b. Shared: display, seeds, the servers' side of a job (run_party),
+ *   16a. Options: the usage text, the option table and its parser
+ *   16b. Shared: display, seeds, the servers' side of a job (run_party),
  *        the plan of a job, the owner's side (owner_prepare, owner_run),
  *        forked parties and the twin
- *   15c. demo: three forked servers and the owner, step by step
- *   15d. Owner commands against running servers (`party`): train, infer
- *   15e. bench: [SNN] Tables 7 and 8 side by side
- *   15f. keygen and main: the dispatch
+ *   16c. demo: three forked servers and the owner, step by step
+ *   16d. Owner commands against running servers (`party`): train, infer
+ *   16e. bench: [SNN] Tables 7 and 8 side by side
+ *   16f. keygen and main: the dispatch
  *
  * The owner's data, model and seed are wiped before they are freed, as
  * every share buffer of the library is (snn_free_wiped).
@@ -2330,7 +2524,7 @@ cleanup:
 #include <sys/types.h>
 #include <sys/wait.h>
 
-/* ---- 15a. Options -------------------------------------------------------- */
+/* ---- 16a. Options -------------------------------------------------------- */
 
 static const char usage_text[] =
 "usage: securenn COMMAND [OPTIONS]\n"
@@ -2409,6 +2603,9 @@ static const char usage_options[] =
 "                  the clear and every peer must be on loopback (127.0.0.1, ::1)\n"
 "  --insecure      party, train, infer: without --keys, allow peers that are not\n"
 "                  on loopback, in the clear (a warning on stderr)\n"
+"  --transcript DIR  demo, party, train, infer, bench: each party writes its view,\n"
+"                  one line per frame sent or received, to DIR/P0.log, P1.log,\n"
+"                  P2.log (the owner: DIR/owner.log); format in nn.c, section 15\n"
 "  --plain         demo: run only the plaintext twin, in this process\n"
 "  --no-twin       demo: skip the plaintext comparison\n"
 "  --reps N        bench: timed repetitions per row after one warm-up; the\n"
@@ -2418,7 +2615,10 @@ static const char usage_options[] =
 "  --latency MS    bench, demo, party, train, infer: WAN emulation, every frame\n"
 "                  a party receives is delivered MS milliseconds late (0: off)\n"
 "  --bandwidth MB  the same, pacing each link to MB megabytes (10^6 bytes) per\n"
-"                  second, the paper's unit (0: unlimited)\n"
+"                  second, the paper's unit (0: unlimited)\n";
+
+/* The notes (a third string, for the same reason). */
+static const char usage_notes[] =
 "\n"
 "The owner encodes each pixel p as 4 p/255 - 1/2 (standardised, about\n"
 "(p/255 - mean) / std for MNIST) in fixed point with 13 fractional bits.\n"
@@ -2435,7 +2635,8 @@ enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 
        OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15,
        OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_OWNERWAIT = 1 << 21,
        OPT_KEYSEED = 1 << 22, OPT_REPS = 1 << 23, OPT_CSV = 1 << 24, OPT_LATENCY = 1 << 25,
-       OPT_BANDWIDTH = 1 << 26, OPT_PREDICT = 1 << 27, OPT_NOSAVE = 1 << 28 };
+       OPT_BANDWIDTH = 1 << 26, OPT_PREDICT = 1 << 27, OPT_NOSAVE = 1 << 28,
+       OPT_TRANSCRIPT = 1 << 29 };
 
 typedef struct {
     const char *cmd;
@@ -2444,7 +2645,7 @@ typedef struct {
     int         net;
     uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, key_seed, port, timeout, owner_wait;
     uint64_t    reps, latency, bandwidth;
-    const char *data, *model, *keys, *predictions;
+    const char *data, *model, *keys, *predictions, *transcript;
     char        peers[SNN_NPARTY][128];
     int         nnames;                /* bench: row filters */
     const char *names[32];
@@ -2467,6 +2668,7 @@ static const opt_def opt_table[] = {
     { "--owner-wait", OPT_OWNERWAIT, 1 }, { "--predictions", OPT_PREDICT, 1 }, { "--no-save", OPT_NOSAVE, 0 },
     { "--key-seed", OPT_KEYSEED, 1 }, { "--reps", OPT_REPS, 1 },  { "--csv", OPT_CSV, 0 },
     { "--latency", OPT_LATENCY, 1 }, { "--bandwidth", OPT_BANDWIDTH, 1 },
+    { "--transcript", OPT_TRANSCRIPT, 1 },
 };
 
 #define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_LRSTEP | OPT_EVERY | OPT_QUIET \
@@ -2478,15 +2680,16 @@ static const opt_def opt_table[] = {
 static unsigned opts_allowed(const char *cmd)
 {
     if (strcmp(cmd, "demo") == 0)
-        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS | OPTS_WAN | OPT_PREDICT;
+        return OPTS_TRAINING | OPT_TESTN | OPT_PORT | OPT_PLAIN | OPT_NOTWIN | OPT_KEYS | OPTS_WAN | OPT_PREDICT | OPT_TRANSCRIPT;
     if (strcmp(cmd, "party") == 0) return OPT_PEERS | OPT_TIMEOUT | OPT_KEYSEED | OPT_KEYS | OPT_INSECURE | OPT_QUIET
-                                          | OPT_OWNERWAIT | OPTS_WAN;
-    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE | OPTS_WAN | OPT_NOSAVE;
+                                          | OPT_OWNERWAIT | OPTS_WAN | OPT_TRANSCRIPT;
+    if (strcmp(cmd, "train") == 0) return OPTS_TRAINING | OPT_PEERS | OPT_KEYS | OPT_INSECURE | OPTS_WAN | OPT_NOSAVE
+                                          | OPT_TRANSCRIPT;
     if (strcmp(cmd, "infer") == 0)
         return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_KEYSEED | OPT_PEERS | OPT_TIMEOUT
-               | OPT_KEYS | OPT_INSECURE | OPTS_WAN | OPT_PREDICT;
+               | OPT_KEYS | OPT_INSECURE | OPTS_WAN | OPT_PREDICT | OPT_TRANSCRIPT;
     if (strcmp(cmd, "bench") == 0)
-        return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT | OPT_REPS | OPT_CSV | OPTS_WAN;
+        return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT | OPT_REPS | OPT_CSV | OPTS_WAN | OPT_TRANSCRIPT;
     if (strcmp(cmd, "import") == 0) return OPT_NET | OPT_MODEL;
     return 0;
 }
@@ -2624,6 +2827,7 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
             break;
         case OPT_DATA:  o->data = v; break;
         case OPT_KEYS:  o->keys = v; break;
+        case OPT_TRANSCRIPT: o->transcript = v; break;
         case OPT_MODEL: o->model = v; break;
         case OPT_PREDICT: o->predictions = v; break;
         default: break;               /* the flags without a value */
@@ -2639,7 +2843,7 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
     return 0;
 }
 
-/* ---- 15b. Shared by the commands: display, seeds, plans, the owner's job - */
+/* ---- 16b. Shared by the commands: display, seeds, plans, the owner's job - */
 
 /* Monotonic seconds, for display only. */
 static double now_s(void)
@@ -2923,6 +3127,29 @@ static int channel_setup(snn_party *p, const opts *o)
     return 0;
 }
 
+/* --transcript DIR: this party's view into DIR/P<id>.log (owner:
+ * owner.log), installed right after snn_party_init so that it sees every
+ * frame.  Without the option t stays closed.  0, or -1 with p->err set. */
+static int transcript_start(snn_transcript *t, snn_party *p, const opts *o, int append)
+{
+    char path[4096], err[4200];
+    memset(t, 0, sizeof *t);
+    if (!(o->given & OPT_TRANSCRIPT)) return 0;
+    if (p->id == SNN_CLIENT) snprintf(path, sizeof path, "%s/owner.log", o->transcript);
+    else snprintf(path, sizeof path, "%s/P%d.log", o->transcript, p->id);
+    if (snn_transcript_open(t, p, path, append, err, sizeof err) != 0) return snn_fail(p, SNN_ERR_IO, "%s", err);
+    return 0;
+}
+
+/* Ends the transcript (its totals); 0, or -1 with the error printed. */
+static int transcript_end(snn_transcript *t)
+{
+    char err[256];
+    if (snn_transcript_close(t, err, sizeof err) == 0) return 0;
+    PERR("%s", err);
+    return -1;
+}
+
 /*
  * run_party -- the `party` command: server id listens, connects the mesh,
  * sets up keys, tells ready_fd (the demo's parent; -1: nobody) that it is
@@ -2934,6 +3161,7 @@ static int channel_setup(snn_party *p, const opts *o)
 static int run_party(int id, const opts *o, int ready_fd)
 {
     snn_party p;
+    snn_transcript tr;
     snn_job job;
     const char *peers[SNN_NPARTY];
     const char *me = snn_endpoint_name(id);
@@ -2947,7 +3175,8 @@ static int run_party(int id, const opts *o, int ready_fd)
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(&p, id, (int)o->timeout * 1000);
     snn_set_wan(&p, (unsigned)o->latency, (unsigned)o->bandwidth);
-    if (channel_setup(&p, o) != 0 || snn_listen(&p, peers[id]) != 0) goto cleanup;
+    if (transcript_start(&tr, &p, o, 0) != 0 || channel_setup(&p, o) != 0 || snn_listen(&p, peers[id]) != 0)
+        goto cleanup;
     if (talk) {
         int a = id == 0 ? 1 : 0, b = id == 2 ? 1 : 2;
         printf("%s: listening on %s; peers %s at %s, %s at %s (waiting up to %u s for each)\n", me, peers[id],
@@ -3000,6 +3229,7 @@ cleanup:
         close(ready_fd);
     }
     if (rc != 0 && p.err && !reported) PERR("%s", p.errmsg);
+    if (transcript_end(&tr) != 0) rc = 1;
     snn_party_close(&p);
     return rc;
 }
@@ -3146,14 +3376,14 @@ static void owner_prepare(const plan *pl, uint32_t cmd, uint64_t *param, snn_prg
 }
 
 /* The owner's party: connected to P0, P1, P2, private stream set. */
-static int owner_connect(snn_party *own, const opts *o)
+static int owner_connect(snn_party *own, snn_transcript *tr, const opts *o)
 {
     const char *peers[SNN_NPARTY];
     size_t k;
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(own, SNN_CLIENT, (int)o->timeout * 1000);
     snn_set_wan(own, (unsigned)o->latency, (unsigned)o->bandwidth);
-    if (channel_setup(own, o) != 0) {
+    if (transcript_start(tr, own, o, 0) != 0 || channel_setup(own, o) != 0) {
         PERR("%s", own->errmsg);
         return -1;
     }
@@ -3186,10 +3416,11 @@ static int owner_connect(snn_party *own, const opts *o)
 static int owner_run(const opts *o, const snn_job *job, snn_owner_io *io, double *secs, uint64_t *owner_bytes)
 {
     snn_party own;
+    snn_transcript tr;
     prog_progress pc;
     int rc = -1;
 
-    if (owner_connect(&own, o) == 0) {
+    if (owner_connect(&own, &tr, o) == 0) {
         memset(&pc, 0, sizeof pc);
         pc.t0 = now_s();
         pc.secure = 1;
@@ -3204,6 +3435,7 @@ static int owner_run(const opts *o, const snn_job *job, snn_owner_io *io, double
         io->ctx = NULL;
     }
     if (owner_bytes) *owner_bytes = own.stats.bytes_sent + own.stats.bytes_recv;
+    if (transcript_end(&tr) != 0) rc = -1;
     snn_party_close(&own);
     return rc;
 }
@@ -3281,7 +3513,7 @@ static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, con
     return 0;
 }
 
-/* ---- 15c. demo: three forked servers and the owner in one run ----------- */
+/* ---- 16c. demo: three forked servers and the owner in one run ----------- */
 
 /* What one demo run holds: the owner's data, plan and results. */
 typedef struct {
@@ -3529,7 +3761,7 @@ cleanup:
     return rc;
 }
 
-/* ---- 15d. Owner commands against running servers: train, infer ---------- */
+/* ---- 16d. Owner commands against running servers: train, infer ---------- */
 
 /* cmd_train -- the owner trains on three running parties (`party`). */
 static int cmd_train(opts *o)
@@ -3651,7 +3883,7 @@ cleanup:
     return rc;
 }
 
-/* ---- 15e. bench: [SNN] Tables 7 and 8 side by side ---------------------- */
+/* ---- 16e. bench: [SNN] Tables 7 and 8 side by side ---------------------- */
 
 /*
  * One benchmark row: a protocol call of WP Table 8, a network's inference
@@ -3864,6 +4096,7 @@ static int bench_party(int id, const opts *o, const bench_item *it, unsigned rep
                        const uint8_t (*keys)[32], int out_fd)
 {
     snn_party p;
+    snn_transcript tr;
     const char *peers[SNN_NPARTY];
     bench_buf bb;
     bench_rec *rec = calloc(1, sizeof *rec);
@@ -3876,6 +4109,8 @@ static int bench_party(int id, const opts *o, const bench_item *it, unsigned rep
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(&p, id, (int)o->timeout * 1000);
     snn_set_wan(&p, (unsigned)o->latency, (unsigned)o->bandwidth);
+    /* --transcript: every row, appended (cmd_bench empties the files) */
+    if (transcript_start(&tr, &p, o, 1) != 0) PERR("%s", p.errmsg);
     if (!rec) { PERR("P%d: bench: out of memory", id); return 1; }
     if (keys)
         for (k = 0; k < SNN_NEND; k++)
@@ -3906,6 +4141,7 @@ cleanup:
     if (p.err) PERR("%s", p.errmsg);
     if (write(out_fd, rec, sizeof *rec) != (ssize_t)sizeof *rec) rc = -1;
     bench_free(&bb);
+    if (transcript_end(&tr) != 0) rc = -1;
     snn_party_close(&p);
     close(out_fd);
     free(rec);
@@ -4032,6 +4268,16 @@ static int cmd_bench(opts *o)
 
     if (!(o->given & OPT_PORT)) o->port = 7100;
     if (!(o->given & OPT_KEYSEED)) o->key_seed = 1;   /* random inputs, no data: reproducible by default */
+    if (o->given & OPT_TRANSCRIPT)
+        for (k = 0; k < SNN_NPARTY; k++) {       /* each row appends to them */
+            char path[4096];
+            FILE *f;
+            snprintf(path, sizeof path, "%s/P%zu.log", o->transcript, k);
+            if (!(f = fopen(path, "w")) || fclose(f) != 0) {
+                PERR("--transcript: cannot create %s: %s", path, strerror(errno));
+                return 1;
+            }
+        }
     for (k = 0; k < SNN_NPARTY; k++)
         snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
     for (i = 0; i < BENCH_N; i++) {
@@ -4160,7 +4406,7 @@ cleanup:
     return rc;
 }
 
-/* ---- 15f. keygen and main ------------------------------------------------ */
+/* ---- 16f. keygen and main ------------------------------------------------ */
 
 /* cmd_keygen -- the `keygen DIR` command: six pair keys for --keys. */
 static int cmd_keygen(const char *dir)
@@ -4222,12 +4468,14 @@ int main(int argc, char **argv)
     if (argc < 2) {
         fputs(usage_text, stderr);
         fputs(usage_options, stderr);
+        fputs(usage_notes, stderr);
         return 2;
     }
     o.cmd = argv[1];
     if (strcmp(o.cmd, "help") == 0 || strcmp(o.cmd, "--help") == 0 || strcmp(o.cmd, "-h") == 0) {
         fputs(usage_text, stdout);
         fputs(usage_options, stdout);
+        fputs(usage_notes, stdout);
         return 0;
     }
     if (strcmp(o.cmd, "keygen") == 0) {

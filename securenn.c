@@ -307,6 +307,15 @@ void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
     g->used = u;
 }
 
+/* snn_prg_position -- bytes drawn since snn_prg_init: the blocks made so
+ * far (the counter, with its carry into nonce word 1) less those unread. */
+uint64_t snn_prg_position(const snn_prg *g)
+{
+    uint64_t blocks = ((uint64_t)g->nonce[1] << 32) + g->counter;
+    if (blocks == 0) return 0;          /* nothing made yet, or never keyed */
+    return blocks * 64 - (SNN_PRG_BUF - g->used);
+}
+
 /* ==== 3. Pair streams, sharing, reveal, refresh (SPEC 1.1, 1.4) ========== */
 
 /* The stream of key K_ab for party p, which must be Pa or Pb and hold it;

@@ -342,6 +342,8 @@ void     snn_prg_bit_n(snn_prg *g, uint8_t *out, size_t n);   /* snn_prg_bit    
 /* The reference form of snn_prg_perm: one byte per call of the one-at-a-
  * time reader (test.c checks that snn_prg_perm gives the same). */
 void     snn_prg_perm_ref(snn_prg *g, uint8_t *pi, size_t n);
+/* Bytes drawn from the stream since snn_prg_init (transcripts). */
+uint64_t snn_prg_position(const snn_prg *g);
 
 /* ==== 5. The party context ============================================= */
 
@@ -930,6 +932,31 @@ typedef struct {
      * the images classified so far, and n_infer (ctx as above); may be NULL */
     void           (*infer_progress)(void *ctx, size_t done, size_t n);
 } snn_owner_io;
+
+/* A transcript: one party's view written to a file, frame by frame (the
+ * format is in nn.c, section 15).  Install it with snn_transcript_open
+ * after snn_party_init (append: add to the file rather than replace it);
+ * snn_transcript_close writes the totals and removes
+ * the hook (close in the reverse order of opening, as for any hook).
+ * Writing it changes nothing that is computed or sent.  Both return 0, or
+ * -1 and a one-line message in err. */
+typedef struct {
+    uint64_t frames, sent, recv, rounds;
+    uint64_t drawn[4];            /* bytes from K01, K02, K12, own      */
+} snn_tr_sum;
+typedef struct {
+    void       *f;                /* FILE *                             */
+    snn_party  *p;
+    snn_hook    prev;             /* the hook it chains to              */
+    void       *prev_ctx;
+    uint64_t    pos[4];           /* stream positions at the last frame */
+    int         call_proto;       /* the call in progress, or -1        */
+    uint32_t    call_lo, call_hi, max_round;
+    snn_tr_sum  call, sum[SNN_PROTO_COUNT];
+} snn_transcript;
+int  snn_transcript_open(snn_transcript *t, snn_party *p, const char *path, int append, char *err,
+                         size_t errlen);
+int  snn_transcript_close(snn_transcript *t, char *err, size_t errlen);
 
 /* A server (P0, P1 or P2) runs one job of the connected owner:
  * snn_nn_recv_job (the job block, checked), then snn_nn_run_job. */

@@ -4173,6 +4173,394 @@ static void test_fault_injection(void)
           FAULT_KINDS * 3 * 2, hangs, crashes, wrong, unnamed, slow);
 }
 
+/* ==== Transcripts: a party's view, frame by frame ========================= */
+
+static char *slurp(const char *path);
+/*
+ * --transcript (nn.c, section 15): every party writes one line per frame
+ * it sends or receives.  The tests parse the transcripts back, add up their
+ * byte counts against the parties' counters, run the same protocol twice
+ * with the same keys (identical transcripts) and once without a transcript
+ * (identical outputs and counters), and compare one small PrivateCompare
+ * and one ShareConvert with golden transcripts byte for byte.
+ */
+
+typedef struct {
+    const char *dir;           /* DIR/P<id>.log; NULL: no transcript      */
+    int         proto;         /* SNN_PROTO_PC, SNN_PROTO_SC or DReLU     */
+    pctx        c;
+} tr_ctx;
+
+static int pf_transcript(snn_party *p, const void *vc, outbuf *o)
+{
+    const tr_ctx *t = vc;
+    const pctx *c = &t->c;
+    snn_transcript tr;
+    char path[512], err[256];
+    uint64_t *y = xcalloc(c->n, sizeof *y);
+    uint8_t *bp = xcalloc(c->n, 1);
+    size_t i;
+    int rc;
+
+    memset(&tr, 0, sizeof tr);
+    if (t->dir) {
+        snprintf(path, sizeof path, "%s/P%d.log", t->dir, p->id);
+        if (snn_transcript_open(&tr, p, path, 0, err, sizeof err) != 0) {
+            free(y); free(bp);
+            return snn_fail(p, SNN_ERR_IO, "%s", err);
+        }
+    }
+    if (t->proto == SNN_PROTO_PC)
+        rc = p->id < 2 ? snn_private_compare(p, NULL, c->bits[p->id], c->r, c->beta, c->n)
+                       : snn_private_compare(p, bp, NULL, NULL, NULL, c->n);
+    else if (t->proto == SNN_PROTO_SC)
+        rc = snn_share_convert(p, p->id < 2 ? y : NULL, mine(p, c->a), c->n);
+    else
+        rc = snn_drelu(p, p->id < 2 ? y : NULL, mine(p, c->a), c->n);
+    if (t->dir && snn_transcript_close(&tr, err, sizeof err) != 0 && rc == 0) rc = snn_fail(p, SNN_ERR_IO, "%s", err);
+    if (rc == 0) {
+        if (t->proto == SNN_PROTO_PC && p->id == 2)
+            for (i = 0; i < c->n; i++) y[i] = bp[i];
+        out_put(o, y, c->n);
+    }
+    free(y);
+    free(bp);
+    return rc;
+}
+
+/* What a transcript says, parsed back. */
+typedef struct {
+    int      ok;                         /* every line parsed            */
+    char     why[200];                   /* the first line that did not  */
+    uint64_t frames, sent, recv;         /* from its frame lines         */
+    uint64_t psent[SNN_PROTO_COUNT], precv[SNN_PROTO_COUNT];
+    uint64_t tframes, tsent, trecv;      /* its "total all" line          */
+    int      have_total;
+} tr_parsed;
+
+static int tr_proto_id(const char *s)
+{
+    int k;
+    for (k = 0; k < SNN_PROTO_COUNT; k++) if (strcmp(s, snn_proto_name(k)) == 0) return k;
+    return -1;
+}
+
+static int tr_kind_size(const char *s)
+{
+    if (strcmp(s, "Z_L") == 0 || strcmp(s, "Z_{L-1}") == 0) return 8;
+    if (strcmp(s, "Z_p") == 0 || strcmp(s, "bit") == 0 || strcmp(s, "byte") == 0) return 1;
+    return 0;
+}
+
+/* Parses the transcript at path (format 1, nn.c section 15). */
+static void tr_parse(tr_parsed *t, const char *path)
+{
+    char *text = slurp(path), *line, *save = NULL;
+    long ln = 0;
+    memset(t, 0, sizeof *t);
+    t->ok = text != NULL;
+    if (!text) { snprintf(t->why, sizeof t->why, "%s: cannot read", path); return; }
+    for (line = strtok_r(text, "\n", &save); line && t->ok; line = strtok_r(NULL, "\n", &save)) {
+        char *tok[16], *s2 = NULL, *w;
+        int nt = 0;
+        ln++;
+        if (line[0] == '#') continue;
+        for (w = strtok_r(line, " ", &s2); w && nt < 16; w = strtok_r(NULL, " ", &s2)) tok[nt++] = w;
+        if (nt >= 4 && strcmp(tok[0], "draw") == 0 && tr_proto_id(tok[1]) >= 0) continue;
+        if (nt >= 9 && strcmp(tok[0], "frame") == 0) {
+            int proto = tr_proto_id(tok[4]), esz = tr_kind_size(tok[6]), send = strcmp(tok[2], "send") == 0;
+            unsigned long long count = strtoull(tok[7], NULL, 10), bytes = strtoull(tok[8], NULL, 10);
+            int nv = count < 4 ? (int)count : 4, i, vals_ok = 1;
+            if (nt == 10 && strcmp(tok[9], "secret") == 0) nv = 0;
+            else if (nt != 9 + nv) vals_ok = 0;
+            for (i = 0; i < nv && vals_ok; i++) vals_ok = strlen(tok[9 + i]) == (size_t)(2 * esz);
+            if (proto < 0 || !esz || (!send && strcmp(tok[2], "recv") != 0) || bytes != count * (unsigned)esz
+                || !vals_ok) {
+                t->ok = 0;
+                snprintf(t->why, sizeof t->why, "%s:%ld: a frame line that does not parse", path, ln);
+                break;
+            }
+            t->frames++;
+            if (send) { t->sent += bytes; t->psent[proto] += bytes; }
+            else { t->recv += bytes; t->precv[proto] += bytes; }
+            continue;
+        }
+        if (nt >= 10 && (strcmp(tok[0], "call") == 0 || strcmp(tok[0], "total") == 0)
+            && strcmp(tok[2], "frames") == 0 && strcmp(tok[4], "sent") == 0 && strcmp(tok[6], "recv") == 0
+            && strcmp(tok[8], "rounds") == 0) {
+            if (strcmp(tok[0], "total") == 0 && strcmp(tok[1], "all") == 0) {
+                t->have_total = 1;
+                t->tframes = strtoull(tok[3], NULL, 10);
+                t->tsent = strtoull(tok[5], NULL, 10);
+                t->trecv = strtoull(tok[7], NULL, 10);
+            } else if (tr_proto_id(tok[1]) < 0) {
+                t->ok = 0;
+            }
+            if (t->ok) continue;
+        }
+        t->ok = 0;
+        snprintf(t->why, sizeof t->why, "%s:%ld: a line that does not parse", path, ln);
+    }
+    free(text);
+}
+
+/* A fresh directory for one run's transcripts (removed by tr_rmdir). */
+static char *tr_mkdir(void)
+{
+    char *d = xmalloc(64);
+    strcpy(d, "/tmp/snn_tr_XXXXXX");
+    if (!mkdtemp(d)) { free(d); return NULL; }
+    return d;
+}
+
+static void tr_rmdir(char *d)
+{
+    char path[128];
+    int k;
+    if (!d) return;
+    static const char names[6][12] = { "P0.log", "P1.log", "P2.log", "owner.log", "out0.txt", "out1.txt" };
+    for (k = 0; k < 6; k++) { snprintf(path, sizeof path, "%s/%s", d, names[k]); remove(path); }
+    rmdir(d);
+    free(d);
+}
+
+/* Runs t with the pairwise keys of kseed. */
+static int tr_run(const tr_ctx *t, uint64_t kseed, party_out out[3])
+{
+    run_opts o;
+    memset(&o, 0, sizeof o);
+    o.timeout_ms = 30000;
+    o.nparty = 3;
+    o.fixed_kseed = 1;
+    o.kseed = kseed;
+    return run_parties(&o, pf_transcript, t, out);
+}
+
+/* Whether two files hold the same bytes; line names the first line that
+ * differs (1-based), 0 if none. */
+static int same_lines(const char *a, const char *b, long *line)
+{
+    char *x = slurp(a), *y = slurp(b);
+    size_t i;
+    int same = x && y && strcmp(x, y) == 0;
+    *line = 0;
+    if (x && y && !same) {
+        for (i = 0, *line = 1; x[i] && x[i] == y[i]; i++) if (x[i] == '\n') (*line)++;
+    }
+    free(x);
+    free(y);
+    return same;
+}
+
+static void test_transcript(void)
+{
+    size_t n = 8, i;
+    uint64_t *x = xcalloc(n, 8), *s0 = xcalloc(n, 8), *s1 = xcalloc(n, 8), kseed = snn_prg_u64(trng());
+    tr_ctx t;
+    party_out a[3], b[3], c[3];
+    char *da = tr_mkdir(), *db = tr_mkdir();
+    int k, ra, rb, rc;
+
+    for (i = 0; i < n; i++) x[i] = rand_signed(30);
+    split(s0, s1, x, n);
+    memset(&t, 0, sizeof t);
+    t.proto = SNN_PROTO_DRELU;
+    t.c.n = n; t.c.a[0] = s0; t.c.a[1] = s1;
+    t.dir = da;
+    ra = tr_run(&t, kseed, a);
+    t.dir = db;
+    rb = tr_run(&t, kseed, b);
+    t.dir = NULL;
+    rc = tr_run(&t, kseed, c);
+    CHECK(ra == 0 && rb == 0 && rc == 0 && da && db, "DReLU on %zu values, three processes, with and without "
+          "transcripts %s", n, first_err(a));
+    if (ra == 0 && rb == 0 && rc == 0 && da && db) {
+        uint64_t *got = recon(a, 0, n), *want = xcalloc(n, 8);
+        for (i = 0; i < n; i++) want[i] = is_nonneg(x[i]);
+        CHECK_EQ_ARR(got, want, n, "DReLU with transcripts: R(alpha) = [x >= 0]");
+        free(got);
+        free(want);
+        for (k = 0; k < 3; k++) {
+            char pa[128], pb[128];
+            tr_parsed tp;
+            long line;
+            int q, per_proto = 1, same;
+            char why[64];
+            snprintf(pa, sizeof pa, "%s/P%d.log", da, k);
+            snprintf(pb, sizeof pb, "%s/P%d.log", db, k);
+            tr_parse(&tp, pa);
+            CHECK(tp.ok && tp.have_total, "P%d's transcript parses back, with its totals %s", k, tp.why);
+            CHECK(tp.frames == a[k].stats.msgs_sent + a[k].stats.msgs_recv && tp.sent == a[k].stats.bytes_sent
+                  && tp.recv == a[k].stats.bytes_recv,
+                  "P%d: its frame lines add up to its counters: %llu frames, %llu bytes sent, %llu received "
+                  "(counters %llu, %llu, %llu)", k, (unsigned long long)tp.frames, (unsigned long long)tp.sent,
+                  (unsigned long long)tp.recv,
+                  (unsigned long long)(a[k].stats.msgs_sent + a[k].stats.msgs_recv),
+                  (unsigned long long)a[k].stats.bytes_sent, (unsigned long long)a[k].stats.bytes_recv);
+            for (q = 0; q < SNN_PROTO_COUNT; q++)
+                if (tp.psent[q] != a[k].stats.sent[q] || tp.precv[q] != a[k].stats.recv[q]) per_proto = 0;
+            CHECK(per_proto, "P%d: and so do they protocol by protocol", k);
+            CHECK(tp.tframes == tp.frames && tp.tsent == tp.sent && tp.trecv == tp.recv,
+                  "P%d: its \"total all\" line says the same", k);
+            same = same_lines(pa, pb, &line);
+            why[0] = '\0';
+            if (!same) snprintf(why, sizeof why, "; they differ at line %ld", line);
+            CHECK(same, "P%d: the same keys and inputs give the same transcript, byte for byte%s", k, why);
+            CHECK(a[k].n == c[k].n && (a[k].n == 0 || memcmp(a[k].v, c[k].v, a[k].n * 8) == 0)
+                  && memcmp(&a[k].stats, &c[k].stats, sizeof a[k].stats) == 0,
+                  "P%d: with and without a transcript, the same outputs and the same counters", k);
+        }
+    }
+    free3(a); free3(b); free3(c);
+    tr_rmdir(da);
+    tr_rmdir(db);
+    free(x); free(s0); free(s1);
+}
+
+/*
+ * Golden transcripts: a PrivateCompare and a ShareConvert of one element
+ * each, with fixed inputs and fixed keys (kseed below), as each of P0, P1
+ * and P2 writes them.  They pin down the views byte for byte: any change
+ * to what a party sends, receives or draws shows here.  When a deliberate
+ * change of the protocols or the PRG alters them, the failing check writes
+ * the new transcripts to /tmp/snn_golden_<name>_P<i>.log to review and
+ * paste below.
+ */
+static const char golden_pc[3][1024] = {
+    /* P0 */
+    "# SecureNN transcript of P0, format 1 (see nn.c, section 15)\n"
+    "draw PrivateCompare K01 230\n"
+    "frame 1 send P2 PrivateCompare 3 Z_p 64 64 3f 35 04 24\n"
+    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=230\n"
+    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=230\n"
+    "total all frames 1 sent 64 recv 0 rounds 1\n",
+    /* P1 */
+    "# SecureNN transcript of P1, format 1 (see nn.c, section 15)\n"
+    "draw PrivateCompare K01 230\n"
+    "frame 1 send P2 PrivateCompare 3 Z_p 64 64 09 1d 12 0d\n"
+    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=230\n"
+    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=230\n"
+    "total all frames 1 sent 64 recv 0 rounds 1\n",
+    /* P2 */
+    "# SecureNN transcript of P2, format 1 (see nn.c, section 15)\n"
+    "frame 1 recv P0 PrivateCompare 3 Z_p 64 64 3f 35 04 24\n"
+    "frame 1 recv P1 PrivateCompare 3 Z_p 64 64 09 1d 12 0d\n"
+    "call PrivateCompare frames 2 sent 0 recv 128 rounds 1\n"
+    "total PrivateCompare frames 2 sent 0 recv 128 rounds 1\n"
+    "total all frames 2 sent 0 recv 128 rounds 1\n"
+};
+
+static const char golden_sc[3][1024] = {
+    /* P0 */
+    "# SecureNN transcript of P0, format 1 (see nn.c, section 15)\n"
+    "draw ShareConvert K01 17\n"
+    "frame 1 send P2 ShareConvert 1 Z_L 1 8 fd2f7ea5d0e6a074\n"
+    "frame 2 recv P2 ShareConvert 2 Z_p 64 64 10 20 06 01\n"
+    "frame 2 recv P2 ShareConvert 2 Z_{L-1} 1 8 9adba1aed660dd1f\n"
+    "call ShareConvert frames 3 sent 8 recv 72 rounds 2 K01=17\n"
+    "draw PrivateCompare K01 239\n"
+    "frame 3 send P2 PrivateCompare 3 Z_p 64 64 36 00 35 2c\n"
+    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=239\n"
+    "frame 4 recv P2 ShareConvert 4 Z_{L-1} 1 8 a6bfcf6b33b3761a\n"
+    "call ShareConvert frames 1 sent 0 recv 8 rounds 1\n"
+    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=239\n"
+    "total ShareConvert frames 4 sent 8 recv 80 rounds 3 K01=17\n"
+    "total all frames 5 sent 72 recv 80 rounds 4\n",
+    /* P1 */
+    "# SecureNN transcript of P1, format 1 (see nn.c, section 15)\n"
+    "draw ShareConvert K01 17\n"
+    "frame 1 send P2 ShareConvert 1 Z_L 1 8 a9bfb05ea6953b21\n"
+    "frame 2 recv P2 ShareConvert 2 Z_p 64 64 34 23 3e 42\n"
+    "frame 2 recv P2 ShareConvert 2 Z_{L-1} 1 8 65245e51299f22e1\n"
+    "call ShareConvert frames 3 sent 8 recv 72 rounds 2 K01=17\n"
+    "draw PrivateCompare K01 239\n"
+    "frame 3 send P2 PrivateCompare 3 Z_p 64 64 2c 19 0b 23\n"
+    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=239\n"
+    "frame 4 recv P2 ShareConvert 4 Z_{L-1} 1 8 59403094cc4c89e5\n"
+    "call ShareConvert frames 1 sent 0 recv 8 rounds 1\n"
+    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=239\n"
+    "total ShareConvert frames 4 sent 8 recv 80 rounds 3 K01=17\n"
+    "total all frames 5 sent 72 recv 80 rounds 4\n",
+    /* P2 */
+    "# SecureNN transcript of P2, format 1 (see nn.c, section 15)\n"
+    "frame 1 recv P0 ShareConvert 1 Z_L 1 8 fd2f7ea5d0e6a074\n"
+    "frame 1 recv P1 ShareConvert 1 Z_L 1 8 a9bfb05ea6953b21\n"
+    "draw ShareConvert own 86\n"
+    "frame 2 send P0 ShareConvert 2 Z_p 64 64 10 20 06 01\n"
+    "frame 2 send P0 ShareConvert 2 Z_{L-1} 1 8 9adba1aed660dd1f\n"
+    "frame 2 send P1 ShareConvert 2 Z_p 64 64 34 23 3e 42\n"
+    "frame 2 send P1 ShareConvert 2 Z_{L-1} 1 8 65245e51299f22e1\n"
+    "call ShareConvert frames 6 sent 144 recv 16 rounds 2 own=86\n"
+    "frame 3 recv P0 PrivateCompare 3 Z_p 64 64 36 00 35 2c\n"
+    "frame 3 recv P1 PrivateCompare 3 Z_p 64 64 2c 19 0b 23\n"
+    "call PrivateCompare frames 2 sent 0 recv 128 rounds 1\n"
+    "draw ShareConvert own 8\n"
+    "frame 4 send P0 ShareConvert 4 Z_{L-1} 1 8 a6bfcf6b33b3761a\n"
+    "frame 4 send P1 ShareConvert 4 Z_{L-1} 1 8 59403094cc4c89e5\n"
+    "call ShareConvert frames 2 sent 16 recv 0 rounds 1 own=8\n"
+    "total PrivateCompare frames 2 sent 0 recv 128 rounds 1\n"
+    "total ShareConvert frames 8 sent 160 recv 16 rounds 3 own=94\n"
+    "total all frames 10 sent 160 recv 144 rounds 4\n"
+};
+
+static void golden_check(const char *name, const tr_ctx *t0, const char want[3][1024])
+{
+    tr_ctx t = *t0;
+    party_out out[3];
+    char *d = tr_mkdir();
+    int k, rc;
+    t.dir = d;
+    rc = d ? tr_run(&t, 0x5345435552454e4eu, out) : -1;
+    CHECK(rc == 0, "%s: one element, three processes, fixed keys %s", name, first_err(out));
+    for (k = 0; k < 3 && rc == 0; k++) {
+        char path[128], keep[128], why[200];
+        char *got;
+        long line = 1;
+        size_t i;
+        snprintf(path, sizeof path, "%s/P%d.log", d, k);
+        snprintf(keep, sizeof keep, "/tmp/snn_golden_%s_P%d.log", name, k);
+        got = slurp(path);
+        if (got && strcmp(got, want[k]) != 0) {
+            FILE *f;
+            for (i = 0; got[i] && got[i] == want[k][i]; i++) if (got[i] == '\n') line++;
+            if ((f = fopen(keep, "w")) != NULL) { fputs(got, f); fclose(f); }
+        }
+        why[0] = '\0';
+        if (!got || strcmp(got, want[k]) != 0)
+            snprintf(why, sizeof why, "; it differs at line %ld (the new one is in %s)", line, keep);
+        CHECK(got && strcmp(got, want[k]) == 0, "%s: P%d's transcript is the golden one, byte for byte%s", name, k,
+              why);
+        free(got);
+    }
+    free3(out);
+    tr_rmdir(d);
+}
+
+static void test_transcript_golden(void)
+{
+    static const uint64_t r[1] = { 3 };
+    static const uint8_t beta[1] = { 1 };
+    uint8_t b0[64], b1[64];
+    uint64_t a0[1] = { 0x0123456789abcdefu }, a1[1];
+    tr_ctx t;
+    int i;
+    /* PrivateCompare: x = 5 in bit shares over Z_67, r = 3, beta = 1 */
+    for (i = 0; i < 64; i++) {
+        b0[i] = (uint8_t)((7 * i + 3) % SNN_P);
+        b1[i] = snn_sub_p((uint8_t)(i < 3 ? (5u >> i) & 1 : 0), b0[i]);
+    }
+    memset(&t, 0, sizeof t);
+    t.proto = SNN_PROTO_PC;
+    t.c.n = 1; t.c.bits[0] = b0; t.c.bits[1] = b1; t.c.r = r; t.c.beta = beta;
+    golden_check("pc", &t, golden_pc);
+    /* ShareConvert: a = 2^62 + 5 from the shares a0 and a1 */
+    a1[0] = ((uint64_t)1 << 62) + 5 - a0[0];
+    memset(&t, 0, sizeof t);
+    t.proto = SNN_PROTO_SC;
+    t.c.n = 1; t.c.a[0] = a0; t.c.a[1] = a1;
+    golden_check("sc", &t, golden_sc);
+}
+
 /* ==== MNIST ================================================================ */
 
 /*
@@ -6578,6 +6966,75 @@ static void test_cli(void)
     }
 }
 
+/* ---- --transcript through the program ------------------------------------ */
+
+/* Demo stdout without what varies from run to run: the ports and the
+ * seconds at the end of a line. */
+static char *demo_stable(const char *path)
+{
+    char *t = slurp(path), *o, *line, *save = NULL;
+    size_t len = 0;
+    if (!t) return NULL;
+    o = xcalloc(strlen(t) + 1, 1);
+    for (line = strtok_r(t, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        size_t n = strlen(line);
+        if (strstr(line, "listening on")) continue;
+        if (n > 2 && strcmp(line + n - 2, " s") == 0) {
+            n -= 2;
+            while (n > 0 && (isdigit((unsigned char)line[n - 1]) || line[n - 1] == '.')) n--;
+        }
+        memcpy(o + len, line, n);
+        len += n;
+        o[len++] = '\n';
+    }
+    free(t);
+    return o;
+}
+
+static void test_cli_transcript(void)
+{
+    char *d = tr_mkdir(), cmd[1024], path[256];
+    const char *names[4] = { "P0.log", "P1.log", "P2.log", "owner.log" };
+    int port[2], k, run;
+    cmd_result r[2];
+    char *out[2] = { NULL, NULL };
+
+    if (!d || free_ports(port, 2) != 0) {
+        CHECK(0, "a directory and ports for the demo");
+        tr_rmdir(d);
+        return;
+    }
+    for (run = 0; run < 2; run++) {
+        char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+        snprintf(cmd, sizeof cmd, "./securenn demo --iters 2 --every 1 --test-n 3 --seed 4 --key-seed 5 "
+                 "--no-twin --timeout 30 --port %d %s%s > %s/out%d.txt", port[run], run ? "" : "--transcript ",
+                 run ? "" : d, d, run);
+        run_cmd(&r[run], argv, 120);
+        if (r[run].status != 0 && strstr(r[run].err, "--port") && free_ports(port + run, 1) == 0) {
+            /* a port of P+1, P+2 taken meanwhile: once more elsewhere */
+            snprintf(cmd, sizeof cmd, "./securenn demo --iters 2 --every 1 --test-n 3 --seed 4 --key-seed 5 "
+                     "--no-twin --timeout 30 --port %d %s%s > %s/out%d.txt", port[run], run ? "" : "--transcript ",
+                     run ? "" : d, d, run);
+            run_cmd(&r[run], argv, 120);
+        }
+        snprintf(path, sizeof path, "%s/out%d.txt", d, run);
+        out[run] = demo_stable(path);
+    }
+    CHECK(r[0].status == 0 && r[1].status == 0, "demo with and without --transcript DIR (%s%s)", r[0].err, r[1].err);
+    CHECK(out[0] && out[1] && strcmp(out[0], out[1]) == 0 && strstr(out[0], "secure inference: test accuracy"),
+          "demo: the same output with and without --transcript (accuracy, predictions, traffic), times aside");
+    for (k = 0; k < 4; k++) {
+        tr_parsed tp;
+        snprintf(path, sizeof path, "%s/%s", d, names[k]);
+        tr_parse(&tp, path);
+        CHECK(tp.ok && tp.have_total && tp.frames > 0, "demo --transcript: %s written and parses back %s",
+              names[k], tp.why);
+    }
+    free(out[0]);
+    free(out[1]);
+    tr_rmdir(d);
+}
+
 /* ==== Models in from NumPy .npy files ===================================== */
 
 /* Writes a .npy file as NumPy's format 1.0 does: magic, version 1.0, the
@@ -7353,6 +7810,8 @@ static const test_entry tests[] = {
     { "view_pc",         test_view_pc },
     { "view_sc",         test_view_sc },
     { "view_msb",        test_view_msb },
+    { "transcript",      test_transcript },
+    { "transcript_golden", test_transcript_golden },
     { "channel_same",    test_channel_same },
     { "channel_tamper",  test_channel_tamper },
     { "channel_refused", test_channel_refused },
@@ -7373,6 +7832,7 @@ static const test_entry tests[] = {
     { "cli",             test_cli },
     { "cli_bench",       test_cli_bench },
     { "cli_parties",     test_cli_parties },
+    { "cli_transcript",  test_cli_transcript },
     { "cli_seeds",       test_cli_seeds },
     { "cli_keys",        test_cli_keys },
     { "cli_talk",        test_cli_talk },
