@@ -2504,7 +2504,8 @@ int snn_transcript_close(snn_transcript *t, char *err, size_t errlen)
  *   16c. demo: three forked servers and the owner, step by step
  *   16d. Owner commands against running servers (`party`): train, infer
  *   16e. bench: [SNN] Tables 7 and 8 side by side
- *   16f. keygen and main: the dispatch
+ *   16f. explain: one protocol, step by step, for a lecture
+ *   16g. keygen and main: the dispatch
  *
  * The owner's data, model and seed are wiped before they are freed, as
  * every share buffer of the library is (snn_free_wiped).
@@ -2555,6 +2556,9 @@ static const char usage_text[] =
 "                  beside the paper's figures, with each party's peak memory, then\n"
 "                  the inference rows again with sealed channels; NAME runs only\n"
 "                  the rows so named (DReLU, MatMul, C, ...) (--port, --key-seed)\n"
+"  explain P [V..] run protocol P (MatMul, SelectShare, PrivateCompare, ShareConvert,\n"
+"                  ComputeMSB, DReLU, ReLU, Division, Maxpool, DMaxpool) on the values\n"
+"                  V (or a default) across three processes and tell it step by step\n"
 "  help, --help    this text\n";
 
 /* The options (a second string: C99 promises only 4095 bytes per literal). */
@@ -2691,6 +2695,7 @@ static unsigned opts_allowed(const char *cmd)
     if (strcmp(cmd, "bench") == 0)
         return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT | OPT_REPS | OPT_CSV | OPTS_WAN | OPT_TRANSCRIPT;
     if (strcmp(cmd, "import") == 0) return OPT_NET | OPT_MODEL;
+    if (strcmp(cmd, "explain") == 0) return OPT_KEYSEED | OPT_TIMEOUT;
     return 0;
 }
 
@@ -4406,7 +4411,648 @@ cleanup:
     return rc;
 }
 
-/* ---- 16f. keygen and main ------------------------------------------------ */
+/* ---- 16f. explain: one protocol, step by step, for a lecture ------------- */
+/*
+ * `securenn explain PROTOCOL [values...]` runs one protocol of [SNN] on a
+ * few small inputs across three real processes (P0, P1, P2 forked, over
+ * socketpairs, keys set up as everywhere else) and tells it as SPEC
+ * section 2 numbers it: what each party computes, in the paper's notation;
+ * then every frame that crosses the wire, in round order, with its ring,
+ * its values and what a pair of shares reconstructs to; then the result
+ * beside the plaintext.  Each party records the frames it sends (a
+ * read-only frame hook, as for --transcript) and its output shares, and
+ * reports them on a pipe; this process deals the input shares and
+ * reconstructs only for display.  The output fits 100 columns.
+ */
+
+#define EX_MAXN  8                   /* input items                        */
+#define EX_MAXV  (64 * EX_MAXN)      /* values kept per frame              */
+#define EX_MAXF  96                  /* frames kept per party              */
+
+typedef struct {
+    char name[16];                   /* on the command line                */
+    int  proto;
+    char title[48];
+    int  per;                        /* values per item (0: a whole list)  */
+    char args[96];                   /* what the values are                */
+    char defaults[24];
+    char steps[1200];                /* SPEC section 2, one step a line    */
+} ex_proto;
+
+static const ex_proto ex_protos[] = {
+    { "MatMul", SNN_PROTO_MATMUL, "Pi_MatMul [SNN, Alg. 1], SPEC 2.1", 0,
+      "x_1 .. x_k y_1 .. y_k: W = X Y for the row X = (x_i) and the column Y = (y_i)", "1 2 3 4 5 6",
+      "Step 1 [P0,P2] U_0, V_0, Z_0 from K02; [P1,P2] U_1, V_1 from K12 (no messages)\n"
+      "Step 1 [P2]    Z_1 = (U_0 + U_1)(V_0 + V_1) - Z_0, sent to P1: the triple (U, V, Z = UV)\n"
+      "Step 2 [Pj]    E_j = X_j - U_j, F_j = Y_j - V_j, sent to P(1-j); both get E = X - U, F = Y - V\n"
+      "Step 3 [Pj]    W_j = -j E F + X_j F + E Y_j + Z_j (+ a zero share from K01): W = X Y\n"
+      "Step 4         fixed point only: truncate W_j locally by f bits (not here: integers)\n" },
+    { "SelectShare", SNN_PROTO_SS, "Pi_SelectShare [SNN, Alg. 2], SPEC 2.2", 3,
+      "alpha x y ...: z = (1 - alpha) x + alpha y, alpha 0 or 1", "0 7 9 1 7 9",
+      "Step 1 [Pj]    w_j = y_j - x_j (local)\n"
+      "Step 2 [all]   c = Pi_MatMul(alpha, w), element-wise: the frames below are MatMul's\n"
+      "Step 3 [Pj]    z_j = x_j + c_j + u_j, u a zero share from K01: z = x + alpha (y - x)\n" },
+    { "PrivateCompare", SNN_PROTO_PC, "Pi_PrivateCompare [SNN, Alg. 3], SPEC 2.3", 3,
+      "x r beta ...: P2 learns beta' = beta XOR (x > r); x, r in [0, 2^64), beta 0 or 1", "5 3 0 3 5 1",
+      "Input  [Pj]    Z_p shares (p = 67) of the 64 bits x[i] of x; r and beta public to P0, P1\n"
+      "Step 1 [P0,P1] from K01: s_i, u_i in Z_p^*, a permutation pi of 64 positions; t = r + 1\n"
+      "Step 2 [Pj]    beta = 0: w_i = x_i + j r_i - 2 r_i x_i (a share of x_i XOR r_i),\n"
+      "                         c_i = j r_i - x_i + j + sum_{k>i} w_k   (0 only where x > r decides)\n"
+      "               beta = 1: the same with t for r and the signs of x_i, t_i swapped (x < t)\n"
+      "               beta = 1, r = 2^64 - 1: one c_i shares 0, the others 1 (x <= r always)\n"
+      "Step 3 [Pj]    d_i = s_i c_i mod p, permuted by pi, plus a zero share m from K01 (SPEC 4.5 a);\n"
+      "               sent to P2.  P2 adds the two: d_i = s_i c_i, all non-zero but at most one\n"
+      "Step 4 [P2]    beta' = 1 if some d_i = 0, else 0: beta' = beta XOR (x > r)\n" },
+    { "ShareConvert", SNN_PROTO_SC, "Pi_ShareConvert [SNN, Alg. 4], SPEC 2.4", 1,
+      "a ...: shares of a over Z_L become shares of a over Z_{L-1}; a != -1 (that is L - 1)", "5 -3",
+      "Common [P0,P1] from K01: a bit eta'', r_0, r_1 in Z_L; r = r_0 + r_1 != 0, alpha = wrap(r_0, r_1)\n"
+      "Step 1 [Pj]    a~_j = a_j + r_j, beta_j = wrap(a_j, r_j); a~_j sent to P2\n"
+      "Step 2 [P2]    x = a~_0 + a~_1 = a + r, delta = wrap(a~_0, a~_1); sends Z_p shares of the bits\n"
+      "               of x and Z_{L-1} shares of delta\n"
+      "Step 3 [all]   Pi_PC(bits of x, r - 1, eta''): P2 learns eta' = eta'' XOR (x > r - 1)\n"
+      "Step 4 [P2]    sends Z_{L-1} shares of eta'\n"
+      "Step 5 [Pj]    eta_j = eta'_j + (1-j) eta'' - 2 eta'' eta'_j (a share of eta = [x >= r]);\n"
+      "               theta_j = beta_j + (1-j)(-alpha - 1) + delta_j + eta_j (theta = wrap(a_0, a_1));\n"
+      "               y_j = a_j - theta_j + u_j over Z_{L-1}: y = a mod (L - 1)\n"
+      "Note           a negative a is L - |a| in Z_L, which is -(|a| - 1) in Z_{L-1}: -3 becomes -2\n" },
+    { "ComputeMSB", SNN_PROTO_MSB, "Pi_ComputeMSB [SNN, Alg. 5], SPEC 2.5", 1,
+      "a ...: shares of a over Z_{L-1} (negative a: L - 1 - |a|) give shares of MSB(a) over Z_L",
+      "5 -3",
+      "Common [P0,P1] from K01: a bit beta, a zero share u over Z_L\n"
+      "Step 1 [P2]    x uniform in Z_{L-1}; sends shares of x over Z_{L-1}, of its 64 bits over Z_p,\n"
+      "               and of x[0] over Z_L\n"
+      "Step 2 [Pj]    c_j = 2 a_j + x_j over Z_{L-1}, exchanged: c = 2a + x (the WP's r)\n"
+      "Step 3 [all]   Pi_PC(bits of x, c, beta): P2 learns beta' = beta XOR (x > c)\n"
+      "Step 4 [P2]    sends Z_L shares of beta'\n"
+      "Step 5 [Pj]    gamma_j = j beta + (1 - 2 beta) beta'_j (gamma = [x > c]);\n"
+      "               delta_j = j c[0] + (1 - 2 c[0]) x[0]_j (delta = c[0] XOR x[0])\n"
+      "Step 6 [all]   theta = Pi_MatMul(gamma, delta), element-wise\n"
+      "Step 7 [Pj]    alpha_j = gamma_j + delta_j - 2 theta_j + u_j: alpha = MSB(a) = LSB(2a mod L-1)\n" },
+    { "DReLU", SNN_PROTO_DRELU, "Pi_DReLU [SNN, Alg. 6], SPEC 2.6", 1,
+      "a ...: alpha = [a >= 0], for -2^62 <= a < 2^62", "5 -3 0",
+      "Step 1 [Pj]    c_j = 2 a_j: c is even, so c != L - 1\n"
+      "Step 2 [all]   y = Pi_ShareConvert(c): c over Z_{L-1}\n"
+      "Step 3 [all]   alpha' = Pi_ComputeMSB(y) = MSB(a) (2a mod L-1 has a's sign bit as its LSB)\n"
+      "Step 4 [Pj]    alpha_j = j - alpha'_j + u_j: alpha = 1 - MSB(a) = [a >= 0]\n" },
+    { "ReLU", SNN_PROTO_RELU, "Pi_ReLU [SNN, Alg. 7], SPEC 2.7", 1,
+      "a ...: y = max(a, 0), for -2^62 <= a < 2^62", "5 -3 0",
+      "Step 1 [all]   alpha = Pi_DReLU(a)\n"
+      "Step 2 [all]   c = Pi_MatMul(alpha, a), element-wise, no truncation\n"
+      "Step 3 [Pj]    y_j = c_j + u_j (a zero share from K01): y = alpha a = max(a, 0)\n" },
+    { "Division", SNN_PROTO_DIV, "Pi_Division [SNN, Alg. 8 (a)], SPEC 2.8", 2,
+      "x y ...: q = floor(x / y), 0 <= x < 2^20, 0 < y < 2^20", "13 4",
+      "Loop  i = l_D - 1 down to 0 (l_D: the bits of the largest q), with u_{l_D} = 0:\n"
+      "Step 1 [Pj]    z_i = x - u_{i+1} - 2^i y + w_i (w_i a zero share)\n"
+      "Step 2 [all]   beta_i = Pi_DReLU(z_i) = [x - u_{i+1} >= 2^i y]: bit i of q\n"
+      "Step 3 [all]   v_i = Pi_MatMul(beta_i, 2^i y), element-wise\n"
+      "Step 4 [Pj]    k_i = 2^i beta_i (local)\n"
+      "Step 5 [Pj]    u_i = u_{i+1} + v_i\n"
+      "Output [Pj]    q_j = sum_i k_i + s_j (s a zero share)\n" },
+    { "Maxpool", SNN_PROTO_MAXPOOL, "Pi_Maxpool [SNN, Alg. 9], SPEC 2.9", 0,
+      "x_1 .. x_n: one window; its max and the (0-based) index of the max, ties to the later",
+      "3 -1 7 7 2",
+      "Start [Pj]     max = x_1, ind = 0\n"
+      "Loop  i = 2..n:\n"
+      "  [Pj]         w = x_i - max\n"
+      "  [all]        beta = Pi_DReLU(w) = [x_i >= max]\n"
+      "  [all]        max = Pi_SelectShare(beta, max, x_i), ind = Pi_SelectShare(beta, ind, i - 1)\n"
+      "Output [Pj]    max + u, ind + v (zero shares)\n" },
+    { "DMaxpool", SNN_PROTO_DMAXPOOL, "Pi_DMaxpool [SNN, Alg. 10], SPEC 2.10", 2,
+      "ind n: the one-hot vector e_ind of length n (n a power of two up to 8, ind < n)", "2 4",
+      "Common [P0,P1] r in Z_L from K01, an n-vector zero share U\n"
+      "Step 1         <ind> comes from Pi_Maxpool (here: dealt by this process)\n"
+      "Step 2 [Pj]    P0 sends ind_0 + r to P2, P1 sends ind_1\n"
+      "Step 3 [P2]    t = ind + r (mod L), k = t mod n; sends Z_L shares of E = e_k\n"
+      "Step 4 [Pj]    g = r mod n; D_j[m] = E_j[(m + g) mod n]: e_k rotated back by g is e_ind\n"
+      "Step 5 [Pj]    output D_j + U_j\n" },
+};
+
+#define EX_NPROTO (sizeof ex_protos / sizeof ex_protos[0])
+
+/* One frame as a party sent it (the first EX_MAXV elements). */
+typedef struct {
+    uint32_t round, count;
+    int      from, to, proto, step, kind;
+    uint64_t v[EX_MAXV];
+} ex_frame;
+
+/* What a party reports to the narrator. */
+typedef struct {
+    int      ok;
+    char     err[512];
+    size_t   nframe, dropped;
+    ex_frame f[EX_MAXF];
+    size_t   nout;
+    uint64_t out[EX_MAXN * 2];
+} ex_report;
+
+/* The run: the protocol, its inputs, and P0's and P1's shares of them. */
+typedef struct {
+    const ex_proto *x;
+    size_t   n;                      /* items (Maxpool: window elements)  */
+    int64_t  in[3][EX_MAXN];         /* the values, by field              */
+    uint64_t a[2][EX_MAXN], b[2][EX_MAXN], c[2][EX_MAXN];
+    uint8_t  bits[2][EX_MAXN * 64];  /* PC: Z_p shares of the bits of x   */
+    uint64_t r[EX_MAXN];             /* PC: public                        */
+    uint8_t  beta[EX_MAXN];          /* PC: public                        */
+    size_t   k;                      /* DMaxpool: window length           */
+    unsigned ell_d;                  /* Division: quotient bits           */
+} ex_run;
+
+/* The frame hook of explain: keeps each frame this party sends. */
+static void ex_hook(void *ctx, const struct snn_party_ *p, snn_frame *fr)
+{
+    ex_report *r = ctx;
+    ex_frame *e;
+    size_t i, esz = fr->count ? fr->nbytes / fr->count : 0;
+    (void)p;
+    if (fr->dir != 0) return;
+    if (r->nframe == EX_MAXF) { r->dropped++; return; }
+    e = &r->f[r->nframe++];
+    memset(e, 0, sizeof *e);
+    e->round = fr->round; e->count = (uint32_t)fr->count;
+    e->from = fr->from; e->to = fr->to; e->proto = fr->proto; e->step = fr->step; e->kind = fr->kind;
+    for (i = 0; i < fr->count && i < EX_MAXV; i++)
+        e->v[i] = esz == 8 ? snn_load64_le(fr->payload + 8 * i) : fr->payload[i];
+}
+
+/* Party id's part: its own shares only (the rest of its copy of the run is
+ * wiped first), the protocol, and its output shares into rep. */
+static int ex_party(snn_party *p, ex_run *run, ex_report *rep)
+{
+    int id = p->id, j = id < 2 ? id : 0, rc;
+    size_t n = run->n, i;
+    uint64_t y[EX_MAXN * 8], z[EX_MAXN], *Y = id < 2 ? y : NULL, *Z = id < 2 ? z : NULL;
+    uint8_t bp[EX_MAXN];
+    const uint64_t *A = id < 2 ? run->a[j] : NULL, *B = id < 2 ? run->b[j] : NULL, *C = id < 2 ? run->c[j] : NULL;
+
+    if (id < 2) {                    /* the other's shares: not this party's */
+        snn_wipe(run->a[1 - j], sizeof run->a[0]);
+        snn_wipe(run->b[1 - j], sizeof run->b[0]);
+        snn_wipe(run->c[1 - j], sizeof run->c[0]);
+        snn_wipe(run->bits[1 - j], sizeof run->bits[0]);
+    } else {
+        snn_wipe(run->a, sizeof run->a);
+        snn_wipe(run->b, sizeof run->b);
+        snn_wipe(run->c, sizeof run->c);
+        snn_wipe(run->bits, sizeof run->bits);
+    }
+    snn_wipe(run->in, sizeof run->in);
+    memset(y, 0, sizeof y);
+    memset(z, 0, sizeof z);
+    memset(bp, 0, sizeof bp);
+    p->hook = ex_hook;
+    p->hook_ctx = rep;
+    switch (run->x->proto) {
+    case SNN_PROTO_MATMUL:
+        rc = snn_matmul(p, Y, A, B, 1, n, 1, 0, 0);
+        rep->nout = 1;
+        break;
+    case SNN_PROTO_SS:
+        rc = snn_select_share(p, Y, A, B, C, n);
+        rep->nout = n;
+        break;
+    case SNN_PROTO_PC:
+        rc = id < 2 ? snn_private_compare(p, NULL, run->bits[j], run->r, run->beta, n)
+                    : snn_private_compare(p, bp, NULL, NULL, NULL, n);
+        for (i = 0; i < n; i++) y[i] = bp[i];
+        rep->nout = n;
+        break;
+    case SNN_PROTO_SC:
+        rc = snn_share_convert(p, Y, A, n);
+        rep->nout = n;
+        break;
+    case SNN_PROTO_MSB:
+        rc = snn_compute_msb(p, Y, A, n);
+        rep->nout = n;
+        break;
+    case SNN_PROTO_DRELU:
+        rc = snn_drelu(p, Y, A, n);
+        rep->nout = n;
+        break;
+    case SNN_PROTO_RELU:
+        rc = snn_relu(p, Y, NULL, A, n);
+        rep->nout = n;
+        break;
+    case SNN_PROTO_DIV:
+        rc = snn_division(p, Y, A, B, n, run->ell_d);
+        rep->nout = n;
+        break;
+    case SNN_PROTO_MAXPOOL:
+        rc = snn_maxpool(p, Y, Z, A, 1, n);
+        y[1] = z[0];
+        rep->nout = 2;
+        break;
+    default:
+        rc = snn_dmaxpool(p, Y, A, 1, run->k);
+        rep->nout = run->k;
+        break;
+    }
+    p->hook = NULL;
+    p->hook_ctx = NULL;
+    memcpy(rep->out, y, rep->nout * sizeof *y);
+    snn_wipe(y, sizeof y);
+    return rc;
+}
+
+/* Parses the values; fills the run with them and the dealt shares. */
+static int ex_deal(ex_run *run, const ex_proto *x, int nv, char **v, snn_prg *g)
+{
+    int64_t val[EX_MAXN * 3];
+    size_t i, m = 0, per;
+    int k;
+    char *end;
+
+    memset(run, 0, sizeof *run);
+    run->x = x;
+    for (k = 0; k < nv; k++) {
+        if (m == EX_MAXN * 3) { PERR("explain: at most %d values", EX_MAXN * 3); return -1; }
+        errno = 0;
+        val[m++] = strtoll(v[k], &end, 10);
+        if (errno || *end || end == v[k]) { PERR("explain: '%s' is not a whole number", v[k]); return -1; }
+    }
+    per = x->per ? (size_t)x->per : m;
+    if (x->proto == SNN_PROTO_MATMUL) per = 2;
+    if (m == 0 || m % per != 0 || m / per > EX_MAXN || (x->proto == SNN_PROTO_MAXPOOL && m > EX_MAXN)
+        || (x->proto == SNN_PROTO_DMAXPOOL && m != 2)) {
+        PERR("explain %s: the values are %s (at most %d items)", x->name, x->args, EX_MAXN);
+        return -1;
+    }
+    run->n = x->proto == SNN_PROTO_MAXPOOL ? m : m / per;
+    if (x->proto == SNN_PROTO_MATMUL)        /* x_1 .. x_k, then y_1 .. y_k */
+        for (i = 0; i < run->n; i++) { run->in[0][i] = val[i]; run->in[1][i] = val[run->n + i]; }
+    else if (x->proto == SNN_PROTO_MAXPOOL)
+        for (i = 0; i < run->n; i++) run->in[0][i] = val[i];
+    else
+        for (i = 0; i < run->n; i++)
+            for (k = 0; k < (int)per; k++) run->in[k][i] = val[i * per + (size_t)k];
+    for (i = 0; i < run->n; i++) {
+        int64_t a = run->in[0][i], b = run->in[1][i], c = run->in[2][i];
+        uint64_t ua = snn_from_signed(a);
+        switch (x->proto) {
+        case SNN_PROTO_SS:
+            if (a != 0 && a != 1) { PERR("explain SelectShare: alpha is 0 or 1, not %lld", (long long)a); return -1; }
+            break;
+        case SNN_PROTO_PC:
+            if (a < 0 || b < 0 || (c != 0 && c != 1)) {
+                PERR("explain PrivateCompare: x and r are not negative, beta is 0 or 1");
+                return -1;
+            }
+            break;
+        case SNN_PROTO_SC:
+            if (a == -1) { PERR("explain ShareConvert: a = -1 is L - 1, outside its domain (SPEC 2.4)"); return -1; }
+            break;
+        case SNN_PROTO_DRELU: case SNN_PROTO_RELU:
+            if (ua + ((uint64_t)1 << 62) >= ((uint64_t)1 << 63)) {
+                PERR("explain %s: |a| must stay below 2^62 (SPEC 2.6)", x->name);
+                return -1;
+            }
+            break;
+        case SNN_PROTO_DIV:
+            if (a < 0 || a >= (1 << 20) || b <= 0 || b >= (1 << 20)) {
+                PERR("explain Division: 0 <= x < 2^20 and 0 < y < 2^20");
+                return -1;
+            }
+            while (((uint64_t)1 << run->ell_d) <= (uint64_t)(a / b)) run->ell_d++;
+            break;
+        case SNN_PROTO_DMAXPOOL:
+            if (b < 1 || b > 8 || (b & (b - 1)) != 0 || a < 0 || a >= b) {
+                PERR("explain DMaxpool: n is 1, 2, 4 or 8 and 0 <= ind < n");
+                return -1;
+            }
+            run->k = (size_t)b;
+            break;
+        default:
+            break;
+        }
+    }
+    if (run->ell_d == 0) run->ell_d = 1;
+    /* the dealer's shares: <v>_0 uniform, <v>_1 = v - <v>_0 */
+    for (i = 0; i < run->n; i++) {
+        for (k = 0; k < 3; k++) {
+            uint64_t *s0 = k == 0 ? run->a[0] : k == 1 ? run->b[0] : run->c[0];
+            uint64_t *s1 = k == 0 ? run->a[1] : k == 1 ? run->b[1] : run->c[1];
+            uint64_t v0 = snn_prg_u64(g), vv = snn_from_signed(run->in[k][i]);
+            if (x->proto == SNN_PROTO_MSB && k == 0) {        /* over Z_{L-1} */
+                vv = run->in[0][i] < 0 ? SNN_LM1 - (uint64_t)(-(run->in[0][i] + 1)) - 1 : vv;
+                v0 = snn_prg_lm1(g);
+                s0[i] = v0;
+                s1[i] = snn_sub_lm1(vv, v0);
+            } else {
+                s0[i] = v0;
+                s1[i] = vv - v0;
+            }
+        }
+        if (x->proto == SNN_PROTO_PC) {
+            uint64_t xv = (uint64_t)run->in[0][i];
+            run->r[i] = (uint64_t)run->in[1][i];
+            run->beta[i] = (uint8_t)run->in[2][i];
+            for (k = 0; k < 64; k++) {
+                uint8_t b0 = snn_prg_zp(g);
+                run->bits[0][i * 64 + (size_t)k] = b0;
+                run->bits[1][i * 64 + (size_t)k] = snn_sub_p((uint8_t)((xv >> k) & 1), b0);
+            }
+        }
+    }
+    return 0;
+}
+
+/* The plaintext answer of item i (Maxpool: 0 max, 1 index; DMaxpool: entry i). */
+static uint64_t ex_plain(const ex_run *run, size_t i)
+{
+    const int64_t *a = run->in[0], *b = run->in[1], *c = run->in[2];
+    size_t m, at = 0;
+    switch (run->x->proto) {
+    case SNN_PROTO_MATMUL: {
+        uint64_t s = 0;
+        for (m = 0; m < run->n; m++) s += snn_from_signed(a[m]) * snn_from_signed(b[m]);
+        return s;
+    }
+    case SNN_PROTO_SS:      return snn_from_signed(a[i] ? c[i] : b[i]);
+    case SNN_PROTO_PC:      return (uint64_t)(c[i] ^ ((uint64_t)a[i] > (uint64_t)b[i]));
+    case SNN_PROTO_SC:      return snn_red_lm1(snn_from_signed(a[i]));
+    case SNN_PROTO_MSB: {
+        uint64_t v = a[i] < 0 ? SNN_LM1 - (uint64_t)(-(a[i] + 1)) - 1 : (uint64_t)a[i];
+        return v >> 63;
+    }
+    case SNN_PROTO_DRELU:   return a[i] >= 0;
+    case SNN_PROTO_RELU:    return snn_from_signed(a[i] > 0 ? a[i] : 0);
+    case SNN_PROTO_DIV:     return (uint64_t)(a[i] / b[i]);
+    case SNN_PROTO_MAXPOOL:
+        for (m = 1; m < run->n; m++) if (a[m] >= a[at]) at = m;
+        return i == 0 ? snn_from_signed(a[at]) : (uint64_t)at;
+    default:                return (uint64_t)a[0] == i;
+    }
+}
+
+/* The two shares' value in the ring of kind. */
+static uint64_t ex_add(int kind, uint64_t x, uint64_t y)
+{
+    switch (kind) {
+    case SNN_KIND_ZLM1: return snn_add_lm1(x, y);
+    case SNN_KIND_ZP:   return snn_add_p((uint8_t)x, (uint8_t)y);
+    case SNN_KIND_BIT:  return x ^ y;
+    default:            return x + y;
+    }
+}
+
+/* A value for a reader: small ones in decimal (signed, in Z_L and
+ * Z_{L-1}), random-looking ones in hex. */
+static void ex_fmt(char *buf, size_t n, int kind, uint64_t v)
+{
+    if (kind == SNN_KIND_ZP || kind == SNN_KIND_BIT || kind == SNN_KIND_BYTES) {
+        snprintf(buf, n, "%u", (unsigned)v);
+        return;
+    }
+    if (kind == SNN_KIND_ZLM1 && v > SNN_LM1 / 2) {       /* -(L-1-v) */
+        uint64_t m = SNN_LM1 - v;
+        if (m < 1000000) { snprintf(buf, n, "-%llu", (unsigned long long)m); return; }
+    } else if (snn_to_signed(v) > -1000000 && snn_to_signed(v) < 1000000) {
+        snprintf(buf, n, "%lld", (long long)snn_to_signed(v));
+        return;
+    }
+    snprintf(buf, n, "0x%016llx", (unsigned long long)v);
+}
+
+/* Values on lines of at most 100 columns after an indent of 13. */
+static void ex_values(int kind, const uint64_t *v, size_t n, size_t total)
+{
+    char b[32];
+    size_t i, col = 13;
+    fputs("             ", stdout);
+    for (i = 0; i < n; i++) {
+        ex_fmt(b, sizeof b, kind, v[i]);
+        if (col + strlen(b) + 1 > 99) { fputs("\n             ", stdout); col = 13; }
+        printf("%s ", b);
+        col += strlen(b) + 1;
+    }
+    if (total > n) printf("(and %zu more)", total - n);
+    putchar('\n');
+}
+
+/* Whether frames e and f carry the two shares of one value. */
+static int ex_pair(const ex_frame *e, const ex_frame *f)
+{
+    if (e->proto != f->proto || e->step != f->step || e->kind != f->kind || e->count != f->count) return 0;
+    if (e->from < 2 && f->from == 1 - e->from && (f->to == e->to || (e->to == f->from && f->to == e->from)))
+        return 1;                                   /* P0, P1 -> X, or P0 <-> P1 */
+    return e->from == 2 && f->from == 2 && e->to < 2 && f->to == 1 - e->to;   /* P2 -> P0, P1 */
+}
+
+/* The wire: every frame of the three reports, in round order. */
+static void ex_wire(const ex_report rep[SNN_NPARTY])
+{
+    const ex_frame *all[SNN_NPARTY * EX_MAXF];
+    int used[SNN_NPARTY * EX_MAXF];
+    size_t n = 0, i, k, m;
+    for (k = 0; k < SNN_NPARTY; k++)
+        for (i = 0; i < rep[k].nframe; i++) all[n++] = &rep[k].f[i];
+    for (i = 1; i < n; i++)                      /* insertion sort: stable */
+        for (m = i; m > 0 && all[m - 1]->round > all[m]->round; m--) {
+            const ex_frame *t = all[m]; all[m] = all[m - 1]; all[m - 1] = t;
+        }
+    memset(used, 0, sizeof used);
+    for (i = 0; i < n; i++) {
+        const ex_frame *e = all[i];
+        size_t kept = e->count < EX_MAXV ? e->count : EX_MAXV, shown = kept < 64 ? kept : 64;
+        char head[100];
+        const char *what = snn_step_name(e->proto, e->step, e->kind);
+        snprintf(head, sizeof head, "  round %-3u %s -> %s  %s step %d, %s x %u:", (unsigned)e->round,
+                 snn_endpoint_name(e->from), snn_endpoint_name(e->to), snn_proto_name(e->proto), e->step,
+                 snn_kind_name(e->kind), (unsigned)e->count);
+        if (strlen(head) + 1 + strlen(what) <= 99) printf("%s %s\n", head, what);
+        else printf("%s\n             %s\n", head, what);
+        ex_values(e->kind, e->v, shown, e->count);
+        for (m = 0; m < i; m++) {
+            uint64_t sum[EX_MAXV];
+            size_t q;
+            if (used[m] || !ex_pair(all[m], e)) continue;
+            used[m] = used[i] = 1;
+            for (q = 0; q < kept; q++) sum[q] = ex_add(e->kind, all[m]->v[q], e->v[q]);
+            printf("           together (%s):\n", snn_kind_name(e->kind));
+            ex_values(e->kind, sum, shown, e->count);
+            if (e->proto == SNN_PROTO_PC && e->step == 3)
+                for (q = 0; q + 64 <= kept; q += 64) {
+                    size_t z, zeros = 0, at = 0;
+                    for (z = 0; z < 64; z++) if (sum[q + z] == 0) { zeros++; at = z; }
+                    printf("           element %zu: P2 sees 64 values of Z_67, %s", q / 64 + 1,
+                           zeros ? "one of them 0" : "none of them 0: beta' = 0\n");
+                    if (zeros) printf(" (at position %zu): beta' = 1\n", at);
+                }
+            break;
+        }
+    }
+}
+
+/* cmd_explain -- see the section comment.  argv[0] is the protocol. */
+static int cmd_explain(const opts *o, int nv, char **v)
+{
+    const ex_proto *x = NULL;
+    ex_run run;
+    ex_report *rep = NULL;
+    snn_prg g;
+    uint8_t key[32];
+    int fds[SNN_NEND][SNN_NEND], pipes[SNN_NPARTY][2], rc = 1, ok = 1;
+    pid_t pid[SNN_NPARTY];
+    size_t k, i, nkids = 0;
+    char b1[32], b2[32];
+
+    for (k = 0; k < EX_NPROTO; k++)
+        if (nv > 0 && strcmp(v[0], ex_protos[k].name) == 0) x = &ex_protos[k];
+    if (!x) {
+        PERR("explain: name a protocol: MatMul, SelectShare, PrivateCompare, ShareConvert, ComputeMSB, "
+             "DReLU, ReLU, Division, Maxpool or DMaxpool");
+        return 2;
+    }
+    /* the dealer's randomness: the OS, or --key-seed */
+    if (o->given & OPT_KEYSEED) snn_seed_key(key, o->key_seed, "SNN-explain");
+    else if (snn_os_random(key, sizeof key) != 0) { PERR("cannot read the operating system's randomness"); return 1; }
+    snn_prg_init(&g, key, 0);
+    snn_wipe(key, sizeof key);
+    if (nv == 1) {                               /* the defaults */
+        char buf[sizeof x->defaults], *dv[EX_MAXN * 3], *t, *save = NULL;
+        int nd = 0;
+        memcpy(buf, x->defaults, sizeof buf);
+        for (t = strtok_r(buf, " ", &save); t && nd < EX_MAXN * 3; t = strtok_r(NULL, " ", &save)) dv[nd++] = t;
+        if (ex_deal(&run, x, nd, dv, &g) != 0) return 2;
+    } else if (ex_deal(&run, x, nv - 1, v + 1, &g) != 0) {
+        return 2;
+    }
+    snn_wipe(&g, sizeof g);
+    if (!(rep = calloc(SNN_NPARTY, sizeof *rep))) { PERR("out of memory"); return 1; }
+
+    printf("SecureNN explain: %s\n", x->title);
+    printf("P0, P1 and P2 are three processes, joined by socketpairs; each pair of them shares a key\n"
+           "(K01, K02, K12) and each has its own stream (Setup step 1, SPEC 1.4).\n\n");
+    printf("Inputs: %s.\n", x->args);
+    printf("This process deals P0 and P1 additive shares, <v>_0 + <v>_1 = v; P2 gets none:\n");
+    for (i = 0; i < run.n; i++) {
+        int f, nf = x->proto == SNN_PROTO_MATMUL ? 2 : x->proto == SNN_PROTO_MAXPOOL ? 1 : x->per;
+        for (f = 0; f < nf; f++) {
+            const uint64_t *s0 = f == 0 ? run.a[0] : f == 1 ? run.b[0] : run.c[0];
+            const uint64_t *s1 = f == 0 ? run.a[1] : f == 1 ? run.b[1] : run.c[1];
+            int kind = x->proto == SNN_PROTO_MSB ? SNN_KIND_ZLM1 : SNN_KIND_ZL;
+            if (x->proto == SNN_PROTO_PC && f > 0) continue;
+            if (x->proto == SNN_PROTO_PC) {
+                printf("  x = %lld, as its 64 bits shared over Z_67: <x[0..7]>_0 =", (long long)run.in[0][i]);
+                for (k = 0; k < 8; k++) printf(" %u", (unsigned)run.bits[0][i * 64 + k]);
+                printf(" ...\n%*s<x[0..7]>_1 =", 42, "");
+                for (k = 0; k < 8; k++) printf(" %u", (unsigned)run.bits[1][i * 64 + k]);
+                printf(" ...\n               r = %lld, beta = %lld (public to P0 and P1)\n",
+                       (long long)run.in[1][i], (long long)run.in[2][i]);
+                continue;
+            }
+            ex_fmt(b1, sizeof b1, SNN_KIND_ZL, s0[i]);
+            ex_fmt(b2, sizeof b2, SNN_KIND_ZL, s1[i]);
+            printf("  %-6s = %-8lld <>_0 = %-18s <>_1 = %-18s (%s)\n",
+                   x->proto == SNN_PROTO_MATMUL ? (f ? "y" : "x") : x->proto == SNN_PROTO_SS ?
+                   (f == 0 ? "alpha" : f == 1 ? "x" : "y") : x->proto == SNN_PROTO_DIV ? (f ? "y" : "x") :
+                   x->proto == SNN_PROTO_DMAXPOOL ? (f ? "n" : "ind") : "a",
+                   (long long)run.in[f][i], b1, b2, snn_kind_name(kind));
+        }
+    }
+    printf("\nWhat each party computes, step by step (j = 0 for P0, 1 for P1; [who knows it]):\n");
+    {
+        const char *s = x->steps;
+        while (*s) {
+            const char *e = strchr(s, '\n');
+            printf("  %.*s\n", (int)(e ? e - s : (long)strlen(s)), s);
+            s = e ? e + 1 : s + strlen(s);
+        }
+    }
+    if (x->proto == SNN_PROTO_DIV) printf("  (here l_D = %u)\n", run.ell_d);
+    fflush(stdout);
+
+    /* the three parties */
+    if (snn_socketpair_mesh(fds, SNN_NPARTY) != 0) { PERR("socketpair: %s", strerror(errno)); goto cleanup; }
+    for (k = 0; k < SNN_NPARTY; k++) {
+        if (pipe(pipes[k]) != 0) { PERR("pipe: %s", strerror(errno)); goto cleanup; }
+        pid[k] = fork();
+        if (pid[k] < 0) { PERR("fork: %s", strerror(errno)); goto cleanup; }
+        if (pid[k] == 0) {
+            snn_party p;
+            ex_report *r = &rep[k];
+            size_t q;
+            for (q = 0; q <= k; q++) close(pipes[q][0]);
+            snn_socketpair_keep(fds, SNN_NPARTY, (int)k);
+            snn_party_init(&p, (int)k, (int)o->timeout * 1000);
+            if (snn_connect_fds(&p, fds[k]) == 0 && snn_setup_keys(&p, key_seed(o)) == 0) {
+                snn_stats_reset(&p);         /* rounds count from the protocol's first frame */
+                if (ex_party(&p, &run, r) == 0) r->ok = 1;
+            }
+            snprintf(r->err, sizeof r->err, "%s", p.errmsg);
+            snn_party_close(&p);
+            snn_wipe(&run, sizeof run);
+            _exit(write(pipes[k][1], r, sizeof *r) == (ssize_t)sizeof *r && r->ok ? 0 : 1);
+        }
+        close(pipes[k][1]);
+        nkids++;
+    }
+    snn_socketpair_keep(fds, SNN_NPARTY, -1);
+    for (k = 0; k < SNN_NPARTY; k++) {
+        struct pollfd pf;
+        unsigned char *dst = (unsigned char *)&rep[k];
+        size_t got = 0;
+        while (got < sizeof rep[k]) {
+            ssize_t m;
+            pf.fd = pipes[k][0]; pf.events = POLLIN; pf.revents = 0;
+            if (poll(&pf, 1, (int)o->timeout * 1000) <= 0) break;
+            m = read(pipes[k][0], dst + got, sizeof rep[k] - got);
+            if (m <= 0) break;
+            got += (size_t)m;
+        }
+        close(pipes[k][0]);
+        if (got != sizeof rep[k] || !rep[k].ok) {
+            PERR("explain: %s failed: %s", snn_endpoint_name((int)k), got == sizeof rep[k] ? rep[k].err : "no report");
+            ok = 0;
+        }
+    }
+    if (!ok) goto cleanup;
+
+    printf("\nOn the wire (every frame, in round order; \"together\" is what the two shares make):\n");
+    ex_wire(rep);
+    for (k = 0; k < SNN_NPARTY; k++)
+        if (rep[k].dropped) printf("  (%s sent %zu more frames, not shown)\n", snn_endpoint_name((int)k), rep[k].dropped);
+
+    /* the result */
+    {
+        uint64_t got[EX_MAXN * 2], want[EX_MAXN * 2];
+        size_t nout = rep[0].nout;
+        int out_kind = x->proto == SNN_PROTO_SC ? SNN_KIND_ZLM1 : SNN_KIND_ZL, match = 1;
+        printf("\nResult (%s):\n", x->proto == SNN_PROTO_PC ? "P2's beta', in the clear to P2 only"
+                                                           : "P0's and P1's output shares, and what they make");
+        for (i = 0; i < nout; i++) {
+            got[i] = x->proto == SNN_PROTO_PC ? rep[2].out[i] : ex_add(out_kind, rep[0].out[i], rep[1].out[i]);
+            want[i] = ex_plain(&run, i);
+            if (got[i] != want[i]) match = 0;
+            if (x->proto == SNN_PROTO_PC) {
+                printf("  element %zu: P2's beta' = %u; plaintext beta XOR (x > r) = %u\n", i + 1,
+                       (unsigned)got[i], (unsigned)want[i]);
+                continue;
+            }
+            ex_fmt(b1, sizeof b1, out_kind, rep[0].out[i]);
+            ex_fmt(b2, sizeof b2, out_kind, rep[1].out[i]);
+            printf("  <>_0 = %-18s <>_1 = %-18s", b1, b2);
+            ex_fmt(b1, sizeof b1, out_kind, got[i]);
+            ex_fmt(b2, sizeof b2, out_kind, want[i]);
+            printf(" -> %-8s plaintext %s%s\n", b1, b2, x->proto == SNN_PROTO_MAXPOOL ? (i ? " (index)" : " (max)")
+                                                       : "");
+        }
+        printf("result:");
+        for (i = 0; i < nout; i++) { ex_fmt(b1, sizeof b1, out_kind, got[i]); printf(" %s", b1); }
+        printf(" (plaintext:");
+        for (i = 0; i < nout; i++) { ex_fmt(b1, sizeof b1, out_kind, want[i]); printf(" %s", b1); }
+        printf("): %s\n", match ? "matches" : "DIFFERS");
+        rc = match ? 0 : 1;
+    }
+cleanup:
+    for (k = 0; k < nkids; k++) waitpid(pid[k], NULL, 0);
+    snn_wipe(&run, sizeof run);
+    free(rep);
+    return rc;
+}
+
+/* ---- 16g. keygen and main ------------------------------------------------ */
 
 /* cmd_keygen -- the `keygen DIR` command: six pair keys for --keys. */
 static int cmd_keygen(const char *dir)
@@ -4505,7 +5151,10 @@ int main(int argc, char **argv)
         }
         first = 3;
     }
+    if (strcmp(o.cmd, "explain") == 0)   /* the protocol and its values (a minus sign allowed), then options */
+        while (first < argc && !(argv[first][0] == '-' && argv[first][1] == '-')) first++;
     if (parse_opts(&o, argc, argv, first) != 0 || key_seed_check(&o) != 0) return 2;
+    if (strcmp(o.cmd, "explain") == 0) return cmd_explain(&o, first - 2, argv + 2);
     if (strcmp(o.cmd, "import") == 0) return cmd_import(&o, argv[2]);
     if (strcmp(o.cmd, "party") == 0) return run_party(o.party_id, &o, -1);
     if (strcmp(o.cmd, "demo") == 0) return cmd_demo(&o);

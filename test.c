@@ -7035,6 +7035,64 @@ static void test_cli_transcript(void)
     tr_rmdir(d);
 }
 
+/* ---- explain: every protocol narrated, its result against plaintext ------ */
+
+static void test_cli_explain(void)
+{
+    /* each protocol on values of our own, and the result the test computes
+     * itself (Z_{L-1} values printed as -(L-1-v) when above (L-1)/2) */
+    static const struct { char name[16], values[48], want[40]; } cases[] = {
+        { "MatMul",         "2 -3 4 5 6 -7",              "-36" },
+        { "SelectShare",    "1 10 20 0 10 20 1 -5 5",     "20 10 5" },
+        { "PrivateCompare", "9 9 0 10 9 0 9 10 1 0 0 1",  "0 1 1 1" },
+        { "ShareConvert",   "7 0 -5",                     "7 0 -4" },
+        { "ComputeMSB",     "1 -1 0",                     "0 1 0" },
+        { "DReLU",          "100 -100 0 -1",              "1 0 1 0" },
+        { "ReLU",           "100 -100 0 7",               "100 0 0 7" },
+        { "Division",       "100 7 9 4 0 3",              "14 2 0" },
+        { "Maxpool",        "-4 9 -2 9 1",                "9 3" },
+        { "DMaxpool",       "3 8",                        "0 0 0 1 0 0 0 0" },
+    };
+    char *d = tr_mkdir(), cmd[1400], path[256];
+    size_t c;
+    if (!d) { CHECK(0, "a directory for explain's output"); return; }
+    snprintf(path, sizeof path, "%s/out0.txt", d);
+    for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+        cmd_result r;
+        char *out, *res, got[200] = "", *end;
+        size_t wide = 0, lines = 0, col = 0, i;
+        snprintf(cmd, sizeof cmd, "./securenn explain %s %s --timeout 20 > %s", cases[c].name, cases[c].values, path);
+        run_cmd(&r, argv, 60);
+        out = slurp(path);
+        res = out ? strstr(out, "\nresult: ") : NULL;
+        if (res && (end = strstr(res, " (plaintext:")) != NULL && (size_t)(end - res - 9) < sizeof got) {
+            memcpy(got, res + 9, (size_t)(end - res - 9));
+            got[end - res - 9] = '\0';
+        }
+        for (i = 0; out && out[i]; i++) {
+            if (out[i] == '\n') { lines++; col = 0; continue; }
+            if (++col > 100) wide++;
+        }
+        CHECK(r.status == 0 && strcmp(got, cases[c].want) == 0 && res && strstr(res, "): matches\n"),
+              "explain %s %s: exit 0, %zu lines, result \"%s\" = plaintext \"%s\"", cases[c].name, cases[c].values,
+              lines, got, cases[c].want);
+        CHECK(out && wide == 0 && strstr(out, "What each party computes") && strstr(out, "On the wire"),
+              "explain %s: its steps and its frames, within 100 columns (%zu characters beyond)", cases[c].name,
+              wide);
+        free(out);
+    }
+    {
+        char *argv[] = { "./securenn", "explain", "Softmax", NULL };
+        expect_cli_error(argv, "name a protocol", 10, "explain: an unknown protocol");
+    }
+    {
+        char *argv[] = { "./securenn", "explain", "DReLU", "4611686018427387904", NULL };
+        expect_cli_error(argv, "2^62", 10, "explain: DReLU outside its domain");
+    }
+    tr_rmdir(d);
+}
+
 /* ==== Models in from NumPy .npy files ===================================== */
 
 /* Writes a .npy file as NumPy's format 1.0 does: magic, version 1.0, the
@@ -7833,6 +7891,7 @@ static const test_entry tests[] = {
     { "cli_bench",       test_cli_bench },
     { "cli_parties",     test_cli_parties },
     { "cli_transcript",  test_cli_transcript },
+    { "cli_explain",     test_cli_explain },
     { "cli_seeds",       test_cli_seeds },
     { "cli_keys",        test_cli_keys },
     { "cli_talk",        test_cli_talk },
