@@ -3992,6 +3992,8 @@ static double cpu_s(void)
            + 1e-6 * ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec);
 }
 
+/* The inputs are random numbers, not anyone's data or model, so they are
+ * freed without the wiping that shares of real data get (snn_free_wiped). */
 static void bench_free(bench_buf *bb)
 {
     free(bb->x); free(bb->y); free(bb->z); free(bb->w); free(bb->param); free(bb->cls);

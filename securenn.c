@@ -44,6 +44,7 @@
  *     difference would give wrong outputs, which the tests would show,
  *     and reveals nothing.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,8 +149,9 @@ uint64_t snn_prg_lm1(snn_prg *g)
  */
 uint64_t snn_prg_below(snn_prg *g, uint64_t bound)
 {
-    uint64_t lim = SNN_LM1 - (SNN_LM1 % bound + 1) % bound;  /* 2^64 - (2^64 mod bound) - 1 */
-    uint64_t x;
+    uint64_t lim, x;
+    assert(bound > 0);                   /* securenn.h: bound > 0 */
+    lim = SNN_LM1 - (SNN_LM1 % bound + 1) % bound;           /* 2^64 - (2^64 mod bound) - 1 */
     do x = snn_prg_u64(g); while (x > lim);
     return x % bound;
 }
@@ -197,6 +199,7 @@ uint8_t snn_prg_bit(snn_prg *g)
 void snn_prg_perm_ref(snn_prg *g, uint8_t *pi, size_t n)
 {
     size_t i;
+    assert(n <= 256);                    /* positions fit a byte (securenn.h) */
     for (i = 0; i < n; i++) pi[i] = (uint8_t)i;
     for (i = n; i > 1; i--) {
         const unsigned bound = (unsigned)i;
@@ -287,6 +290,7 @@ void snn_prg_lm1_n(snn_prg *g, uint64_t *out, size_t n)
 void snn_prg_perm(snn_prg *g, uint8_t *pi, size_t n)
 {
     size_t i;
+    assert(n <= 256);                    /* positions fit a byte (securenn.h) */
     unsigned u = g->used;
     for (i = 0; i < n; i++) pi[i] = (uint8_t)i;
     for (i = n; i > 1; i--) {
