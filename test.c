@@ -127,30 +127,49 @@ static size_t fuzz_seed(int k, uint8_t *seed, size_t cap)
     remove(path);
     free(param);
 #else
-    /* [receiver][sender][protocol][step][kind][count lo, hi][test frames]
-     * [wire bytes]: a Z_p frame, a Z_L frame, an abort frame */
+    /* [receiver][sender][protocol][step][kind][count lo, hi][flags: 1 test
+     * frames, 2 a sealed channel, 4 seal the input's frames][wire bytes]:
+     * a Z_p frame, a Z_L frame, an abort frame; then the first sealed */
     static const uint8_t want[3][8] = {
         { 2, 0, SNN_PROTO_PC, 3, SNN_KIND_ZP, 4, 0, 0 },
         { 1, 2, SNN_PROTO_MATMUL, 1, SNN_KIND_ZL, 2, 0, 0 },
         { 0, 1, SNN_PROTO_MSB, 2, SNN_KIND_ZLM1, 1, 0, 0 },
     };
     static const uint8_t payload[3] = { 4, 16, 8 };
-    if (k > 2 || cap < 64) return 0;
-    memcpy(seed, want[k], 8);
-    seed[8] = 'S'; seed[9] = 'N'; seed[10] = 1; seed[11] = want[k][1];
-    seed[12] = want[k][2]; seed[13] = want[k][3]; seed[14] = want[k][4]; seed[15] = 0;
-    seed[16] = 1; seed[17] = seed[18] = seed[19] = 0;
-    seed[20] = want[k][5]; seed[21] = seed[22] = seed[23] = 0;
-    for (i = 0; i < payload[k]; i++) seed[24 + i] = (uint8_t)(i % 60);
-    n = 24 + payload[k];
-    if (k == 2) {     /* then an abort frame from the same sender */
-        static const char why[] = "stopped: a reason";
-        uint8_t *h = seed + n;
-        h[0] = 'S'; h[1] = 'N'; h[2] = 1; h[3] = want[k][1]; h[4] = SNN_PROTO_SETUP; h[5] = 4;
-        h[6] = SNN_KIND_BYTES; h[7] = 0; h[8] = 1; h[9] = h[10] = h[11] = 0;
-        h[12] = (uint8_t)(sizeof why - 1); h[13] = h[14] = h[15] = 0;
-        memcpy(h + 16, why, sizeof why - 1);
-        n += 16 + sizeof why - 1;
+    static const char why[] = "stopped: a reason", what[] = "Test step 1 (1 x Z_L) from P2";
+    uint8_t fr[3][96];
+    size_t fl[3], j;
+    int w = k < 3 ? k : 2;
+    if (k > 3 || cap < 256) return 0;
+    /* the data frame, a stall notice and an abort from the same sender */
+    fr[0][0] = 'S'; fr[0][1] = 'N'; fr[0][2] = 1; fr[0][3] = want[w][1];
+    fr[0][4] = want[w][2]; fr[0][5] = want[w][3]; fr[0][6] = want[w][4]; fr[0][7] = 0;
+    snn_store32_le(fr[0] + 8, 1);
+    snn_store32_le(fr[0] + 12, want[w][5]);
+    for (i = 0; i < payload[w]; i++) fr[0][16 + i] = (uint8_t)(i % 60);
+    fl[0] = 16 + payload[w];
+    for (j = 1; j < 3; j++) {
+        const char *t = j == 1 ? what : why;
+        size_t tl = strlen(t);
+        memcpy(fr[j], fr[0], 12);
+        fr[j][4] = SNN_PROTO_SETUP; fr[j][5] = j == 1 ? 7 : 6; fr[j][6] = SNN_KIND_BYTES;
+        snn_store32_le(fr[j] + 12, (uint32_t)(1 + tl));
+        fr[j][16] = 2;                                  /* waits for / is about P2 */
+        memcpy(fr[j] + 17, t, tl);
+        fl[j] = 17 + tl;
+    }
+    memcpy(seed, want[w], 8);
+    n = 8;
+    if (k < 3) {
+        memcpy(seed + n, fr[0], fl[0]); n += fl[0];
+        if (k == 2) { memcpy(seed + n, fr[2], fl[2]); n += fl[2]; }
+    } else {
+        seed[7] = 4;                                    /* sealed: [u16 length][frame] each */
+        for (j = 0; j < 3; j++) {
+            seed[n] = (uint8_t)fl[j]; seed[n + 1] = 0;
+            memcpy(seed + n + 2, fr[j], fl[j]);
+            n += 2 + fl[j];
+        }
     }
 #endif
     return n;
@@ -267,12 +286,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     count = (size_t)data[5] | (size_t)data[6] << 8;
     esz = kind == SNN_KIND_ZL || kind == SNN_KIND_ZLM1 ? 8 : 1;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); exit(2); }
-    if (write(sv[1], data + 8, size - 8) != (ssize_t)(size - 8)) { perror("write"); exit(2); }
+    if (data[7] & 4) {
+        /* a sealed channel, and the wire made by sealing the input's
+         * frames, each [u16 length][frame], under the channel's key and
+         * counter: the parser behind the AEAD is fuzzed */
+        static const uint8_t key[32] = { 0x42 };
+        uint8_t *w = malloc(size + 20 * (size / 2 + 2)), nonce[12] = { 0 };   /* 20 bytes per frame */
+        size_t at = 8, out = 0;
+        uint64_t number = 0;
+        while (w && size - at >= 2) {
+            size_t len = (size_t)data[at] | (size_t)data[at + 1] << 8;
+            at += 2;
+            if (len > size - at) len = size - at;
+            snn_store32_le(w + out, (uint32_t)len);
+            snn_store32_le(nonce + 4, (uint32_t)number); snn_store32_le(nonce + 8, (uint32_t)(number >> 32));
+            snn_aead_seal(w + out + 4, w + out + 4 + len, key, nonce, w + out, 4, data + at, len);
+            out += 4 + len + 16;
+            at += len;
+            number++;
+        }
+        if (!w || (out && write(sv[1], w, out) != (ssize_t)out)) { perror("write"); exit(2); }
+        free(w);
+    } else if (data[7] & 2) {
+        /* a sealed channel fed raw bytes: the length and tag checks */
+        if (write(sv[1], data + 8, size - 8) != (ssize_t)(size - 8)) { perror("write"); exit(2); }
+    } else if (write(sv[1], data + 8, size - 8) != (ssize_t)(size - 8)) { perror("write"); exit(2); }
     close(sv[1]);                                      /* then the peer is gone */
     for (k = 0; k < SNN_NEND; k++) fds[k] = -1;
     fds[from] = sv[0];
     snn_party_init(&p, id, 1000);
     p.test_frames = data[7] & 1;
+    if (data[7] & 6) {
+        static const uint8_t key[32] = { 0x42 };
+        memcpy(p.chan[from].rx_key, key, 32);
+        memcpy(p.chan[from].tx_key, key, 32);
+        p.chan[from].sealed = 1;
+    }
     buf = malloc(count * esz + 1);
     if (!buf || snn_connect_fds(&p, fds) != 0) { fprintf(stderr, "fuzz: setup\n"); exit(2); }
     for (round = 0; ; round++) {                       /* each frame consumes >= 16 bytes */
