@@ -2559,7 +2559,7 @@ static const char usage_text[] =
 "  explain P [V..] run protocol P (MatMul, SelectShare, PrivateCompare, ShareConvert,\n"
 "                  ComputeMSB, DReLU, ReLU, Division, Maxpool, DMaxpool) on the values\n"
 "                  V (or a default) across three processes and tell it step by step\n"
-"  help, --help    this text\n";
+"  help, --help    this text; COMMAND --help: that command and its options\n";
 
 /* The options (a second string: C99 promises only 4095 bytes per literal). */
 static const char usage_options[] =
@@ -5101,6 +5101,63 @@ cleanup:
     return rc;
 }
 
+/* The entry of a usage list that starts at line l ("  NAME  text", then
+ * lines indented by 18 spaces): printed whole; returns the line after it. */
+static const char *print_entry(const char *l)
+{
+    do {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) + 1 : strlen(l);
+        fwrite(l, 1, n, stdout);
+        l += n;
+    } while (strncmp(l, "                  ", 18) == 0);
+    return l;
+}
+
+/*
+ * command_help -- `securenn CMD --help`: CMD's entry of the command list
+ * and the entries of the options it accepts (opts_allowed), both taken
+ * from the full usage text so that the two never disagree.  0, or -1 for
+ * an unknown command.
+ */
+static int command_help(const char *cmd)
+{
+    const char *l;
+    size_t n = strlen(cmd);
+    unsigned allowed = opts_allowed(cmd);
+    int found = 0;
+    for (l = strstr(usage_text, "Commands:\n"); l && *l; ) {
+        if (strncmp(l, "  ", 2) == 0 && strncmp(l + 2, cmd, n) == 0 && (l[2 + n] == ' ')) {
+            printf("usage: securenn %s%s%s\n\n", cmd,
+                   strcmp(cmd, "party") == 0 ? " ID" : strcmp(cmd, "keygen") == 0 || strcmp(cmd, "import") == 0
+                   ? " DIR" : strcmp(cmd, "bench") == 0 ? " [NAME...]" : "", allowed ? " [OPTIONS]" : "");
+            print_entry(l);
+            found = 1;
+            break;
+        }
+        l = strchr(l, '\n');
+        if (l) l++;
+    }
+    if (!found) return -1;
+    printf("\nOptions (command: default):\n");
+    if (!allowed) printf("  (none)\n");
+    for (l = usage_options; l && *l; ) {
+        if (strncmp(l, "  --", 4) == 0) {
+            size_t t, len = strcspn(l + 2, " \n");
+            for (t = 0; t < sizeof opt_table / sizeof opt_table[0]; t++)
+                if (strlen(opt_table[t].name) == len && strncmp(opt_table[t].name, l + 2, len) == 0) break;
+            if (t < sizeof opt_table / sizeof opt_table[0] && (allowed & opt_table[t].bit)) {
+                l = print_entry(l);
+                continue;
+            }
+        }
+        l = strchr(l, '\n');
+        if (l) l++;
+    }
+    printf("\nsecurenn --help lists every command; README.md is the manual.\n");
+    return 0;
+}
+
 /* main -- dispatches the command; exit 0, 1 on failure, 2 on bad usage. */
 int main(int argc, char **argv)
 {
@@ -5125,6 +5182,15 @@ int main(int argc, char **argv)
         fputs(usage_options, stdout);
         fputs(usage_notes, stdout);
         return 0;
+    }
+    {
+        int i;
+        for (i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                if (command_help(o.cmd) == 0) return 0;
+                PERR("unknown command '%s' (see securenn --help)", o.cmd);
+                return 2;
+            }
     }
     if (strcmp(o.cmd, "keygen") == 0) {
         if (argc != 3 || argv[2][0] == '-') {

@@ -6945,6 +6945,54 @@ static void test_cli_predictions(void)
     snn_mnist_free(&test);
 }
 
+/*
+ * COMMAND --help: exit 0, that command's usage line and entry, and exactly
+ * the options it accepts (a sample in and out for each command).
+ */
+static void test_cli_help(void)
+{
+    static const struct { const char *cmd, *in[3], *out[3]; } cases[] = {
+        { "demo",   { "--plain", "--port", "--predictions" }, { "--owner-wait", "--peers", "--reps" } },
+        { "party",  { "--owner-wait", "--peers", "--quiet" }, { "--plain", "--model", "--net" } },
+        { "train",  { "--model", "--no-save", "--epochs" },   { "--plain", "--owner-wait", "--test-n" } },
+        { "infer",  { "--model", "--predictions", "--test-n" }, { "--epochs", "--no-save", "--owner-wait" } },
+        { "import", { "--net", "--model", "--net" },          { "--peers", "--data", "--seed" } },
+        { "bench",  { "--reps", "--csv", "--port" },          { "--model", "--net", "--data" } },
+        { "keygen", { "(none)", "keygen DIR", "(none)" },     { "--net", "--keys", "--peers" } },
+    };
+    char tmpl[] = "/tmp/snn_help_XXXXXX", out[256];
+    size_t c;
+    int i;
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(out, sizeof out, "%s/out", tmpl);
+    for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *argv[] = { "./securenn", (char *)(uintptr_t)cases[c].cmd, "--help", NULL };
+        char want[64], *text;
+        bg_proc b;
+        cmd_result r;
+        int ok;
+        memset(&r, 0, sizeof r);
+        r.status = -1;
+        if (spawn_out(&b, argv, out) == 0) wait_bg(&b, &r, mono_s() + 10);
+        text = slurp(out);
+        snprintf(want, sizeof want, "usage: securenn %s", cases[c].cmd);
+        ok = r.status == 0 && text && strncmp(text, want, strlen(want)) == 0 && !strstr(text, "Commands:");
+        for (i = 0; i < 3 && ok; i++) {
+            char in[40], notin[40];
+            snprintf(in, sizeof in, "%s%s", cases[c].in[i][0] == '-' ? "\n  " : "", cases[c].in[i]);
+            snprintf(notin, sizeof notin, "\n  %s ", cases[c].out[i]);
+            ok = strstr(text, in) != NULL && strstr(text, notin) == NULL;
+        }
+        CHECK(ok, "%s --help: exit %d, its usage line, options %s, %s, %s listed and %s, %s, %s not", cases[c].cmd,
+              r.status, cases[c].in[0], cases[c].in[1], cases[c].in[2], cases[c].out[0], cases[c].out[1],
+              cases[c].out[2]);
+        free(text);
+    }
+    remove(out);
+    rmdir(tmpl);
+}
+
 static void test_cli(void)
 {
     char ports[3][32], peers[128];
@@ -7954,6 +8002,7 @@ static const test_entry tests[] = {
     { "cli_keys",        test_cli_keys },
     { "cli_talk",        test_cli_talk },
     { "cli_predictions", test_cli_predictions },
+    { "cli_help",        test_cli_help },
     { "nn_import",       test_nn_import },
     { "nn_model_file",   test_nn_model_file },
     { "docs",            test_docs },
