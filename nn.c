@@ -2546,7 +2546,7 @@ static const char usage_text[] =
 "                  wait for the owner and run its job\n"
 "  train           the owner: train on three running parties, save with --model\n"
 "  infer           the owner: classify the test split with --model FILE on three\n"
-"                  running parties\n"
+"                  running parties (--peers), or on three it forks (--local)\n"
 "  import DIR      write the model file --model FILE of network --net from NumPy\n"
 "                  .npy files in DIR, layer<n>.weight.npy and layer<n>.bias.npy\n"
 "                  for the n-th layer with parameters, in PyTorch's layout\n"
@@ -2596,11 +2596,16 @@ static const char usage_options[] =
 "                  bench: 1)\n"
 "  --peers LIST    party, train, infer: h0:p0,h1:p1,h2:p2\n"
 "                  (127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002)\n"
-"  --port P        demo, bench: the parties listen on P, P+1, P+2 (demo 7000,\n"
+"  --port P        demo, bench, infer --local: the parties listen on P, P+1,\n"
+"                  P+2 (demo and infer 7000,\n"
 "                  bench 7100)\n"
 "  --timeout SEC   bound on every network wait but the owner's arrival (120)\n"
 "  --owner-wait SEC  party: bound on the wait for the owner to connect, once\n"
 "                  the servers are connected (0: no limit, Ctrl-C stops) (0)\n"
+"";
+
+/* The options, continued (each literal under C99's 4095 bytes). */
+static const char usage_options2[] =
 "  --keys DIR      party, train, infer, demo: seal every channel (ChaCha20-Poly1305)\n"
 "                  with the pair keys in DIR, made by keygen; each machine needs\n"
 "                  only its own three files.  Without --keys the channels are in\n"
@@ -2610,6 +2615,8 @@ static const char usage_options[] =
 "  --transcript DIR  demo, party, train, infer, bench: each party writes its view,\n"
 "                  one line per frame sent or received, to DIR/P0.log, P1.log,\n"
 "                  P2.log (the owner: DIR/owner.log); format in nn.c, section 15\n"
+"  --local         infer: fork P0, P1, P2 on 127.0.0.1 (ports --port, 7000) as\n"
+"                  demo does, instead of using three running parties\n"
 "  --plain         demo: run only the plaintext twin, in this process\n"
 "  --no-twin       demo: skip the plaintext comparison\n"
 "  --reps N        bench: timed repetitions per row after one warm-up; the\n"
@@ -2640,7 +2647,7 @@ enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 
        OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_OWNERWAIT = 1 << 21,
        OPT_KEYSEED = 1 << 22, OPT_REPS = 1 << 23, OPT_CSV = 1 << 24, OPT_LATENCY = 1 << 25,
        OPT_BANDWIDTH = 1 << 26, OPT_PREDICT = 1 << 27, OPT_NOSAVE = 1 << 28,
-       OPT_TRANSCRIPT = 1 << 29 };
+       OPT_TRANSCRIPT = 1 << 29, OPT_LOCAL = 1 << 30 };
 
 typedef struct {
     const char *cmd;
@@ -2670,6 +2677,7 @@ static const opt_def opt_table[] = {
     { "--no-twin", OPT_NOTWIN, 0 },  { "--lr-step", OPT_LRSTEP, 1 }, { "--keys", OPT_KEYS, 1 },
     { "--insecure", OPT_INSECURE, 0 },
     { "--owner-wait", OPT_OWNERWAIT, 1 }, { "--predictions", OPT_PREDICT, 1 }, { "--no-save", OPT_NOSAVE, 0 },
+    { "--local", OPT_LOCAL, 0 },
     { "--key-seed", OPT_KEYSEED, 1 }, { "--reps", OPT_REPS, 1 },  { "--csv", OPT_CSV, 0 },
     { "--latency", OPT_LATENCY, 1 }, { "--bandwidth", OPT_BANDWIDTH, 1 },
     { "--transcript", OPT_TRANSCRIPT, 1 },
@@ -2691,7 +2699,7 @@ static unsigned opts_allowed(const char *cmd)
                                           | OPT_TRANSCRIPT;
     if (strcmp(cmd, "infer") == 0)
         return OPT_NET | OPT_BATCH | OPT_DATA | OPT_TESTN | OPT_MODEL | OPT_KEYSEED | OPT_PEERS | OPT_TIMEOUT
-               | OPT_KEYS | OPT_INSECURE | OPTS_WAN | OPT_PREDICT | OPT_TRANSCRIPT;
+               | OPT_KEYS | OPT_INSECURE | OPTS_WAN | OPT_PREDICT | OPT_TRANSCRIPT | OPT_LOCAL | OPT_PORT;
     if (strcmp(cmd, "bench") == 0)
         return OPT_PORT | OPT_KEYSEED | OPT_TIMEOUT | OPT_REPS | OPT_CSV | OPTS_WAN | OPT_TRANSCRIPT;
     if (strcmp(cmd, "import") == 0) return OPT_NET | OPT_MODEL;
@@ -3623,12 +3631,13 @@ static int demo_job(demo_run *d, snn_job *job, snn_prg *order)
 }
 
 /* Step 3: P0, P1 and P2 as forked children that run the `party` path.
- * Each child first erases its copy of the owner's data, seed and batch
- * order stream; each
+ * Each child first calls forget(ctx), which erases its copy of the
+ * owner's data (the demo's: data, seed and batch order stream); each
  * writes a byte on a pipe once its mesh and keys are set up (or 0 and its
  * error, if it could not start), and this returns once all three have
  * (bounded by --timeout). */
-static int demo_servers(demo_run *d, const opts *o, snn_prg *order)
+static int start_servers(const opts *o, pid_t pid[SNN_NPARTY], size_t *nkids, void (*forget)(void *),
+                         void *ctx)
 {
     int ready[2], rc = -1;
     size_t k;
@@ -3639,23 +3648,17 @@ static int demo_servers(demo_run *d, const opts *o, snn_prg *order)
     fflush(stdout);
     fflush(stderr);
     for (k = 0; k < SNN_NPARTY; k++) {
-        d->pid[k] = fork();
-        if (d->pid[k] < 0) {
+        pid[k] = fork();
+        if (pid[k] < 0) {
             PERR("fork: %s", strerror(errno));
             goto cleanup;
         }
-        if (d->pid[k] == 0) {
+        if (pid[k] == 0) {
             close(ready[0]);
-            /* A server holds none of the owner's data */
-            snn_wipe(d->train.images, d->train.n * SNN_NN_IN);
-            snn_wipe(d->train.labels, d->train.n);
-            snn_wipe(d->test.images, d->test.n * SNN_NN_IN);
-            snn_wipe(d->test.labels, d->test.n);
-            demo_close(d);
-            snn_wipe(order, sizeof *order);            /* the batch-order stream */
+            forget(ctx);            /* a server holds none of the owner's data */
             _exit(run_party((int)k, o, ready[1]));
         }
-        d->nkids++;
+        (*nkids)++;
     }
     close(ready[1]);
     ready[1] = -1;
@@ -3666,7 +3669,7 @@ static int demo_servers(demo_run *d, const opts *o, snn_prg *order)
         pf.fd = ready[0]; pf.events = POLLIN; pf.revents = 0;
         if (poll(&pf, 1, (int)o->timeout * 1000) <= 0 || read(ready[0], &one, 1) != 1) {
             PERR("the parties did not connect to each other within %u s", (unsigned)o->timeout);
-            stop_kids(d->pid, d->nkids);
+            stop_kids(pid, *nkids);
             goto cleanup;
         }
         if (one == 0) {
@@ -3678,7 +3681,7 @@ static int demo_servers(demo_run *d, const opts *o, snn_prg *order)
                      (unsigned)o->port, (unsigned)o->port + 2);
             else
                 PERR("%s", why);
-            stop_kids(d->pid, d->nkids);
+            stop_kids(pid, *nkids);
             goto cleanup;
         }
     }
@@ -3687,6 +3690,27 @@ cleanup:
     close(ready[0]);
     if (ready[1] >= 0) close(ready[1]);
     return rc;
+}
+
+/* A demo server's copy of the owner's data, seed and batch order, erased. */
+typedef struct { demo_run *d; snn_prg *order; } demo_secrets;
+static void demo_forget(void *ctx)
+{
+    demo_secrets *c = ctx;
+    snn_wipe(c->d->train.images, c->d->train.n * SNN_NN_IN);
+    snn_wipe(c->d->train.labels, c->d->train.n);
+    snn_wipe(c->d->test.images, c->d->test.n * SNN_NN_IN);
+    snn_wipe(c->d->test.labels, c->d->test.n);
+    demo_close(c->d);
+    snn_wipe(c->order, sizeof *c->order);            /* the batch-order stream */
+}
+
+static int demo_servers(demo_run *d, const opts *o, snn_prg *order)
+{
+    demo_secrets c;
+    c.d = d;
+    c.order = order;
+    return start_servers(o, d->pid, &d->nkids, demo_forget, &c);
 }
 
 /* Step 4: the owner runs the job on the servers, then waits for them. */
@@ -3825,7 +3849,21 @@ cleanup:
     return rc;
 }
 
-/* cmd_infer -- the owner classifies the test split with a saved model. */
+/* What an infer --local server forgets of the owner's: the test digits
+ * and the model. */
+typedef struct { snn_mnist *test; snn_model *m; } infer_secrets;
+static void infer_forget(void *ctx)
+{
+    infer_secrets *c = ctx;
+    snn_wipe(c->test->images, c->test->n * SNN_NN_IN);
+    snn_wipe(c->test->labels, c->test->n);
+    snn_mnist_free(c->test);
+    snn_wipe(c->m->param, c->m->n * sizeof *c->m->param);
+    snn_model_free(c->m);
+}
+
+/* cmd_infer -- the owner classifies the test split with a saved model, on
+ * three running parties or (--local) on three it forks as demo does. */
 static int cmd_infer(opts *o)
 {
     snn_mnist test;
@@ -3840,12 +3878,23 @@ static int cmd_infer(opts *o)
     char err[256], b1[32], b2[32];
     snn_net net;
     snn_nn_range range;
+    infer_secrets secrets;
+    pid_t pid[SNN_NPARTY];
+    size_t nkids = 0, k;
 
     memset(&test, 0, sizeof test);
     memset(&m, 0, sizeof m);
     if (!(o->given & OPT_DATA)) o->data = "data";
     if (!o->model) {
         PERR("infer: --model FILE is required");
+        return 2;
+    }
+    if ((o->given & OPT_LOCAL) && (o->given & OPT_PEERS)) {
+        PERR("infer: --local forks its own parties on 127.0.0.1 (--port); --peers is for running ones");
+        return 2;
+    }
+    if (!(o->given & OPT_LOCAL) && (o->given & OPT_PORT)) {
+        PERR("infer: --port is for --local (the parties' addresses are --peers)");
         return 2;
     }
     if (snn_model_load(&m, o->model, (o->given & OPT_NET) ? o->net : -1, err, sizeof err) != 0) {
@@ -3866,11 +3915,26 @@ static int cmd_infer(opts *o)
     job.net = (uint32_t)m.net;
     job.batch = (o->given & OPT_BATCH) ? (uint32_t)o->batch : 128;
     job.n_infer = (uint32_t)n;
+    if (o->given & OPT_LOCAL) {
+        for (k = 0; k < SNN_NPARTY; k++)
+            snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
+        secrets.test = &test;
+        secrets.m = &m;
+        if (start_servers(o, pid, &nkids, infer_forget, &secrets) != 0) goto cleanup;
+        printf("P0, P1, P2 forked, listening on %s, %s, %s\n", o->peers[0], o->peers[1], o->peers[2]);
+    }
     memset(&io, 0, sizeof io);
     io.test = &test;
     io.param = m.param;
     io.pred = pred;
     if (owner_run(o, &job, &io, &secs, NULL) != 0) goto cleanup;
+    if (nkids) {
+        nkids = 0;
+        if (reap(pid, SNN_NPARTY, (double)o->timeout) != 0) {
+            PERR("a party failed");
+            goto cleanup;
+        }
+    }
     correct = count_correct(pred, &test, n);
     fmt_bytes(b1, sizeof b1, (double)io.infer_bytes / (double)n);
     fmt_bytes(b2, sizeof b2, (double)io.infer_bytes);
@@ -3881,6 +3945,7 @@ static int cmd_infer(opts *o)
     rc = report_predictions(o, predf, &test, pred, n) == 0 ? 0 : 1;
     predf = NULL;
 cleanup:
+    if (nkids && reap(pid, nkids, (double)o->timeout) != 0) rc = 1;
     if (predf) fclose(predf);
     snn_mnist_free(&test);
     snn_model_free(&m);
@@ -5123,7 +5188,7 @@ static const char *print_entry(const char *l)
 static int command_help(const char *cmd)
 {
     const char *l;
-    size_t n = strlen(cmd);
+    size_t n = strlen(cmd), part;
     unsigned allowed = opts_allowed(cmd);
     int found = 0;
     for (l = strstr(usage_text, "Commands:\n"); l && *l; ) {
@@ -5141,19 +5206,20 @@ static int command_help(const char *cmd)
     if (!found) return -1;
     printf("\nOptions (command: default):\n");
     if (!allowed) printf("  (none)\n");
-    for (l = usage_options; l && *l; ) {
-        if (strncmp(l, "  --", 4) == 0) {
-            size_t t, len = strcspn(l + 2, " \n");
-            for (t = 0; t < sizeof opt_table / sizeof opt_table[0]; t++)
-                if (strlen(opt_table[t].name) == len && strncmp(opt_table[t].name, l + 2, len) == 0) break;
-            if (t < sizeof opt_table / sizeof opt_table[0] && (allowed & opt_table[t].bit)) {
-                l = print_entry(l);
-                continue;
+    for (part = 0; part < 2; part++)
+        for (l = part ? usage_options2 : usage_options; l && *l; ) {
+            if (strncmp(l, "  --", 4) == 0) {
+                size_t t, len = strcspn(l + 2, " \n");
+                for (t = 0; t < sizeof opt_table / sizeof opt_table[0]; t++)
+                    if (strlen(opt_table[t].name) == len && strncmp(opt_table[t].name, l + 2, len) == 0) break;
+                if (t < sizeof opt_table / sizeof opt_table[0] && (allowed & opt_table[t].bit)) {
+                    l = print_entry(l);
+                    continue;
+                }
             }
+            l = strchr(l, '\n');
+            if (l) l++;
         }
-        l = strchr(l, '\n');
-        if (l) l++;
-    }
     printf("\nsecurenn --help lists every command; README.md is the manual.\n");
     return 0;
 }
@@ -5173,6 +5239,7 @@ int main(int argc, char **argv)
     if (argc < 2) {
         fputs(usage_text, stderr);
         fputs(usage_options, stderr);
+        fputs(usage_options2, stderr);
         fputs(usage_notes, stderr);
         return 2;
     }
@@ -5180,6 +5247,7 @@ int main(int argc, char **argv)
     if (strcmp(o.cmd, "help") == 0 || strcmp(o.cmd, "--help") == 0 || strcmp(o.cmd, "-h") == 0) {
         fputs(usage_text, stdout);
         fputs(usage_options, stdout);
+        fputs(usage_options2, stdout);
         fputs(usage_notes, stdout);
         return 0;
     }

@@ -6908,10 +6908,11 @@ static void test_cli_predictions(void)
     }
     {
         char *oargv[] = { "./securenn", "infer", "--model", model, "--test-n", "100", "--batch", "16",
-                          "--timeout", "20", "--peers", peers, "--predictions", pred, NULL };
+                          "--timeout", "20", "--peers", peers, "--predictions", pred, "--key-seed", "7", NULL };
         remove(pred);
         for (k = 0; k < 3; k++) {
-            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--quiet", "--peers", peers, NULL };
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--quiet", "--peers", peers,
+                              "--key-seed", "7", NULL };
             if (spawn_out(&party[k], pargv, out[k]) != 0) CHECK(0, "spawn party %d", k);
         }
         nanosleep(&ts, NULL);
@@ -6927,6 +6928,30 @@ static void test_cli_predictions(void)
               && strstr(text, "classified 100 of 100 images"),
               "secure inference reports its progress with an estimate of the time left");
         free(text);
+    }
+    {
+        /* infer --local: the same job on three forked parties, the same
+         * keys (--key-seed 7): the same predictions, line for line */
+        char pred2[300], port_s[16];
+        char *lines[2];
+        snprintf(pred2, sizeof pred2, "%s/pred2.txt", tmpl);
+        snprintf(port_s, sizeof port_s, "%d", port[0]);
+        {
+            char *argv[] = { "./securenn", "infer", "--local", "--port", port_s, "--model", model, "--test-n", "100",
+                             "--batch", "16", "--timeout", "20", "--predictions", pred2, "--key-seed", "7", NULL };
+            if (spawn_out(&owner, argv, out[3]) == 0) wait_bg(&owner, &ro, mono_s() + 120);
+        }
+        lines[0] = slurp(pred);
+        lines[1] = slurp(pred2);
+        text = slurp(out[3]);
+        correct = check_predictions(pred2, text, &test, 100, why, sizeof why);
+        CHECK(ro.status == 0 && correct >= 0 && lines[0] && lines[1] && strcmp(lines[0], lines[1]) == 0,
+              "infer --local: exit %d, the same 100 predictions as the four-process run (%s; \"%s\")", ro.status,
+              why, ro.err);
+        free(lines[0]);
+        free(lines[1]);
+        free(text);
+        remove(pred2);
     }
     {
         char *argv[] = { "./securenn", "infer", "--model", model, "--predictions", "/nonexistent-dir/p.txt",
@@ -6955,7 +6980,7 @@ static void test_cli_help(void)
         { "demo",   { "--plain", "--port", "--predictions" }, { "--owner-wait", "--peers", "--reps" } },
         { "party",  { "--owner-wait", "--peers", "--quiet" }, { "--plain", "--model", "--net" } },
         { "train",  { "--model", "--no-save", "--epochs" },   { "--plain", "--owner-wait", "--test-n" } },
-        { "infer",  { "--model", "--predictions", "--test-n" }, { "--epochs", "--no-save", "--owner-wait" } },
+        { "infer",  { "--model", "--local", "--predictions" }, { "--epochs", "--no-save", "--owner-wait" } },
         { "import", { "--net", "--model", "--net" },          { "--peers", "--data", "--seed" } },
         { "bench",  { "--reps", "--csv", "--port" },          { "--model", "--net", "--data" } },
         { "keygen", { "(none)", "keygen DIR", "(none)" },     { "--net", "--keys", "--peers" } },
