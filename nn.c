@@ -72,6 +72,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -4198,9 +4199,11 @@ static int bench_party(int id, const opts *o, const bench_item *it, unsigned rep
         c0 = cpu_s();
         t0 = now_s();
         SNN_GUARD(bench_run(&p, it, &bb));
+        rec->secs[r ? r - 1 : 0] = now_s() - t0;
+        rec->cpu[r ? r - 1 : 0] = cpu_s() - c0;
+        /* a tick per repetition: the launcher's wait is bounded per repetition */
+        (void)(write(out_fd, "t", 1) == 1);
         if (r == 0) continue;
-        rec->secs[r - 1] = now_s() - t0;
-        rec->cpu[r - 1] = cpu_s() - c0;
         if (r == 1) rec->stats = p.stats;
         else if (p.stats.bytes_sent != rec->stats.bytes_sent || p.stats.rounds != rec->stats.rounds)
             rec->same_stats = 0;
@@ -4211,7 +4214,7 @@ static int bench_party(int id, const opts *o, const bench_item *it, unsigned rep
 cleanup:
     if (getrusage(RUSAGE_SELF, &ru) == 0) rec->peak_rss_kb = ru.ru_maxrss;
     if (p.err) PERR("%s", p.errmsg);
-    if (write(out_fd, rec, sizeof *rec) != (ssize_t)sizeof *rec) rc = -1;
+    if (write(out_fd, "r", 1) != 1 || write(out_fd, rec, sizeof *rec) != (ssize_t)sizeof *rec) rc = -1;
     bench_free(&bb);
     if (transcript_end(&tr) != 0) rc = -1;
     snn_party_close(&p);
@@ -4281,12 +4284,25 @@ static int bench_row(const opts *o, const bench_item *it, unsigned reps, const u
         bench_rec *rp = &rec[k];
         unsigned char *dst = (unsigned char *)rp;
         size_t got = 0;
-        /* bounded: a party that sends nothing for the timeout has failed */
+        int in_record = 0;
+        /* A party sends "t" after each repetition, then "r" and its record.
+         * Bounded: a repetition may compute for long between messages on a
+         * loaded machine (C's training step), and the parties bound their
+         * own waits by --timeout, so a party that sends nothing for 30
+         * times --timeout has failed. */
         while (got < sizeof *rp) {
             struct pollfd pf;
             ssize_t n;
             pf.fd = fds[k][0]; pf.events = POLLIN; pf.revents = 0;
-            if (poll(&pf, 1, (int)o->timeout * 1000) <= 0) break;
+            if (poll(&pf, 1, o->timeout > 70000 ? INT_MAX : (int)o->timeout * 30000) <= 0) break;
+            if (!in_record) {
+                unsigned char t;
+                n = read(fds[k][0], &t, 1);
+                if (n < 0 && errno == EINTR) continue;
+                if (n != 1 || (t != 't' && t != 'r')) break;
+                in_record = t == 'r';
+                continue;
+            }
             n = read(fds[k][0], dst + got, sizeof *rp - got);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
