@@ -4405,9 +4405,9 @@ static int cmd_bench(opts *o)
         printf("(EC2 c4.8xlarge, 625 MB/s, 0.22 ms ping, PrivateCompare on 4 cores); ratio = ours/[SNN].\n");
         printf("MB = 10^6 payload bytes sent by all three parties; rounds = the longest chain of\n");
         printf("messages that wait on each other (measured); cpu = the busiest party's CPU time\n");
-        printf("(median); peak MB = each party's peak resident memory, P0/P1/P2.\n\n");
+        printf("(median); peak MiB = each party's peak resident memory, P0/P1/P2.\n\n");
         printf("%-8s %-17s %9s %9s %9s %9s %6s %8s %9s %8s %5s %5s  %s\n", "", "", "median", "min", "max",
-               "[SNN]", "ratio", "cpu", "MB", "[SNN]", "rnds", "[SNN]", "peak MB");
+               "[SNN]", "ratio", "cpu", "MB", "[SNN]", "rnds", "[SNN]", "peak MiB");
     }
     fflush(stdout);
     for (i = 0; i < BENCH_N; i++) {
