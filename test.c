@@ -3389,7 +3389,7 @@ static int view_pc_run(pc_view *s, uint64_t x, uint64_t r, uint8_t beta, size_t 
 
 static void test_view_pc(void)
 {
-    size_t n = qn(2000, 300);
+    size_t n = qn(2000, 1000);
     pc_view A, B, W;
     /* A: x > r with the first difference at the MSB; B: at the LSB; both
      * beta = 0, so beta' = 1 and P2's view must be the same */
@@ -3511,7 +3511,7 @@ static void p2_view_truth(const char *proto, const char *in, const p2_view *s, i
 
 static void test_view_sc(void)
 {
-    size_t n = qn(2000, 300), nw = qn(300, 100);
+    size_t n = qn(2000, 1000), nw = qn(300, 100);
     uint64_t c0 = snn_prg_u64(trng()), c1 = snn_prg_u64(trng());
     p2_view A, B, W;
     /* A: a = 0; B: a = 2^63 + 0x1234 (shares fixed) */
@@ -3541,7 +3541,7 @@ static void test_view_sc(void)
 
 static void test_view_msb(void)
 {
-    size_t n = qn(2000, 300), nw = qn(300, 100);
+    size_t n = qn(2000, 1000), nw = qn(300, 100);
     uint64_t c0 = snn_prg_lm1(trng()), c1 = snn_prg_lm1(trng());
     p2_view A, B, W;
     unsigned long za[2], zb[2];
