@@ -6342,6 +6342,11 @@ static void test_cli_parties(void)
               "P2 killed: P1 exits %d with one line: \"%s\"", r[1].status, r[1].err);
         CHECK(ro.status > 0 && ro.lines == 1,
               "P2 killed: the owner exits %d with one line: \"%s\"", ro.status, ro.err);
+        /* the root cause, in every party's one line: each names P2, the
+         * party that went away, however the news reached it */
+        CHECK(strstr(r[0].err, "P2 closed the connection") && strstr(r[1].err, "P2 closed the connection")
+              && strstr(ro.err, "P2 closed the connection"),
+              "P2 killed: P0, P1 and the owner each name P2 as the cause (owner: \"%s\")", ro.err);
         CHECK(mono_s() - t0 < 20, "everyone stopped within the 20 s timeout (%.1f s)", mono_s() - t0);
     }
     remove(model);
