@@ -6836,6 +6836,7 @@ static long check_predictions(const char *path, const char *text, const snn_mnis
     long correct = 0;
     const char *t;
     memset(cm, 0, sizeof cm);
+    why[0] = '\0';
     if (!f) { snprintf(why, wn, "no file %s", path); return -1; }
     for (i = 0; i < n; i++) {
         unsigned long idx, lab, pr;
@@ -7463,7 +7464,8 @@ static void test_nn_import(void)
                 CHECK(same == 8, "net B imported from float32: secure inference gives the classes of the model it "
                       "mirrors on %zu of 8 digits", same);
             } else {
-                CHECK(0, "net B imported: secure inference ran: %s", first_err(out));
+                CHECK(0, "net B imported: secure inference ran: %s (P0 returned %zu values, want 88)", first_err(out),
+                      out[0].n);
             }
             snn_nn_state_free(&s);
             free3(out);
