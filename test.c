@@ -6681,7 +6681,8 @@ static int cli_seeds_run(const char *model, const char *owner_extra, char *err, 
     if (free_ports(port, 3) != 0) { snprintf(err, errlen, "no free ports"); return -1; }
     snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
     for (k = 0; k < 3; k++) {
-        char *pargv[] = { "./securenn", "party", ids[k], "--key-seed", "11", "--timeout", "30", "--peers", peers, NULL };
+        char *pargv[] = { "./securenn", "party", ids[k], "--key-seed", "11", "--timeout", "30", "--owner-wait", "30",
+                          "--peers", peers, NULL };
         if (spawn_bg(&party[k], pargv) != 0) { snprintf(err, errlen, "spawn party %d", k); }
     }
     nanosleep(&ts, NULL);
