@@ -4909,7 +4909,11 @@ static void ex_values(int kind, const uint64_t *v, size_t n, size_t total)
         printf("%s ", b);
         col += strlen(b) + 1;
     }
-    if (total > n) printf("(and %zu more)", total - n);
+    if (total > n) {                            /* the tail note too stays within 100 columns */
+        snprintf(b, sizeof b, "(and %zu more)", total - n);
+        if (col + strlen(b) > 99) fputs("\n             ", stdout);
+        fputs(b, stdout);
+    }
     putchar('\n');
 }
 
