@@ -1377,6 +1377,54 @@ int snn_model_writable(const char *path, char *err, size_t errlen)
 }
 
 /*
+ * Reads all of the file at path (what: "model" or "checkpoint", for the
+ * messages), up to the largest of this program's plus one byte, into *buf
+ * (capacity *cap, to free with snn_free_wiped: the owner's weights) and
+ * *len.  0, or -1 with a one-line message (and *buf possibly set).
+ */
+static int read_owner_file(const char *path, const char *what, unsigned char **buf, size_t *len, size_t *cap,
+                           char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    int rc = -1;
+    *buf = NULL;
+    *len = 0;
+    *cap = 1 << 16;
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open %s: %s", path, what, strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        size_t got;
+        if (*len == *cap) {
+            unsigned char *nb;
+            if (*cap > ((size_t)64 << 20)) {
+                snprintf(err, errlen, "%s: larger than any %s of this program", path, what);
+                goto cleanup;
+            }
+            /* grown by hand, not realloc: the old copy is wiped */
+            if (!(nb = malloc(*cap * 2))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+            memcpy(nb, *buf, *len);
+            snn_free_wiped(*buf, *cap);
+            *buf = nb;
+            *cap *= 2;
+        }
+        if (!*buf && !(*buf = malloc(*cap))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+        got = fread(*buf + *len, 1, *cap - *len, f);
+        *len += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: read error", path);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    fclose(f);
+    return rc;
+}
+
+/*
  * snn_model_load -- reads and checks a model file: magic, version,
  * network (and want_net unless -1), f, count, exact size, checksum.
  * 0 with m->param allocated (snn_model_free), or -1 and a one-line message.
@@ -1384,43 +1432,14 @@ int snn_model_writable(const char *path, char *err, size_t errlen)
 int snn_model_load(snn_model *m, const char *path, int want_net, char *err, size_t errlen)
 {
     unsigned char *buf = NULL;
-    size_t len = 0, cap = 1 << 16, i, want_len;
+    size_t len = 0, cap = 0, i, want_len;
     uint64_t ver, id, fb, n;
     snn_net net;
-    FILE *f = NULL;
     int rc = -1;
 
     memset(m, 0, sizeof *m);
     m->net = -1;
-    if (!(f = fopen(path, "rb"))) {
-        snprintf(err, errlen, "%s: cannot open model: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    /* Read it all, up to the largest model (network C) plus one byte. */
-    for (;;) {
-        size_t got;
-        if (len == cap) {
-            unsigned char *nb;
-            if (cap > ((size_t)64 << 20)) {
-                snprintf(err, errlen, "%s: larger than any model of this program", path);
-                goto cleanup;
-            }
-            /* grown by hand, not realloc: the old copy is wiped */
-            if (!(nb = malloc(cap * 2))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
-            memcpy(nb, buf, len);
-            snn_free_wiped(buf, cap);
-            buf = nb;
-            cap *= 2;
-        }
-        if (!buf && !(buf = malloc(cap))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: read error", path);
-        goto cleanup;
-    }
+    if (read_owner_file(path, "model", &buf, &len, &cap, err, errlen) != 0) goto cleanup;
     if (len < 4 || memcmp(buf, "SNNM", 4) != 0) {
         snprintf(err, errlen, "%s: not a SecureNN model (bad magic)", path);
         goto cleanup;
@@ -1477,8 +1496,7 @@ int snn_model_load(snn_model *m, const char *path, int want_net, char *err, size
     m->n = net.nparam;
     rc = 0;
 cleanup:
-    if (f) fclose(f);
-    snn_free_wiped(buf, cap);           /* the owner's model */
+    if (buf) snn_free_wiped(buf, cap);  /* the owner's model */
     return rc;
 }
 
@@ -1488,6 +1506,185 @@ void snn_model_free(snn_model *m)
     if (m->param) nn_free(m->param, m->n);
     m->param = NULL;
     m->n = 0;
+}
+
+/*
+ * Checkpoint files, all little-endian:
+ *   off      size  field
+ *     0         4  magic "SNNK"
+ *     4         4  version, 1
+ *     8         4  network id 0..2 (A..C; D is not trained securely)
+ *    12         4  fractional bits f (13)
+ *    16         4  1: saved by a secure run, 0: by the twin
+ *    20         4  batch
+ *    24         4  learning-rate shift
+ *    28         4  learning-rate step (0: constant)
+ *    32         4  training steps of the whole run
+ *    36         4  steps done, 1 .. steps - 1
+ *    40         8  the owner's seed (initial weights, batch order)
+ *    48         8  twin: bytes drawn from its rounding stream (0: secure)
+ *    56         8  training images
+ *    64         8  snn_labels_hash of the training labels
+ *    72         8  parameter count n (the network's)
+ *    80       8 n  parameters, as in a model file
+ *  80+8n        8  FNV-1a 64 of bytes 0 .. 80+8n-1
+ */
+
+#define CKPT_VERSION 1u
+#define CKPT_HDR 80u
+
+/* snn_labels_hash -- see securenn.h. */
+uint64_t snn_labels_hash(const snn_mnist *d)
+{
+    return fnv1a64(d->labels, d->n);
+}
+
+/* snn_ckpt_save -- the format above, to path.tmp, then renamed to path. */
+int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *param, char *err, size_t errlen)
+{
+    unsigned char *buf = NULL;
+    size_t len = CKPT_HDR + 8 * c->n + 8, i, plen = strlen(path);
+    char *tmp = NULL;
+    FILE *f = NULL;
+    int rc = -1;
+
+    if (!(buf = malloc(len)) || !(tmp = malloc(plen + 5))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto cleanup;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    memset(buf, 0, CKPT_HDR);
+    memcpy(buf, "SNNK", 4);
+    snn_store32_le(buf + 4, CKPT_VERSION);
+    snn_store32_le(buf + 8, (uint32_t)c->net);
+    snn_store32_le(buf + 12, F);
+    snn_store32_le(buf + 16, (uint32_t)(c->secure != 0));
+    snn_store32_le(buf + 20, (uint32_t)c->batch);
+    snn_store32_le(buf + 24, c->lr_shift);
+    snn_store32_le(buf + 28, (uint32_t)c->lr_step);
+    snn_store32_le(buf + 32, (uint32_t)c->iters);
+    snn_store32_le(buf + 36, (uint32_t)c->done);
+    snn_store64_le(buf + 40, c->seed);
+    snn_store64_le(buf + 48, c->round_pos);
+    snn_store64_le(buf + 56, c->data_n);
+    snn_store64_le(buf + 64, c->data_hash);
+    snn_store64_le(buf + 72, (uint64_t)c->n);
+    for (i = 0; i < c->n; i++) snn_store64_le(buf + CKPT_HDR + 8 * i, param[i]);
+    snn_store64_le(buf + len - 8, fnv1a64(buf, len - 8));
+    if (!(f = fopen(tmp, "wb"))) {
+        snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0) {
+        snprintf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        snprintf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    f = NULL;
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    if (f) fclose(f);
+    if (rc != 0 && tmp) remove(tmp);
+    free(tmp);
+    if (buf) snn_free_wiped(buf, len);  /* the owner's weights and seed */
+    return rc;
+}
+
+/* snn_ckpt_load -- reads the format above and checks every field. */
+int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 0, i, want_len;
+    uint64_t v;
+    snn_net net;
+    int rc = -1;
+
+    memset(c, 0, sizeof *c);
+    c->net = -1;
+    if (read_owner_file(path, "checkpoint", &buf, &len, &cap, err, errlen) != 0) goto cleanup;
+    if (len < 4 || memcmp(buf, "SNNK", 4) != 0) {
+        snprintf(err, errlen, "%s: not a SecureNN checkpoint (bad magic%s)", path,
+                 len >= 4 && memcmp(buf, "SNNM", 4) == 0 ? ": a model file; --model takes it" : "");
+        goto cleanup;
+    }
+    if (len < CKPT_HDR) {
+        snprintf(err, errlen, "%s: truncated checkpoint: %zu bytes, the header alone is %u", path, len, CKPT_HDR);
+        goto cleanup;
+    }
+    if ((v = snn_load32_le(buf + 4)) != CKPT_VERSION) {
+        snprintf(err, errlen, "%s: checkpoint format version %llu, this program reads version %u", path,
+                 (unsigned long long)v, CKPT_VERSION);
+        goto cleanup;
+    }
+    if ((v = snn_load32_le(buf + 8)) > SNN_NET_C) {
+        snprintf(err, errlen, "%s: network id %llu: not a network that trains (A, B, C)", path,
+                 (unsigned long long)v);
+        goto cleanup;
+    }
+    c->net = (int)v;
+    if ((v = snn_load32_le(buf + 12)) != F) {
+        snprintf(err, errlen, "%s: %llu fractional bits, this build uses %d", path, (unsigned long long)v, F);
+        goto cleanup;
+    }
+    snn_net_init(&net, c->net);
+    want_len = CKPT_HDR + 8 * net.nparam + 8;
+    if (len != want_len) {
+        snprintf(err, errlen, "%s: %s checkpoint: %zu bytes, a network %s checkpoint is %zu bytes", path,
+                 len < want_len ? "truncated" : "oversized", len, snn_net_name(c->net), want_len);
+        goto cleanup;
+    }
+    if (snn_load64_le(buf + len - 8) != fnv1a64(buf, len - 8)) {
+        snprintf(err, errlen, "%s: checksum mismatch, the checkpoint is corrupt", path);
+        goto cleanup;
+    }
+    c->secure = (int)snn_load32_le(buf + 16);
+    c->batch = snn_load32_le(buf + 20);
+    c->lr_shift = snn_load32_le(buf + 24);
+    c->lr_step = snn_load32_le(buf + 28);
+    c->iters = snn_load32_le(buf + 32);
+    c->done = snn_load32_le(buf + 36);
+    c->seed = snn_load64_le(buf + 40);
+    c->round_pos = snn_load64_le(buf + 48);
+    c->data_n = snn_load64_le(buf + 56);
+    c->data_hash = snn_load64_le(buf + 64);
+    /* a checksum guards against accidents only: every field is checked */
+    if (c->secure > 1 || c->batch < 1 || c->batch > NN_MAX_BATCH || (c->batch & (c->batch - 1)) != 0
+        || c->lr_shift > NN_MAX_LR_SHIFT || c->iters > NN_MAX_ITERS || c->done < 1 || c->done >= c->iters
+        || snn_lr_shift_at(c->lr_shift, c->lr_step, c->iters - 1) > NN_MAX_LR_SHIFT
+        || snn_load64_le(buf + 72) != net.nparam || c->data_n < c->batch) {
+        snprintf(err, errlen, "%s: a field is out of range (batch %zu, shift %u, step %zu, %zu of %zu steps, "
+                 "%llu images)", path, c->batch, c->lr_shift, c->lr_step, c->done, c->iters,
+                 (unsigned long long)c->data_n);
+        goto cleanup;
+    }
+    if (!(c->param = nn_alloc(net.nparam))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto cleanup;
+    }
+    for (i = 0; i < net.nparam; i++) c->param[i] = snn_load64_le(buf + CKPT_HDR + 8 * i);
+    c->n = net.nparam;
+    rc = 0;
+cleanup:
+    if (buf) snn_free_wiped(buf, cap);  /* the owner's weights and seed */
+    if (rc != 0) snn_wipe(c, sizeof *c);
+    return rc;
+}
+
+/* snn_ckpt_free -- wipes and frees what snn_ckpt_load allocated, and the
+ * owner's seed. */
+void snn_ckpt_free(snn_ckpt_file *c)
+{
+    if (c->param) nn_free(c->param, c->n);
+    snn_wipe(c, sizeof *c);
 }
 
 /* ---- Models in from NumPy: .npy files, one per weight and bias ---------- */
@@ -1787,9 +1984,9 @@ static void batcher_free(batcher *b)
     b->perm = NULL;
 }
 
-/* The next B samples: x (B x 784) and y (B x 10) in fixed point, lab. */
-static void batcher_next(batcher *b, snn_prg *g, const snn_mnist *d, size_t B,
-                         uint64_t *x, uint64_t *y, uint8_t *lab)
+/* Starts the next batch of B samples: a new epoch (a fresh shuffle) when
+ * fewer than B are left in this one. */
+static void batcher_turn(batcher *b, snn_prg *g, size_t B)
 {
     size_t i;
     if (b->pos + B > b->n) {
@@ -1800,6 +1997,26 @@ static void batcher_next(batcher *b, snn_prg *g, const snn_mnist *d, size_t B,
         }
         b->pos = 0;
     }
+}
+
+/* Passes over the batches of `steps` training steps as batcher_next would
+ * make them (the same draws from g), without making them: a resumed run
+ * replays the order of the steps its checkpoint had done. */
+static void batcher_skip(batcher *b, snn_prg *g, size_t B, size_t steps)
+{
+    size_t it;
+    for (it = 0; it < steps; it++) {
+        batcher_turn(b, g, B);
+        b->pos += B;
+    }
+}
+
+/* The next B samples: x (B x 784) and y (B x 10) in fixed point, lab. */
+static void batcher_next(batcher *b, snn_prg *g, const snn_mnist *d, size_t B,
+                         uint64_t *x, uint64_t *y, uint8_t *lab)
+{
+    size_t i;
+    batcher_turn(b, g, B);
     for (i = 0; i < B; i++) {
         size_t k = b->perm[b->pos++];
         snn_nn_encode_images(x + i * SNN_NN_IN, d->images + k * SNN_NN_IN, 1);
@@ -1837,11 +2054,19 @@ static int report_due(size_t it, size_t iters, size_t every)
     return every != 0 && ((it + 1) % every == 0 || it + 1 == iters);
 }
 
+/* Whether iteration it (0-based) of iters ends with a checkpoint: every
+ * `every` steps of the whole run, but not the last (the run's result). */
+static int ckpt_due(size_t it, size_t iters, size_t every)
+{
+    return every != 0 && (it + 1) % every == 0 && it + 1 < iters;
+}
+
 /* snn_plain_train -- the twin trains on d exactly as the owner batches it. */
 int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
                     size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round, size_t every,
-                    snn_progress_fn fn, void *ctx, char *err, size_t errlen)
+                    snn_progress_fn fn, void *ctx, const snn_ckpt *ck, char *err, size_t errlen)
 {
+    const size_t start = ck ? ck->start : 0, ck_every = ck ? ck->every : 0;
     nn_ctx c;
     snn_nn_state s;
     batcher bt;
@@ -1857,6 +2082,8 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
     memset(&pr, 0, sizeof pr);
     if (batch == 0 || d->n < batch)
         return nn_fail(&c, SNN_ERR_ARG, "train: batch %zu, %zu training images", batch, d->n);
+    if ((start && start >= iters) || (ck_every && !ck->save))
+        return nn_fail(&c, SNN_ERR_ARG, "train: resume at step %zu of %zu", start, iters);
     if (snn_nn_state_alloc(&s, net, batch) != 0 || batcher_init(&bt, d->n) != 0
         || !(x = nn_alloc(batch * SNN_NN_IN)) || !(y = nn_alloc(batch * SNN_NN_OUT))
         || !(lab = malloc(batch))) {
@@ -1865,7 +2092,9 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
     }
     s.round = round;
     pr.iters = iters;
-    for (it = 0; it < iters; it++) {
+    pr.start = start;
+    batcher_skip(&bt, order, batch, start);
+    for (it = start; it < iters; it++) {
         batcher_next(&bt, order, d, batch, x, y, lab);
         SNN_GUARD(net_train_step(&c, &s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
         progress_add(&pr, s.out, lab, batch);
@@ -1874,6 +2103,10 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
             fn(ctx, &pr);
             pr.seen = pr.correct = 0;
             pr.sqerr = 0;
+        }
+        if (ckpt_due(it, iters, ck_every) && ck->save(ck->ctx, it + 1, param, round) != 0) {
+            nn_fail(&c, SNN_ERR_ARG, "train: the checkpoint after step %zu was not saved", it + 1);
+            goto cleanup;
         }
     }
     rc = 0;
@@ -1919,11 +2152,11 @@ cleanup:
 
 /* ==== 14. Jobs: the servers' side and the owner's side ================== */
 /*
- * The job block, 40 bytes, little-endian, sent by the owner to P0, P1 and
+ * The job block, 48 bytes, little-endian, sent by the owner to P0, P1 and
  * P2 as Setup step 2 (bytes).  All of it is public:
  *   off size field
  *     0    4 magic "SNNJ"
- *     4    4 version, 2
+ *     4    4 version, 3
  *     8    4 command: 1 train, 2 infer, 3 train then infer (the demo)
  *    12    4 network id 0..3 (A..D)
  *    16    4 batch size, a power of two, 1..256
@@ -1933,9 +2166,14 @@ cleanup:
  *    32    4 progress every this many iterations; 0: none (0 unless training)
  *    36    4 learning-rate step: the shift grows by 1 every this many
  *            iterations; 0: constant (0 unless training)
+ *    40    4 first iteration: a resumed run starts there, with that
+ *            iteration's learning rate (0 unless training)
+ *    44    4 checkpoint: the weights go to the owner after every this
+ *            many iterations of the run; 0: at the end only (0 unless
+ *            training)
  */
 
-#define JOB_VERSION 2u
+#define JOB_VERSION 3u
 
 /* snn_lr_shift_at -- the learning-rate shift of training step it (from 0):
  * a step schedule, lr_shift + floor(it / lr_step), or lr_shift if
@@ -1958,6 +2196,8 @@ static void job_encode(unsigned char b[SNN_JOB_BYTES], const snn_job *j)
     snn_store32_le(b + 28, j->n_infer);
     snn_store32_le(b + 32, j->report);
     snn_store32_le(b + 36, j->lr_step);
+    snn_store32_le(b + 40, j->start);
+    snn_store32_le(b + 44, j->checkpoint);
 }
 
 /* snn_job_check -- every field within its range; 0, or -1 and a message. */
@@ -1998,7 +2238,17 @@ int snn_job_check(const snn_job *j, char *err, size_t errlen)
             snprintf(err, errlen, "job: progress every %u of %u iterations", (unsigned)j->report, (unsigned)j->iters);
             return -1;
         }
-    } else if (j->iters != 0 || j->lr_shift != 0 || j->report != 0 || j->lr_step != 0) {
+        if (j->start >= j->iters) {
+            snprintf(err, errlen, "job: starts at iteration %u of %u", (unsigned)j->start + 1, (unsigned)j->iters);
+            return -1;
+        }
+        if (j->checkpoint > j->iters) {
+            snprintf(err, errlen, "job: a checkpoint every %u of %u iterations", (unsigned)j->checkpoint,
+                     (unsigned)j->iters);
+            return -1;
+        }
+    } else if (j->iters != 0 || j->lr_shift != 0 || j->report != 0 || j->lr_step != 0 || j->start != 0
+               || j->checkpoint != 0) {
         snprintf(err, errlen, "job: training fields set in a job that does not train");
         return -1;
     }
@@ -2033,6 +2283,8 @@ static int job_decode(snn_job *j, const unsigned char b[SNN_JOB_BYTES], char *er
     j->n_infer = snn_load32_le(b + 28);
     j->report = snn_load32_le(b + 32);
     j->lr_step = snn_load32_le(b + 36);
+    j->start = snn_load32_le(b + 40);
+    j->checkpoint = snn_load32_le(b + 44);
     return snn_job_check(j, err, errlen);
 }
 
@@ -2114,7 +2366,7 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
     /* The owner's initial weights or model, shared to P0 and P1 */
     SNN_GUARD(snn_share(p, SNN_CLIENT, param, NULL, net.nparam));
     if (job.cmd & SNN_JOB_TRAIN) {
-        for (it = 0; it < job.iters; it++) {
+        for (it = job.start; it < job.iters; it++) {
             /* Flow control: P0 asks for batch it, so the owner sends one
              * batch per step (the servers never hold more than one ahead)
              * and hears from the servers once a step, however quiet */
@@ -2131,6 +2383,9 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
                 if (report_due(it, job.iters, job.report))
                     SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, &tr.c, 1));
             }
+            /* a checkpoint: the weights to their owner, mid-run */
+            if (ckpt_due(it, job.iters, job.checkpoint))
+                SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, param, net.nparam));
         }
         /* the trained model, to its owner */
         SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, param, net.nparam));
@@ -2228,13 +2483,19 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
         snn_fail(o, SNN_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
+    if ((job->cmd & SNN_JOB_TRAIN) && job->checkpoint && !io->checkpoint) {
+        snn_fail(o, SNN_ERR_ARG, "a job with checkpoints needs somewhere to save them");
+        goto cleanup;
+    }
     job_encode(jb, job);
     for (k = 0; k < SNN_NPARTY; k++)
         SNN_GUARD(snn_send(o, (int)k, SNN_PROTO_SETUP, 2, SNN_KIND_BYTES, jb, sizeof jb));
     SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, io->param, net.nparam));
     if (job->cmd & SNN_JOB_TRAIN) {
         pr.iters = job->iters;
-        for (it = 0; it < job->iters; it++) {
+        pr.start = job->start;
+        batcher_skip(&bt, io->order, B, job->start);      /* a resumed run: the order so far */
+        for (it = job->start; it < job->iters; it++) {
             uint64_t want;
             /* Flow control: batch it goes out when P0 asks for it */
             SNN_GUARD(snn_recv_zl(o, 0, SNN_PROTO_SETUP, 4, &want, 1));
@@ -2257,6 +2518,20 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
                     if (io->progress) io->progress(io->ctx, &pr);
                     pr.seen = pr.correct = 0;
                     pr.sqerr = 0;
+                }
+            }
+            if (ckpt_due(it, job->iters, job->checkpoint)) {
+                SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
+                if (snn_nn_check_range(&net, io->param, B, 1, &range) != 0) {
+                    snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
+                    snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: the weights at step %zu allow, at %s, %s: a failed "
+                             "truncation or a diverging training; stopping, the last checkpoint kept", it + 1,
+                             msg, range.why);
+                    goto cleanup;
+                }
+                if (io->checkpoint(io->checkpoint_ctx, it + 1, io->param, NULL) != 0) {
+                    snn_fail(o, SNN_ERR_ARG, "the checkpoint after step %zu was not saved; stopping", it + 1);
+                    goto cleanup;
                 }
             }
         }
@@ -2585,6 +2860,11 @@ static const char usage_options[] =
 "  --test-n N      classify only the first N test images (all)\n"
 "  --model FILE    train, demo: save the trained model; infer: the model to use\n"
 "  --no-save       train: run without --model (the trained weights are lost)\n"
+"  --checkpoint N  train, demo: every N iterations the owner receives the weights\n"
+"                  and saves them with the run's state to MODEL.ckpt (--model)\n"
+"  --resume FILE   train, demo: continue the run saved in checkpoint FILE (its\n"
+"                  network, batch, schedule and seed; --iters/--epochs may\n"
+"                  extend it), on the same --data\n"
 "  --predictions FILE  infer, demo: one line per test image, \"index label\n"
 "                  predicted\"; a confusion matrix is printed either way\n"
 "  --seed S        demo, train: the owner's initial weights and batch order derive\n"
@@ -2645,7 +2925,8 @@ enum { OPT_NET = 1 << 0, OPT_EPOCHS = 1 << 1, OPT_ITERS = 1 << 2, OPT_BATCH = 1 
        OPT_LR = 1 << 4, OPT_EVERY = 1 << 5, OPT_QUIET = 1 << 6, OPT_DATA = 1 << 7,
        OPT_TESTN = 1 << 8, OPT_MODEL = 1 << 9, OPT_SEED = 1 << 10, OPT_PEERS = 1 << 11,
        OPT_PORT = 1 << 12, OPT_TIMEOUT = 1 << 13, OPT_PLAIN = 1 << 14, OPT_NOTWIN = 1 << 15,
-       OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_OWNERWAIT = 1 << 21,
+       OPT_LRSTEP = 1 << 16, OPT_KEYS = 1 << 17, OPT_INSECURE = 1 << 18, OPT_CKPT = 1 << 19,
+       OPT_RESUME = 1 << 20, OPT_OWNERWAIT = 1 << 21,
        OPT_KEYSEED = 1 << 22, OPT_REPS = 1 << 23, OPT_CSV = 1 << 24, OPT_LATENCY = 1 << 25,
        OPT_BANDWIDTH = 1 << 26, OPT_PREDICT = 1 << 27, OPT_NOSAVE = 1 << 28,
        OPT_TRANSCRIPT = 1 << 29, OPT_LOCAL = 1 << 30 };
@@ -2656,8 +2937,8 @@ typedef struct {
     int         party_id;
     int         net;
     uint64_t    epochs, iters, batch, lr_shift, lr_step, every, test_n, seed, key_seed, port, timeout, owner_wait;
-    uint64_t    reps, latency, bandwidth;
-    const char *data, *model, *keys, *predictions, *transcript;
+    uint64_t    reps, latency, bandwidth, ckpt_every;
+    const char *data, *model, *keys, *predictions, *transcript, *resume;
     char        peers[SNN_NPARTY][128];
     int         nnames;                /* bench: row filters */
     const char *names[32];
@@ -2681,11 +2962,11 @@ static const opt_def opt_table[] = {
     { "--local", OPT_LOCAL, 0 },
     { "--key-seed", OPT_KEYSEED, 1 }, { "--reps", OPT_REPS, 1 },  { "--csv", OPT_CSV, 0 },
     { "--latency", OPT_LATENCY, 1 }, { "--bandwidth", OPT_BANDWIDTH, 1 },
-    { "--transcript", OPT_TRANSCRIPT, 1 },
+    { "--transcript", OPT_TRANSCRIPT, 1 }, { "--checkpoint", OPT_CKPT, 1 }, { "--resume", OPT_RESUME, 1 },
 };
 
 #define OPTS_TRAINING (OPT_NET | OPT_EPOCHS | OPT_ITERS | OPT_BATCH | OPT_LR | OPT_LRSTEP | OPT_EVERY | OPT_QUIET \
-                       | OPT_DATA | OPT_MODEL | OPT_SEED | OPT_KEYSEED | OPT_TIMEOUT)
+                       | OPT_DATA | OPT_MODEL | OPT_SEED | OPT_KEYSEED | OPT_TIMEOUT | OPT_CKPT | OPT_RESUME)
 
 #define OPTS_WAN (OPT_LATENCY | OPT_BANDWIDTH)
 
@@ -2839,6 +3120,10 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
             if (parse_u64(v, 0, 100000, &o->bandwidth) != 0)
                 return bad_value(a, v, "0..100000 MB/s (0: unlimited)");
             break;
+        case OPT_CKPT:
+            if (parse_u64(v, 1, NN_MAX_ITERS, &o->ckpt_every) != 0) return bad_value(a, v, "1..10000000");
+            break;
+        case OPT_RESUME: o->resume = v; break;
         case OPT_DATA:  o->data = v; break;
         case OPT_KEYS:  o->keys = v; break;
         case OPT_TRANSCRIPT: o->transcript = v; break;
@@ -2916,8 +3201,9 @@ static void print_progress(void *ctx, const snn_progress *pr)
         printf("  traffic %10s", b);
     }
     printf("  %7.1f s", now_s() - c->t0);
-    if (pr->iter < pr->iters)
-        printf(", about %.0f s left", (now_s() - c->t0) / (double)pr->iter * (double)(pr->iters - pr->iter));
+    if (pr->iter < pr->iters && pr->iter > pr->start)
+        printf(", about %.0f s left", (now_s() - c->t0) / (double)(pr->iter - pr->start)
+                                      * (double)(pr->iters - pr->iter));
     printf("\n");
     fflush(stdout);
 }
@@ -3036,6 +3322,10 @@ static void job_text(char *buf, size_t n, const snn_job *j)
             len += (size_t)snprintf(buf + len, n - len, " halved every %u iterations", (unsigned)j->lr_step);
         if (len < n && j->report)
             len += (size_t)snprintf(buf + len, n - len, ", progress to the owner every %u", (unsigned)j->report);
+        if (len < n && j->checkpoint)
+            len += (size_t)snprintf(buf + len, n - len, ", weights to the owner every %u", (unsigned)j->checkpoint);
+        if (len < n && j->start)
+            len += (size_t)snprintf(buf + len, n - len, ", resumed at iteration %u", (unsigned)j->start + 1);
     }
     if (len < n && (j->cmd & SNN_JOB_INFER))
         snprintf(buf + len, n - len, "%sclassify %u images with network %s, batch %u",
@@ -3248,20 +3538,69 @@ cleanup:
     return rc;
 }
 
-/* Hyperparameters as resolved from the options and the defaults. */
+/* Hyperparameters as resolved from the options and the defaults, and
+ * the run's checkpoints (plan_checkpoint) and where it resumes. */
 typedef struct {
     snn_net  net;
     size_t   batch, iters, every, test_n, lr_step;
     unsigned lr_shift;
     uint64_t seed;
+    size_t   ckpt_every;        /* --checkpoint; 0: none                   */
+    char     ckpt_path[1024];   /* --model with ".ckpt" appended            */
+    snn_ckpt_file resume;       /* --resume: the checkpoint (param NULL if not) */
 } plan;
 
-/* Fills the plan; the training split is known (ntrain) if training. */
-static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo)
+/*
+ * load_resume -- --resume FILE: the checkpoint into c, checked against the
+ * options (none may change the run's batch, schedule or seed; --net, if
+ * given, must be its network) and against the training set (the same
+ * images, by count and labels).  0, or -1 with the one-line error printed.
+ */
+static int load_resume(snn_ckpt_file *c, const opts *o, const snn_mnist *train)
+{
+    static const struct { unsigned bit; char name[12]; } fixed[] = {   /* arrays: the table stays in .rodata */
+        { OPT_BATCH, "--batch" }, { OPT_LR, "--lr-shift" }, { OPT_LRSTEP, "--lr-step" }, { OPT_SEED, "--seed" },
+    };
+    char err[256];
+    size_t k;
+    for (k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
+        if (o->given & fixed[k].bit) {
+            PERR("%s: --resume continues the checkpoint's run with its own batch, schedule and seed; %s does not "
+                 "apply", o->cmd, fixed[k].name);
+            return -1;
+        }
+    if (snn_ckpt_load(c, o->resume, err, sizeof err) != 0) {
+        PERR("--resume %s", err);
+        return -1;
+    }
+    if ((o->given & OPT_NET) && o->net != c->net) {
+        PERR("--resume %s: a checkpoint of network %s, not %s", o->resume, snn_net_name(c->net),
+             snn_net_name(o->net));
+        return -1;
+    }
+    if (c->data_n != train->n || c->data_hash != snn_labels_hash(train)) {
+        PERR("--resume %s: saved while training on another set (%llu images); give the same --data",
+             o->resume, (unsigned long long)c->data_n);
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills the plan; the training split is known (ntrain) if training.  With
+ * resume (a loaded checkpoint, which the plan takes over: freed with it by
+ * snn_ckpt_free(&pl->resume)), the network, batch, schedule and seed are
+ * the checkpoint's, and --iters or --epochs may only extend the run. */
+static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo, snn_ckpt_file *resume)
 {
     size_t per_epoch, epochs;
+    const int id = resume ? resume->net : o->net;
     memset(pl, 0, sizeof *pl);
-    snn_net_init(&pl->net, o->net);
+    if (resume) {
+        pl->resume = *resume;
+        memset(resume, 0, sizeof *resume);
+        resume = &pl->resume;
+    }
+    snn_net_init(&pl->net, id);
     /* train: [SNN]'s values, batch 128, 2^-7 for A and 2^-5 otherwise, A
      * 15 epochs and B, C 5.  The demo's defaults, chosen with the twin on
      * the official 60,000/10,000 (README, accuracy table):
@@ -3273,13 +3612,13 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo)
      *      and 2^-5 (B 98.8%, C 99.2%). */
     if (!demo) {
         pl->batch = 128;
-        pl->lr_shift = o->net == SNN_NET_A ? 7u : 5u;
-        epochs = o->net == SNN_NET_A ? 15 : 5;
-    } else if (o->net == SNN_NET_A) {
+        pl->lr_shift = id == SNN_NET_A ? 7u : 5u;
+        epochs = id == SNN_NET_A ? 15 : 5;
+    } else if (id == SNN_NET_A) {
         pl->batch = 64;
         pl->lr_shift = 3;
         epochs = 1;
-    } else if ((o->given & OPT_PLAIN) || o->net == SNN_NET_D) {
+    } else if ((o->given & OPT_PLAIN) || id == SNN_NET_D) {
         pl->batch = 16;
         pl->lr_shift = 5;
         epochs = 2;
@@ -3291,18 +3630,29 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo)
     if (o->given & OPT_BATCH) pl->batch = (size_t)o->batch;
     if (o->given & OPT_LR) pl->lr_shift = (unsigned)o->lr_shift;
     if (o->given & OPT_EPOCHS) epochs = (size_t)o->epochs;
+    if (resume) {
+        pl->batch = resume->batch;
+        pl->lr_shift = resume->lr_shift;
+    }
     per_epoch = ntrain / pl->batch;
     if (ntrain && per_epoch == 0) {
         PERR("batch %zu is larger than the %zu training images", pl->batch, ntrain);
         return -1;
     }
-    pl->iters = (o->given & OPT_ITERS) ? (size_t)o->iters : epochs * per_epoch;
+    pl->iters = (o->given & OPT_ITERS) ? (size_t)o->iters
+                : (o->given & OPT_EPOCHS) || !resume ? epochs * per_epoch : resume->iters;
     if (pl->iters > NN_MAX_ITERS) {
         PERR("%zu training iterations, at most %u", pl->iters, NN_MAX_ITERS);
         return -1;
     }
-    pl->lr_step = (o->given & OPT_LRSTEP) ? (size_t)o->lr_step
-                  : demo && o->net == SNN_NET_A ? (pl->iters + 1) / 2 : 0;
+    if (resume && pl->iters <= resume->done) {
+        PERR("--resume %s: %zu iterations are done already; --iters or --epochs must give more", o->resume,
+             resume->done);
+        return -1;
+    }
+    pl->lr_step = resume ? resume->lr_step
+                  : (o->given & OPT_LRSTEP) ? (size_t)o->lr_step
+                  : demo && id == SNN_NET_A ? (pl->iters + 1) / 2 : 0;
     if (pl->iters && snn_lr_shift_at(pl->lr_shift, pl->lr_step, pl->iters - 1) > NN_MAX_LR_SHIFT) {
         PERR("--lr-step %zu takes the learning-rate shift past %u in %zu iterations", pl->lr_step,
              NN_MAX_LR_SHIFT, pl->iters);
@@ -3311,11 +3661,105 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo)
     pl->every = (o->given & OPT_QUIET) ? 0 : (o->given & OPT_EVERY) ? (size_t)o->every : per_epoch;
     if (pl->every > pl->iters) pl->every = pl->iters;
     pl->test_n = (size_t)o->test_n;
-    if (o->given & OPT_SEED) pl->seed = o->seed;
+    if (resume) pl->seed = resume->seed;
+    else if (o->given & OPT_SEED) pl->seed = o->seed;
     else if (os_seed(&pl->seed) != 0) {
         PERR("cannot read /dev/urandom for a seed");
         return -1;
     }
+    return 0;
+}
+
+/*
+ * plan_checkpoint -- --checkpoint N: every N iterations the weights go to
+ * MODEL.ckpt (so it needs --model, and a network this run trains); the
+ * path is checked before the job starts.  0, or -1 with the error printed.
+ */
+static int plan_checkpoint(plan *pl, const opts *o)
+{
+    char err[256];
+    if (!(o->given & OPT_CKPT)) return 0;
+    if (!o->model) {
+        PERR("%s: --checkpoint N saves beside the model: give --model FILE (checkpoints go to FILE.ckpt)", o->cmd);
+        return -1;
+    }
+    if (pl->net.id == SNN_NET_D) {
+        PERR("%s: network D is not trained by this run (inference only); --checkpoint does not apply", o->cmd);
+        return -1;
+    }
+    if (strlen(o->model) + 6 > sizeof pl->ckpt_path) {
+        PERR("%s: --model path too long for its checkpoint", o->cmd);
+        return -1;
+    }
+    snprintf(pl->ckpt_path, sizeof pl->ckpt_path, "%s.ckpt", o->model);
+    if (snn_model_writable(pl->ckpt_path, err, sizeof err) != 0) {
+        PERR("%s", err);
+        return -1;
+    }
+    pl->ckpt_every = (size_t)o->ckpt_every;
+    return 0;
+}
+
+/* The plan of a training command: --resume's checkpoint, the options and
+ * defaults, --checkpoint.  0, or -1 with the error printed (what the plan
+ * holds is freed by the caller's snn_ckpt_free(&pl->resume)). */
+static int plan_from(plan *pl, const opts *o, const snn_mnist *train, int demo)
+{
+    snn_ckpt_file c;
+    int rc;
+    memset(&c, 0, sizeof c);
+    if ((o->given & OPT_RESUME) && load_resume(&c, o, train) != 0) {
+        snn_ckpt_free(&c);
+        return -1;
+    }
+    rc = make_plan(pl, o, train->n, demo, (o->given & OPT_RESUME) ? &c : NULL);
+    snn_ckpt_free(&c);                  /* empty unless make_plan failed first */
+    return rc != 0 || plan_checkpoint(pl, o) != 0 ? -1 : 0;
+}
+
+/* The resumed run, one line (nothing if the run is new). */
+static void print_resume(const plan *pl, const char *path)
+{
+    if (!pl->resume.param) return;
+    printf("resuming %s (saved by %s): iteration %zu of %zu done\n", path,
+           pl->resume.secure ? "a secure run" : "the twin", pl->resume.done, pl->iters);
+}
+
+/* What a checkpoint's save needs: the plan and the training set. */
+typedef struct {
+    const plan      *pl;
+    const snn_mnist *train;
+    int              secure;
+} ckpt_ctx;
+
+/* snn_ckpt_fn for the commands: the checkpoint to pl->ckpt_path. */
+static int save_checkpoint(void *ctx, size_t done, const uint64_t *param, const snn_prg *round)
+{
+    const ckpt_ctx *c = ctx;
+    snn_ckpt_file f;
+    char err[256];
+    int rc;
+    memset(&f, 0, sizeof f);
+    f.net = c->pl->net.id;
+    f.secure = c->secure;
+    f.batch = c->pl->batch;
+    f.iters = c->pl->iters;
+    f.done = done;
+    f.lr_step = c->pl->lr_step;
+    f.lr_shift = c->pl->lr_shift;
+    f.seed = c->pl->seed;
+    f.round_pos = round ? snn_prg_position(round) : 0;
+    f.data_n = c->train->n;
+    f.data_hash = snn_labels_hash(c->train);
+    f.n = c->pl->net.nparam;
+    rc = snn_ckpt_save(c->pl->ckpt_path, &f, param, err, sizeof err);
+    snn_wipe(&f.seed, sizeof f.seed);
+    if (rc != 0) {
+        PERR("%s", err);
+        return -1;
+    }
+    printf("  checkpoint: iteration %zu of %zu saved to %s\n", done, c->pl->iters, c->pl->ckpt_path);
+    fflush(stdout);
     return 0;
 }
 
@@ -3375,6 +3819,7 @@ static void owner_prepare(const plan *pl, uint32_t cmd, uint64_t *param, snn_prg
 {
     owner_prg(order, pl->seed, 1);
     snn_nn_init_params(&pl->net, param, order);
+    if (pl->resume.param) memcpy(param, pl->resume.param, pl->net.nparam * sizeof *param);
     owner_prg(order, pl->seed, 2);
     memset(job, 0, sizeof *job);
     job->cmd = cmd;
@@ -3385,6 +3830,8 @@ static void owner_prepare(const plan *pl, uint32_t cmd, uint64_t *param, snn_prg
         job->lr_shift = pl->lr_shift;
         job->lr_step = (uint32_t)pl->lr_step;
         job->report = (uint32_t)pl->every;
+        job->start = pl->resume.param ? (uint32_t)pl->resume.done : 0;
+        job->checkpoint = (uint32_t)pl->ckpt_every;
     }
     if (cmd & SNN_JOB_INFER) job->n_infer = (uint32_t)pl->test_n;
 }
@@ -3503,11 +3950,13 @@ static void stop_kids(const pid_t *pid, size_t n)
  * verbose) from the same seed, then classifies the test split into pred.
  * 0, or -1 with the twin's reason printed. */
 static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, const snn_mnist *test,
-                    uint64_t *pred, int verbose)
+                    uint64_t *pred, int verbose, int checkpoints)
 {
     snn_prg g, r;
     prog_progress pc;
     char err[200];
+    snn_ckpt ck;
+    ckpt_ctx cc;
     memset(&pc, 0, sizeof pc);
     pc.t0 = now_s();
     pc.secure = 0;
@@ -3515,8 +3964,23 @@ static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, con
     snn_nn_init_params(&pl->net, param, &g);
     owner_prg(&g, pl->seed, 2);
     owner_prg(&r, pl->seed, 3);
+    memset(&ck, 0, sizeof ck);
+    if (pl->resume.param) {             /* where the checkpoint's run stood */
+        memcpy(param, pl->resume.param, pl->net.nparam * sizeof *param);
+        ck.start = pl->resume.done;
+        snn_prg_seek(&r, pl->resume.round_pos);
+    }
+    if (checkpoints && pl->ckpt_every) {
+        cc.pl = pl;
+        cc.train = train;
+        cc.secure = 0;
+        ck.every = pl->ckpt_every;
+        ck.save = save_checkpoint;
+        ck.ctx = &cc;
+    }
     if (pl->iters && snn_plain_train(&pl->net, param, train, pl->batch, pl->iters, pl->lr_shift, pl->lr_step,
-                                     &g, &r, verbose ? pl->every : 0, print_progress, &pc, err, sizeof err) != 0) {
+                                     &g, &r, verbose ? pl->every : 0, print_progress, &pc, &ck, err,
+                                     sizeof err) != 0) {
         PERR("plaintext training: %s", err);
         return -1;
     }
@@ -3556,7 +4020,7 @@ static int demo_open(demo_run *d, opts *o)
     if (load_split(&d->train, o, "train") != 0 || load_split(&d->test, o, "test") != 0
         || open_predictions(o, &d->predf) != 0)
         return -1;
-    if (make_plan(&d->pl, o, d->train.n, 1) != 0) return -1;
+    if (plan_from(&d->pl, o, &d->train, 1) != 0) return -1;
     if (!d->pl.test_n || d->pl.test_n > d->test.n) d->pl.test_n = d->test.n;
     if (!(d->param = nn_alloc(d->pl.net.nparam)) || !(d->pred = nn_alloc(d->pl.test_n))
         || !(d->tpred = nn_alloc(d->pl.test_n))) {
@@ -3571,6 +4035,7 @@ static int demo_open(demo_run *d, opts *o)
                d->pl.iters, (double)d->pl.iters * (double)d->pl.batch / (double)d->train.n,
                lr_text(lr, sizeof lr, &d->pl), (unsigned long long)d->pl.seed);
     }
+    print_resume(&d->pl, o->resume);
     return 0;
 }
 
@@ -3585,6 +4050,7 @@ static void demo_close(demo_run *d)
     nn_free(d->tpred, d->pl.test_n);
     d->param = d->pred = d->tpred = NULL;
     snn_wipe(&d->pl.seed, sizeof d->pl.seed);
+    snn_ckpt_free(&d->pl.resume);
     if (d->predf) fclose(d->predf);
     d->predf = NULL;
 }
@@ -3595,7 +4061,7 @@ static int demo_plain(demo_run *d, const opts *o)
     size_t correct;
     double t0 = now_s();
     printf("plaintext twin (fixed point, the same integers as the secure run):\n");
-    if (twin_run(&d->pl, d->param, &d->train, &d->test, d->pred, 1) != 0) return -1;
+    if (twin_run(&d->pl, d->param, &d->train, &d->test, d->pred, 1, 1) != 0) return -1;
     correct = count_correct(d->pred, &d->test, d->pl.test_n);
     printf("plaintext twin: test accuracy %.2f%% (%zu/%zu) in %.1f s\n%s\n\n",
            100.0 * (double)correct / (double)d->pl.test_n, correct, d->pl.test_n, now_s() - t0,
@@ -3619,7 +4085,7 @@ static int demo_job(demo_run *d, snn_job *job, snn_prg *order)
         printf("network D is inference only: the owner trains it in the clear (%zu iterations)\n", d->pl.iters);
         owner_prg(&r, d->pl.seed, 3);
         if (snn_plain_train(&d->pl.net, d->param, &d->train, d->pl.batch, d->pl.iters, d->pl.lr_shift,
-                            d->pl.lr_step, order, &r, 0, NULL, NULL, err, sizeof err) != 0) {
+                            d->pl.lr_step, order, &r, 0, NULL, NULL, NULL, err, sizeof err) != 0) {
             PERR("plaintext training: %s", err);
             return -1;
         }
@@ -3721,9 +4187,15 @@ static int demo_secure(demo_run *d, const opts *o, const snn_job *job, snn_prg *
     double secs = 0;
     size_t correct;
     char b1[32], b2[32];
+    ckpt_ctx cc;
 
     printf("P0, P1, P2 listening on %s, %s, %s; training securely:\n", o->peers[0], o->peers[1], o->peers[2]);
     memset(&io, 0, sizeof io);
+    cc.pl = &d->pl;
+    cc.train = &d->train;
+    cc.secure = 1;
+    io.checkpoint = save_checkpoint;
+    io.checkpoint_ctx = &cc;
     io.train = &d->train;
     io.order = order;
     io.test = &d->test;
@@ -3754,7 +4226,7 @@ static int demo_twin(demo_run *d)
     size_t correct = count_correct(d->pred, &d->test, d->pl.test_n), tc;
     double t0 = now_s();
     printf("plaintext twin on the same batches:\n");
-    if (twin_run(&d->pl, d->param, &d->train, &d->test, d->tpred, 0) != 0) return -1;
+    if (twin_run(&d->pl, d->param, &d->train, &d->test, d->tpred, 0, 0) != 0) return -1;
     tc = count_correct(d->tpred, &d->test, d->pl.test_n);
     printf("plaintext twin: test accuracy %.2f%% (%zu/%zu) in %.1f s; secure - twin = %+.2f points\n",
            100.0 * (double)tc / (double)d->pl.test_n, tc, d->pl.test_n, now_s() - t0,
@@ -3805,6 +4277,7 @@ static int cmd_train(opts *o)
     double secs = 0;
     int rc = 1;
     char b[32], lr[64], err[256];
+    ckpt_ctx cc;
 
     memset(&train, 0, sizeof train);
     memset(&pl, 0, sizeof pl);
@@ -3817,7 +4290,7 @@ static int cmd_train(opts *o)
         PERR("network D is for inference only ([SNN, App. B]); train it with: demo --net D --plain --model FILE");
         return 2;
     }
-    if (load_split(&train, o, "train") != 0 || make_plan(&pl, o, train.n, 0) != 0) goto cleanup;
+    if (load_split(&train, o, "train") != 0 || plan_from(&pl, o, &train, 0) != 0) goto cleanup;
     if (!o->model && !(o->given & OPT_NOSAVE)) {
         PERR("train: --model FILE is required to keep the trained weights (or --no-save to run without)");
         rc = 2;
@@ -3832,7 +4305,13 @@ static int cmd_train(opts *o)
     owner_prepare(&pl, SNN_JOB_TRAIN, param, &order, &job);
     printf("training network %s: batch %zu, %zu iterations, learning rate %s, seed %llu\n",
            snn_net_name(pl.net.id), pl.batch, pl.iters, lr_text(lr, sizeof lr, &pl), (unsigned long long)pl.seed);
+    print_resume(&pl, o->resume);
     memset(&io, 0, sizeof io);
+    cc.pl = &pl;
+    cc.train = &train;
+    cc.secure = 1;
+    io.checkpoint = save_checkpoint;
+    io.checkpoint_ctx = &cc;
     io.train = &train;
     io.order = &order;
     io.param = param;
@@ -3847,6 +4326,7 @@ cleanup:
     nn_free(param, pl.net.nparam);
     snn_wipe(&order, sizeof order);
     snn_wipe(&pl.seed, sizeof pl.seed);
+    snn_ckpt_free(&pl.resume);
     return rc;
 }
 

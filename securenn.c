@@ -320,6 +320,18 @@ uint64_t snn_prg_position(const snn_prg *g)
     return blocks * 64 - (SNN_PRG_BUF - g->used);
 }
 
+/* snn_prg_seek -- the stream at byte pos: the refill of the SNN_PRG_BLOCKS
+ * blocks that hold it, read up to pos, so that snn_prg_position gives pos
+ * and the next byte is the keystream's byte pos. */
+void snn_prg_seek(snn_prg *g, uint64_t pos)
+{
+    const uint64_t blocks = pos / SNN_PRG_BUF * SNN_PRG_BLOCKS;   /* the refill's first block */
+    g->counter = (uint32_t)blocks;
+    g->nonce[1] = (uint32_t)(blocks >> 32);
+    prg_refill(g);
+    g->used = (unsigned)(pos % SNN_PRG_BUF);
+}
+
 /* ==== 3. Pair streams, sharing, reveal, refresh (SPEC 1.1, 1.4) ========== */
 
 /* The stream of key K_ab for party p, which must be Pa or Pb and hold it;

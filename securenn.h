@@ -344,6 +344,10 @@ void     snn_prg_bit_n(snn_prg *g, uint8_t *out, size_t n);   /* snn_prg_bit    
 void     snn_prg_perm_ref(snn_prg *g, uint8_t *pi, size_t n);
 /* Bytes drawn from the stream since snn_prg_init (transcripts). */
 uint64_t snn_prg_position(const snn_prg *g);
+/* Sets a stream to position pos (bytes from its start, as
+ * snn_prg_position gives it): the next byte read is byte pos of the
+ * keystream (a resumed training run's rounding stream). */
+void     snn_prg_seek(snn_prg *g, uint64_t pos);
 
 /* ==== 5. The party context ============================================= */
 
@@ -859,6 +863,34 @@ int  snn_model_writable(const char *path, char *err, size_t errlen);
 int  snn_model_load(snn_model *m, const char *path, int want_net, char *err, size_t errlen);
 void snn_model_free(snn_model *m);
 
+/* A checkpoint file (format in nn.c, section 12): the owner's weights after
+ * `done` of `iters` training steps and what continuing the run needs.  All
+ * of it is the owner's (the seed fixes its initial weights and batch
+ * order): keep it as private as a model. */
+typedef struct {
+    int       net;
+    int       secure;         /* 1: saved by a secure run; 0: by the twin  */
+    size_t    batch, iters, done, lr_step;
+    unsigned  lr_shift;
+    uint64_t  seed;           /* the owner's seed (weights, batch order)   */
+    uint64_t  round_pos;      /* twin: its rounding stream's position; 0   */
+    uint64_t  data_n;         /* the training set: its image count and     */
+    uint64_t  data_hash;      /*   snn_labels_hash of its labels           */
+    size_t    n;              /* parameters (the network's nparam)         */
+    uint64_t *param;
+} snn_ckpt_file;
+/* FNV-1a 64 of a training set's labels: a checkpoint names its data. */
+uint64_t snn_labels_hash(const snn_mnist *d);
+/* Writes c's fields with the weights param (c->n of them; c->param is not
+ * read) to path.tmp, then renames it over path, so that a crash leaves the
+ * previous checkpoint whole.  0, or -1 with a one-line message. */
+int  snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *param, char *err, size_t errlen);
+/* Reads and checks a checkpoint (magic, version, fields in range, exact
+ * size, checksum).  0 with c->param allocated (snn_ckpt_free), or -1 with
+ * a one-line message. */
+int  snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen);
+void snn_ckpt_free(snn_ckpt_file *c);
+
 /* A NumPy .npy file (format 1.0-3.0; NumPy's numpy/lib/format.py): little-
  * endian float32 ('<f4') or float64 ('<f8'), C order, at most 4 dimensions,
  * the data filling the file exactly.  0 with *out (malloc'd, free it) the
@@ -879,6 +911,7 @@ int  snn_model_import(const char *dir, int net, uint64_t *param, char *err, size
  * it (the twin: from its own): since the previous report. */
 typedef struct {
     size_t   iter, iters;     /* iterations done, of iters                 */
+    size_t   start;           /* iterations done before this run (resumed) */
     size_t   seen, correct;   /* samples, and those whose argmax was right */
     uint64_t sqerr;           /* sum of sum_k (q_k - y_k)^2, 2f fractional bits */
     uint64_t bytes;           /* payload bytes among the servers so far    */
@@ -889,21 +922,43 @@ typedef void (*snn_progress_fn)(void *ctx, const snn_progress *pr);
  * floor(it / lr_step), a step schedule; lr_step = 0: constant. */
 unsigned snn_lr_shift_at(unsigned lr_shift, size_t lr_step, size_t it);
 
+/*
+ * Checkpoints: a long training run saves the owner's weights every `every`
+ * steps and can continue from them.  save is called after step done - 1
+ * (done = start + k * every < iters; the final weights are the run's
+ * result, not a checkpoint) with the weights (the network's nparam, Z_L)
+ * and the twin's rounding stream (NULL in a secure run); it returns 0, or
+ * -1 to stop the run.  start: steps already done, so the run replays the
+ * batch order of steps 0 .. start-1 from the order stream without using
+ * them, and continues at step start with the schedule of step start.
+ */
+typedef int (*snn_ckpt_fn)(void *ctx, size_t done, const uint64_t *param, const snn_prg *round);
+typedef struct {
+    size_t      start;        /* steps done before this run; 0: a new run  */
+    size_t      every;        /* save every so many steps; 0: never        */
+    snn_ckpt_fn save;         /* may be NULL if every = 0                  */
+    void       *ctx;
+} snn_ckpt;
+
 /* The twin's training and inference on MNIST, batches exactly as the owner
  * makes them (same order stream, same batches); learning rate 2^-shift
  * with shift = snn_lr_shift_at(lr_shift, lr_step, step); round:
  * stochastic SGD rounding stream (see snn_nn_state), or NULL; report every
- * `every` iterations (0: never).  Return 0, or -1 with the reason (out of
- * memory, a bad size or shape) in err (errlen bytes; errlen 0: none). */
+ * `every` iterations (0: never); ck: resume and checkpoints, or NULL (a
+ * new run without checkpoints; with ck->start > 0, round must stand where
+ * the checkpoint's run left it).  Return 0, or -1 with the reason (out of
+ * memory, a bad size or shape, a failed save) in err (errlen bytes;
+ * errlen 0: none). */
 int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
                      size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round,
-                     size_t every, snn_progress_fn fn, void *ctx, char *err, size_t errlen);
+                     size_t every, snn_progress_fn fn, void *ctx, const snn_ckpt *ck, char *err,
+                     size_t errlen);
 int  snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
                      size_t batch, uint64_t *pred, char *err, size_t errlen);
 
 /* A job: the public parameters the owner sends to the three servers. */
 enum { SNN_JOB_TRAIN = 1, SNN_JOB_INFER = 2 };
-#define SNN_JOB_BYTES 40
+#define SNN_JOB_BYTES 48
 typedef struct {
     uint32_t cmd;             /* SNN_JOB_TRAIN and/or SNN_JOB_INFER        */
     uint32_t net;             /* SNN_NET_A..D (D: inference only)          */
@@ -914,6 +969,9 @@ typedef struct {
     uint32_t report;          /* progress every so many steps; 0: none     */
     uint32_t lr_step;         /* lr_shift grows by 1 every so many steps;
                                * 0: constant (snn_lr_shift_at)             */
+    uint32_t start;           /* first training step (a resumed run), < iters */
+    uint32_t checkpoint;      /* weights to the owner every so many steps;
+                               * 0: only at the end                        */
 } snn_job;
 /* 0 if every field is in range, else -1 and a one-line message. */
 int  snn_job_check(const snn_job *j, char *err, size_t errlen);
@@ -931,6 +989,10 @@ typedef struct {
     /* inference: called with 0 as it starts, then after each batch with
      * the images classified so far, and n_infer (ctx as above); may be NULL */
     void           (*infer_progress)(void *ctx, size_t done, size_t n);
+    /* training: with job->checkpoint, called as snn_ckpt.save (round NULL)
+     * with the weights revealed at each checkpoint; needed then */
+    snn_ckpt_fn      checkpoint;
+    void            *checkpoint_ctx;
 } snn_owner_io;
 
 /* A transcript: one party's view written to a file, frame by frame (the

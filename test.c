@@ -5304,7 +5304,7 @@ static int nn_t_train(const snn_net *net, uint64_t *param, const snn_mnist *d, s
     snn_prg order = *trng();
     snn_nn_init_params(net, param, trng());
     snn_prg_u64(trng());
-    return snn_plain_train(net, param, d, batch, iters, 5, 0, &order, NULL, 0, NULL, NULL, NULL, 0);
+    return snn_plain_train(net, param, d, batch, iters, 5, 0, &order, NULL, 0, NULL, NULL, NULL, NULL, 0);
 }
 
 typedef struct {
@@ -5601,7 +5601,7 @@ static void test_nn_learn(void)
     snn_prg_u64(trng());
     round = *trng();
     snn_prg_u64(trng());
-    CHECK(snn_plain_train(&net, param, &train, 16, 300, 5, 0, &order, &round, 0, NULL, NULL, NULL, 0) == 0
+    CHECK(snn_plain_train(&net, param, &train, 16, 300, 5, 0, &order, &round, 0, NULL, NULL, NULL, NULL, 0) == 0
           && snn_plain_infer(&net, param, &test, n, 16, pred, NULL, 0) == 0, "B: plaintext training and inference");
     for (i = 0; i < n; i++) correct += pred[i] == test.labels[i];
     CHECK(correct * 100 >= 85 * n, "B: 300 steps of 16 in the clear: %zu of %zu test digits right (%.1f%%; at "
@@ -5710,7 +5710,7 @@ static void test_nn_job(void)
     if (run_parties(&ro, pf_nn_job, &c, out) == 0 && out[3].n == np + n + 2) {
         memcpy(tw, init, np * 8);
         order = c.order;
-        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL, NULL, 0) == 0, "job: the twin trains");
+        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0, "job: the twin trains");
         maxdiff = nn_maxdiff(out[3].v, tw, np);
         for (i = 0; i < NN_SPREAD; i++) {         /* the rounding twins of nn_train */
             snn_prg r = *trng();
@@ -5718,7 +5718,7 @@ static void test_nn_job(void)
             snn_prg_u64(trng());
                     order = c.order;
             memcpy(rt, init, np * 8);
-            CHECK(snn_plain_train(&net, rt, &train, 16, T, 5, 2, &order, &r, 0, NULL, NULL, NULL, 0) == 0,
+            CHECK(snn_plain_train(&net, rt, &train, 16, T, 5, 2, &order, &r, 0, NULL, NULL, NULL, NULL, 0) == 0,
                   "job: rounding twin %zu trains", i);
             if ((d = nn_maxdiff(rt, tw, np)) > spread) spread = d;
         }
@@ -5765,6 +5765,313 @@ static void test_nn_job(void)
 
 /* Bytes a server holds from the owner beyond the frame it is reading: the
  * largest over every frame it receives. */
+/* ---- checkpoints: a resumed run continues where its checkpoint stood ---- */
+
+/* What a run's checkpoints gave: the step, the weights and the rounding
+ * stream's position of each (up to 4). */
+typedef struct {
+    size_t    np, calls, at[4];
+    uint64_t *param[4], round_pos[4];
+} ck_rec;
+
+static int ck_record(void *ctx, size_t done, const uint64_t *param, const snn_prg *round)
+{
+    ck_rec *r = ctx;
+    if (r->calls < 4) {
+        r->at[r->calls] = done;
+        r->param[r->calls] = xmalloc(r->np * 8);
+        memcpy(r->param[r->calls], param, r->np * 8);
+        r->round_pos[r->calls] = round ? snn_prg_position(round) : 0;
+    }
+    r->calls++;
+    return 0;
+}
+
+static void ck_rec_free(ck_rec *r)
+{
+    size_t i;
+    for (i = 0; i < 4 && i < r->calls; i++) free(r->param[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* The twin from `from` (np weights) over steps start..iters-1 of the run
+ * keyed by key (order stream 2, rounding stream 3 at round_pos), with
+ * checkpoints every `every` into rec (may be NULL); the weights into out. */
+static int ck_twin(const snn_net *net, uint64_t *out, const uint64_t *from, const snn_mnist *d, const uint8_t key[32],
+                   size_t start, size_t iters, uint64_t round_pos, int seek, size_t every, ck_rec *rec)
+{
+    snn_prg order, round;
+    snn_ckpt ck;
+    snn_prg_init(&order, key, 2);
+    snn_prg_init(&round, key, 3);
+    if (seek) snn_prg_seek(&round, round_pos);
+    memset(&ck, 0, sizeof ck);
+    ck.start = start;
+    ck.every = rec ? every : 0;
+    ck.save = ck_record;
+    ck.ctx = rec;
+    memcpy(out, from, net->nparam * 8);
+    return snn_plain_train(net, out, d, 16, iters, 5, 4, &order, &round, 0, NULL, NULL, &ck, NULL, 0);
+}
+
+/*
+ * The twin with checkpoints: a run of 13 steps (batch 16 on 64 images, so
+ * an epoch is 4 steps and the run reshuffles three times; the learning
+ * rate halves every 4 steps; stochastic rounding) saves at steps 5 and 10;
+ * resumed from either, it ends with the uninterrupted run's weights, bit
+ * for bit.  The same resumption one step off, or with the rounding stream
+ * not restored, ends elsewhere: the comparison can fail.  Then the
+ * stream's seek against reading, and a checkpoint file's round trip.
+ */
+static void test_nn_checkpoint(void)
+{
+    snn_mnist train, test, sub;
+    snn_net net;
+    ck_rec rec, rec2;
+    uint8_t key[32];
+    uint64_t *init, *full, *res, pos;
+    size_t j, np;
+    snn_prg g;
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    sub = train;
+    sub.n = 64;
+    snn_net_init(&net, SNN_NET_A);
+    np = net.nparam;
+    init = xmalloc(np * 8);
+    full = xmalloc(np * 8);
+    res = xmalloc(np * 8);
+    snn_prg_bytes(trng(), key, sizeof key);
+    snn_prg_init(&g, key, 1);
+    snn_nn_init_params(&net, init, &g);
+    memset(&rec, 0, sizeof rec);
+    rec.np = np;
+    CHECK(ck_twin(&net, full, init, &sub, key, 0, 13, 0, 0, 5, &rec) == 0 && rec.calls == 2 && rec.at[0] == 5
+          && rec.at[1] == 10, "checkpoint: 13 steps, every 5: saved after steps 5 and 10 (%zu saves, at %zu, %zu)",
+          rec.calls, rec.at[0], rec.at[1]);
+    for (j = 0; j < 2 && j < rec.calls; j++) {
+        memset(&rec2, 0, sizeof rec2);
+        rec2.np = np;
+        CHECK(ck_twin(&net, res, rec.param[j], &sub, key, rec.at[j], 13, rec.round_pos[j], 1, 5, &rec2) == 0
+              && memcmp(res, full, np * 8) == 0,
+              "checkpoint: resumed after step %zu, the twin ends with the uninterrupted run's weights, bit for bit",
+              rec.at[j]);
+        if (j == 0)
+            CHECK(rec2.calls == 1 && rec2.at[0] == 10 && memcmp(rec2.param[0], rec.param[1], np * 8) == 0
+                  && rec2.round_pos[0] == rec.round_pos[1],
+                  "checkpoint: the resumed run's own checkpoint at step 10 is the uninterrupted run's");
+        ck_rec_free(&rec2);
+    }
+    if (rec.calls == 2) {
+        CHECK(ck_twin(&net, res, rec.param[0], &sub, key, 4, 13, rec.round_pos[0], 1, 0, NULL) == 0
+              && memcmp(res, full, np * 8) != 0,
+              "checkpoint: resumed one batch off (step 4 for 5), other weights: the comparison can fail");
+        CHECK(ck_twin(&net, res, rec.param[0], &sub, key, 5, 13, 0, 0, 0, NULL) == 0 && memcmp(res, full, np * 8) != 0,
+              "checkpoint: resumed without the rounding stream's position, other weights");
+    }
+    {   /* snn_prg_seek: byte pos of the stream, at and around refill boundaries */
+        static const uint64_t at[] = { 0, 1, 511, 512, 513, 4096 + 17, 1000003 };
+        uint8_t a[40], b[40], skip[4096];
+        size_t bad = 0, k;
+        for (k = 0; k < sizeof at / sizeof at[0]; k++) {
+            snn_prg x, y;
+            uint64_t left = at[k];
+            snn_prg_init(&x, key, 9);
+            snn_prg_init(&y, key, 9);
+            while (left) {
+                size_t n = left < sizeof skip ? (size_t)left : sizeof skip;
+                snn_prg_bytes(&x, skip, n);
+                left -= n;
+            }
+            snn_prg_bytes(&x, a, sizeof a);
+            snn_prg_seek(&y, at[k]);
+            pos = snn_prg_position(&y);
+            snn_prg_bytes(&y, b, sizeof b);
+            bad += memcmp(a, b, sizeof a) != 0 || pos != at[k];
+        }
+        CHECK(bad == 0, "checkpoint: snn_prg_seek(pos) reads on as the stream read to pos does, and its position "
+              "is pos (%zu of 7 positions wrong)", bad);
+    }
+    {   /* the file: what is saved is what is loaded */
+        char path[] = "/tmp/snn_ckpt_XXXXXX", err[256] = "";
+        int fd = mkstemp(path);
+        snn_ckpt_file f, back;
+        memset(&f, 0, sizeof f);
+        memset(&back, 0, sizeof back);
+        f.net = SNN_NET_A; f.secure = 1; f.batch = 16; f.iters = 13; f.done = 5; f.lr_step = 4; f.lr_shift = 5;
+        f.seed = 0x0123456789abcdefu; f.round_pos = rec.calls ? rec.round_pos[0] : 0; f.data_n = sub.n;
+        f.data_hash = snn_labels_hash(&sub); f.n = np;
+        if (fd >= 0) close(fd);
+        CHECK(fd >= 0 && rec.calls && snn_ckpt_save(path, &f, rec.param[0], err, sizeof err) == 0
+              && snn_ckpt_load(&back, path, err, sizeof err) == 0 && back.net == f.net && back.secure == 1
+              && back.batch == 16 && back.iters == 13 && back.done == 5 && back.lr_step == 4 && back.lr_shift == 5
+              && back.seed == f.seed && back.round_pos == f.round_pos && back.data_n == 64
+              && back.data_hash == f.data_hash && back.n == np && memcmp(back.param, rec.param[0], np * 8) == 0,
+              "checkpoint: a file saved and loaded gives every field and weight back (%s)", err);
+        snn_ckpt_free(&back);
+        remove(path);
+    }
+    ck_rec_free(&rec);
+    free(init);
+    free(full);
+    free(res);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
+/* The owner with checkpoints: the trained weights, then those of the
+ * first checkpoint, after the number of checkpoints and its step. */
+static int pf_nn_resume(snn_party *p, const void *vctx, outbuf *o)
+{
+    const nn_job_ctx *c = vctx;
+    snn_owner_io io;
+    snn_net net;
+    snn_prg order = c->order;
+    ck_rec rec;
+    uint64_t calls, at;
+    int rc;
+    if (p->id != SNN_CLIENT) return snn_nn_serve(p);
+    snn_net_init(&net, (int)c->job.net);
+    memset(&io, 0, sizeof io);
+    memset(&rec, 0, sizeof rec);
+    rec.np = net.nparam;
+    io.train = c->train;
+    io.order = &order;
+    io.param = xmalloc(net.nparam * 8);
+    io.checkpoint = ck_record;
+    io.checkpoint_ctx = &rec;
+    memcpy(io.param, c->init, net.nparam * 8);
+    rc = snn_nn_owner(p, &c->job, &io);
+    if (rc == 0) {
+        calls = rec.calls;
+        at = rec.calls ? rec.at[0] : 0;
+        out_put(o, &calls, 1);
+        out_put(o, &at, 1);
+        out_put(o, io.param, net.nparam);
+        if (rec.calls) out_put(o, rec.param[0], net.nparam);
+    }
+    ck_rec_free(&rec);
+    free(io.param);
+    return rc;
+}
+
+/*
+ * A secure run resumed: the job starts at step 2 of 5 from weights W, with
+ * a checkpoint every 2 steps (so one, after step 4).  The servers train
+ * steps 2, 3, 4 on the batches of those steps: the weights at the
+ * checkpoint and at the end are within the bound of nn_job of the twin's
+ * resumed the same way, and far outside it of a twin that trains from W
+ * on the first batches (steps 0, 1, 2) instead.
+ */
+#define NN_RESUME_LR 3     /* 2^-3: a batch moves the weights well beyond the rounding */
+static void test_nn_resume(void)
+{
+    snn_mnist train, test;
+    snn_net net;
+    nn_job_ctx c;
+    run_opts ro;
+    party_out out[SNN_NEND];
+    uint64_t *init, *tw, *tck, *rt, *wrong, spread = 0, d_ck = 0, d_end = 0, d_wrong = 0;
+    size_t i, np;
+    snn_prg order;
+    snn_ckpt ck;
+    ck_rec rec;
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    snn_net_init(&net, SNN_NET_A);
+    np = net.nparam;
+    memset(&c, 0, sizeof c);
+    c.job.cmd = SNN_JOB_TRAIN;
+    c.job.net = SNN_NET_A;
+    c.job.batch = 16;
+    c.job.iters = 5;
+    c.job.lr_shift = NN_RESUME_LR;
+    c.job.start = 2;
+    c.job.checkpoint = 2;
+    c.train = &train;
+    init = xmalloc(np * 8);
+    tw = xmalloc(np * 8);
+    tck = xmalloc(np * 8);
+    rt = xmalloc(np * 8);
+    wrong = xmalloc(np * 8);
+    CHECK(nn_t_train(&net, init, &train, 60, 32) == 0, "resume: plaintext pre-training (the checkpoint's weights)");
+    c.init = init;
+    c.order = *trng();
+    snn_prg_u64(trng());
+    memset(&ro, 0, sizeof ro);
+    ro.timeout_ms = 30000;
+    ro.nparty = 4;
+    if (run_parties(&ro, pf_nn_resume, &c, out) == 0 && out[3].n == 2 + 2 * np) {
+        CHECK(out[3].v[0] == 1 && out[3].v[1] == 4, "resume: steps 2..4 of 5, a checkpoint every 2: one, after "
+              "step 4 (%llu, after %llu)", (unsigned long long)out[3].v[0], (unsigned long long)out[3].v[1]);
+        /* the twin, resumed the same way, its checkpoint into tck */
+        memset(&rec, 0, sizeof rec);
+        rec.np = np;
+        memset(&ck, 0, sizeof ck);
+        ck.start = 2;
+        ck.every = 2;
+        ck.save = ck_record;
+        ck.ctx = &rec;
+        memcpy(tw, init, np * 8);
+        order = c.order;
+        CHECK(snn_plain_train(&net, tw, &train, 16, 5, NN_RESUME_LR, 0, &order, NULL, 0, NULL, NULL, &ck, NULL, 0) == 0
+              && rec.calls == 1, "resume: the twin resumed at step 2 trains");
+        if (rec.calls == 1) memcpy(tck, rec.param[0], np * 8);
+        ck_rec_free(&rec);
+        for (i = 0; i < NN_SPREAD; i++) {         /* the rounding twins of nn_job */
+            snn_prg r = *trng();
+            uint64_t dd;
+            snn_prg_u64(trng());
+            order = c.order;
+            memcpy(rt, init, np * 8);
+            ck.every = 0;
+            CHECK(snn_plain_train(&net, rt, &train, 16, 5, NN_RESUME_LR, 0, &order, &r, 0, NULL, NULL, &ck, NULL, 0) == 0,
+                  "resume: rounding twin %zu trains", i);
+            if ((dd = nn_maxdiff(rt, tw, np)) > spread) spread = dd;
+        }
+        /* the wrong position: from W over the first three batches */
+        order = c.order;
+        memcpy(wrong, init, np * 8);
+        CHECK(snn_plain_train(&net, wrong, &train, 16, 3, NN_RESUME_LR, 0, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0,
+              "resume: the twin from W on the first batches trains");
+        d_end = nn_maxdiff(out[3].v + 2, tw, np);
+        d_ck = nn_maxdiff(out[3].v + 2 + np, tck, np);
+        d_wrong = nn_maxdiff(out[3].v + 2, wrong, np);
+        CHECK(d_ck <= 2 * spread + 3 && d_end <= 2 * spread + 3,
+              "resume: the weights at the checkpoint and at the end are the resumed twin's within the bound of "
+              "nn_job: maxdiff %llu and %llu <= 2 x spread %llu + 3 LSB", (unsigned long long)d_ck,
+              (unsigned long long)d_end, (unsigned long long)spread);
+        CHECK(d_wrong > 2 * (2 * spread + 3), "resume: a twin on the first batches instead is %llu LSB away: the "
+              "comparison sees the batch position", (unsigned long long)d_wrong);
+    } else {
+        CHECK(0, "resume: ran: %s", out[3].err[0] ? out[3].err : first_err(out));
+    }
+    for (i = 0; i < SNN_NEND; i++) free(out[i].v);
+    {
+        char err[160];
+        snn_job j = c.job;
+        j.start = 5;
+        CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "starts at iteration 6 of 5"),
+              "resume: a job that starts at its end is refused: \"%s\"", err);
+        j = c.job;
+        j.checkpoint = 6;
+        CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "checkpoint"),
+              "resume: a checkpoint period beyond the run is refused: \"%s\"", err);
+        j = c.job;
+        j.cmd = SNN_JOB_INFER;
+        j.iters = 0; j.lr_shift = 0; j.checkpoint = 0; j.n_infer = 10;
+        CHECK(snn_job_check(&j, err, sizeof err) != 0 && strstr(err, "training fields"),
+              "resume: a start in a job that does not train is refused: \"%s\"", err);
+    }
+    free(init); free(tw); free(tck); free(rt); free(wrong);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
 typedef struct { size_t held; } flow_rec;
 
 static void flow_hook(void *ctx, const snn_party *p, snn_frame *f)
@@ -6881,6 +7188,203 @@ static long check_predictions(const char *path, const char *text, const snn_mnis
  * and from secure inference (infer on three parties, and demo); train
  * without --model is refused before it starts.
  */
+/* Writes the first n training and m test digits of the official set into
+ * dir as IDX files, a small --data for runs that cross epochs quickly. */
+static int ck_write_subset(const char *dir, size_t n, size_t m)
+{
+    static const char *const names[2][2] = { { "train-images-idx3-ubyte", "train-labels-idx1-ubyte" },
+                                             { "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" } };
+    snn_mnist d[2];
+    char why[256];
+    size_t k, cnt[2];
+    int rc = 0;
+    cnt[0] = n;
+    cnt[1] = m;
+    memset(d, 0, sizeof d);
+    if (snn_mnist_load(&d[0], "data", "train", why, sizeof why) != 0
+        || snn_mnist_load(&d[1], "data", "test", why, sizeof why) != 0) {
+        snn_mnist_free(&d[0]);
+        return -1;
+    }
+    for (k = 0; k < 2; k++) {
+        uint8_t *img = xmalloc(16 + cnt[k] * 784), *lab = xmalloc(8 + cnt[k]);
+        mnist_t_be32(img, 0x803);
+        mnist_t_be32(img + 4, (uint32_t)cnt[k]);
+        mnist_t_be32(img + 8, 28);
+        mnist_t_be32(img + 12, 28);
+        memcpy(img + 16, d[k].images, cnt[k] * 784);
+        mnist_t_be32(lab, 0x801);
+        mnist_t_be32(lab + 4, (uint32_t)cnt[k]);
+        memcpy(lab + 8, d[k].labels, cnt[k]);
+        if (mnist_t_write(dir, names[k][0], img, 16 + cnt[k] * 784) != 0
+            || mnist_t_write(dir, names[k][1], lab, 8 + cnt[k]) != 0)
+            rc = -1;
+        free(img);
+        free(lab);
+    }
+    snn_mnist_free(&d[0]);
+    snn_mnist_free(&d[1]);
+    return rc;
+}
+
+/* Three parties and an owner running `train` with the extra arguments;
+ * the owner's stdout into out (the parties' job lines into pout); 0 if all
+ * four exit 0, else -1 with their errors in err. */
+static int ck_train(char *const extra[], const char *out, const char *pout, char *err, size_t errlen)
+{
+    char peers[128];
+    int port[3], k, ok;
+    bg_proc party[3], owner;
+    cmd_result r[3], ro;
+    char *ids[3] = { "0", "1", "2" };
+    char *oargv[32] = { "./securenn", "train", "--peers", peers, "--key-seed", "11", "--timeout", "30" };
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+    double until;
+    size_t n = 8;
+    if (free_ports(port, 3) != 0) { snprintf(err, errlen, "no free ports"); return -1; }
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+    for (k = 0; k < 3; k++) {
+        char *pargv[] = { "./securenn", "party", ids[k], "--key-seed", "11", "--timeout", "30", "--owner-wait", "30",
+                          "--peers", peers, NULL };
+        if ((k == 0 ? spawn_out(&party[k], pargv, pout) : spawn_bg(&party[k], pargv)) != 0)
+            snprintf(err, errlen, "spawn party %d", k);
+    }
+    nanosleep(&ts, NULL);
+    for (k = 0; extra[k] && n < 31; k++) oargv[n++] = extra[k];
+    oargv[n] = NULL;
+    if (spawn_out(&owner, oargv, out) != 0) snprintf(err, errlen, "spawn owner");
+    until = mono_s() + 120;
+    wait_bg(&owner, &ro, until);
+    for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+    ok = ro.status == 0 && r[0].status == 0 && r[1].status == 0 && r[2].status == 0;
+    if (!ok) snprintf(err, errlen, "owner: \"%.400s\", P0: \"%.400s\"", ro.err, r[0].err);
+    return ok ? 0 : -1;
+}
+
+/*
+ * --checkpoint and --resume from the command line, on 64 training digits
+ * (an epoch is 4 batches of 16): the twin (demo --plain) resumed from its
+ * checkpoint saves the uninterrupted run's model byte for byte; a secure
+ * run (train on three parties) saves its checkpoint and a new run resumes
+ * from it, the servers told where it starts and the owner's progress
+ * picking up after it; and each way of getting it wrong, one line.
+ */
+static void test_cli_checkpoint(void)
+{
+    char tmpl[] = "/tmp/snn_ckpt_XXXXXX", data[96], full[96], ck[104], res[96], sec[96], sck[104], sres[96],
+         out[96], pout[96], err[1000] = "", bad[104];
+    char *text, *ptext;
+    int rc;
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(data, sizeof data, "%s/data", tmpl);
+    snprintf(full, sizeof full, "%s/full.snnm", tmpl);
+    snprintf(ck, sizeof ck, "%s.ckpt", full);
+    snprintf(res, sizeof res, "%s/res.snnm", tmpl);
+    snprintf(sec, sizeof sec, "%s/sec.snnm", tmpl);
+    snprintf(sck, sizeof sck, "%s.ckpt", sec);
+    snprintf(sres, sizeof sres, "%s/sres.snnm", tmpl);
+    snprintf(out, sizeof out, "%s/out.txt", tmpl);
+    snprintf(pout, sizeof pout, "%s/p0.txt", tmpl);
+    snprintf(bad, sizeof bad, "%s/bad.ckpt", tmpl);
+    if (mkdir(data, 0700) != 0 || ck_write_subset(data, 64, 50) != 0) { CHECK(0, "a small --data in %s", data); return; }
+    {
+        char *argv[] = { "./securenn", "demo", "--plain", "--data", data, "--iters", "30", "--batch", "16",
+                         "--checkpoint", "10", "--seed", "7", "--model", full, NULL };
+        cmd_result r;
+        bg_proc b;
+        if (spawn_out(&b, argv, out) == 0) wait_bg(&b, &r, mono_s() + 60); else r.status = -1;
+        text = slurp(out);
+        CHECK(r.status == 0 && text && strstr(text, "checkpoint: iteration 10 of 30 saved")
+              && strstr(text, "checkpoint: iteration 20 of 30 saved") && !strstr(text, "iteration 30 of 30 saved")
+              && access(ck, R_OK) == 0, "demo --plain --checkpoint 10: checkpoints after 10 and 20 of 30 "
+              "iterations in MODEL.ckpt, the model at the end (exit %d)", r.status);
+        free(text);
+    }
+    {
+        char *argv[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", ck, "--model", res, NULL };
+        cmd_result r;
+        bg_proc b;
+        if (spawn_out(&b, argv, out) == 0) wait_bg(&b, &r, mono_s() + 60); else r.status = -1;
+        text = slurp(out);
+        CHECK(r.status == 0 && text && strstr(text, "(saved by the twin): iteration 20 of 30 done")
+              && same_file(full, res) == 1, "demo --plain --resume: from iteration 20, over two reshuffles, the "
+              "same model as the uninterrupted run, byte for byte (exit %d)", r.status);
+        free(text);
+    }
+    {   /* getting it wrong */
+        FILE *f;
+        long len;
+        unsigned char *b = NULL;
+        char *a1[] = { "./securenn", "demo", "--plain", "--data", data, "--iters", "8", "--checkpoint", "4", NULL };
+        char *a2[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", full, NULL };
+        char *a3[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", ck, "--batch", "32", NULL };
+        char *a4[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", ck, "--net", "B", NULL };
+        char *a5[] = { "./securenn", "demo", "--plain", "--resume", ck, "--test-n", "10", NULL };
+        char *a6[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", ck, "--iters", "20", NULL };
+        char *a7[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", bad, NULL };
+        char *a8[] = { "./securenn", "train", "--data", data, "--batch", "16", "--checkpoint", "4", "--no-save", NULL };
+        expect_cli_error(a1, "give --model FILE", 10, "--checkpoint without --model");
+        expect_cli_error(a2, "a model file; --model takes it", 10, "--resume with a model file");
+        expect_cli_error(a3, "--batch does not apply", 10, "--resume with --batch");
+        expect_cli_error(a4, "a checkpoint of network A, not B", 10, "--resume with another --net");
+        expect_cli_error(a5, "another set", 10, "--resume on another training set");
+        expect_cli_error(a6, "20 iterations are done already", 10, "--resume with --iters not beyond the checkpoint");
+        expect_cli_error(a8, "give --model FILE", 10, "train --checkpoint --no-save");
+        if ((f = fopen(ck, "rb")) != NULL && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 200) {
+            b = xmalloc((size_t)len);
+            rewind(f);
+            if (fread(b, 1, (size_t)len, f) == (size_t)len) {
+                FILE *g;
+                b[100] ^= 1;                                  /* a weight's bit */
+                if ((g = fopen(bad, "wb")) != NULL) { fwrite(b, 1, (size_t)len, g); fclose(g); }
+                expect_cli_error(a7, "checksum mismatch", 10, "--resume with a flipped bit");
+                if ((g = fopen(bad, "wb")) != NULL) { fwrite(b, 1, (size_t)len - 9, g); fclose(g); }
+                expect_cli_error(a7, "truncated checkpoint", 10, "--resume with a truncated checkpoint");
+            }
+        } else {
+            CHECK(0, "the checkpoint %s to corrupt", ck);
+        }
+        if (f) fclose(f);
+        free(b);
+    }
+    {   /* securely: a run with a checkpoint, then a new run from it */
+        char *e1[] = { "--data", data, "--iters", "8", "--batch", "16", "--checkpoint", "4", "--seed", "5",
+                       "--model", sec, NULL };
+        char *e2[] = { "--data", data, "--resume", sck, "--every", "1", "--model", sres, NULL };
+        snn_model m;
+        char why[256];
+        rc = ck_train(e1, out, pout, err, sizeof err);
+        text = slurp(out);
+        CHECK(rc == 0 && text && strstr(text, "checkpoint: iteration 4 of 8 saved") && access(sck, R_OK) == 0,
+              "train --checkpoint 4 on three parties: the checkpoint after 4 of 8 iterations %s", err);
+        free(text);
+        rc = ck_train(e2, out, pout, err, sizeof err);
+        text = slurp(out);
+        ptext = slurp(pout);
+        CHECK(rc == 0 && text && ptext && strstr(text, "(saved by a secure run): iteration 4 of 8 done")
+              && strstr(ptext, "resumed at iteration 5") && strstr(text, "iter      5/8") && strstr(text, "iter      8/8")
+              && !strstr(text, "iter      4/8") && snn_model_load(&m, sres, SNN_NET_A, why, sizeof why) == 0,
+              "train --resume on three new parties: the servers are told it starts at iteration 5, the owner's "
+              "progress runs 5..8, the model is saved %s", err);
+        snn_model_free(&m);
+        free(text);
+        free(ptext);
+    }
+    remove(full); remove(ck); remove(res); remove(sec); remove(sck); remove(sres); remove(out); remove(pout);
+    remove(bad);
+    {
+        static const char *const f[4] = { "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" };
+        char path[160];
+        int k;
+        for (k = 0; k < 4; k++) { snprintf(path, sizeof path, "%s/%s", data, f[k]); remove(path); }
+    }
+    rmdir(data);
+    rmdir(tmpl);
+}
+
 static void test_cli_predictions(void)
 {
     char tmpl[] = "/tmp/snn_pred_XXXXXX", model[256], pred[256], out[4][256], peers[128], why[256], acc[64];
@@ -8024,6 +8528,8 @@ static const test_entry tests[] = {
     { "nn_learn",        test_nn_learn },
     { "nn_job",          test_nn_job },
     { "nn_flow",         test_nn_flow },
+    { "nn_checkpoint",   test_nn_checkpoint },
+    { "nn_resume",       test_nn_resume },
     { "nn_range",        test_nn_range },
     { "nn_budget",       test_nn_budget },
     { "cli",             test_cli },
@@ -8035,6 +8541,7 @@ static const test_entry tests[] = {
     { "cli_keys",        test_cli_keys },
     { "cli_talk",        test_cli_talk },
     { "cli_predictions", test_cli_predictions },
+    { "cli_checkpoint",  test_cli_checkpoint },
     { "cli_help",        test_cli_help },
     { "nn_import",       test_nn_import },
     { "nn_model_file",   test_nn_model_file },
