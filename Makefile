@@ -12,8 +12,8 @@
 #                        into nn.c or mnist.c
 #   make mnist    unpack data/*.gz (the official MNIST) and check data/CKSUMS;
 #                 test, check, valgrind and demo do this first
-#   make fuzz     libFuzzer on the IDX reader, the model reader and the frame
-#                 parser, FUZZ_SECONDS each (clang; binaries and corpora in
+#   make fuzz     libFuzzer on the IDX reader, the model and checkpoint readers
+#                 and the frame parser, FUZZ_SECONDS each (clang; binaries and corpora in
 #                 FUZZ_DIR, outside the tree)
 #   make check-32 the library compiled as for a 32-bit size_t (needs -m32)
 

@@ -49,8 +49,8 @@
 /* ==== libFuzzer harnesses (make fuzz; not part of the test runner) ========
  *
  * Built by `make fuzz` with clang -fsanitize=fuzzer,address,undefined and
- * -DSNN_FUZZ=1 (the IDX reader), 2 (the model reader) or 3 (the frame
- * parser, snn_recv).  Each harness checks the reader's contract on every
+ * -DSNN_FUZZ=1 (the IDX reader), 2 (the model and checkpoint readers) or 3
+ * (the frame parser, snn_recv).  Each harness checks the reader's contract on every
  * input: either success with every promised invariant, or -1 with a
  * one-line message and nothing held; any other outcome aborts, and
  * ASan/UBSan abort on a read out of bounds or undefined behaviour.  Given
@@ -108,20 +108,26 @@ static size_t fuzz_seed(int k, uint8_t *seed, size_t cap)
     for (i = 0; i < imgs; i++) seed[n + 8 + i] = (uint8_t)(i + 3);
     n += 8 + imgs;
 #elif SNN_FUZZ == FUZZ_MODEL
-    /* [want network + 1][flags: bit 0 fixes the checksum][model file]: a
-     * good model of D */
+    /* [want network + 1][flags: bit 0 fixes the checksum, bit 1 reads a
+     * checkpoint][model or checkpoint file]: a good model of D, then a
+     * good checkpoint of B */
     char path[96], err[256];
     snn_net net;
     uint64_t *param;
     FILE *f;
-    if (k > 0) return 0;
-    snn_net_init(&net, SNN_NET_D);
+    snn_ckpt_file c;
+    if (k > 1) return 0;
+    snn_net_init(&net, k == 0 ? SNN_NET_D : SNN_NET_B);
     param = calloc(net.nparam, 8);
     snprintf(path, sizeof path, "%s/seed.snnm", fuzz_dir);
     for (i = 0; param && i < net.nparam; i++) param[i] = (uint64_t)i * 0x9e3779b97f4a7c15u >> 40;
-    if (!param || snn_model_save(path, SNN_NET_D, param, net.nparam, err, sizeof err) != 0
+    memset(&c, 0, sizeof c);
+    c.net = SNN_NET_B; c.secure = 1; c.batch = 128; c.iters = 468; c.done = 50; c.lr_shift = 4;
+    c.seed = 1; c.data_n = 60000; c.data_hash = 7; c.n = net.nparam;
+    if (!param || (k == 0 ? snn_model_save(path, SNN_NET_D, param, net.nparam, err, sizeof err)
+                          : snn_ckpt_save(path, &c, param, err, sizeof err)) != 0
         || !(f = fopen(path, "rb"))) { fprintf(stderr, "fuzz: seed model\n"); exit(2); }
-    seed[0] = 0; seed[1] = 0;
+    seed[0] = 0; seed[1] = (uint8_t)(k == 0 ? 0 : 2);
     n = 2 + fread(seed + 2, 1, cap - 2, f);
     fclose(f);
     remove(path);
@@ -258,6 +264,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(b);
     } else {
         fuzz_write(path, data + 2, size - 2);
+    }
+    if (data[1] & 2) {
+        /* the checkpoint reader: a whole checkpoint of a network that
+         * trains, every field in range, or a one-line error and nothing */
+        snn_ckpt_file c;
+        if (snn_ckpt_load(&c, path, err, sizeof err) == 0) {
+            if (c.net < 0 || c.net > SNN_NET_C || !c.param || c.done < 1 || c.done >= c.iters || c.batch < 1
+                || (c.batch & (c.batch - 1)) != 0 || c.data_n < c.batch)
+                fuzz_fail("a loaded checkpoint breaks its contract", err);
+            snn_net_init(&net, c.net);
+            if (c.n != net.nparam || size - 2 != 88 + 8 * c.n) fuzz_fail("a loaded checkpoint of the wrong size", "");
+            c.param[c.n - 1] ^= 1;                      /* every parameter is there */
+        } else {
+            fuzz_one_line(err);
+            if (c.param) fuzz_fail("a failed load holds parameters", err);
+        }
+        snn_ckpt_free(&c);
+        return 0;
     }
     if (snn_model_load(&m, path, want, err, sizeof err) == 0) {
         if (m.net < 0 || m.net >= SNN_NET_COUNT || (want >= 0 && m.net != want) || !m.param)
