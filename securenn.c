@@ -276,8 +276,17 @@ void snn_prg_bit_n(snn_prg *g, uint8_t *out, size_t n)
 
 void snn_prg_u64_n(snn_prg *g, uint64_t *out, size_t n)
 {
-    size_t i;
-    for (i = 0; i < n; i++) out[i] = snn_prg_u64(g);
+    size_t i = 0;
+    while (i < n) {
+        /* whole values straight from the keystream blocks; a value that
+         * straddles a refill (after an odd-sized draw) by snn_prg_u64 */
+        size_t k = (SNN_PRG_BUF - g->used) / 8, t;
+        if (k == 0) { out[i++] = snn_prg_u64(g); continue; }
+        if (k > n - i) k = n - i;
+        for (t = 0; t < k; t++) out[i + t] = snn_load64_le(g->block + g->used + 8 * t);
+        g->used += (unsigned)(8 * k);
+        i += k;
+    }
 }
 
 void snn_prg_lm1_n(snn_prg *g, uint64_t *out, size_t n)
@@ -429,12 +438,16 @@ cleanup:
  */
 void snn_refresh(snn_party *p, uint64_t *x, size_t n)
 {
-    size_t i;
-    if (p->id > 1 || !snn_k01(p)) return;     /* no K01: the sticky error is set */
-    for (i = 0; i < n; i++) {
-        uint64_t u = snn_prg_u64(snn_k01(p));
-        x[i] += p->id == 0 ? u : (uint64_t)0 - u;
+    snn_prg *g;
+    uint64_t u[64];
+    size_t i, k, m;
+    if (p->id > 1 || !(g = snn_k01(p))) return;   /* P2; or no K01: the sticky error is set */
+    for (i = 0; i < n; i += m) {              /* u drawn 64 at a time, in order */
+        m = n - i < 64 ? n - i : 64;
+        snn_prg_u64_n(g, u, m);
+        for (k = 0; k < m; k++) x[i + k] += p->id == 0 ? u[k] : (uint64_t)0 - u[k];
     }
+    snn_wipe(u, sizeof u);
 }
 
 /* ==== 3b. Pairwise and private keys (SPEC 1.4 [USE]) ====================== */
