@@ -4190,6 +4190,7 @@ static int demo_secure(demo_run *d, const opts *o, const snn_job *job, snn_prg *
     ckpt_ctx cc;
 
     printf("P0, P1, P2 listening on %s, %s, %s; training securely:\n", o->peers[0], o->peers[1], o->peers[2]);
+    fflush(stdout);
     memset(&io, 0, sizeof io);
     cc.pl = &d->pl;
     cc.train = &d->train;

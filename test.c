@@ -22,6 +22,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -6883,6 +6884,145 @@ static int write_test_model(const char *path, int net, uint64_t **param_out)
  * says so and how to start it; an owner without servers suggests starting
  * them; a port in use in the demo is named, with --port.
  */
+/* ---- what a demo server keeps of the owner's secrets: nothing ---------- */
+
+/* Whether process pid's writable memory holds the n bytes of pat: 1 yes,
+ * 0 no, -1 unreadable (no /proc/PID/mem, or not allowed). */
+static int mem_holds(pid_t pid, const uint8_t *pat, size_t n)
+{
+    char path[64], line[512];
+    FILE *maps;
+    int fd, found = 0, readable = 0;
+    static uint8_t buf[(1 << 20) + 1024];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    if (!(maps = fopen(path, "r"))) return -1;
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+    if ((fd = open(path, O_RDONLY)) < 0) { fclose(maps); return -1; }
+    while (!found && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi, at;
+        char perms[8];
+        size_t keep = 0;
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' || perms[1] != 'w') continue;
+        for (at = lo; at < hi && !found; ) {
+            size_t want = hi - at < (1ul << 20) ? (size_t)(hi - at) : (size_t)1 << 20, i;
+            ssize_t got = pread(fd, buf + keep, want, (off_t)at);
+            if (got <= 0) break;
+            readable = 1;
+            for (i = 0; i + n <= keep + (size_t)got; i++)
+                if (buf[i] == pat[0] && memcmp(buf + i, pat, n) == 0) { found = 1; break; }
+            /* the last n - 1 bytes go before the next read: a match across reads */
+            if (keep + (size_t)got >= n - 1) {
+                memmove(buf, buf + keep + (size_t)got - (n - 1), n - 1);
+                keep = n - 1;
+            }
+            at += (unsigned long)got;
+        }
+    }
+    fclose(maps);
+    close(fd);
+    return found ? 1 : readable ? 0 : -1;
+}
+
+/* The children of process ppid (up to max), from /proc/PID/stat. */
+static size_t children_of(pid_t ppid, pid_t *kid, size_t max)
+{
+    char path[300], line[512];
+    size_t n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    if (!d) return 0;
+    while (n < max && (e = readdir(d)) != NULL) {
+        FILE *f;
+        char *close_paren;
+        int pp;
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        if (!(f = fopen(path, "r"))) continue;
+        if (fgets(line, sizeof line, f) && (close_paren = strrchr(line, ')')) != NULL
+            && sscanf(close_paren + 1, " %*c %d", &pp) == 1 && pp == ppid)
+            kid[n++] = (pid_t)atoi(e->d_name);
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * The demo forks its servers from the owner's process, so each child
+ * starts with a copy of everything the owner holds; each must erase it
+ * before it serves.  While the demo trains, the test reads the memory of
+ * the owner and of each server (/proc/PID/mem) for two of the owner's
+ * secrets: the key of its batch-order stream (from --seed, as the owner
+ * derives it) and the first training image.  Both must be found in the
+ * owner (so the search works) and in no server.
+ */
+static void test_cli_forget(void)
+{
+    char out[] = "/tmp/snn_forget_XXXXXX", port[16], why[256];
+    uint8_t key[32], pat[32], img[784];
+    snn_prg g;
+    snn_mnist train;
+    bg_proc demo;
+    cmd_result r;
+    pid_t kid[8];
+    size_t nkid = 0, k, held_key = 0, held_img = 0;
+    int fd, p[3], own_key, own_img, unreadable = 0;
+    double until;
+    char *text = NULL;
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (access("/proc/self/mem", R_OK) != 0) {
+        CHECK(1, "demo servers forget the owner's secrets: not run (no /proc/PID/mem on this system)");
+        return;
+    }
+    memset(&train, 0, sizeof train);
+    if (snn_mnist_load(&train, "data", "train", why, sizeof why) != 0) { CHECK(0, "MNIST: %s", why); return; }
+    memcpy(img, train.images, sizeof img);
+    snn_mnist_free(&train);
+    snn_seed_key(key, 5, "SNN-owner-model");               /* the owner's, nn.c owner_prg */
+    snn_prg_init(&g, key, 2);                               /* stream 2: the batch order */
+    memcpy(pat, g.key, sizeof pat);                         /* as it sits in memory */
+    if (free_ports(p, 3) != 0 || (fd = mkstemp(out)) < 0) { CHECK(0, "ports and a file"); return; }
+    close(fd);
+    snprintf(port, sizeof port, "%d", p[0]);
+    {
+        char *argv[] = { "./securenn", "demo", "--net", "A", "--iters", "400", "--batch", "16", "--test-n", "16",
+                         "--seed", "5", "--port", port, "--no-twin", "--timeout", "30", NULL };
+        if (spawn_out(&demo, argv, out) != 0) { CHECK(0, "spawn demo"); remove(out); return; }
+    }
+    /* the servers are forked and have forgotten once the owner says they listen */
+    for (until = mono_s() + 30; mono_s() < until; ) {
+        struct timespec ts = { 0, 50 * 1000 * 1000 };
+        free(text);
+        text = slurp(out);
+        if (text && strstr(text, "training securely")) break;
+        nanosleep(&ts, NULL);
+    }
+    if (text && strstr(text, "training securely")) nkid = children_of(demo.pid, kid, 8);
+    own_key = mem_holds(demo.pid, pat, sizeof pat);
+    own_img = mem_holds(demo.pid, img, sizeof img);
+    for (k = 0; k < nkid; k++) {
+        int a = mem_holds(kid[k], pat, sizeof pat), b = mem_holds(kid[k], img, sizeof img);
+        if (a < 0 || b < 0) unreadable++;
+        held_key += a == 1;
+        held_img += b == 1;
+    }
+    kill(demo.pid, SIGTERM);
+    wait_bg(&demo, &r, mono_s() + 30);
+    for (k = 0; k < nkid; k++) kill(kid[k], SIGKILL);
+    if (own_key < 0 || unreadable) {
+        CHECK(1, "demo servers forget the owner's secrets: not run (this system does not let a process read "
+              "its descendants' memory)");
+    } else {
+        CHECK(nkid == 3 && own_key == 1 && own_img == 1, "forget: the owner holds its batch-order key and the "
+              "first training image, and the search finds them (%zu servers found)", nkid);
+        CHECK(nkid == 3 && held_key == 0 && held_img == 0, "forget: no demo server holds the owner's batch-order "
+              "key (%zu do) or its first training image (%zu do)", held_key, held_img);
+    }
+    free(text);
+    remove(out);
+}
+
 static void test_cli_talk(void)
 {
     char tmpl[] = "/tmp/snn_talk_XXXXXX", model[256], peers[128], out[4][256], port_s[16];
@@ -8563,6 +8703,7 @@ static const test_entry tests[] = {
     { "cli_explain",     test_cli_explain },
     { "cli_seeds",       test_cli_seeds },
     { "cli_keys",        test_cli_keys },
+    { "cli_forget",      test_cli_forget },
     { "cli_talk",        test_cli_talk },
     { "cli_predictions", test_cli_predictions },
     { "cli_checkpoint",  test_cli_checkpoint },
