@@ -5233,7 +5233,11 @@ static int ex_deal(ex_run *run, const ex_proto *x, int nv, char **v, snn_prg *g)
         if (m == EX_MAXN * 3) { PERR("explain: at most %d values", EX_MAXN * 3); return -1; }
         errno = 0;
         val[m++] = strtoll(v[k], &end, 10);
-        if (errno || *end || end == v[k]) { PERR("explain: '%s' is not a whole number", v[k]); return -1; }
+        if (errno || *end || end == v[k]) {
+            PERR("explain %s: '%s' is not a whole number (a signed 64-bit integer); the values are %s", x->name,
+                 v[k], x->args);
+            return -1;
+        }
     }
     per = x->per ? (size_t)x->per : m;
     if (x->proto == SNN_PROTO_MATMUL) per = 2;
@@ -5468,8 +5472,10 @@ static int cmd_explain(const opts *o, int nv, char **v)
     for (k = 0; k < EX_NPROTO; k++)
         if (nv > 0 && strcmp(v[0], ex_protos[k].name) == 0) x = &ex_protos[k];
     if (!x) {
-        PERR("explain: name a protocol: MatMul, SelectShare, PrivateCompare, ShareConvert, ComputeMSB, "
-             "DReLU, ReLU, Division, Maxpool or DMaxpool");
+        if (nv > 0) PERR("explain: unknown protocol '%s'; name one of MatMul, SelectShare, PrivateCompare, "
+                         "ShareConvert, ComputeMSB, DReLU, ReLU, Division, Maxpool or DMaxpool", v[0]);
+        else PERR("explain: name a protocol: MatMul, SelectShare, PrivateCompare, ShareConvert, ComputeMSB, "
+                  "DReLU, ReLU, Division, Maxpool or DMaxpool");
         return 2;
     }
     /* the dealer's randomness: the OS, or --key-seed */

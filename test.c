@@ -7890,7 +7890,12 @@ static void test_cli_explain(void)
     }
     {
         char *argv[] = { "./securenn", "explain", "Softmax", NULL };
-        expect_cli_error(argv, "name a protocol", 10, "explain: an unknown protocol");
+        expect_cli_error(argv, "unknown protocol 'Softmax'; name one of MatMul", 10, "explain: an unknown protocol");
+    }
+    {
+        char *argv[] = { "./securenn", "explain", "DReLU", "abc", NULL };
+        expect_cli_error(argv, "'abc' is not a whole number (a signed 64-bit integer); the values are a ...", 10,
+                         "explain: a value that is not a number");
     }
     {
         char *argv[] = { "./securenn", "explain", "DReLU", "4611686018427387904", NULL };
