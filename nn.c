@@ -3415,6 +3415,22 @@ static int key_seed_check(const opts *o)
     return 0;
 }
 
+/* Without --keys or --insecure a party talks only to loopback peers (the
+ * channel would be in the clear): a peer of the list that is not, other
+ * than the party itself (id; SNN_CLIENT for the owner), is refused before
+ * anything listens or connects.  0, or -1 with p->err set. */
+static int policy_precheck(snn_party *p, const opts *o)
+{
+    size_t k;
+    if (o->given & (OPT_KEYS | OPT_INSECURE)) return 0;
+    for (k = 0; k < SNN_NPARTY; k++)
+        if ((int)k != p->id && !peer_is_loopback(o->peers[k]))
+            return snn_fail(p, SNN_ERR_ARG, "refusing %s at %s: not a loopback address, and without keys the "
+                            "channel would be in the clear (give every party --keys DIR, or --insecure)",
+                            snn_endpoint_name((int)k), o->peers[k]);
+    return 0;
+}
+
 /*
  * channel_setup -- --keys: load this party's channel keys (before any
  * connection, so a bad key file stops it at once); --insecure: allow peers
@@ -3479,7 +3495,8 @@ static int run_party(int id, const opts *o, int ready_fd)
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(&p, id, (int)o->timeout * 1000);
     snn_set_wan(&p, (unsigned)o->latency, (unsigned)o->bandwidth);
-    if (transcript_start(&tr, &p, o, 0) != 0 || channel_setup(&p, o) != 0 || snn_listen(&p, peers[id]) != 0)
+    if (transcript_start(&tr, &p, o, 0) != 0 || channel_setup(&p, o) != 0 || policy_precheck(&p, o) != 0
+        || snn_listen(&p, peers[id]) != 0)
         goto cleanup;
     if (talk) {
         int a = id == 0 ? 1 : 0, b = id == 2 ? 1 : 2;
@@ -3844,7 +3861,7 @@ static int owner_connect(snn_party *own, snn_transcript *tr, const opts *o)
     for (k = 0; k < SNN_NPARTY; k++) peers[k] = o->peers[k];
     snn_party_init(own, SNN_CLIENT, (int)o->timeout * 1000);
     snn_set_wan(own, (unsigned)o->latency, (unsigned)o->bandwidth);
-    if (transcript_start(tr, own, o, 0) != 0 || channel_setup(own, o) != 0) {
+    if (transcript_start(tr, own, o, 0) != 0 || channel_setup(own, o) != 0 || policy_precheck(own, o) != 0) {
         PERR("%s", own->errmsg);
         return -1;
     }

@@ -6814,8 +6814,14 @@ static void test_cli_keys(void)
     }
     {
         char *argv[] = { "./securenn", "party", "1", "--timeout", "2", "--peers", "192.0.2.1:7000,127.0.0.1:7001,127.0.0.1:7002", NULL };
-        expect_cli_error(argv, "refusing to connect to P0 at 192.0.2.1:7000: not a loopback address", 10,
+        expect_cli_error(argv, "P1: refusing P0 at 192.0.2.1:7000: not a loopback address", 10,
                          "a peer off loopback without keys or --insecure");
+    }
+    {
+        /* P0 accepts P1 rather than connecting to it: refused all the same, before it listens */
+        char *argv[] = { "./securenn", "party", "0", "--timeout", "2", "--peers", "127.0.0.1:7000,192.0.2.1:7001,127.0.0.1:7002", NULL };
+        expect_cli_error(argv, "P0: refusing P1 at 192.0.2.1:7001: not a loopback address", 10,
+                         "a peer off loopback that would connect to this party, without keys or --insecure");
     }
     if (free_ports(port, 3) == 0) {
         /* --insecure says so once on stderr; P0 is not running, so the
