@@ -831,32 +831,37 @@ static void poly1305_init(poly1305 *st, const uint8_t key[32])
     st->used = 0;
 }
 
-/* h = (h + block + hibit 2^128) * r mod P, for one 16-byte block. */
-static void poly1305_block(poly1305 *st, const uint8_t m[16], uint32_t hibit)
+/* h = (h + block + hibit 2^128) * r mod P, for each of the nb 16-byte
+ * blocks at m in turn (h kept in registers from one block to the next). */
+static void poly1305_blocks(poly1305 *st, const uint8_t *m, size_t nb, uint32_t hibit)
 {
     const uint64_t r0 = st->r[0], r1 = st->r[1], r2 = st->r[2], r3 = st->r[3], r4 = st->r[4];
     const uint64_t s1 = r1 * 5, s2 = r2 * 5, s3 = r3 * 5, s4 = r4 * 5;   /* r_i 2^130 = 5 r_i */
-    const uint32_t w0 = snn_load32_le(m), w1 = snn_load32_le(m + 4), w2 = snn_load32_le(m + 8), w3 = snn_load32_le(m + 12);
-    uint64_t h0 = st->h[0] + (w0 & LIMB);
-    uint64_t h1 = st->h[1] + ((w0 >> 26 | w1 << 6) & LIMB);
-    uint64_t h2 = st->h[2] + ((w1 >> 20 | w2 << 12) & LIMB);
-    uint64_t h3 = st->h[3] + ((w2 >> 14 | w3 << 18) & LIMB);
-    uint64_t h4 = st->h[4] + (w3 >> 8 | hibit << 24);
+    uint64_t h0 = st->h[0], h1 = st->h[1], h2 = st->h[2], h3 = st->h[3], h4 = st->h[4];
     uint64_t d0, d1, d2, d3, d4, c;
 
-    /* the schoolbook product, limbs at 2^130 and above folded by 5 */
-    d0 = h0 * r0 + h1 * s4 + h2 * s3 + h3 * s2 + h4 * s1;
-    d1 = h0 * r1 + h1 * r0 + h2 * s4 + h3 * s3 + h4 * s2;
-    d2 = h0 * r2 + h1 * r1 + h2 * r0 + h3 * s4 + h4 * s3;
-    d3 = h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s4;
-    d4 = h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0;
-    /* carries back to 26-bit limbs (h stays below 2^131: partly reduced) */
-    c = d0 >> 26; h0 = d0 & LIMB; d1 += c;
-    c = d1 >> 26; h1 = d1 & LIMB; d2 += c;
-    c = d2 >> 26; h2 = d2 & LIMB; d3 += c;
-    c = d3 >> 26; h3 = d3 & LIMB; d4 += c;
-    c = d4 >> 26; h4 = d4 & LIMB; h0 += c * 5;
-    c = h0 >> 26; h0 &= LIMB; h1 += c;
+    for (; nb > 0; nb--, m += 16) {
+        const uint32_t w0 = snn_load32_le(m), w1 = snn_load32_le(m + 4);
+        const uint32_t w2 = snn_load32_le(m + 8), w3 = snn_load32_le(m + 12);
+        h0 += w0 & LIMB;
+        h1 += (w0 >> 26 | w1 << 6) & LIMB;
+        h2 += (w1 >> 20 | w2 << 12) & LIMB;
+        h3 += (w2 >> 14 | w3 << 18) & LIMB;
+        h4 += w3 >> 8 | hibit << 24;
+        /* the schoolbook product, limbs at 2^130 and above folded by 5 */
+        d0 = h0 * r0 + h1 * s4 + h2 * s3 + h3 * s2 + h4 * s1;
+        d1 = h0 * r1 + h1 * r0 + h2 * s4 + h3 * s3 + h4 * s2;
+        d2 = h0 * r2 + h1 * r1 + h2 * r0 + h3 * s4 + h4 * s3;
+        d3 = h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s4;
+        d4 = h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0;
+        /* carries back to 26-bit limbs (h stays below 2^131: partly reduced) */
+        c = d0 >> 26; h0 = d0 & LIMB; d1 += c;
+        c = d1 >> 26; h1 = d1 & LIMB; d2 += c;
+        c = d2 >> 26; h2 = d2 & LIMB; d3 += c;
+        c = d3 >> 26; h3 = d3 & LIMB; d4 += c;
+        c = d4 >> 26; h4 = d4 & LIMB; h0 += c * 5;
+        c = h0 >> 26; h0 &= LIMB; h1 += c;
+    }
     st->h[0] = (uint32_t)h0; st->h[1] = (uint32_t)h1; st->h[2] = (uint32_t)h2;
     st->h[3] = (uint32_t)h3; st->h[4] = (uint32_t)h4;
 }
@@ -866,10 +871,12 @@ static void poly1305_update(poly1305 *st, const uint8_t *m, size_t n)
     if (st->used) {
         while (n > 0 && st->used < 16) { st->buf[st->used++] = *m++; n--; }
         if (st->used < 16) return;
-        poly1305_block(st, st->buf, 1);
+        poly1305_blocks(st, st->buf, 1, 1);
         st->used = 0;
     }
-    for (; n >= 16; m += 16, n -= 16) poly1305_block(st, m, 1);
+    poly1305_blocks(st, m, n / 16, 1);
+    m += n / 16 * 16;
+    n %= 16;
     while (n > 0) { st->buf[st->used++] = *m++; n--; }
 }
 
@@ -889,7 +896,7 @@ static void poly1305_finish(poly1305 *st, uint8_t tag[16])
         size_t i;
         st->buf[st->used] = 1;
         for (i = st->used + 1; i < 16; i++) st->buf[i] = 0;
-        poly1305_block(st, st->buf, 0);
+        poly1305_blocks(st, st->buf, 1, 0);
     }
     h0 = st->h[0]; h1 = st->h[1]; h2 = st->h[2]; h3 = st->h[3]; h4 = st->h[4];
     /* full carry: h < 2^130 + a little */
@@ -953,13 +960,21 @@ static void chacha_keystream(uint8_t out[KS_BYTES], const uint32_t kw[8], uint32
 }
 
 /* c = m XOR keystream for one chunk of at most KS_BYTES (c may be m):
- * copied, then XORed in place, a loop the compiler vectorises. */
+ * copied, then XORed in place eight bytes at a time (memcpy: any
+ * alignment, and no byte order involved), the tail byte by byte. */
 static void xor_chunk(uint8_t *c, const uint8_t *m, const uint8_t *restrict ks, size_t n)
 {
     uint8_t *restrict out = c;
     size_t i;
     if (c != m) memmove(c, m, n);
-    for (i = 0; i < n; i++) out[i] ^= ks[i];
+    for (i = 0; i + 8 <= n; i += 8) {
+        uint64_t a, b;
+        memcpy(&a, out + i, 8);
+        memcpy(&b, ks + i, 8);
+        a ^= b;
+        memcpy(out + i, &a, 8);
+    }
+    for (; i < n; i++) out[i] ^= ks[i];
 }
 
 /* The AEAD's closing block: le64(|aad|) | le64(|ciphertext|). */
