@@ -62,7 +62,8 @@
  *                                      step, the step whose batch it wants
  *   Share  2 Z_L    owner -> P0,P1     parameters; per step images, labels
  *   Reveal 1 Z_L    P0,P1 -> owner     training: ASM outputs of each step
- *                                      (progress) and the trained weights;
+ *                                      (progress), the weights at each
+ *                                      checkpoint and the trained weights;
  *                                      inference: predicted classes;
  *                                      traffic counters (see serve_traffic)
  * The owner holds the data and the model, so everything revealed to it is
@@ -78,6 +79,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "securenn.h"
 
@@ -1385,13 +1389,25 @@ int snn_model_writable(const char *path, char *err, size_t errlen)
 static int read_owner_file(const char *path, const char *what, unsigned char **buf, size_t *len, size_t *cap,
                            char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = NULL;
+    struct stat st;
     int rc = -1;
     *buf = NULL;
     *len = 0;
     *cap = 1 << 16;
-    if (!f) {
+    /* a pipe would block the open itself: look before opening, and again
+     * at what was opened */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file, so not a %s", path, what);
+        return -1;
+    }
+    if (!(f = fopen(path, "rb"))) {
         snprintf(err, errlen, "%s: cannot open %s: %s", path, what, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {     /* a directory, a pipe, a device */
+        snprintf(err, errlen, "%s: not a regular file, so not a %s", path, what);
+        fclose(f);
         return -1;
     }
     for (;;) {
@@ -1415,7 +1431,7 @@ static int read_owner_file(const char *path, const char *what, unsigned char **b
         if (got == 0) break;
     }
     if (ferror(f)) {
-        snprintf(err, errlen, "%s: read error", path);
+        snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
         goto cleanup;
     }
     rc = 0;
@@ -1539,6 +1555,25 @@ uint64_t snn_labels_hash(const snn_mnist *d)
     return fnv1a64(d->labels, d->n);
 }
 
+/* Flushes the directory that holds path to the disk (a rename is an entry
+ * of it), where the system lets a directory be opened and synced. */
+static void sync_dir_of(const char *path)
+{
+    char dir[1024];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    int fd;
+    if (!slash) { dir[0] = '.'; n = 1; }
+    else if (n == 0) { dir[0] = '/'; n = 1; }
+    else if (n >= sizeof dir) return;
+    else memcpy(dir, path, n);
+    dir[n] = '\0';
+    if ((fd = open(dir, O_RDONLY)) >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
 /* snn_ckpt_save -- the format above, to path.tmp, then renamed to path. */
 int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *param, char *err, size_t errlen)
 {
@@ -1546,7 +1581,7 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
     size_t len = CKPT_HDR + 8 * c->n + 8, i, plen = strlen(path);
     char *tmp = NULL;
     FILE *f = NULL;
-    int rc = -1;
+    int rc = -1, created = 0;
 
     if (!(buf = malloc(len)) || !(tmp = malloc(plen + 5))) {
         snprintf(err, errlen, "%s: out of memory", path);
@@ -1576,7 +1611,10 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
         snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         goto cleanup;
     }
-    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0) {
+    created = 1;
+    /* on the disk before the rename, so that the name never points at a
+     * file a power cut could leave half written */
+    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
         snprintf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
         goto cleanup;
     }
@@ -1590,10 +1628,12 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
         snprintf(err, errlen, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
         goto cleanup;
     }
+    created = 0;
+    sync_dir_of(path);                  /* the rename itself, where the system allows */
     rc = 0;
 cleanup:
     if (f) fclose(f);
-    if (rc != 0 && tmp) remove(tmp);
+    if (created) remove(tmp);           /* only the file made here */
     free(tmp);
     if (buf) snn_free_wiped(buf, len);  /* the owner's weights and seed */
     return rc;
@@ -1646,7 +1686,11 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: checksum mismatch, the checkpoint is corrupt", path);
         goto cleanup;
     }
-    c->secure = (int)snn_load32_le(buf + 16);
+    if ((v = snn_load32_le(buf + 16)) > 1) {
+        snprintf(err, errlen, "%s: the secure-run field is %llu, not 0 or 1", path, (unsigned long long)v);
+        goto cleanup;
+    }
+    c->secure = (int)v;
     c->batch = snn_load32_le(buf + 20);
     c->lr_shift = snn_load32_le(buf + 24);
     c->lr_step = snn_load32_le(buf + 28);
@@ -2104,9 +2148,12 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
             pr.seen = pr.correct = 0;
             pr.sqerr = 0;
         }
-        if (ckpt_due(it, iters, ck_every) && ck->save(ck->ctx, it + 1, param, round) != 0) {
-            nn_fail(&c, SNN_ERR_ARG, "train: the checkpoint after step %zu was not saved", it + 1);
-            goto cleanup;
+        if (ckpt_due(it, iters, ck_every)) {
+            char why[200] = "";
+            if (ck->save(ck->ctx, it + 1, param, round, why, sizeof why) != 0) {
+                nn_fail(&c, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s", it + 1, why);
+                goto cleanup;
+            }
         }
     }
     rc = 0;
@@ -2529,9 +2576,13 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
                              msg, range.why);
                     goto cleanup;
                 }
-                if (io->checkpoint(io->checkpoint_ctx, it + 1, io->param, NULL) != 0) {
-                    snn_fail(o, SNN_ERR_ARG, "the checkpoint after step %zu was not saved; stopping", it + 1);
-                    goto cleanup;
+                {
+                    char why[200] = "";
+                    if (io->checkpoint(io->checkpoint_ctx, it + 1, io->param, NULL, why, sizeof why) != 0) {
+                        snn_fail(o, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s; stopping", it + 1,
+                                 why);
+                        goto cleanup;
+                    }
                 }
             }
         }
@@ -2854,7 +2905,8 @@ static const char usage_options[] =
 "  --lr-step N     halve the learning rate every N iterations, a step schedule\n"
 "                  (0: constant) (train: 0; demo: A half the run, B/C 0)\n"
 "  --every N       progress every N iterations (one epoch)\n"
-"  --quiet         no progress: nothing is revealed to the owner while training;\n"
+"  --quiet         no progress: nothing is revealed to the owner while training\n"
+"                  (but the weights at each --checkpoint);\n"
 "                  party: no status lines (listening, connected, job, summary)\n"
 "  --data DIR      MNIST IDX files train-* and t10k-* (data)\n"
 "  --test-n N      classify only the first N test images (all)\n"
@@ -3687,6 +3739,22 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo, snn_ckpt_
     return 0;
 }
 
+/* Whether a file can be created (or rewritten) at path: an existing file
+ * is opened for update and left as it is, an absent one created and
+ * removed.  0, or -1 with the reason in err. */
+static int path_writable(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r+b");
+    if (f) { fclose(f); return 0; }
+    if (errno == ENOENT && (f = fopen(path, "wb")) != NULL) {
+        fclose(f);
+        remove(path);
+        return 0;
+    }
+    snprintf(err, errlen, "%s cannot be written: %s", path, strerror(errno));
+    return -1;
+}
+
 /*
  * plan_checkpoint -- --checkpoint N: every N iterations the weights go to
  * MODEL.ckpt (so it needs --model, and a network this run trains); the
@@ -3694,25 +3762,36 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo, snn_ckpt_
  */
 static int plan_checkpoint(plan *pl, const opts *o)
 {
-    char err[256];
+    char err[1200];
+    size_t first;
     if (!(o->given & OPT_CKPT)) return 0;
     if (!o->model) {
         PERR("%s: --checkpoint N saves beside the model: give --model FILE (checkpoints go to FILE.ckpt)", o->cmd);
         return -1;
     }
     if (pl->net.id == SNN_NET_D) {
-        PERR("%s: network D is not trained by this run (inference only); --checkpoint does not apply", o->cmd);
+        PERR("%s: --checkpoint is for networks A, B and C (D is for inference only, trained in the clear in one "
+             "go)", o->cmd);
         return -1;
     }
-    if (strlen(o->model) + 6 > sizeof pl->ckpt_path) {
+    if (strlen(o->model) + 10 > sizeof pl->ckpt_path) {
         PERR("%s: --model path too long for its checkpoint", o->cmd);
         return -1;
     }
-    snprintf(pl->ckpt_path, sizeof pl->ckpt_path, "%s.ckpt", o->model);
-    if (snn_model_writable(pl->ckpt_path, err, sizeof err) != 0) {
-        PERR("%s", err);
+    first = pl->resume.param ? pl->resume.done : 0;
+    if ((first / o->ckpt_every + 1) * o->ckpt_every >= pl->iters) {
+        PERR("%s: --checkpoint %llu: no checkpoint falls within iterations %zu..%zu of this run (they come "
+             "after every multiple of N below the last)", o->cmd, (unsigned long long)o->ckpt_every, first + 1,
+             pl->iters);
         return -1;
     }
+    /* each checkpoint is written to FILE.ckpt.tmp, then renamed to FILE.ckpt */
+    snprintf(pl->ckpt_path, sizeof pl->ckpt_path, "%s.ckpt.tmp", o->model);
+    if (path_writable(pl->ckpt_path, err, sizeof err) != 0) {
+        PERR("--checkpoint: %s (checkpoints are written there, then renamed; nothing was run)", err);
+        return -1;
+    }
+    snprintf(pl->ckpt_path, sizeof pl->ckpt_path, "%s.ckpt", o->model);
     pl->ckpt_every = (size_t)o->ckpt_every;
     return 0;
 }
@@ -3750,11 +3829,11 @@ typedef struct {
 } ckpt_ctx;
 
 /* snn_ckpt_fn for the commands: the checkpoint to pl->ckpt_path. */
-static int save_checkpoint(void *ctx, size_t done, const uint64_t *param, const snn_prg *round)
+static int save_checkpoint(void *ctx, size_t done, const uint64_t *param, const snn_prg *round, char *err,
+                           size_t errlen)
 {
     const ckpt_ctx *c = ctx;
     snn_ckpt_file f;
-    char err[256];
     int rc;
     memset(&f, 0, sizeof f);
     f.net = c->pl->net.id;
@@ -3769,12 +3848,9 @@ static int save_checkpoint(void *ctx, size_t done, const uint64_t *param, const 
     f.data_n = c->train->n;
     f.data_hash = snn_labels_hash(c->train);
     f.n = c->pl->net.nparam;
-    rc = snn_ckpt_save(c->pl->ckpt_path, &f, param, err, sizeof err);
+    rc = snn_ckpt_save(c->pl->ckpt_path, &f, param, err, errlen);
     snn_wipe(&f.seed, sizeof f.seed);
-    if (rc != 0) {
-        PERR("%s", err);
-        return -1;
-    }
+    if (rc != 0) return -1;             /* the caller's one line says why */
     printf("  checkpoint: iteration %zu of %zu saved to %s\n", done, c->pl->iters, c->pl->ckpt_path);
     fflush(stdout);
     return 0;

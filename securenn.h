@@ -868,10 +868,12 @@ void snn_model_free(snn_model *m);
  * of it is the owner's (the seed fixes its initial weights and batch
  * order): keep it as private as a model. */
 typedef struct {
-    int       net;
+    int       net;            /* SNN_NET_A..C                              */
     int       secure;         /* 1: saved by a secure run; 0: by the twin  */
-    size_t    batch, iters, done, lr_step;
-    unsigned  lr_shift;
+    size_t    batch;          /* images per step, a power of two <= 256    */
+    size_t    iters, done;    /* steps of the whole run; done, 1..iters-1  */
+    size_t    lr_step;        /* the schedule: snn_lr_shift_at(lr_shift,   */
+    unsigned  lr_shift;       /*   lr_step, step), lr = 2^-shift           */
     uint64_t  seed;           /* the owner's seed (weights, batch order)   */
     uint64_t  round_pos;      /* twin: its rounding stream's position; 0   */
     uint64_t  data_n;         /* the training set: its image count and     */
@@ -889,6 +891,8 @@ int  snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *par
  * size, checksum).  0 with c->param allocated (snn_ckpt_free), or -1 with
  * a one-line message. */
 int  snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen);
+/* Wipes and frees c->param and wipes the rest of c (the seed); c may be
+ * all zero, or a failed load. */
 void snn_ckpt_free(snn_ckpt_file *c);
 
 /* A NumPy .npy file (format 1.0-3.0; NumPy's numpy/lib/format.py): little-
@@ -924,15 +928,18 @@ unsigned snn_lr_shift_at(unsigned lr_shift, size_t lr_step, size_t it);
 
 /*
  * Checkpoints: a long training run saves the owner's weights every `every`
- * steps and can continue from them.  save is called after step done - 1
- * (done = start + k * every < iters; the final weights are the run's
- * result, not a checkpoint) with the weights (the network's nparam, Z_L)
- * and the twin's rounding stream (NULL in a secure run); it returns 0, or
- * -1 to stop the run.  start: steps already done, so the run replays the
- * batch order of steps 0 .. start-1 from the order stream without using
- * them, and continues at step start with the schedule of step start.
+ * steps and can continue from them.  save is called once `done` steps of
+ * the whole run are done, for every multiple done of `every` with start <
+ * done < iters (the final weights are the run's result, not a checkpoint),
+ * with the weights (the network's nparam, Z_L) and the twin's rounding
+ * stream (NULL in a secure run); it returns 0, or -1 with a one-line
+ * reason in err (errlen bytes) to stop the run.  start: steps already
+ * done, so the run replays the batch order of steps 0 .. start-1 from the
+ * order stream without using them, and continues at step start with the
+ * schedule of step start.
  */
-typedef int (*snn_ckpt_fn)(void *ctx, size_t done, const uint64_t *param, const snn_prg *round);
+typedef int (*snn_ckpt_fn)(void *ctx, size_t done, const uint64_t *param, const snn_prg *round, char *err,
+                           size_t errlen);
 typedef struct {
     size_t      start;        /* steps done before this run; 0: a new run  */
     size_t      every;        /* save every so many steps; 0: never        */

@@ -272,7 +272,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snn_ckpt_file c;
         if (snn_ckpt_load(&c, path, err, sizeof err) == 0) {
             if (c.net < 0 || c.net > SNN_NET_C || !c.param || c.done < 1 || c.done >= c.iters || c.batch < 1
-                || (c.batch & (c.batch - 1)) != 0 || c.data_n < c.batch)
+                || c.batch > 256 || (c.batch & (c.batch - 1)) != 0 || c.data_n < c.batch
+                || (c.secure != 0 && c.secure != 1) || c.lr_shift > 30 || c.iters > 10000000
+                || snn_lr_shift_at(c.lr_shift, c.lr_step, c.iters - 1) > 30)
                 fuzz_fail("a loaded checkpoint breaks its contract", err);
             snn_net_init(&net, c.net);
             if (c.n != net.nparam || size - 2 != 88 + 8 * c.n) fuzz_fail("a loaded checkpoint of the wrong size", "");
@@ -5799,9 +5801,11 @@ typedef struct {
     uint64_t *param[4], round_pos[4];
 } ck_rec;
 
-static int ck_record(void *ctx, size_t done, const uint64_t *param, const snn_prg *round)
+static int ck_record(void *ctx, size_t done, const uint64_t *param, const snn_prg *round, char *err, size_t errlen)
 {
     ck_rec *r = ctx;
+    (void)err;
+    (void)errlen;
     if (r->calls < 4) {
         r->at[r->calls] = done;
         r->param[r->calls] = xmalloc(r->np * 8);
@@ -5984,11 +5988,12 @@ static int pf_nn_resume(snn_party *p, const void *vctx, outbuf *o)
 
 /*
  * A secure run resumed: the job starts at step 2 of 5 from weights W, with
- * a checkpoint every 2 steps (so one, after step 4).  The servers train
- * steps 2, 3, 4 on the batches of those steps: the weights at the
- * checkpoint and at the end are within the bound of nn_job of the twin's
- * resumed the same way, and far outside it of a twin that trains from W
- * on the first batches (steps 0, 1, 2) instead.
+ * a checkpoint every 2 steps (so one, after step 4) and a learning rate
+ * halved after step 3 of the run.  The servers train steps 2, 3, 4 on the
+ * batches and at the rates of those steps: the weights at the checkpoint
+ * and at the end are within the bound of nn_job of the twin's resumed the
+ * same way, and far outside it of a twin that trains from W on the first
+ * batches (steps 0, 1, 2) instead.
  */
 #define NN_RESUME_LR 3     /* 2^-3: a batch moves the weights well beyond the rounding */
 static void test_nn_resume(void)
@@ -6015,6 +6020,7 @@ static void test_nn_resume(void)
     c.job.batch = 16;
     c.job.iters = 5;
     c.job.lr_shift = NN_RESUME_LR;
+    c.job.lr_step = 3;                 /* shifts 3, 3, 3, 4, 4 by the run's step: 3, 4, 4 from step 2 */
     c.job.start = 2;
     c.job.checkpoint = 2;
     c.train = &train;
@@ -6043,7 +6049,7 @@ static void test_nn_resume(void)
         ck.ctx = &rec;
         memcpy(tw, init, np * 8);
         order = c.order;
-        CHECK(snn_plain_train(&net, tw, &train, 16, 5, NN_RESUME_LR, 0, &order, NULL, 0, NULL, NULL, &ck, NULL, 0) == 0
+        CHECK(snn_plain_train(&net, tw, &train, 16, 5, NN_RESUME_LR, 3, &order, NULL, 0, NULL, NULL, &ck, NULL, 0) == 0
               && rec.calls == 1, "resume: the twin resumed at step 2 trains");
         if (rec.calls == 1) memcpy(tck, rec.param[0], np * 8);
         ck_rec_free(&rec);
@@ -6054,14 +6060,14 @@ static void test_nn_resume(void)
             order = c.order;
             memcpy(rt, init, np * 8);
             ck.every = 0;
-            CHECK(snn_plain_train(&net, rt, &train, 16, 5, NN_RESUME_LR, 0, &order, &r, 0, NULL, NULL, &ck, NULL, 0) == 0,
+            CHECK(snn_plain_train(&net, rt, &train, 16, 5, NN_RESUME_LR, 3, &order, &r, 0, NULL, NULL, &ck, NULL, 0) == 0,
                   "resume: rounding twin %zu trains", i);
             if ((dd = nn_maxdiff(rt, tw, np)) > spread) spread = dd;
         }
         /* the wrong position: from W over the first three batches */
         order = c.order;
         memcpy(wrong, init, np * 8);
-        CHECK(snn_plain_train(&net, wrong, &train, 16, 3, NN_RESUME_LR, 0, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0,
+        CHECK(snn_plain_train(&net, wrong, &train, 16, 3, NN_RESUME_LR, 3, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0,
               "resume: the twin from W on the first batches trains");
         d_end = nn_maxdiff(out[3].v + 2, tw, np);
         d_ck = nn_maxdiff(out[3].v + 2 + np, tck, np);
@@ -7495,6 +7501,13 @@ static void test_cli_checkpoint(void)
         char *a6[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", ck, "--iters", "20", NULL };
         char *a7[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", bad, NULL };
         char *a8[] = { "./securenn", "train", "--data", data, "--batch", "16", "--checkpoint", "4", "--no-save", NULL };
+        char *a9[] = { "./securenn", "train", "--data", data, "--batch", "16", "--iters", "8", "--checkpoint", "8",
+                       "--model", res, "--peers", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", NULL };
+        char ym[120], ytmp[130];
+        char *a10[] = { "./securenn", "demo", "--plain", "--data", data, "--iters", "8", "--checkpoint", "4",
+                        "--model", ym, NULL };
+        char *a11[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", tmpl, NULL };
+        char *a12[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", ck, "--checkpoint", "40", "--model", res, NULL };
         expect_cli_error(a1, "give --model FILE", 10, "--checkpoint without --model");
         expect_cli_error(a2, "a model file; --model takes it", 10, "--resume with a model file");
         expect_cli_error(a3, "--batch does not apply", 10, "--resume with --batch");
@@ -7502,6 +7515,28 @@ static void test_cli_checkpoint(void)
         expect_cli_error(a5, "another set", 10, "--resume on another training set");
         expect_cli_error(a6, "20 iterations are done already", 10, "--resume with --iters not beyond the checkpoint");
         expect_cli_error(a8, "give --model FILE", 10, "train --checkpoint --no-save");
+        expect_cli_error(a9, "--checkpoint 8: no checkpoint falls within iterations 1..8", 10,
+                         "train --checkpoint as long as the run, refused before it connects");
+        snprintf(ym, sizeof ym, "%s/y.snnm", tmpl);
+        snprintf(ytmp, sizeof ytmp, "%s.ckpt.tmp", ym);
+        CHECK(mkdir(ytmp, 0700) == 0, "a directory where the checkpoint's temporary file would go");
+        expect_cli_error(a10, "y.snnm.ckpt.tmp cannot be written: Is a directory", 10,
+                         "--checkpoint where its temporary file cannot be made, refused before the run");
+        CHECK(rmdir(ytmp) == 0, "--checkpoint: the directory in the way is left as it was");
+        expect_cli_error(a11, "not a regular file, so not a checkpoint", 10, "--resume with a directory");
+        {   /* a named pipe would block a plain open: refused at once */
+            char fifo[120];
+            char *a13[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", fifo, NULL };
+            snprintf(fifo, sizeof fifo, "%s/pipe", tmpl);
+            if (mkfifo(fifo, 0600) == 0) {
+                expect_cli_error(a13, "not a regular file, so not a checkpoint", 5, "--resume with a named pipe");
+                remove(fifo);
+            } else {
+                CHECK(0, "mkfifo %s", fifo);
+            }
+        }
+        expect_cli_error(a12, "--checkpoint 40: no checkpoint falls within iterations 21..30", 10,
+                         "--resume with a checkpoint period that no longer falls within the run");
         if ((f = fopen(ck, "rb")) != NULL && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 200) {
             b = xmalloc((size_t)len);
             rewind(f);
