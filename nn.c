@@ -1321,13 +1321,37 @@ static uint64_t fnv1a64(const unsigned char *b, size_t n)
     return h;
 }
 
+/* Writes the len bytes of buf to path (created, or truncated); with
+ * durable set, on the disk before it is closed (fsync).  *created is set
+ * once the file exists, for the caller to remove on a later failure.
+ * 0, or -1 with a one-line message. */
+static int write_owner_bytes(const char *path, const unsigned char *buf, size_t len, int durable, int *created,
+                             char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    *created = 1;
+    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0 || (durable && fsync(fileno(f)) != 0)) {
+        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        fclose(f);
+        return -1;
+    }
+    if (fclose(f) != 0) {
+        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* snn_model_save -- writes the format above; 0, or -1 and a message. */
 int snn_model_save(const char *path, int net, const uint64_t *param, size_t n, char *err, size_t errlen)
 {
     unsigned char *buf = NULL;
     size_t len = MODEL_HDR + 8 * n + 8, i;
-    FILE *f = NULL;
-    int rc = -1;
+    int rc = -1, created = 0;
 
     if (!(buf = malloc(len))) {
         snprintf(err, errlen, "%s: out of memory", path);
@@ -1340,23 +1364,9 @@ int snn_model_save(const char *path, int net, const uint64_t *param, size_t n, c
     snn_store64_le(buf + 16, (uint64_t)n);
     for (i = 0; i < n; i++) snn_store64_le(buf + MODEL_HDR + 8 * i, param[i]);
     snn_store64_le(buf + len - 8, fnv1a64(buf, len - 8));
-    if (!(f = fopen(path, "wb"))) {
-        snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    if (fwrite(buf, 1, len, f) != len) {
-        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    f = NULL;
+    if (write_owner_bytes(path, buf, len, 0, &created, err, errlen) != 0) goto cleanup;
     rc = 0;
 cleanup:
-    if (f) fclose(f);
     snn_free_wiped(buf, len);           /* the owner's model */
     return rc;
 }
@@ -1580,7 +1590,6 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
     unsigned char *buf = NULL;
     size_t len = CKPT_HDR + 8 * c->n + 8, i, plen = strlen(path);
     char *tmp = NULL;
-    FILE *f = NULL;
     int rc = -1, created = 0;
 
     if (!(buf = malloc(len)) || !(tmp = malloc(plen + 5))) {
@@ -1607,23 +1616,9 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
     snn_store64_le(buf + 72, (uint64_t)c->n);
     for (i = 0; i < c->n; i++) snn_store64_le(buf + CKPT_HDR + 8 * i, param[i]);
     snn_store64_le(buf + len - 8, fnv1a64(buf, len - 8));
-    if (!(f = fopen(tmp, "wb"))) {
-        snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    created = 1;
     /* on the disk before the rename, so that the name never points at a
      * file a power cut could leave half written */
-    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        snprintf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        snprintf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    f = NULL;
+    if (write_owner_bytes(tmp, buf, len, 1, &created, err, errlen) != 0) goto cleanup;
     if (rename(tmp, path) != 0) {
         snprintf(err, errlen, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
         goto cleanup;
@@ -1632,7 +1627,6 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
     sync_dir_of(path);                  /* the rename itself, where the system allows */
     rc = 0;
 cleanup:
-    if (f) fclose(f);
     if (created) remove(tmp);           /* only the file made here */
     free(tmp);
     if (buf) snn_free_wiped(buf, len);  /* the owner's weights and seed */
