@@ -1552,12 +1552,13 @@ void snn_model_free(snn_model *m)
  *    56         8  training images
  *    64         8  snn_labels_hash of the training labels
  *    72         8  parameter count n (the network's)
- *    80       8 n  parameters, as in a model file
- *  80+8n        8  FNV-1a 64 of bytes 0 .. 80+8n-1
+ *    80         8  the checkpoint period of the run that saved it
+ *    88       8 n  parameters, as in a model file
+ *  88+8n        8  FNV-1a 64 of bytes 0 .. 88+8n-1
  */
 
 #define CKPT_VERSION 1u
-#define CKPT_HDR 80u
+#define CKPT_HDR 88u
 
 /* snn_labels_hash -- see securenn.h. */
 uint64_t snn_labels_hash(const snn_mnist *d)
@@ -1614,6 +1615,7 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
     snn_store64_le(buf + 56, c->data_n);
     snn_store64_le(buf + 64, c->data_hash);
     snn_store64_le(buf + 72, (uint64_t)c->n);
+    snn_store64_le(buf + 80, (uint64_t)c->every);
     for (i = 0; i < c->n; i++) snn_store64_le(buf + CKPT_HDR + 8 * i, param[i]);
     snn_store64_le(buf + len - 8, fnv1a64(buf, len - 8));
     /* on the disk before the rename, so that the name never points at a
@@ -1694,11 +1696,13 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
     c->round_pos = snn_load64_le(buf + 48);
     c->data_n = snn_load64_le(buf + 56);
     c->data_hash = snn_load64_le(buf + 64);
+    c->every = (size_t)snn_load64_le(buf + 80);
     /* a checksum guards against accidents only: every field is checked */
     if (c->secure > 1 || c->batch < 1 || c->batch > NN_MAX_BATCH || (c->batch & (c->batch - 1)) != 0
         || c->lr_shift > NN_MAX_LR_SHIFT || c->iters > NN_MAX_ITERS || c->done < 1 || c->done >= c->iters
         || snn_lr_shift_at(c->lr_shift, c->lr_step, c->iters - 1) > NN_MAX_LR_SHIFT
-        || snn_load64_le(buf + 72) != net.nparam || c->data_n < c->batch) {
+        || snn_load64_le(buf + 72) != net.nparam || c->data_n < c->batch || snn_load64_le(buf + 80) < 1
+        || snn_load64_le(buf + 80) >= c->iters) {
         snprintf(err, errlen, "%s: a field is out of range (batch %zu, shift %u, step %zu, %zu of %zu steps, "
                  "%llu images)", path, c->batch, c->lr_shift, c->lr_step, c->done, c->iters,
                  (unsigned long long)c->data_n);
@@ -3751,14 +3755,21 @@ static int path_writable(const char *path, char *err, size_t errlen)
 
 /*
  * plan_checkpoint -- --checkpoint N: every N iterations the weights go to
- * MODEL.ckpt (so it needs --model, and a network this run trains); the
- * path is checked before the job starts.  0, or -1 with the error printed.
+ * MODEL.ckpt (so it needs --model, and a network this run trains); a
+ * resumed run without --checkpoint keeps its checkpoint's period (if it
+ * has --model and a checkpoint still falls within the run).  The
+ * temporary file and the period are checked before the job starts.  0,
+ * or -1 with the error printed.
  */
 static int plan_checkpoint(plan *pl, const opts *o)
 {
     char err[1200];
-    size_t first;
-    if (!(o->given & OPT_CKPT)) return 0;
+    size_t first = pl->resume.param ? pl->resume.done : 0, every = (size_t)o->ckpt_every;
+    int inherited = !(o->given & OPT_CKPT);
+    if (inherited) {
+        if (!pl->resume.param || !o->model) return 0;
+        every = pl->resume.every;
+    }
     if (!o->model) {
         PERR("%s: --checkpoint N saves beside the model: give --model FILE (checkpoints go to FILE.ckpt)", o->cmd);
         return -1;
@@ -3772,11 +3783,10 @@ static int plan_checkpoint(plan *pl, const opts *o)
         PERR("%s: --model path too long for its checkpoint", o->cmd);
         return -1;
     }
-    first = pl->resume.param ? pl->resume.done : 0;
-    if ((first / o->ckpt_every + 1) * o->ckpt_every >= pl->iters) {
-        PERR("%s: --checkpoint %llu: no checkpoint falls within iterations %zu..%zu of this run (they come "
-             "after every multiple of N below the last)", o->cmd, (unsigned long long)o->ckpt_every, first + 1,
-             pl->iters);
+    if (every == 0 || (first / every + 1) * every >= pl->iters) {
+        if (inherited) return 0;        /* the run ends before its next checkpoint */
+        PERR("%s: --checkpoint %zu: no checkpoint falls within iterations %zu..%zu of this run (they come "
+             "after every multiple of N below the last)", o->cmd, every, first + 1, pl->iters);
         return -1;
     }
     /* each checkpoint is written to FILE.ckpt.tmp, then renamed to FILE.ckpt */
@@ -3786,7 +3796,7 @@ static int plan_checkpoint(plan *pl, const opts *o)
         return -1;
     }
     snprintf(pl->ckpt_path, sizeof pl->ckpt_path, "%s.ckpt", o->model);
-    pl->ckpt_every = (size_t)o->ckpt_every;
+    pl->ckpt_every = every;
     return 0;
 }
 
@@ -3811,8 +3821,10 @@ static int plan_from(plan *pl, const opts *o, const snn_mnist *train, int demo)
 static void print_resume(const plan *pl, const char *path)
 {
     if (!pl->resume.param) return;
-    printf("resuming %s (saved by %s): iteration %zu of %zu done\n", path,
+    printf("resuming %s (saved by %s): iteration %zu of %zu done", path,
            pl->resume.secure ? "a secure run" : "the twin", pl->resume.done, pl->iters);
+    if (pl->ckpt_every) printf("; checkpoints every %zu iterations to %s\n", pl->ckpt_every, pl->ckpt_path);
+    else printf("; no more checkpoints\n");
 }
 
 /* What a checkpoint's save needs: the plan and the training set. */
@@ -3841,6 +3853,7 @@ static int save_checkpoint(void *ctx, size_t done, const uint64_t *param, const 
     f.round_pos = round ? snn_prg_position(round) : 0;
     f.data_n = c->train->n;
     f.data_hash = snn_labels_hash(c->train);
+    f.every = c->pl->ckpt_every;
     f.n = c->pl->net.nparam;
     rc = snn_ckpt_save(c->pl->ckpt_path, &f, param, err, errlen);
     snn_wipe(&f.seed, sizeof f.seed);

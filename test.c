@@ -124,7 +124,7 @@ static size_t fuzz_seed(int k, uint8_t *seed, size_t cap)
     for (i = 0; param && i < net.nparam; i++) param[i] = (uint64_t)i * 0x9e3779b97f4a7c15u >> 40;
     memset(&c, 0, sizeof c);
     c.net = SNN_NET_B; c.secure = 1; c.batch = 128; c.iters = 468; c.done = 50; c.lr_shift = 4;
-    c.seed = 1; c.data_n = 60000; c.data_hash = 7; c.n = net.nparam;
+    c.seed = 1; c.data_n = 60000; c.data_hash = 7; c.every = 50; c.n = net.nparam;
     if (!param || (k == 0 ? snn_model_save(path, SNN_NET_D, param, net.nparam, err, sizeof err)
                           : snn_ckpt_save(path, &c, param, err, sizeof err)) != 0
         || !(f = fopen(path, "rb"))) { fprintf(stderr, "fuzz: seed model\n"); exit(2); }
@@ -277,7 +277,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 || snn_lr_shift_at(c.lr_shift, c.lr_step, c.iters - 1) > 30)
                 fuzz_fail("a loaded checkpoint breaks its contract", err);
             snn_net_init(&net, c.net);
-            if (c.n != net.nparam || size - 2 != 88 + 8 * c.n) fuzz_fail("a loaded checkpoint of the wrong size", "");
+            if (c.n != net.nparam || size - 2 != 96 + 8 * c.n) fuzz_fail("a loaded checkpoint of the wrong size", "");
             c.param[c.n - 1] ^= 1;                      /* every parameter is there */
         } else {
             fuzz_one_line(err);
@@ -5931,13 +5931,14 @@ static void test_nn_checkpoint(void)
         memset(&back, 0, sizeof back);
         f.net = SNN_NET_A; f.secure = 1; f.batch = 16; f.iters = 13; f.done = 5; f.lr_step = 4; f.lr_shift = 5;
         f.seed = 0x0123456789abcdefu; f.round_pos = rec.calls ? rec.round_pos[0] : 0; f.data_n = sub.n;
-        f.data_hash = snn_labels_hash(&sub); f.n = np;
+        f.data_hash = snn_labels_hash(&sub); f.every = 5; f.n = np;
         if (fd >= 0) close(fd);
         CHECK(fd >= 0 && rec.calls && snn_ckpt_save(path, &f, rec.param[0], err, sizeof err) == 0
               && snn_ckpt_load(&back, path, err, sizeof err) == 0 && back.net == f.net && back.secure == 1
               && back.batch == 16 && back.iters == 13 && back.done == 5 && back.lr_step == 4 && back.lr_shift == 5
               && back.seed == f.seed && back.round_pos == f.round_pos && back.data_n == 64
-              && back.data_hash == f.data_hash && back.n == np && memcmp(back.param, rec.param[0], np * 8) == 0,
+              && back.data_hash == f.data_hash && back.every == 5 && back.n == np
+              && memcmp(back.param, rec.param[0], np * 8) == 0,
               "checkpoint: a file saved and loaded gives every field and weight back (%s)", err);
         snn_ckpt_free(&back);
         remove(path);
@@ -7488,6 +7489,28 @@ static void test_cli_checkpoint(void)
               && same_file(full, res) == 1, "demo --plain --resume: from iteration 20, over two reshuffles, the "
               "same model as the uninterrupted run, byte for byte (exit %d)", r.status);
         free(text);
+    }
+    {   /* a resumed run keeps its checkpoint's period without being told */
+        char res2[112], ck2[120];
+        char *argv[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", ck, "--iters", "40", "--model",
+                         res2, NULL };
+        cmd_result r;
+        bg_proc b;
+        snn_ckpt_file f;
+        char why[256] = "";
+        memset(&f, 0, sizeof f);
+        snprintf(res2, sizeof res2, "%s/res2.snnm", tmpl);
+        snprintf(ck2, sizeof ck2, "%s.ckpt", res2);
+        if (spawn_out(&b, argv, out) == 0) wait_bg(&b, &r, mono_s() + 60); else r.status = -1;
+        text = slurp(out);
+        CHECK(r.status == 0 && text && strstr(text, "; checkpoints every 10 iterations to")
+              && snn_ckpt_load(&f, ck2, why, sizeof why) == 0 && f.done == 30 && f.every == 10 && f.iters == 40,
+              "demo --plain --resume --iters 40, no --checkpoint: the checkpoint's period goes on (saved after 30 "
+              "of 40) %s", why);
+        snn_ckpt_free(&f);
+        free(text);
+        remove(res2);
+        remove(ck2);
     }
     {   /* getting it wrong */
         FILE *f;
