@@ -2892,17 +2892,18 @@ static const char usage_options[] =
 "Options (command: default):\n"
 "  --net A|B|C|D   network of [SNN, App. B] (A)\n"
 "  --epochs E      epochs over the training split (train: A 15, B/C 5, as [SNN];\n"
-"                  demo: A 1 (minutes), B/C 1 (securely, hours);\n"
-"                  demo --plain, and D: 2)\n"
+"                  demo: A 1 (minutes), B/C 1 (securely, about an hour);\n"
+"                  demo --plain of B/C, and D: 2)\n"
 "  --iters N       training iterations; overrides --epochs\n"
 "  --batch B       batch size, a power of two up to 256 (128, as [SNN];\n"
-"                  demo: A 64, B/C 128, --plain and D 16)\n"
+"                  demo: A 64, B/C 128, --plain of B/C and D 16)\n"
 "  --lr-shift K    learning rate 2^-K (train: A 7, B/C 5, as [SNN]; demo: A 3,\n"
-"                  B/C 4, --plain and D 5: the demo's single epoch needs a\n"
+"                  B/C 4, --plain of B/C and D 5: the demo's single epoch needs a\n"
 "                  larger rate than the paper's 15)\n"
 "  --lr-step N     halve the learning rate every N iterations, a step schedule\n"
 "                  (0: constant) (train: 0; demo: A half the run, B/C 0)\n"
-"  --every N       progress every N iterations (one epoch)\n"
+"  --every N       progress every N iterations (train: one epoch; demo: a tenth\n"
+"                  of the run)\n"
 "  --quiet         no progress: nothing is revealed to the owner while training\n"
 "                  (but the weights at each --checkpoint);\n"
 "                  party: no status lines (listening, connected, job, summary)\n"
@@ -3571,8 +3572,9 @@ static int run_party(int id, const opts *o, int ready_fd)
     }
     if (snn_accept_owner(&p, (int)wait_s * 1000) != 0) {
         if (p.err == SNN_ERR_TIMEOUT) {
-            PERR("%s; start it with: securenn train (or infer --model FILE) --peers %s,%s,%s", p.errmsg,
-                 peers[0], peers[1], peers[2]);
+            PERR("%s; start it with: securenn train (or infer --model FILE) --peers %s,%s,%s%s%s%s", p.errmsg,
+                 peers[0], peers[1], peers[2], o->keys ? " --keys " : "", o->keys ? o->keys : "",
+                 (o->given & OPT_INSECURE) ? " --insecure" : "");
             reported = 1;
         }
         goto cleanup;
@@ -3725,7 +3727,8 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo, snn_ckpt_
              NN_MAX_LR_SHIFT, pl->iters);
         return -1;
     }
-    pl->every = (o->given & OPT_QUIET) ? 0 : (o->given & OPT_EVERY) ? (size_t)o->every : per_epoch;
+    pl->every = (o->given & OPT_QUIET) ? 0 : (o->given & OPT_EVERY) ? (size_t)o->every
+                : demo ? (pl->iters + 9) / 10 : per_epoch;      /* the demo: ten reports */
     if (pl->every > pl->iters) pl->every = pl->iters;
     pl->test_n = (size_t)o->test_n;
     if (resume) pl->seed = resume->seed;
@@ -3955,8 +3958,9 @@ static int owner_connect(snn_party *own, snn_transcript *tr, const opts *o)
     }
     if (snn_connect_client_tcp(own, peers) != 0) {
         if (own->err == SNN_ERR_TIMEOUT && strcmp(o->cmd, "demo") != 0)
-            PERR("%s; are the servers running? start each with: securenn party ID --peers %s,%s,%s", own->errmsg,
-                 peers[0], peers[1], peers[2]);
+            PERR("%s; are the servers running? start each with: securenn party ID --peers %s,%s,%s%s%s%s",
+                 own->errmsg, peers[0], peers[1], peers[2], o->keys ? " --keys " : "", o->keys ? o->keys : "",
+                 (o->given & OPT_INSECURE) ? " --insecure" : "");
         else
             PERR("%s", own->errmsg);
         return -1;
