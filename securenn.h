@@ -857,8 +857,10 @@ typedef struct {
 /* want_net: the network the caller expects, or -1 for any.  Returns 0, or
  * -1 with a one-line message in err. */
 int  snn_model_save(const char *path, int net, const uint64_t *param, size_t n, char *err, size_t errlen);
-/* 0 if a model can be saved at path (checked before a job starts; an
- * existing file is left as it is), else -1 with a one-line message. */
+/* 0 if a model (or a checkpoint's temporary file) can be written at path,
+ * checked before a job starts: an existing file is opened for update and
+ * left as it is, an absent one created and removed.  Else -1 with
+ * "PATH cannot be written: REASON" in err. */
 int  snn_model_writable(const char *path, char *err, size_t errlen);
 int  snn_model_load(snn_model *m, const char *path, int want_net, char *err, size_t errlen);
 void snn_model_free(snn_model *m);

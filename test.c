@@ -5688,6 +5688,31 @@ static int pf_nn_job(snn_party *p, const void *vctx, outbuf *o)
     return rc;
 }
 
+/* The spread of the protocol's own rounding: the largest distance from tw
+ * (the twin trained from init with plain truncation, batch 16) of
+ * NN_SPREAD twins that round stochastically instead (fresh rounding
+ * streams), trained the same way from step start of iters; rt is scratch
+ * for the network's parameters. */
+static uint64_t nn_t_spread(const snn_net *net, const uint64_t *init, const uint64_t *tw, uint64_t *rt,
+                            const snn_mnist *train, size_t iters, unsigned shift, size_t step, const snn_prg *order0,
+                            size_t start, const char *what)
+{
+    uint64_t spread = 0, d;
+    size_t i;
+    snn_ckpt ck;
+    memset(&ck, 0, sizeof ck);
+    ck.start = start;
+    for (i = 0; i < NN_SPREAD; i++) {
+        snn_prg r = *trng(), order = *order0;
+        snn_prg_u64(trng());
+        memcpy(rt, init, net->nparam * 8);
+        CHECK(snn_plain_train(net, rt, train, 16, iters, shift, step, &order, &r, 0, NULL, NULL, &ck, NULL, 0) == 0,
+              "%s: rounding twin %zu trains", what, i);
+        if ((d = nn_maxdiff(rt, tw, net->nparam)) > spread) spread = d;
+    }
+    return spread;
+}
+
 /* One whole job as the program runs it: the owner shares the weights and
  * the batches, the servers train and classify, the owner gets the trained
  * weights (within the bound of the twin on the same batches) and the
@@ -5739,16 +5764,7 @@ static void test_nn_job(void)
         order = c.order;
         CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0, "job: the twin trains");
         maxdiff = nn_maxdiff(out[3].v, tw, np);
-        for (i = 0; i < NN_SPREAD; i++) {         /* the rounding twins of nn_train */
-            snn_prg r = *trng();
-            uint64_t d;
-            snn_prg_u64(trng());
-                    order = c.order;
-            memcpy(rt, init, np * 8);
-            CHECK(snn_plain_train(&net, rt, &train, 16, T, 5, 2, &order, &r, 0, NULL, NULL, NULL, NULL, 0) == 0,
-                  "job: rounding twin %zu trains", i);
-            if ((d = nn_maxdiff(rt, tw, np)) > spread) spread = d;
-        }
+        spread = nn_t_spread(&net, init, tw, rt, &train, T, 5, 2, &c.order, 0, "job");
         CHECK(maxdiff <= 2 * spread + T, "job: trained weights revealed to the owner, within the bound of the "
               "twin's as in nn_train: maxdiff %llu <= 2 x spread %llu + %zu LSB",
               (unsigned long long)maxdiff, (unsigned long long)spread, T);
@@ -6054,17 +6070,7 @@ static void test_nn_resume(void)
               && rec.calls == 1, "resume: the twin resumed at step 2 trains");
         if (rec.calls == 1) memcpy(tck, rec.param[0], np * 8);
         ck_rec_free(&rec);
-        for (i = 0; i < NN_SPREAD; i++) {         /* the rounding twins of nn_job */
-            snn_prg r = *trng();
-            uint64_t dd;
-            snn_prg_u64(trng());
-            order = c.order;
-            memcpy(rt, init, np * 8);
-            ck.every = 0;
-            CHECK(snn_plain_train(&net, rt, &train, 16, 5, NN_RESUME_LR, 3, &order, &r, 0, NULL, NULL, &ck, NULL, 0) == 0,
-                  "resume: rounding twin %zu trains", i);
-            if ((dd = nn_maxdiff(rt, tw, np)) > spread) spread = dd;
-        }
+        spread = nn_t_spread(&net, init, tw, rt, &train, 5, NN_RESUME_LR, 3, &c.order, 2, "resume");
         /* the wrong position: from W over the first three batches */
         order = c.order;
         memcpy(wrong, init, np * 8);
