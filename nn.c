@@ -3783,6 +3783,14 @@ static int plan_checkpoint(plan *pl, const opts *o)
         return -1;
     }
     snprintf(pl->ckpt_path, sizeof pl->ckpt_path, "%s.ckpt", o->model);
+    {   /* the rename's target: absent, or a file it may replace */
+        struct stat st;
+        if (stat(pl->ckpt_path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            PERR("--checkpoint: %s is not a regular file, so a checkpoint cannot replace it (nothing was run)",
+                 pl->ckpt_path);
+            return -1;
+        }
+    }
     pl->ckpt_every = every;
     return 0;
 }
@@ -3793,8 +3801,15 @@ static int plan_checkpoint(plan *pl, const opts *o)
 static int plan_from(plan *pl, const opts *o, const snn_mnist *train, int demo)
 {
     snn_ckpt_file c;
+    struct stat a, b;
     int rc;
     memset(&c, 0, sizeof c);
+    if ((o->given & OPT_RESUME) && o->model && stat(o->resume, &a) == 0 && stat(o->model, &b) == 0
+        && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+        PERR("%s: --model %s is the checkpoint --resume reads; saving the model there would lose it (nothing "
+             "was run)", o->cmd, o->model);
+        return -1;
+    }
     if ((o->given & OPT_RESUME) && load_resume(&c, o, train) != 0) {
         snn_ckpt_free(&c);
         return -1;

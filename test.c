@@ -7552,6 +7552,15 @@ static void test_cli_checkpoint(void)
         expect_cli_error(a10, "y.snnm.ckpt.tmp cannot be written: Is a directory", 10,
                          "--checkpoint where its temporary file cannot be made, refused before the run");
         CHECK(rmdir(ytmp) == 0, "--checkpoint: the directory in the way is left as it was");
+        snprintf(ytmp, sizeof ytmp, "%s.ckpt", ym);
+        CHECK(mkdir(ytmp, 0700) == 0, "a directory where the checkpoint itself would go");
+        expect_cli_error(a10, "y.snnm.ckpt is not a regular file, so a checkpoint cannot replace it", 10,
+                         "--checkpoint whose file is a directory, refused before the run");
+        CHECK(rmdir(ytmp) == 0, "--checkpoint: that directory is left as it was");
+        {
+            char *a14[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", ck, "--model", ck, NULL };
+            expect_cli_error(a14, "is the checkpoint --resume reads", 10, "--model the same file as --resume");
+        }
         expect_cli_error(a11, "not a regular file, so not a checkpoint", 10, "--resume with a directory");
         {   /* a named pipe would block a plain open: refused at once */
             char fifo[120];
