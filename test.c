@@ -525,8 +525,10 @@ static int free_ports(int port[], int n)
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         a.sin_port = 0;
         if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) != 0
-            || getsockname(fds[i], (struct sockaddr *)&a, &al) != 0)
+            || getsockname(fds[i], (struct sockaddr *)&a, &al) != 0) {
+            for (; i >= 0; i--) if (fds[i] >= 0) close(fds[i]);
             return -1;
+        }
         port[i] = ntohs(a.sin_port);
     }
     for (i = 0; i < n; i++) close(fds[i]);
@@ -7137,13 +7139,15 @@ static void test_cli_talk(void)
         /* the demo's P1 finds its port taken */
         int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
         struct sockaddr_in sa;
+        socklen_t salen = sizeof sa;
         memset(&sa, 0, sizeof sa);
         sa.sin_family = AF_INET;
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        sa.sin_port = htons((uint16_t)(port[0] + 1));
+        sa.sin_port = 0; /* the kernel picks a free port q, and the demo gets --port q-1: its P1 finds q taken */
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        snprintf(port_s, sizeof port_s, "%d", port[0]);
-        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0) {
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0
+            && getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 && ntohs(sa.sin_port) > 1024) {
+            snprintf(port_s, sizeof port_s, "%d", ntohs(sa.sin_port) - 1);
             char *argv[] = { "./securenn", "demo", "--port", port_s, "--iters", "1", "--timeout", "20", NULL };
             expect_cli_error(argv, "in use; the demo's parties listen on ports", 10, "demo: a port in use");
         } else {
