@@ -285,6 +285,11 @@ void snn_party_close(snn_party *p)
     p->keyed = 0;
     snn_wipe(&p->own, sizeof p->own);
     memset(p->have_pair, 0, sizeof p->have_pair);
+    for (k = 0; k < SNN_SPARE; k++) {     /* wiped when they were put back */
+        free(p->spare[k]);
+        p->spare[k] = NULL;
+        p->spare_size[k] = 0;
+    }
 }
 
 int snn_fail(snn_party *p, enum snn_err e, const char *fmt, ...)

@@ -560,25 +560,41 @@ static int proto_begin(snn_party *p, const char *name)
  * block for the call's temporaries, counted in arrays of n elements (k64
  * of n uint64_t, then k8 of n bytes); carve_u64 / carve_u8 hand them out
  * in turn as named arrays; scratch_close wipes the block once (it holds
- * shares) and frees it.  Fewer allocations, and one wipe instead of one
- * per array.
+ * shares).  Fewer allocations, and one wipe instead of one per array.
+ * A wiped block of at most SNN_SPARE_MAX bytes goes back to the party's
+ * spares, and the next call takes the smallest spare that fits: it is all
+ * zero (only wiped blocks are kept), and its pages are already mapped.
  */
 typedef struct {
+    snn_party *p;
     unsigned char *base;
-    size_t n, size, off;
+    size_t n, size, cap, off;   /* cap: the block's size, >= size */
 } scratch;
 
 static int scratch_open(snn_party *p, scratch *s, size_t n, size_t k64, size_t k8, const char *name)
 {
-    size_t e64, b8;
+    size_t e64, b8, need;
+    int k, best = -1;
     memset(s, 0, sizeof *s);
     /* size_mul keeps each below SIZE_MAX / 16, so the sum cannot wrap */
     if (snn_size_mul(&e64, n, k64) != 0 || snn_size_mul(&b8, n, k8) != 0)
         return snn_fail(p, SNN_ERR_ARG, "%s: %zu elements is too many", name, n);
+    s->p = p;
     s->n = n;
     s->size = e64 * 8 + b8;
-    if (!(s->base = calloc(s->size ? s->size : 1, 1)))
+    need = s->size ? s->size : 1;
+    for (k = 0; k < SNN_SPARE; k++)
+        if (p->spare[k] && p->spare_size[k] >= need && (best < 0 || p->spare_size[k] < p->spare_size[best]))
+            best = k;
+    if (best >= 0) {
+        s->base = p->spare[best];
+        s->cap = p->spare_size[best];
+        p->spare[best] = NULL;
+        return 0;
+    }
+    if (!(s->base = calloc(need, 1)))
         return snn_fail(p, SNN_ERR_NOMEM, "%s: out of memory", name);
+    s->cap = need;
     return 0;
 }
 
@@ -600,9 +616,26 @@ static uint8_t *carve_u8(scratch *s, size_t m)
 
 static void scratch_close(scratch *s)
 {
+    snn_party *p = s->p;
+    int k, slot = -1;
     if (!s->base) return;
-    snn_wipe(s->base, s->size);
-    free(s->base);
+    snn_wipe(s->base, s->size);          /* the block is all zero again */
+    if (s->cap <= SNN_SPARE_MAX) {
+        /* an empty slot if there is one, else the smallest spare's */
+        for (k = 0; k < SNN_SPARE; k++) {
+            if (!p->spare[k]) { slot = k; break; }
+            if (slot < 0 || p->spare_size[k] < p->spare_size[slot]) slot = k;
+        }
+        /* all slots full: the spares stay unless this block is larger */
+        if (p->spare[slot] && p->spare_size[slot] >= s->cap) slot = -1;
+    }
+    if (slot >= 0) {
+        free(p->spare[slot]);
+        p->spare[slot] = s->base;
+        p->spare_size[slot] = s->cap;
+    } else {
+        free(s->base);
+    }
     s->base = NULL;
 }
 

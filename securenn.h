@@ -427,6 +427,12 @@ typedef struct {
     uint64_t tx_count, rx_count;   /* frames sealed / opened: next nonces */
 } snn_channel;
 
+/* A party keeps up to SNN_SPARE freed scratch blocks of at most
+ * SNN_SPARE_MAX bytes each, so that a protocol call reuses the pages of the
+ * last one instead of faulting in fresh ones (at most 32 MiB per party). */
+#define SNN_SPARE     4
+#define SNN_SPARE_MAX ((size_t)8 << 20)
+
 typedef struct snn_party_ {
     int       id;                  /* 0, 1, 2, or SNN_CLIENT             */
     int       fd[SNN_NEND];        /* socket to each endpoint, or -1     */
@@ -453,6 +459,11 @@ typedef struct snn_party_ {
     snn_wan   wan;                 /* WAN emulation, off unless set       */
     int       test_frames;         /* 1: Test frames allowed (the test
                                     * runner only; the program never)     */
+    unsigned char *spare[SNN_SPARE]; /* protocol scratch blocks kept for the
+                                    * next call (securenn.c, scratch_open):
+                                    * all zero, wiped when put back; freed
+                                    * by snn_party_close                  */
+    size_t    spare_size[SNN_SPARE];
 } snn_party;
 
 /*

@@ -3063,6 +3063,71 @@ static void test_dmaxpool(void)
     }
 }
 
+/*
+ * The scratch blocks a party keeps between protocol calls (scratch_open):
+ * after two element-wise products and one matrix product, every party
+ * holds spares, within SNN_SPARE blocks of at most SNN_SPARE_MAX bytes,
+ * and every byte of them is zero -- the shares the calls put there were
+ * wiped -- while the products are right.  Each party reports its spares.
+ */
+static int pf_spares(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint64_t *z = outvec(p, c->n), *w = outvec(p, 4), rep[3] = { 0, 0, 0 };
+    int rc, k;
+    size_t i;
+    rc = snn_mul(p, z, mine(p, c->a), mine(p, c->b), c->n);
+    if (rc == 0) rc = snn_mul(p, z, p->id < 2 ? z : NULL, mine(p, c->b), c->n);
+    /* a 2 x (n/2) by (n/2) x 2 product, for other block sizes */
+    if (rc == 0) rc = snn_matmul(p, w, mine(p, c->a), mine(p, c->b), 2, c->n / 2, 2, 0, 0);
+    for (k = 0; k < SNN_SPARE; k++) {
+        if (!p->spare[k]) continue;
+        rep[0]++;
+        if (p->spare_size[k] > SNN_SPARE_MAX) rep[2]++;
+        for (i = 0; i < p->spare_size[k]; i++) rep[1] += p->spare[k][i] != 0;
+    }
+    if (rc == 0 && p->id < 2) out_put(o, z, c->n);
+    if (rc == 0) out_put(o, rep, 3);
+    free(z);
+    free(w);
+    return rc;
+}
+
+static void test_scratch_spares(void)
+{
+    size_t n = 3000, i;
+    pctx c;
+    party_out out[3];
+    uint64_t *x = xcalloc(n, 8), *y = xcalloc(n, 8), *s[4], *want = xcalloc(n, 8);
+    int k;
+    for (i = 0; i < 4; i++) s[i] = xcalloc(n, 8);
+    for (i = 0; i < n; i++) {
+        x[i] = snn_prg_u64(trng());
+        y[i] = snn_prg_u64(trng());
+        want[i] = x[i] * y[i] * y[i];
+        s[0][i] = snn_prg_u64(trng()); s[1][i] = x[i] - s[0][i];
+        s[2][i] = snn_prg_u64(trng()); s[3][i] = y[i] - s[2][i];
+    }
+    memset(&c, 0, sizeof c);
+    c.n = n; c.a[0] = s[0]; c.a[1] = s[1]; c.b[0] = s[2]; c.b[1] = s[3];
+    if (run_proto("spares", pf_spares, &c, MESH_PAIRS, out, NO_COUNT, 0) == 0) {
+        int right = out[0].n == n + 3 && out[1].n == n + 3 && out[2].n == 3;
+        for (i = 0; right && i < n; i++) right = out[0].v[i] + out[1].v[i] == want[i];
+        CHECK(right, "spares: x y y over two element-wise products is right (%zu elements)", n);
+        for (k = 0; k < 3; k++) {
+            const uint64_t *r = out[k].n >= 3 ? out[k].v + out[k].n - 3 : NULL;
+            CHECK(r && r[0] >= 1 && r[0] <= SNN_SPARE && r[2] == 0,
+                  "spares: P%d keeps %llu scratch block(s) for the next call, none above SNN_SPARE_MAX", k,
+                  r ? (unsigned long long)r[0] : 0ULL);
+            CHECK(r && r[1] == 0, "spares: P%d's kept blocks are all zero (%llu bytes are not)", k,
+                  r ? (unsigned long long)r[1] : 0ULL);
+        }
+    }
+    free3(out);
+    for (i = 0; i < 4; i++) free(s[i]);
+    free(x); free(y); free(want);
+}
+
 /* ---- Refresh: fresh output shares, same value ----------------------------- */
 
 static void test_refresh(void)
@@ -8759,6 +8824,7 @@ static const test_entry tests[] = {
     { "maxpool",         test_maxpool },
     { "dmaxpool",        test_dmaxpool },
     { "refresh",         test_refresh },
+    { "scratch_spares",  test_scratch_spares },
     { "view_matmul",     test_view_matmul },
     { "view_pc",         test_view_pc },
     { "view_sc",         test_view_sc },
