@@ -2954,9 +2954,11 @@ static const char usage_options2[] =
 "  --reps N        bench: timed repetitions per row after one warm-up; the\n"
 "                  median, min and max are shown (3)\n"
 "  --csv           bench: one line per row, name,dims,ms_median,ms_min,ms_max,\n"
-"                  bytes,rounds,paper_ms,paper_mb,peak_rss_kb\n"
+"                  bytes,rounds,paper_ms,paper_mb,peak_rss_kb (paper_ms: the\n"
+"                  paper's WAN time when --latency is given, else its LAN time)\n"
 "  --latency MS    bench, demo, party, train, infer: WAN emulation, every frame\n"
-"                  a party receives is delivered MS milliseconds late (0: off)\n"
+"                  a party receives is delivered MS milliseconds late (0: off);\n"
+"                  bench then prints the paper's WAN figures beside its rows\n"
 "  --bandwidth MB  the same, pacing each link to MB megabytes (10^6 bytes) per\n"
 "                  second, the paper's unit (0: unlimited)\n";
 
@@ -4552,7 +4554,8 @@ typedef struct {
     int         kind;
     char        name[12], dims[24]; /* arrays: the table stays in .rodata */
     size_t      a, b, c, d;       /* shape: see bench_setup               */
-    double      snn_ms, snn_mb;   /* [SNN] LAN time (ms) and traffic (MB); MB < 0: not given */
+    double      snn_ms, snn_wan_ms, snn_mb; /* [SNN] LAN and WAN time (ms), traffic (MB);
+                                  * MB < 0: not given                      */
     char        snn_rounds[8];    /* [SNN, Table 1]                       */
 } bench_item;
 
@@ -4560,44 +4563,44 @@ static const bench_item bench_items[] = {
     /* WP Table 8: Conv2d (m, f, i, o) is one MatMul of the im2col matrix,
      * (m-f+1)^2 x f^2 i, by the filters, f^2 i x o (SPEC 3: the MB match
      * only with m^2 the output positions). */
-    { B_CONV,    "Conv2d",  "8, 5, 16, 50",    8, 5, 16, 50,    3.8,  0.42,   "2" },
-    { B_CONV,    "Conv2d",  "28, 3, 1, 20",   28, 3,  1, 20,    1.8,  0.2,    "2" },
-    { B_CONV,    "Conv2d",  "28, 5, 1, 20",   28, 5,  1, 20,    2.8,  0.33,   "2" },
-    { B_MATMUL,  "MatMul",  "1, 500, 100",     1, 500, 100, 0,  4.8,  0.81,   "2" },
-    { B_MATMUL,  "MatMul",  "1, 100, 1",       1, 100, 1, 0,    0.33, 0.0032, "2" },
-    { B_MATMUL,  "MatMul",  "784, 128, 10",  784, 128, 10, 0,   9.7,  1.69,   "2" },
+    { B_CONV,    "Conv2d",  "8, 5, 16, 50",    8, 5, 16, 50,    3.8,  28.4,   0.42,   "2" },
+    { B_CONV,    "Conv2d",  "28, 3, 1, 20",   28, 3,  1, 20,    1.8,  26.5,   0.2,    "2" },
+    { B_CONV,    "Conv2d",  "28, 5, 1, 20",   28, 5,  1, 20,    2.8,  27.5,   0.33,   "2" },
+    { B_MATMUL,  "MatMul",  "1, 500, 100",     1, 500, 100, 0,  4.8,  29.4,   0.81,   "2" },
+    { B_MATMUL,  "MatMul",  "1, 100, 1",       1, 100, 1, 0,    0.33, 25.2,   0.0032, "2" },
+    { B_MATMUL,  "MatMul",  "784, 128, 10",  784, 128, 10, 0,   9.7,  34.3,   1.69,   "2" },
     /* Maxpool and DMP: windows x window size (8x8x50 with 4x4 windows is
      * 200 windows of 16) */
-    { B_MAXPOOL, "Maxpool", "8x8x50, 4x4",   200, 16, 0, 0,    59.7,  2.23,   "135" },
-    { B_MAXPOOL, "Maxpool", "24x24x16, 2x2", 2304, 4, 0, 0,    61.1,  5.14,   "27" },
-    { B_MAXPOOL, "Maxpool", "24x24x20, 2x2", 2880, 4, 0, 0,    62.6,  6.43,   "27" },
+    { B_MAXPOOL, "Maxpool", "8x8x50, 4x4",   200, 16, 0, 0,    59.7,  3062.2, 2.23,   "135" },
+    { B_MAXPOOL, "Maxpool", "24x24x16, 2x2", 2304, 4, 0, 0,    61.1,  672.6,  5.14,   "27" },
+    { B_MAXPOOL, "Maxpool", "24x24x20, 2x2", 2880, 4, 0, 0,    62.6,  685,    6.43,   "27" },
     /* DMP: Pi_DMaxpool plus the product of delta with the one-hot vector
      * (SPEC 3: the paper's DMP figures include it) */
-    { B_DMP,     "DMP",     "8x8x50, 4x4",   200, 16, 0, 0,     1.9,  0.18,   "2" },
-    { B_DMP,     "DMP",     "24x24x16, 2x2", 2304, 4, 0, 0,     4.8,  0.52,   "2" },
-    { B_DMP,     "DMP",     "24x24x20, 2x2", 2880, 4, 0, 0,     4.9,  0.65,   "2" },
-    { B_DRELU,   "DReLU",   "64x16",         1024, 0, 0, 0,    11.2,  0.68,   "8" },
-    { B_DRELU,   "DReLU",   "128x128",      16384, 0, 0, 0,   109.8, 10.88,   "8" },
-    { B_DRELU,   "DReLU",   "576x20",       11520, 0, 0, 0,    71.5,  7.65,   "8" },
+    { B_DMP,     "DMP",     "8x8x50, 4x4",   200, 16, 0, 0,     1.9,  51.6,   0.18,   "2" },
+    { B_DMP,     "DMP",     "24x24x16, 2x2", 2304, 4, 0, 0,     4.8,  54.2,   0.52,   "2" },
+    { B_DMP,     "DMP",     "24x24x20, 2x2", 2880, 4, 0, 0,     4.9,  55.2,   0.65,   "2" },
+    { B_DRELU,   "DReLU",   "64x16",         1024, 0, 0, 0,    11.2,  161.9,  0.68,   "8" },
+    { B_DRELU,   "DReLU",   "128x128",      16384, 0, 0, 0,   109.8, 288.7, 10.88,   "8" },
+    { B_DRELU,   "DReLU",   "576x20",       11520, 0, 0, 0,    71.5,  232.9,  7.65,   "8" },
     /* ReLU on top of DReLU (Table 8 counts only this part): the product */
-    { B_RELU,    "ReLU",    "64x16",         1024, 0, 0, 0,     0.42, 0.04,   "2" },
-    { B_RELU,    "ReLU",    "128x128",      16384, 0, 0, 0,     2.8,  0.66,   "2" },
-    { B_RELU,    "ReLU",    "576x20",       11520, 0, 0, 0,     2.5,  0.46,   "2" },
+    { B_RELU,    "ReLU",    "64x16",         1024, 0, 0, 0,     0.42, 25.3,   0.04,   "2" },
+    { B_RELU,    "ReLU",    "128x128",      16384, 0, 0, 0,     2.8,  27.1,   0.66,   "2" },
+    { B_RELU,    "ReLU",    "576x20",       11520, 0, 0, 0,     2.5,  26.6,   0.46,   "2" },
     /* WP Table 7: inference, batch 1 and batch 128 (LAN seconds, MB) */
-    { B_NET,     "A",       "batch 1",       SNN_NET_A, 1, 0, 0,    43,   2.1,   "-" },
-    { B_NET,     "A",       "batch 128",     SNN_NET_A, 128, 0, 0,  380,  29,    "-" },
-    { B_NET,     "B",       "batch 1",       SNN_NET_B, 1, 0, 0,    130,  8.86,  "-" },
-    { B_NET,     "B",       "batch 128",     SNN_NET_B, 128, 0, 0,  7180, 1066,  "-" },
-    { B_NET,     "C",       "batch 1",       SNN_NET_C, 1, 0, 0,    230,  18.94, "-" },
-    { B_NET,     "C",       "batch 128",     SNN_NET_C, 128, 0, 0,  10820, 1550, "-" },
-    { B_NET,     "D",       "batch 1",       SNN_NET_D, 1, 0, 0,    76,   4.05,  "-" },
-    { B_NET,     "D",       "batch 128",     SNN_NET_D, 128, 0, 0,  2600, 317.7, "-" },
+    { B_NET,     "A",       "batch 1",       SNN_NET_A, 1, 0, 0,    43,    2430,  2.1,   "-" },
+    { B_NET,     "A",       "batch 128",     SNN_NET_A, 128, 0, 0,  380,   2790,  29,    "-" },
+    { B_NET,     "B",       "batch 1",       SNN_NET_B, 1, 0, 0,    130,   3930,  8.86,  "-" },
+    { B_NET,     "B",       "batch 128",     SNN_NET_B, 128, 0, 0,  7180,  21990, 1066,  "-" },
+    { B_NET,     "C",       "batch 1",       SNN_NET_C, 1, 0, 0,    230,   4080,  18.94, "-" },
+    { B_NET,     "C",       "batch 128",     SNN_NET_C, 128, 0, 0,  10820, 30450, 1550, "-" },
+    { B_NET,     "D",       "batch 1",       SNN_NET_D, 1, 0, 0,    76,    3060,  4.05,  "-" },
+    { B_NET,     "D",       "batch 128",     SNN_NET_D, 128, 0, 0,  2600,  8040,  317.7, "-" },
     /* One training iteration at batch 128: forward, ASM, backward, SGD.
-     * [SNN, Table 3] gives the LAN time per iteration (its total over the
-     * iterations of its epochs), and no traffic per iteration. */
-    { B_TRAIN,   "A",       "train, batch 128", SNN_NET_A, 128, 0, 0,  527,   -1, "-" },
-    { B_TRAIN,   "B",       "train, batch 128", SNN_NET_B, 128, 0, 0,  8910,  -1, "-" },
-    { B_TRAIN,   "C",       "train, batch 128", SNN_NET_C, 128, 0, 0,  15330, -1, "-" },
+     * [SNN, Table 3] gives the time of 15 epochs, LAN and WAN, and no
+     * traffic; per iteration: hours x 3600 / (15 x 60000 / 128). */
+    { B_TRAIN,   "A",       "train, batch 128", SNN_NET_A, 128, 0, 0,  527,   4009,  -1, "-" },
+    { B_TRAIN,   "B",       "train, batch 128", SNN_NET_B, 128, 0, 0,  8910,  27637, -1, "-" },
+    { B_TRAIN,   "C",       "train, batch 128", SNN_NET_C, 128, 0, 0,  15330, 47099, -1, "-" },
 };
 
 #define BENCH_N (sizeof bench_items / sizeof bench_items[0])
@@ -4981,6 +4984,7 @@ static int cmd_bench(opts *o)
     unsigned reps = (o->given & OPT_REPS) ? (unsigned)o->reps : 3;
     size_t i, k, nrun = 0, nnet = 0;
     int csv = (o->given & OPT_CSV) != 0, last_head = -1, rc = 1;
+    const int wan = o->latency > 0;     /* beside the paper's WAN figures */
 
     if (!(o->given & OPT_PORT)) o->port = 7100;
     if (!(o->given & OPT_KEYSEED)) o->key_seed = 1;   /* random inputs, no data: reproducible by default */
@@ -5029,8 +5033,13 @@ static int cmd_bench(opts *o)
                    "is paced at %s.\n", (unsigned)o->latency, bw);
         }
         printf("Each row: the median, min and max of %u timed repetitions after one warm-up; a\n", reps);
-        printf("repetition lasts until the slowest party is done.  [SNN]: the paper's LAN figures\n");
-        printf("(EC2 c4.8xlarge, 625 MB/s, 0.22 ms ping, PrivateCompare on 4 cores); ratio = ours/[SNN].\n");
+        if (wan) {
+            printf("repetition lasts until the slowest party is done.  [SNN]: the paper's WAN figures\n");
+            printf("(EC2 c4.8xlarge, 40 MB/s, 58 ms ping, PrivateCompare on 4 cores); ratio = ours/[SNN].\n");
+        } else {
+            printf("repetition lasts until the slowest party is done.  [SNN]: the paper's LAN figures\n");
+            printf("(EC2 c4.8xlarge, 625 MB/s, 0.22 ms ping, PrivateCompare on 4 cores); ratio = ours/[SNN].\n");
+        }
         printf("MB = 10^6 payload bytes sent by all three parties; rounds = the longest chain of\n");
         printf("messages that wait on each other (measured); cpu = the busiest party's CPU time\n");
         printf("(median); peak MiB = each party's peak resident memory, P0/P1/P2.\n\n");
@@ -5061,7 +5070,7 @@ static int cmd_bench(opts *o)
             long peak = rss[0] > rss[1] ? rss[0] : rss[1];
             if (rss[2] > peak) peak = rss[2];
             printf("%s,\"%s\",%.3f,%.3f,%.3f,%llu,%u,%.2f,", it->name, it->dims, med, mn, mx,
-                   (unsigned long long)bytes, (unsigned)rounds, it->snn_ms);
+                   (unsigned long long)bytes, (unsigned)rounds, wan ? it->snn_wan_ms : it->snn_ms);
             if (it->snn_mb >= 0) printf("%g", it->snn_mb);
             printf(",%ld\n", peak);
         } else {
@@ -5070,8 +5079,9 @@ static int cmd_bench(opts *o)
             last_head = h;
             if (it->snn_mb >= 0) snprintf(mb, sizeof mb, "%.4g", it->snn_mb);
             else snprintf(mb, sizeof mb, "-");
+            const double pms = wan ? it->snn_wan_ms : it->snn_ms;
             printf("%-8s %-17s %9.2f %9.2f %9.2f %9.2f %6.2f %8.2f %9.4g %8s %5u %5s  %.0f/%.0f/%.0f\n",
-                   it->name, it->dims, med, mn, mx, it->snn_ms, med / it->snn_ms, cmed, (double)bytes / 1e6,
+                   it->name, it->dims, med, mn, mx, pms, med / pms, cmed, (double)bytes / 1e6,
                    mb, (unsigned)rounds, it->snn_rounds, (double)rss[0] / 1024, (double)rss[1] / 1024,
                    (double)rss[2] / 1024);
         }
@@ -5105,7 +5115,7 @@ static int cmd_bench(opts *o)
             long peak = rss[0] > rss[1] ? rss[0] : rss[1];
             if (rss[2] > peak) peak = rss[2];
             printf("%s,\"%s, sealed\",%.3f,%.3f,%.3f,%llu,%u,%.2f,%g,%ld\n", it->name, it->dims, med, mn, mx,
-                   (unsigned long long)bytes, (unsigned)rounds, it->snn_ms, it->snn_mb, peak);
+                   (unsigned long long)bytes, (unsigned)rounds, wan ? it->snn_wan_ms : it->snn_ms, it->snn_mb, peak);
         } else {
             const double cmed = median(cpu, reps);
             printf("%-8s %-17s %10.2f %10.2f %+6.1f%% %10.0f %10.0f %+6.1f%% %9.4g %10.4g\n", it->name, it->dims,
