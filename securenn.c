@@ -589,6 +589,7 @@ static int scratch_open(snn_party *p, scratch *s, size_t n, size_t k64, size_t k
     if (best >= 0) {
         s->base = p->spare[best];
         s->cap = p->spare_size[best];
+        assert(s->cap >= need);
         p->spare[best] = NULL;
         return 0;
     }
@@ -603,6 +604,7 @@ static uint64_t *carve_u64(scratch *s, size_t m)
 {
     uint64_t *x = (uint64_t *)(void *)(s->base + s->off);
     s->off += s->n * m * 8;
+    assert(s->off <= s->size);  /* the k64, k8 of scratch_open count every array */
     return x;
 }
 
@@ -611,6 +613,7 @@ static uint8_t *carve_u8(scratch *s, size_t m)
 {
     uint8_t *x = s->base + s->off;
     s->off += s->n * m;
+    assert(s->off <= s->size);
     return x;
 }
 

@@ -429,9 +429,10 @@ typedef struct {
 
 /* A party keeps up to SNN_SPARE freed scratch blocks of at most
  * SNN_SPARE_MAX bytes each, so that a protocol call reuses the pages of the
- * last one instead of faulting in fresh ones (at most 32 MiB per party). */
+ * last one instead of faulting in fresh ones (at most 16 MiB of blocks per
+ * party; more of peak memory, as the heap fragments around them). */
 #define SNN_SPARE     4
-#define SNN_SPARE_MAX ((size_t)8 << 20)
+#define SNN_SPARE_MAX ((size_t)4 << 20)
 
 typedef struct snn_party_ {
     int       id;                  /* 0, 1, 2, or SNN_CLIENT             */

@@ -3065,7 +3065,8 @@ static void test_dmaxpool(void)
 
 /*
  * The scratch blocks a party keeps between protocol calls (scratch_open):
- * after two element-wise products and one matrix product, every party
+ * after element-wise products of 8, n and n elements and a matrix product,
+ * every party
  * holds spares, within SNN_SPARE blocks of at most SNN_SPARE_MAX bytes,
  * and every byte of them is zero -- the shares the calls put there were
  * wiped -- while the products are right.  Each party reports its spares.
@@ -3076,7 +3077,10 @@ static int pf_spares(snn_party *p, const void *vc, outbuf *o)
     uint64_t *z = outvec(p, c->n), *w = outvec(p, 4), rep[3] = { 0, 0, 0 };
     int rc, k;
     size_t i;
-    rc = snn_mul(p, z, mine(p, c->a), mine(p, c->b), c->n);
+    /* 8 elements first, so that a kept block too small for the next call
+     * would be there to be (wrongly) handed out */
+    rc = snn_mul(p, z, mine(p, c->a), mine(p, c->b), 8);
+    if (rc == 0) rc = snn_mul(p, z, mine(p, c->a), mine(p, c->b), c->n);
     if (rc == 0) rc = snn_mul(p, z, p->id < 2 ? z : NULL, mine(p, c->b), c->n);
     /* a 2 x (n/2) by (n/2) x 2 product, for other block sizes */
     if (rc == 0) rc = snn_matmul(p, w, mine(p, c->a), mine(p, c->b), 2, c->n / 2, 2, 0, 0);
@@ -7211,7 +7215,8 @@ static void test_cli_talk(void)
         sa.sin_port = 0; /* the kernel picks a free port q, and the demo gets --port q-1: its P1 finds q taken */
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0
-            && getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 && ntohs(sa.sin_port) > 1024) {
+            && getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 && ntohs(sa.sin_port) > 1024
+            && ntohs(sa.sin_port) < 65535) {
             snprintf(port_s, sizeof port_s, "%d", ntohs(sa.sin_port) - 1);
             char *argv[] = { "./securenn", "demo", "--port", port_s, "--iters", "1", "--timeout", "20", NULL };
             expect_cli_error(argv, "in use; the demo's parties listen on ports", 10, "demo: a port in use");
