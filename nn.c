@@ -4735,15 +4735,23 @@ static int bench_run(snn_party *p, const bench_item *it, bench_buf *bb)
     }
 }
 
-/* All three parties meet here, so that each measurement starts together. */
+/*
+ * All three parties meet here, so that each measurement starts together.
+ * Two exchanges, not one: the last party to arrive finds the others'
+ * messages already there and would leave one delivery (under --latency, one
+ * whole latency) before them; after the second exchange every party leaves
+ * when the last party's message reaches it, at the same time.
+ */
 static int bench_barrier(snn_party *p)
 {
     unsigned char one = 1;
-    int i;
-    for (i = 0; i < SNN_NPARTY; i++)
-        if (i != p->id && snn_send(p, i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1) != 0) return -1;
-    for (i = 0; i < SNN_NPARTY; i++)
-        if (i != p->id && snn_recv(p, i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1) != 0) return -1;
+    int i, pass;
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < SNN_NPARTY; i++)
+            if (i != p->id && snn_send(p, i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1) != 0) return -1;
+        for (i = 0; i < SNN_NPARTY; i++)
+            if (i != p->id && snn_recv(p, i, SNN_PROTO_SETUP, 3, SNN_KIND_BYTES, &one, 1) != 0) return -1;
+    }
     return 0;
 }
 
@@ -4809,6 +4817,24 @@ cleanup:
     close(out_fd);
     free(rec);
     return rc == 0 ? 0 : 1;
+}
+
+/* 0 if 127.0.0.1:port can be bound now (as a party binds it), else -1
+ * and why. */
+static int bench_port_free(unsigned port, char *why, size_t n)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, rc;
+    if (fd < 0) { snprintf(why, n, "socket: %s", strerror(errno)); return -1; }
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    if (rc != 0) snprintf(why, n, "%s", strerror(errno));
+    close(fd);
+    return rc == 0 ? 0 : -1;
 }
 
 /* Does row `it` match the NAME filters (none: every row)? */
@@ -4896,7 +4922,12 @@ static int bench_row(const opts *o, const bench_item *it, unsigned reps, const u
             if (n <= 0) break;
             got += (size_t)n;
         }
-        if (got != sizeof *rp || !rp->ok || rp->reps != reps) ok = 0;
+        if (got != sizeof *rp || !rp->ok || rp->reps != reps) {
+            /* a party that failed has said why; the others would wait for
+             * it until --timeout */
+            if (ok) stop_kids(pid, nkids);
+            ok = 0;
+        }
         close(fds[k][0]);
     }
     if (reap(pid, nkids, (double)o->timeout) != 0) ok = 0;
@@ -4989,6 +5020,29 @@ static int cmd_bench(opts *o)
 
     if (!(o->given & OPT_PORT)) o->port = 7100;
     if (!(o->given & OPT_KEYSEED)) o->key_seed = 1;   /* random inputs, no data: reproducible by default */
+    /* every NAME must name a row: a typo would silently shorten the run */
+    for (k = 0; k < (size_t)o->nnames; k++) {
+        opts one = *o;
+        one.nnames = 1;
+        one.names[0] = o->names[k];
+        for (i = 0; i < BENCH_N && !bench_selected(&one, &bench_items[i]); i++) {}
+        if (i == BENCH_N) {
+            PERR("bench: no row is named %s (rows: Conv2d, MatMul, Maxpool, DMP, DReLU, ReLU, A, B, C, D)",
+                 o->names[k]);
+            return 2;
+        }
+    }
+    /* the parties' ports, before any row starts (P0 would fail to listen,
+     * and the others wait for it) */
+    for (k = 0; k < SNN_NPARTY; k++) {
+        char why[160];
+        if (bench_port_free((unsigned)(o->port + k), why, sizeof why) != 0) {
+            PERR("bench: cannot listen on 127.0.0.1:%u: %s; the bench's parties listen on ports %u-%u: "
+                 "choose others with --port", (unsigned)(o->port + k), why, (unsigned)o->port,
+                 (unsigned)o->port + 2);
+            return 1;
+        }
+    }
     if (o->given & OPT_TRANSCRIPT)
         for (k = 0; k < SNN_NPARTY; k++) {       /* each row appends to them */
             char path[4096];
@@ -5004,11 +5058,6 @@ static int cmd_bench(opts *o)
     for (i = 0; i < BENCH_N; i++) {
         nrun += (size_t)bench_selected(o, &bench_items[i]);
         nnet += (size_t)(bench_selected(o, &bench_items[i]) && bench_items[i].kind == B_NET);
-    }
-    if (nrun == 0) {
-        PERR("bench: no row is named %s%s (rows: Conv2d, MatMul, Maxpool, DMP, DReLU, ReLU, A, B, C, D)",
-             o->names[0], o->nnames > 1 ? " ..." : "");
-        return 2;
     }
     /* fresh pair keys for the sealed runs, held in memory only */
     memset(keys, 0, sizeof keys);
