@@ -7894,6 +7894,16 @@ static void test_cli_help(void)
         CHECK(ok, "%s --help: exit %d, its usage line, options %s, %s, %s listed and %s, %s, %s not", cases[c].cmd,
               r.status, cases[c].in[0], cases[c].in[1], cases[c].in[2], cases[c].out[0], cases[c].out[1],
               cases[c].out[2]);
+        {
+            /* a terminal of 80 columns shows it unwrapped */
+            size_t wide = 0, col = 0;
+            const char *t;
+            for (t = text ? text : ""; *t; t++) {
+                if (*t == '\n') col = 0;
+                else if (++col == 81) wide++;
+            }
+            CHECK(text && wide == 0, "%s --help: every line within 80 columns (%zu wider)", cases[c].cmd, wide);
+        }
         free(text);
     }
     remove(out);
