@@ -5019,7 +5019,7 @@ static int cmd_bench(opts *o)
     double *ms = NULL, *cpu = NULL, clear_med[BENCH_N], clear_cpu[BENCH_N];
     uint8_t keys[SNN_NEND][SNN_NEND][32];
     unsigned reps = (o->given & OPT_REPS) ? (unsigned)o->reps : 3;
-    size_t i, k, nrun = 0, nnet = 0;
+    size_t i, k, nnet = 0;
     int csv = (o->given & OPT_CSV) != 0, last_head = -1, rc = 1;
     const int wan = o->latency > 0;     /* beside the paper's WAN figures */
 
@@ -5061,7 +5061,6 @@ static int cmd_bench(opts *o)
     for (k = 0; k < SNN_NPARTY; k++)
         snprintf(o->peers[k], sizeof o->peers[k], "127.0.0.1:%u", (unsigned)(o->port + k));
     for (i = 0; i < BENCH_N; i++) {
-        nrun += (size_t)bench_selected(o, &bench_items[i]);
         nnet += (size_t)(bench_selected(o, &bench_items[i]) && bench_items[i].kind == B_NET);
     }
     /* fresh pair keys for the sealed runs, held in memory only */
