@@ -535,6 +535,29 @@ static int free_ports(int port[], int n)
     return 0;
 }
 
+/* Listens on a port q the kernel picks, 1024 < q < 65535, so that a
+ * command given --port q-1 finds the port of its P1 taken.  The socket (to
+ * close after), or -1. */
+static int hold_port(int *q)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in sa;
+    socklen_t salen = sizeof sa;
+    if (fd < 0) return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0
+        && getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 && ntohs(sa.sin_port) > 1024
+        && ntohs(sa.sin_port) < 65535) {
+        *q = ntohs(sa.sin_port);
+        return fd;
+    }
+    close(fd);
+    return -1;
+}
+
 /* A port P such that P, P + 1 and P + 2 can all be bound now, for the
  * commands that take --port P and listen on three ports in a row (demo,
  * infer --local, bench).  0, or -1 after 100 tries. */
@@ -7231,24 +7254,15 @@ static void test_cli_talk(void)
     }
     {
         /* the demo's P1 finds its port taken */
-        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-        struct sockaddr_in sa;
-        socklen_t salen = sizeof sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        sa.sin_port = 0; /* the kernel picks a free port q, and the demo gets --port q-1: its P1 finds q taken */
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0
-            && getsockname(fd, (struct sockaddr *)&sa, &salen) == 0 && ntohs(sa.sin_port) > 1024
-            && ntohs(sa.sin_port) < 65535) {
-            snprintf(port_s, sizeof port_s, "%d", ntohs(sa.sin_port) - 1);
+        int q = 0, fd = hold_port(&q);
+        if (fd >= 0) {
             char *argv[] = { "./securenn", "demo", "--port", port_s, "--iters", "1", "--timeout", "20", NULL };
+            snprintf(port_s, sizeof port_s, "%d", q - 1);
             expect_cli_error(argv, "in use; the demo's parties listen on ports", 10, "demo: a port in use");
+            close(fd);
         } else {
             CHECK(0, "could not occupy a port for the test");
         }
-        if (fd >= 0) close(fd);
     }
     for (k = 0; k < 4; k++) remove(out[k]);
     remove(model);
@@ -7383,23 +7397,15 @@ static void test_cli_bench(void)
     }
     {
         /* P1's port taken: refused before any row, in one line */
-        int pfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-        struct sockaddr_in sa;
-        socklen_t salen = sizeof sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        (void)setsockopt(pfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (pfd >= 0 && bind(pfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(pfd, 1) == 0
-            && getsockname(pfd, (struct sockaddr *)&sa, &salen) == 0 && ntohs(sa.sin_port) > 1024
-            && ntohs(sa.sin_port) < 65535) {
+        int q = 0, pfd = hold_port(&q);
+        if (pfd >= 0) {
             char *argv[] = { "./securenn", "bench", "ReLU", "--reps", "1", "--port", port, NULL };
-            snprintf(port, sizeof port, "%d", ntohs(sa.sin_port) - 1);
+            snprintf(port, sizeof port, "%d", q - 1);
             expect_cli_error(argv, "in use; the bench's parties listen on ports", 10, "bench: a port in use");
+            close(pfd);
         } else {
             CHECK(0, "could not occupy a port for the test");
         }
-        if (pfd >= 0) close(pfd);
     }
     for (pass = 0; pass < 2; pass++) {
         /* pass 0: ReLU rows, 2 repetitions; pass 1: the same with 20 ms latency */
