@@ -4824,8 +4824,9 @@ cleanup:
     return rc == 0 ? 0 : 1;
 }
 
-/* 0 if 127.0.0.1:port can be bound now (as a party binds it), else -1
- * and why. */
+/* 0 if a party could listen on 127.0.0.1:port now, else -1 and why.  It
+ * listens too: beside a listener on the wildcard address, bind succeeds
+ * and only listen fails. */
 static int bench_port_free(unsigned port, char *why, size_t n)
 {
     struct sockaddr_in a;
@@ -4836,7 +4837,7 @@ static int bench_port_free(unsigned port, char *why, size_t n)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons((uint16_t)port);
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    rc = bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0 ? 0 : -1;
     if (rc != 0) snprintf(why, n, "%s", strerror(errno));
     close(fd);
     return rc == 0 ? 0 : -1;
@@ -5034,7 +5035,7 @@ static int cmd_bench(opts *o)
     for (k = 0; k < (size_t)o->nnames; k++) {
         for (i = 0; i < BENCH_N && !bench_named(o->names[k], &bench_items[i]); i++) {}
         if (i == BENCH_N) {
-            PERR("bench: no row is named %s (rows: Conv2d, MatMul, Maxpool, DMP, DReLU, ReLU, A, B, C, D)",
+            PERR("bench: no row is named '%s' (rows: Conv2d, MatMul, Maxpool, DMP, DReLU, ReLU, A, B, C, D)",
                  o->names[k]);
             return 2;
         }
@@ -5083,12 +5084,13 @@ static int cmd_bench(opts *o)
                o->peers[0], o->peers[1], o->peers[2]);
         if (o->latency || o->bandwidth) {
             char bw[32];
-            if (o->bandwidth) snprintf(bw, sizeof bw, "%u MB/s", (unsigned)o->bandwidth);
-            else snprintf(bw, sizeof bw, "no limit");
+            if (o->bandwidth) snprintf(bw, sizeof bw, "is paced at %u MB/s", (unsigned)o->bandwidth);
+            else snprintf(bw, sizeof bw, "is not paced");
             printf("WAN emulation: every frame a party receives is delivered %u ms late; each link\n"
-                   "is paced at %s.\n", (unsigned)o->latency, bw);
+                   "%s.\n", (unsigned)o->latency, bw);
         }
-        printf("Each row: the median, min and max of %u timed repetitions after one warm-up; a\n", reps);
+        printf("Each row: the median, min and max of %u timed repetition%s after one warm-up; a\n", reps,
+               reps == 1 ? "" : "s");
         if (wan) {
             printf("repetition lasts until the slowest party is done.  [SNN]: the paper's WAN figures\n");
             printf("(EC2 c4.8xlarge, 40 MB/s, 58 ms ping, PrivateCompare on 4 cores); ratio = ours/[SNN].\n");

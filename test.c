@@ -7393,7 +7393,7 @@ static void test_cli_bench(void)
     }
     {
         char *argv[] = { "./securenn", "bench", "ReLU", "Maxpol", "--reps", "1", NULL };
-        expect_cli_error(argv, "no row is named Maxpol", 10, "bench: a misspelt row beside a right one");
+        expect_cli_error(argv, "no row is named 'Maxpol'", 10, "bench: a misspelt row beside a right one");
     }
     {
         /* P1's port taken: refused before any row, in one line */
