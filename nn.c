@@ -2849,6 +2849,9 @@ int snn_transcript_close(snn_transcript *t, char *err, size_t errlen)
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#if defined(__GLIBC__)
+#include <malloc.h>             /* mallopt: see heap_keep */
+#endif
 
 /* ---- 16a. Options -------------------------------------------------------- */
 
@@ -5948,10 +5951,29 @@ static int command_help(const char *cmd)
 }
 
 /* main -- dispatches the command; exit 0, 1 on failure, 2 on bad usage. */
+/*
+ * heap_keep -- glibc gives a freed block of 128 KiB or more back to the
+ * kernel (munmap, or trimming the top of the heap), and the next protocol
+ * call faults each of its pages in again; in C's training a quarter of the
+ * time went to the kernel's page-fault handler.  Freed blocks up to glibc's
+ * largest threshold (32 MiB) now stay in the heap, wiped (every buffer that
+ * held a share is wiped before it is freed).  Larger blocks are still
+ * mapped and unmapped.  Other C libraries keep their own policy.
+ */
+static void heap_keep(void)
+{
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD) && defined(M_TRIM_THRESHOLD)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     opts o;
     int first = 2;
+
+    heap_keep();
 
     memset(&o, 0, sizeof o);
     o.net = SNN_NET_A;
