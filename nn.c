@@ -459,7 +459,7 @@ static void nn_add_public(nn_ctx *c, uint64_t *x, size_t n, uint64_t v)
     for (i = 0; i < n; i++) x[i] += v;
 }
 
-/* ==== 3. Local reshaping: im2col, windows, rotated filters ================ */
+/* ==== 3. Local reshaping: im2col, col2im, windows ======================== */
 
 /*
  * snn_im2col -- the patch matrix of SPEC 2.11.  x: n x h x w x c (NHWC);
@@ -524,18 +524,35 @@ static void windows_scatter(uint64_t *x, const uint64_t *win, const snn_layer *L
                                 win[wi * kk + ky * k + kx];
 }
 
-/* The filters of the full convolution of the backward pass, rotated by
- * 180 degrees with in and out channels swapped:
- * rot (k*k*oc) x c, rot[(ky, kx, d), ci] = W[(k-1-ky, k-1-kx, ci), d]. */
-static void filters_rotate(uint64_t *rot, const uint64_t *W, const snn_layer *L)
+/*
+ * col2im -- the adjoint of snn_im2col: x (n x h x w x c) = the sum, over
+ * the patches that read each input, of that patch's entry of cols;
+ * entries that read padding are dropped.  Linear, like snn_im2col.
+ */
+static void col2im(uint64_t *x, const uint64_t *cols, size_t n, size_t c, size_t h, size_t w,
+                   size_t k, size_t stride, size_t pad)
 {
-    size_t ky, kx, d, ci, k = L->k;
-    for (ky = 0; ky < k; ky++)
-        for (kx = 0; kx < k; kx++)
-            for (d = 0; d < L->oc; d++)
-                for (ci = 0; ci < L->c; ci++)
-                    rot[((ky * k + kx) * L->oc + d) * L->c + ci] =
-                        W[(((k - 1 - ky) * k + (k - 1 - kx)) * L->c + ci) * L->oc + d];
+    size_t oh, ow, b, oy, ox, ky, kx, i, row = 0, kkc = k * k * c;
+    assert(k > 0 && stride > 0 && h + 2 * pad >= k && w + 2 * pad >= k);
+    oh = (h + 2 * pad - k) / stride + 1;
+    ow = (w + 2 * pad - k) / stride + 1;
+    memset(x, 0, n * h * w * c * sizeof *x);
+    for (b = 0; b < n; b++)
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++, row++) {
+                const uint64_t *r = cols + row * kkc;
+                for (ky = 0; ky < k; ky++) {
+                    size_t iy = oy * stride + ky;          /* row in the padded image */
+                    for (kx = 0; kx < k; kx++) {
+                        size_t ix = ox * stride + kx;
+                        const uint64_t *src = r + (ky * k + kx) * c;
+                        uint64_t *dst;
+                        if (iy < pad || iy - pad >= h || ix < pad || ix - pad >= w) continue;
+                        dst = x + ((b * h + iy - pad) * w + ix - pad) * c;
+                        for (i = 0; i < c; i++) dst[i] += src[i];
+                    }
+                }
+            }
 }
 
 /* rows x cols matrix: y[r][j] += b[j] (a shared bias: both add their share). */
@@ -641,41 +658,31 @@ cleanup:
 
 /*
  * conv_backward -- with delta (n*oh*ow) x oc:
- *   dx = trunc(im2col(delta, pad k-1-pad) rot(W), f): the full convolution
- *        of the zero-padded delta with the rotated filters (SPEC 2.11);
- *        (n*h*w) x (k*k*oc) times (k*k*oc) x c; stride 1 only (every
- *        strided convolution here is a first layer, which needs no dx);
+ *   dx = trunc(col2im(delta W^T), f): each output position's delta times
+ *        the filters gives its patch's share of the input gradient, and
+ *        col2im adds the patches up; (n*oh*ow) x oc times oc x (k*k*c),
+ *        any stride and padding.  The same sums as SPEC 2.11's full
+ *        convolution of the padded delta with the rotated filters, with
+ *        k*k fewer elements opened (SPEC 4.5 g);
  *   W -= trunc(im2col(x)^T delta, f + shift), (k*k*c) x oc;
  *   b -= trunc(sum delta, shift).
  */
 static int conv_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *param,
                          const uint64_t *x, const uint64_t *delta, size_t n, unsigned shift)
 {
-    size_t rows = n * L->oh * L->ow, kkc = L->k * L->k * L->c, kko = L->k * L->k * L->oc;
-    size_t ncols = 0;
-    uint64_t *cols = NULL, *rot = NULL, *g = NULL;
+    size_t rows = n * L->oh * L->ow, kkc = L->k * L->k * L->c, ncols = rows * kkc;
+    uint64_t *cols = NULL, *g = NULL;
     int rc = -1;
 
-    if (dx) {
-        size_t irows = n * L->h * L->w;
-        if (L->stride != 1 || L->pad > L->k - 1)
-            return nn_fail(c, SNN_ERR_ARG, "Conv backward: input gradient needs stride 1 and padding below k");
-        ncols = irows * kko;
-        if (!(cols = nn_alloc(ncols)) || !(rot = nn_alloc(kko * L->c))) {
-            rc = nn_nomem(c, "Conv backward");
-            goto cleanup;
-        }
-        snn_im2col(cols, delta, n, L->oc, L->oh, L->ow, L->k, 1, L->k - 1 - L->pad);
-        filters_rotate(rot, param + L->woff, L);
-        SNN_GUARD(nn_matmul(c, dx, cols, rot, irows, kko, L->c, 0, 0));
-        SNN_GUARD(nn_truncate(c, dx, dx, irows * L->c, F));
-        nn_free(cols, ncols);
-        cols = NULL;
-    }
-    ncols = rows * kkc;
     if (!(cols = nn_alloc(ncols)) || !(g = nn_alloc(L->nw))) {
         rc = nn_nomem(c, "Conv backward");
         goto cleanup;
+    }
+    if (dx) {
+        /* (rows x oc) * (oc x kkc): W is stored kkc x oc, its transpose read as stored */
+        SNN_GUARD(nn_matmul(c, cols, delta, param + L->woff, rows, L->oc, kkc, 0, 1));
+        col2im(dx, cols, n, L->c, L->h, L->w, L->k, L->stride, L->pad);
+        SNN_GUARD(nn_truncate(c, dx, dx, n * L->h * L->w * L->c, F));
     }
     snn_im2col(cols, x, n, L->c, L->h, L->w, L->k, L->stride, L->pad);
     SNN_GUARD(nn_matmul(c, g, cols, delta, kkc, rows, L->oc, 1, 0));
@@ -685,7 +692,6 @@ static int conv_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *
     rc = 0;
 cleanup:
     nn_free(cols, ncols);
-    nn_free(rot, kko * L->c);
     nn_free(g, L->nw);
     return rc;
 }

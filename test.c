@@ -5278,7 +5278,7 @@ static void test_nn_conv_direct(void)
         /* backward: dx by direct loops (the adjoint of the convolution),
          * grad W = sum x delta, both truncated like the twin */
         memcpy(p2, param, (L.nw + L.nb) * 8);
-        CHECK(snn_plain_layer_backward(&L, L.stride == 1 ? dx : NULL, p2, NULL, x, delta, n, shift) == 0,
+        CHECK(snn_plain_layer_backward(&L, dx, p2, NULL, x, delta, n, shift) == 0,
               "conv %zu backward runs", t);
         memset(wd, 0, L.nw * 8);
         memset(bd, 0, L.nb * 8);
@@ -5304,17 +5304,104 @@ static void test_nn_conv_direct(void)
         for (i = 0; i < L.nb; i++) bd[i] = param[L.boff + i] - snn_sar(bd[i], shift);
         CHECK_EQ_ARR(p2, wd, L.nw, "conv %zu: W - trunc(im2col(x)^T delta) = direct loops", t);
         CHECK_EQ_ARR(p2 + L.boff, bd, L.nb, "conv %zu: b - trunc(sum delta) = direct loops", t);
-        if (L.stride == 1) {
-            for (bb = 0; bb < n; bb++)
-                for (iy = 0; iy < L.h; iy++)
-                    for (ix = 0; ix < L.w; ix++)
-                        for (c = 0; c < L.c; c++) {
-                            size_t xi = ((bb * L.h + iy) * L.w + ix) * L.c + c;
-                            dxd[xi] = snn_sar(dxd[xi], SNN_F);
-                        }
-            CHECK_EQ_ARR(dx, dxd, nin, "conv %zu: full convolution with rotated filters = adjoint by direct loops", t);
-        }
+        for (bb = 0; bb < n; bb++)
+            for (iy = 0; iy < L.h; iy++)
+                for (ix = 0; ix < L.w; ix++)
+                    for (c = 0; c < L.c; c++) {
+                        size_t xi = ((bb * L.h + iy) * L.w + ix) * L.c + c;
+                        dxd[xi] = snn_sar(dxd[xi], SNN_F);
+                    }
+        CHECK_EQ_ARR(dx, dxd, nin, "conv %zu (stride %zu, pad %zu): col2im(delta W^T) = adjoint by direct loops",
+                     t, L.stride, L.pad);
         free(x); free(param); free(y); free(yd); free(delta); free(dx); free(dxd); free(p2); free(wd); free(bd);
+    }
+}
+
+/*
+ * One conv layer's backward pass and SGD step on shares, through three
+ * processes, against the twin: dx and the updated parameters differ from
+ * the twin's by at most 1 LSB (each is one truncation, floor or floor + 1,
+ * SPEC 1.3), and the bytes are exactly those of the two products the pass
+ * makes, delta W^T (rows x oc x kkc) and im2col(x)^T delta (kkc x rows x
+ * oc), by SPEC 3's MatMul formula (2mn + 2nv + mv) x 8: truncations and
+ * the col2im are local.  B's second convolution (12x12x20 -> 8x8x50) and
+ * D's strided one.
+ */
+typedef struct {
+    const snn_layer *L;
+    size_t n;
+    unsigned shift;
+    const uint64_t *x[2], *param[2], *delta[2];
+} nn_convb_ctx;
+
+static int pf_nn_conv_backward(snn_party *p, const void *vctx, outbuf *o)
+{
+    const nn_convb_ctx *c = vctx;
+    const size_t nin = c->n * snn_layer_in_size(c->L), np = c->L->nw + c->L->nb;
+    const size_t nout = c->n * snn_layer_out_size(c->L);
+    /* P2 runs the same layer code on zeros (it holds no share) */
+    uint64_t *dx = xcalloc(nin, 8), *param = xcalloc(np, 8), *x = xcalloc(nin, 8), *delta = xcalloc(nout, 8);
+    int rc;
+    if (p->id < 2) {
+        memcpy(param, c->param[p->id], np * 8);
+        memcpy(x, c->x[p->id], nin * 8);
+        memcpy(delta, c->delta[p->id], nout * 8);
+    }
+    rc = snn_nn_layer_backward(p, c->L, dx, param, NULL, x, delta, c->n, c->shift);
+    if (rc == 0 && p->id < 2) { out_put(o, dx, nin); out_put(o, param, np); }
+    free(dx); free(param); free(x); free(delta);
+    return rc;
+}
+
+static void test_nn_conv_secure(void)
+{
+    /* (c, h, w, oc, k, stride, pad) */
+    static const size_t cfg[2][7] = { { 20, 12, 12, 50, 5, 1, 0 }, { 1, 12, 12, 5, 5, 2, 2 } };
+    size_t t, n = 2, i;
+    for (t = 0; t < 2; t++) {
+        snn_layer L;
+        nn_convb_ctx c;
+        party_out out[3];
+        size_t nin, nout, np, rows, kkc;
+        uint64_t *x, *param, *delta, *dx, *tw, *s[6], md = 0, mp = 0, bytes;
+        snn_layer_conv(&L, cfg[t][0], cfg[t][1], cfg[t][2], cfg[t][3], cfg[t][4], cfg[t][5], cfg[t][6]);
+        nin = n * snn_layer_in_size(&L);
+        nout = n * snn_layer_out_size(&L);
+        np = L.nw + L.nb;
+        rows = n * L.oh * L.ow;
+        kkc = L.k * L.k * L.c;
+        x = xmalloc(nin * 8); param = xmalloc(np * 8); delta = xmalloc(nout * 8);
+        dx = xcalloc(nin, 8); tw = xmalloc(np * 8);
+        nn_rand_fx(x, nin, 4 * NN_ONE);
+        nn_rand_fx(param, np, NN_ONE);
+        nn_rand_fx(delta, nout, NN_ONE);
+        memcpy(tw, param, np * 8);
+        CHECK(snn_plain_layer_backward(&L, dx, tw, NULL, x, delta, n, 3) == 0, "secure conv %zu: the twin runs", t);
+        s[0] = xmalloc(nin * 8); s[1] = xmalloc(nin * 8); split(s[0], s[1], x, nin);
+        s[2] = xmalloc(np * 8); s[3] = xmalloc(np * 8); split(s[2], s[3], param, np);
+        s[4] = xmalloc(nout * 8); s[5] = xmalloc(nout * 8); split(s[4], s[5], delta, nout);
+        c.L = &L; c.n = n; c.shift = 3;
+        c.x[0] = s[0]; c.x[1] = s[1]; c.param[0] = s[2]; c.param[1] = s[3]; c.delta[0] = s[4]; c.delta[1] = s[5];
+        bytes = 8 * ((2 * rows * L.oc + 2 * L.oc * kkc + rows * kkc) + (2 * kkc * rows + 2 * rows * L.oc + kkc * L.oc));
+        if (run3(pf_nn_conv_backward, &c, 0, out) == 0 && out[0].n == nin + np && out[1].n == nin + np) {
+            for (i = 0; i < nin; i++) {
+                uint64_t d = nn_absdiff(out[0].v[i] + out[1].v[i], dx[i]);
+                if (d > md) md = d;
+            }
+            for (i = 0; i < np; i++) {
+                uint64_t d = nn_absdiff(out[0].v[nin + i] + out[1].v[nin + i], tw[i]);
+                if (d > mp) mp = d;
+            }
+            CHECK(md <= 1 && mp <= 1, "secure conv %zux%zux%zu -> %zu (k %zu, stride %zu, pad %zu): dx and the "
+                  "updated W, b within 1 LSB of the twin's (maxdiff %llu, %llu)", L.h, L.w, L.c, L.oc, L.k, L.stride,
+                  L.pad, (unsigned long long)md, (unsigned long long)mp);
+            CHECK_EQ_U64(total_bytes(out), bytes, "secure conv %zu backward: bytes of delta W^T and im2col(x)^T delta", t);
+        } else {
+            CHECK(0, "secure conv %zu backward runs: %s", t, first_err(out));
+        }
+        free3(out);
+        for (i = 0; i < 6; i++) free(s[i]);
+        free(x); free(param); free(delta); free(dx); free(tw);
     }
 }
 
@@ -8914,6 +9001,7 @@ static const test_entry tests[] = {
     { "mnist",           test_mnist },
     { "nn_im2col",       test_nn_im2col },
     { "nn_conv",         test_nn_conv_direct },
+    { "nn_conv_secure",  test_nn_conv_secure },
     { "nn_fc",           test_nn_fc_hand },
     { "nn_relu_maxpool", test_nn_relu_maxpool },
     { "nn_infer",        test_nn_infer },
