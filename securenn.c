@@ -650,9 +650,10 @@ static void draw_zl(snn_prg *g, uint64_t *x, size_t n)
 /*
  * snn_plain_matmul -- W (m x v) = op(X) (m x n) * op(Y) (n x v) over Z_L in
  * the clear, transposes as in snn_matmul (X stored n x m when tx).  The one
- * plaintext product: P2's triples here, the twin's layers in nn.c.  Loop
- * orders keep the inner loop on contiguous memory; zero entries of X (e.g.
- * ReLU outputs) are skipped, which changes no result.
+ * plaintext product: P2's triples here, the twin's layers in nn.c, and
+ * P0's and P1's products of their shares in Pi_MatMul step 3, so it does
+ * not branch on an entry.  Loop orders keep the inner loop on contiguous
+ * memory.
  */
 void snn_plain_matmul(uint64_t *W, const uint64_t *X, const uint64_t *Y,
                       size_t m, size_t n, size_t v, int tx, int ty)
@@ -664,7 +665,6 @@ void snn_plain_matmul(uint64_t *W, const uint64_t *X, const uint64_t *Y,
             uint64_t *w = W + i * v;
             for (k = 0; k < n; k++) {
                 const uint64_t a = X[i * n + k], *y = Y + k * v;
-                if (a == 0) continue;
                 for (j = 0; j < v; j++) w[j] += a * y[j];
             }
         }
@@ -673,7 +673,6 @@ void snn_plain_matmul(uint64_t *W, const uint64_t *X, const uint64_t *Y,
             for (i = 0; i < m; i++) {
                 const uint64_t a = X[k * m + i], *y = Y + k * v;
                 uint64_t *w = W + i * v;
-                if (a == 0) continue;
                 for (j = 0; j < v; j++) w[j] += a * y[j];
             }
     } else if (!tx && ty) {
