@@ -2463,25 +2463,29 @@ cleanup:
  * each in [0, 1] and sum to at most 1 per image: ASM is exact in range
  * (Pi_ReLU, Pi_Div), so anything else means that a value left the
  * protocols' range, e.g. by a failed truncation (SPEC 4.2 d).  The loss
- * sum_k (q_k - y_k)^2 of valid outputs is at most 2.
+ * sum_k (q_k - y_k)^2 of valid outputs is at most 2.  0, or -1 with the
+ * reason in why (the owner's own note: see snn_nn_owner).
  */
-static int asm_check(snn_party *o, const uint64_t *q, size_t B, size_t it)
+static int asm_check(char *why, size_t n, const uint64_t *q, size_t B, size_t it)
 {
     size_t i, k;
     for (i = 0; i < B; i++) {
         uint64_t sum = 0;
         for (k = 0; k < SNN_NN_OUT; k++) {
             const uint64_t v = q[i * SNN_NN_OUT + k];
-            if (v > (uint64_t)1 << F)
-                return snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: training step %zu, image %zu: ASM output %zu is "
-                                "%.4f, outside [0, 1]: a value left the protocols' range (a failed truncation?); "
-                                "stopping", it + 1, i, k, snn_decode(v));
+            if (v > (uint64_t)1 << F) {
+                snprintf(why, n, "Reveal step 1: training step %zu, image %zu: ASM output %zu is %.4f, outside "
+                         "[0, 1]: a value left the protocols' range (a failed truncation?)", it + 1, i, k,
+                         snn_decode(v));
+                return -1;
+            }
             sum += v;
         }
-        if (sum > (uint64_t)1 << F)
-            return snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: training step %zu, image %zu: ASM outputs sum to %.4f, "
-                            "above 1: a value left the protocols' range (a failed truncation?); stopping",
-                            it + 1, i, snn_decode(sum));
+        if (sum > (uint64_t)1 << F) {
+            snprintf(why, n, "Reveal step 1: training step %zu, image %zu: ASM outputs sum to %.4f, above 1: a "
+                     "value left the protocols' range (a failed truncation?)", it + 1, i, snn_decode(sum));
+            return -1;
+        }
     }
     return 0;
 }
@@ -2494,6 +2498,14 @@ static int asm_check(snn_party *o, const uint64_t *q, size_t B, size_t it)
  * the predicted classes (io->pred) and the servers' traffic (io->infer_bytes).
  * o must be connected (snn_connect_client_tcp) with its private stream set
  * (snn_setup_keys).  Returns 0, or -1 with o->err set.
+ *
+ * The checks of what is revealed (ASM outputs, weights, classes) never
+ * change what the servers see: a failed one is noted, the job goes on
+ * frame for frame as if it had passed (no progress reported and no
+ * checkpoint saved after it), and the first failure is the error
+ * returned at the end.  Otherwise a malicious P0 or P1, adding Delta to
+ * its share of a revealed value, would learn from the owner hanging up
+ * whether the value crosses a threshold of its choice (SPEC 4.2 i).
  */
 int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
 {
@@ -2506,6 +2518,7 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
     uint8_t *lab = NULL;
     size_t it, done, m, B = job->batch, k;
     snn_nn_range range;
+    char failed[512] = "";     /* the first failed check, reported at the end */
     int rc = -1;
 
     memset(&bt, 0, sizeof bt);
@@ -2554,27 +2567,25 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, y, B * SNN_NN_OUT));
             if (job->report) {
                 SNN_GUARD(snn_reveal(o, SNN_CLIENT, q, NULL, B * SNN_NN_OUT));
-                if (asm_check(o, q, B, it) != 0) goto cleanup;
+                if (!failed[0]) (void)asm_check(failed, sizeof failed, q, B, it);
                 progress_add(&pr, q, lab, B);
                 if (report_due(it, job->iters, job->report)) {
                     SNN_GUARD(snn_reveal(o, SNN_CLIENT, &traffic, NULL, 1));
                     pr.iter = it + 1;
                     pr.bytes = traffic;
-                    if (io->progress) io->progress(io->ctx, &pr);
+                    if (io->progress && !failed[0]) io->progress(io->ctx, &pr);
                     pr.seen = pr.correct = 0;
                     pr.sqerr = 0;
                 }
             }
             if (ckpt_due(it, job->iters, job->checkpoint)) {
                 SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
-                if (snn_nn_check_range(&net, io->param, B, 1, &range) != 0) {
+                if (!failed[0] && snn_nn_check_range(&net, io->param, B, 1, &range) != 0) {
                     snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
-                    snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: the weights at step %zu allow, at %s, %s: a failed "
-                             "truncation or a diverging training; stopping, the last checkpoint kept", it + 1,
-                             msg, range.why);
-                    goto cleanup;
+                    snprintf(failed, sizeof failed, "Reveal step 1: the weights at step %zu allow, at %s, %s: a "
+                             "failed truncation or a diverging training", it + 1, msg, range.why);
                 }
-                {
+                if (!failed[0]) {
                     char why[200] = "";
                     if (io->checkpoint(io->checkpoint_ctx, it + 1, io->param, NULL, why, sizeof why) != 0) {
                         snn_fail(o, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s; stopping", it + 1,
@@ -2585,11 +2596,10 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             }
         }
         SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
-        if (snn_nn_check_range(&net, io->param, B, 0, &range) != 0) {
+        if (!failed[0] && snn_nn_check_range(&net, io->param, B, 0, &range) != 0) {
             snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
-            snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: the trained weights allow, at %s, %s: a failed "
-                     "truncation or a diverging training; not kept", msg, range.why);
-            goto cleanup;
+            snprintf(failed, sizeof failed, "Reveal step 1: the trained weights allow, at %s, %s: a failed "
+                     "truncation or a diverging training", msg, range.why);
         }
     }
     if (job->cmd & SNN_JOB_INFER) {
@@ -2599,15 +2609,20 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             snn_nn_encode_images(x, io->test->images + done * SNN_NN_IN, m);
             SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, x, m * SNN_NN_IN));
             SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->pred + done, NULL, m));
-            for (it = done; it < done + m; it++)
-                if (io->pred[it] >= SNN_NN_OUT) {
-                    snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: predicted class %llu of image %zu is not 0..9",
+            for (it = done; it < done + m && !failed[0]; it++)
+                if (io->pred[it] >= SNN_NN_OUT)
+                    snprintf(failed, sizeof failed, "Reveal step 1: predicted class %llu of image %zu is not 0..9",
                              (unsigned long long)io->pred[it], it);
-                    goto cleanup;
-                }
             if (io->infer_progress) io->infer_progress(io->ctx, done + m, job->n_infer);
         }
         SNN_GUARD(snn_reveal(o, SNN_CLIENT, &io->infer_bytes, NULL, 1));
+    }
+    /* Every frame of the job has gone as it would have: now, and only
+     * here, the owner says what failed */
+    if (failed[0]) {
+        snn_fail(o, SNN_ERR_RANGE, "%s; the job was run to its end so that no server could tell, and its "
+                 "results are not kept", failed);
+        goto cleanup;
     }
     rc = 0;
 cleanup:

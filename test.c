@@ -6498,6 +6498,131 @@ static void test_nn_range(void)
     snn_mnist_free(&test);
 }
 
+/* ---- Selective failure: the servers' view does not depend on the owner's checks */
+
+/* A malicious P0 (test only): it adds delta to every element of every
+ * Reveal frame of `count` elements it sends to the owner, after its
+ * transcript has recorded the frame (so its transcript shows what an
+ * honest P0 sends).  Chains to the hook it replaced. */
+typedef struct { size_t count; uint64_t delta; snn_hook prev; void *prev_ctx; } delta_ctx;
+
+static void delta_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    delta_ctx *c = ctx;
+    size_t i;
+    if (f->dir == 0 && f->to == SNN_CLIENT && f->proto == SNN_PROTO_REVEAL && f->count == c->count)
+        for (i = 0; i < f->count; i++) snn_store64_le(f->payload + 8 * i, snn_load64_le(f->payload + 8 * i) + c->delta);
+    if (c->prev) c->prev(c->prev_ctx, p, f);
+}
+
+typedef struct {
+    nn_job_ctx  job;
+    const char *dir;           /* the servers' transcripts: DIR/P<id>.log */
+    delta_ctx   bad;           /* P0's Delta (0: honest)                   */
+} sf_ctx;
+
+static int pf_nn_sf(snn_party *p, const void *vctx, outbuf *o)
+{
+    const sf_ctx *c = vctx;
+    delta_ctx d = c->bad;
+    snn_transcript tr;
+    char path[256], err[256];
+    int rc;
+    memset(&tr, 0, sizeof tr);
+    if (p->id == 0) { d.prev = p->hook; d.prev_ctx = p->hook_ctx; p->hook = delta_hook; p->hook_ctx = &d; }
+    if (p->id != SNN_CLIENT) {
+        snprintf(path, sizeof path, "%s/P%d.log", c->dir, p->id);
+        if (snn_transcript_open(&tr, p, path, 0, err, sizeof err) != 0) return snn_fail(p, SNN_ERR_IO, "%s", err);
+    }
+    rc = pf_nn_job(p, &c->job, o);
+    if (p->id != SNN_CLIENT && snn_transcript_close(&tr, err, sizeof err) != 0 && rc == 0)
+        rc = snn_fail(p, SNN_ERR_IO, "%s", err);
+    return rc;
+}
+
+/*
+ * Finding 1 of the second audit (SPEC 4.2 i): a P0 that adds Delta to its
+ * shares of the predicted classes (Delta = 10: every class leaves 0..9) or
+ * of the ASM outputs (Delta = 2^40: outside [0, 1]).  The owner must
+ * report the failure, and yet P0's, P1's and P2's transcripts (every
+ * frame, its size, its values, their order and the totals at the end)
+ * must be byte for byte those of the same job with an honest P0, and
+ * every server must finish the job.
+ */
+static void test_nn_selective(void)
+{
+    static const struct { const char *what; uint32_t cmd; size_t count; uint64_t delta; const char *want; } sc[] = {
+        { "inference, P0 adds 10 to its shares of the predicted classes", SNN_JOB_INFER, 16, 10,
+          "is not 0..9" },
+        { "training, P0 adds 2^40 to its shares of the ASM outputs", SNN_JOB_TRAIN, 16 * SNN_NN_OUT,
+          (uint64_t)1 << 40, "outside [0, 1]" },
+    };
+    snn_mnist train, test;
+    snn_net net;
+    uint64_t *param, kseed = snn_prg_u64(trng());
+    size_t t;
+    int k;
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    snn_net_init(&net, SNN_NET_A);
+    param = xmalloc(net.nparam * 8);
+    snn_nn_init_params(&net, param, trng());
+    for (t = 0; t < sizeof sc / sizeof sc[0]; t++) {
+        party_out out[2][SNN_NEND];
+        char *dir[2];
+        sf_ctx c;
+        run_opts ro;
+        int rc[2], run;
+        memset(&c, 0, sizeof c);
+        c.job.job.cmd = sc[t].cmd;
+        c.job.job.net = SNN_NET_A;
+        c.job.job.batch = 16;
+        c.job.job.n_infer = sc[t].cmd == SNN_JOB_INFER ? 32 : 0;   /* two batches */
+        c.job.job.iters = sc[t].cmd == SNN_JOB_TRAIN ? 3 : 0;
+        c.job.job.lr_shift = sc[t].cmd == SNN_JOB_TRAIN ? 7 : 0;
+        c.job.job.report = sc[t].cmd == SNN_JOB_TRAIN;
+        c.job.train = &train;
+        c.job.test = &test;
+        c.job.init = param;
+        c.job.order = *trng();
+        c.bad.count = sc[t].count;
+        memset(&ro, 0, sizeof ro);
+        ro.timeout_ms = 30000;
+        ro.nparty = 4;
+        ro.fixed_kseed = 1;
+        ro.kseed = kseed;
+        for (run = 0; run < 2; run++) {
+            dir[run] = tr_mkdir();
+            c.dir = dir[run];
+            c.bad.delta = run ? sc[t].delta : 0;
+            rc[run] = dir[run] ? run_parties(&ro, pf_nn_sf, &c, out[run]) : -1;
+        }
+        CHECK(rc[0] == 0, "%s: with an honest P0 the job succeeds %s", sc[t].what, first_err(out[0]));
+        CHECK(rc[1] != 0 && !out[1][3].ok && strstr(out[1][3].err, sc[t].want)
+              && strstr(out[1][3].err, "run to its end") && strchr(out[1][3].err, '\n') == NULL
+              && out[1][0].ok && out[1][1].ok && out[1][2].ok,
+              "%s: the owner reports it, in one line, and every server finishes the job: owner \"%s\" %s", sc[t].what,
+              out[1][3].err, first_err(out[1]));
+        for (k = 0; k < SNN_NPARTY; k++) {
+            char a[128], b[128];
+            long line = 0;
+            snprintf(a, sizeof a, "%s/P%d.log", dir[0] ? dir[0] : "", k);
+            snprintf(b, sizeof b, "%s/P%d.log", dir[1] ? dir[1] : "", k);
+            CHECK(same_lines(a, b, &line), "%s: P%d's transcript is the same as with an honest P0 (first "
+                  "difference: line %ld)", sc[t].what, k, line);
+        }
+        for (run = 0; run < 2; run++) {
+            for (k = 0; k < SNN_NEND; k++) free(out[run][k].v);
+            tr_rmdir(dir[run]);
+        }
+    }
+    free(param);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
 /*
  * The truncation failure budget: the twin counts every local truncation
  * of a job and sums |v| / 2^64 over the values v it truncates, which is
@@ -8924,6 +9049,7 @@ static const test_entry tests[] = {
     { "nn_checkpoint",   test_nn_checkpoint },
     { "nn_resume",       test_nn_resume },
     { "nn_range",        test_nn_range },
+    { "nn_selective",    test_nn_selective },
     { "nn_budget",       test_nn_budget },
     { "cli",             test_cli },
     { "cli_bench",       test_cli_bench },
