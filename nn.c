@@ -1321,6 +1321,29 @@ static uint64_t fnv1a64(const unsigned char *b, size_t n)
     return h;
 }
 
+/*
+ * fopen_private -- fopen(path, mode) for "w", "wb" or "a", but the file is
+ * created with mode 0600 and an existing regular file is set to 0600, so
+ * that whatever the umask only its user can read it: models, checkpoints,
+ * predictions and transcripts hold the owner's data or shares of it
+ * (README "Files and what they reveal").  NULL with errno set.
+ */
+static FILE *fopen_private(const char *path, const char *mode)
+{
+    struct stat st;
+    FILE *f;
+    const int fd = open(path, O_WRONLY | O_CREAT | (mode[0] == 'a' ? O_APPEND : O_TRUNC), 0600);
+    if (fd < 0) return NULL;
+    if (fstat(fd, &st) != 0 || (S_ISREG(st.st_mode) && (st.st_mode & 0777) != 0600 && fchmod(fd, 0600) != 0)
+        || !(f = fdopen(fd, mode))) {
+        const int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    return f;
+}
+
 /* Writes the len bytes of buf to path (created, or truncated); with
  * durable set, on the disk before it is closed (fsync).  *created is set
  * once the file exists, for the caller to remove on a later failure.
@@ -1328,7 +1351,7 @@ static uint64_t fnv1a64(const unsigned char *b, size_t n)
 static int write_owner_bytes(const char *path, const unsigned char *buf, size_t len, int durable, int *created,
                              char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "wb");
+    FILE *f = fopen_private(path, "wb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
         return -1;
@@ -1381,7 +1404,7 @@ int snn_model_writable(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r+b");
     if (f) { fclose(f); return 0; }
-    if (errno == ENOENT && (f = fopen(path, "wb")) != NULL) {
+    if (errno == ENOENT && (f = fopen_private(path, "wb")) != NULL) {
         fclose(f);
         remove(path);
         return 0;
@@ -2783,7 +2806,7 @@ int snn_transcript_open(snn_transcript *t, snn_party *p, const char *path, int a
 {
     memset(t, 0, sizeof *t);
     t->call_proto = -1;
-    if (!(t->f = fopen(path, append ? "a" : "w"))) {
+    if (!(t->f = fopen_private(path, append ? "a" : "w"))) {
         snprintf(err, errlen, "--transcript: cannot create %s: %s", path, strerror(errno));
         return -1;
     }
@@ -3334,7 +3357,7 @@ static int open_predictions(const opts *o, FILE **f)
 {
     *f = NULL;
     if (!o->predictions) return 0;
-    if (!(*f = fopen(o->predictions, "w"))) {
+    if (!(*f = fopen_private(o->predictions, "w"))) {
         PERR("--predictions %s: cannot create: %s", o->predictions, strerror(errno));
         return -1;
     }
@@ -5071,7 +5094,7 @@ static int cmd_bench(opts *o)
             char path[4096];
             FILE *f;
             snprintf(path, sizeof path, "%s/P%zu.log", o->transcript, k);
-            if (!(f = fopen(path, "w")) || fclose(f) != 0) {
+            if (!(f = fopen_private(path, "w")) || fclose(f) != 0) {
                 PERR("--transcript: cannot create %s: %s", path, strerror(errno));
                 return 1;
             }

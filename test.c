@@ -7987,6 +7987,53 @@ static void test_cli_predictions(void)
  * COMMAND --help: exit 0, that command's usage line and entry, and exactly
  * the options it accepts (a sample in and out for each command).
  */
+/* The mode of the file at path (its permission bits), or -1. */
+static int file_mode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+/*
+ * Files that hold the owner's secrets are created with mode 0600 whatever
+ * the umask (here 022, under which fopen gives 0644), and an existing
+ * model file readable by all is set to 0600 when it is overwritten: the
+ * model, its checkpoint and the predictions (the transcripts: in
+ * cli_transcript).
+ */
+static void test_cli_modes(void)
+{
+    char tmpl[] = "/tmp/snn_modes_XXXXXX", model[128], ckpt[160], pred[128], out[128];
+    const char *files[3];
+    cmd_result r;
+    mode_t old = umask(022);
+    size_t k;
+    FILE *f;
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); umask(old); return; }
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); umask(old); return; }
+    snprintf(model, sizeof model, "%s/m.snnm", tmpl);
+    snprintf(ckpt, sizeof ckpt, "%s/m.snnm.ckpt", tmpl);
+    snprintf(pred, sizeof pred, "%s/pred.txt", tmpl);
+    snprintf(out, sizeof out, "%s/out.txt", tmpl);
+    if ((f = fopen(model, "w")) != NULL) fclose(f);          /* an old model, mode 0644 */
+    CHECK(file_mode(model) == 0644, "umask 022: fopen creates mode 0%o", (unsigned)file_mode(model));
+    {
+        char *argv[] = { "./securenn", "demo", "--plain", "--net", "A", "--iters", "8", "--batch", "16",
+                         "--checkpoint", "4", "--test-n", "16", "--model", model, "--predictions", pred, NULL };
+        run_cmd(&r, argv, 120);
+    }
+    CHECK(r.status == 0, "demo --plain --model --checkpoint --predictions: %s", r.err);
+    files[0] = model; files[1] = ckpt; files[2] = pred;
+    for (k = 0; k < 3; k++)
+        CHECK(file_mode(files[k]) == 0600, "%s: mode 0%o, only its user can read it", files[k],
+              (unsigned)file_mode(files[k]));
+    for (k = 0; k < 3; k++) remove(files[k]);
+    remove(out);
+    rmdir(tmpl);
+    umask(old);
+}
+
 static void test_cli_help(void)
 {
     static const struct { const char *cmd, *in[3], *out[3]; } cases[] = {
@@ -8145,9 +8192,12 @@ static char *demo_stable(const char *path)
     return o;
 }
 
+static int file_mode(const char *path);
+
 static void test_cli_transcript(void)
 {
     char *d = tr_mkdir(), cmd[1024], path[256];
+    mode_t old_mask = umask(022);
     const char *names[4] = { "P0.log", "P1.log", "P2.log", "owner.log" };
     int port[2], k, run;
     cmd_result r[2];
@@ -8156,6 +8206,7 @@ static void test_cli_transcript(void)
     if (!d || free_port_run(&port[0]) != 0 || free_port_run(&port[1]) != 0) {
         CHECK(0, "a directory and ports for the demo");
         tr_rmdir(d);
+        umask(old_mask);
         return;
     }
     for (run = 0; run < 2; run++) {
@@ -8183,10 +8234,13 @@ static void test_cli_transcript(void)
         tr_parse(&tp, path);
         CHECK(tp.ok && tp.have_total && tp.frames > 0, "demo --transcript: %s written and parses back %s",
               names[k], tp.why);
+        CHECK(file_mode(path) == 0600, "demo --transcript: %s has mode 0%o (the umask is 022), only its user can "
+              "read it: it holds shares of the owner's data", names[k], (unsigned)file_mode(path));
     }
     free(out[0]);
     free(out[1]);
     tr_rmdir(d);
+    umask(old_mask);
 }
 
 /* ---- explain: every protocol narrated, its result against plaintext ------ */
@@ -9063,6 +9117,7 @@ static const test_entry tests[] = {
     { "cli_predictions", test_cli_predictions },
     { "cli_checkpoint",  test_cli_checkpoint },
     { "cli_help",        test_cli_help },
+    { "cli_modes",       test_cli_modes },
     { "nn_import",       test_nn_import },
     { "nn_model_file",   test_nn_model_file },
     { "docs",            test_docs },
