@@ -3810,7 +3810,7 @@ static void test_view_matmul(void)
  * length, body, 16-byte tag) one at a time, numbered from 0 (Setup step
  * 5), and treats frame `nth` as `mode` says.
  */
-enum { MITM_PASS = 0, MITM_ALTER, MITM_REPLAY, MITM_DROP, MITM_SWAP };
+enum { MITM_PASS = 0, MITM_ALTER, MITM_REPLAY, MITM_DROP, MITM_SWAP, MITM_LONG };
 static double mono_s(void);
 typedef struct { int mode, nth; } mitm_ctx;
 
@@ -3870,6 +3870,9 @@ static void mitm_main(int lfd, int target_port, const mitm_ctx *m)
                 if (fl > ((size_t)1 << 20)) _exit(1);
                 if (len < fl) break;
                 if (frame == m->nth && m->mode == MITM_ALTER) buf[4 + 20] ^= 0x01;   /* a payload bit */
+                if (frame == m->nth && m->mode == MITM_LONG) {   /* its length claims 0xF0000000 bytes */
+                    buf[0] = buf[1] = buf[2] = 0; buf[3] = 0xF0;
+                }
                 if (frame == m->nth && m->mode == MITM_SWAP) {
                     held = xmalloc(fl); memcpy(held, buf, fl); held_len = fl;
                 } else if (!(frame == m->nth && m->mode == MITM_DROP)) {
@@ -3976,6 +3979,18 @@ static void test_channel_tamper(void)
               "%s (P1 -> P0, three processes over TCP): P0 stops: \"%s\"", c[t].what, out[0].err);
         free3(out);
     }
+    {   /* a claimed length is checked against the frame expected before
+         * anything is buffered: at once, not after a 3.75 GiB wait */
+        double t0 = mono_s(), secs;
+        m.mode = MITM_LONG; m.nth = 2;
+        rc = run_mitm(pf_stream, NULL, &m, out);
+        secs = mono_s() - t0;
+        CHECK(rc != 0 && !out[0].ok && strstr(out[0].err, "P0: expected Test step 2 (8 x Z_L) from P1, got a sealed "
+                                             "frame of 4026531840 bytes (at most") != NULL && secs < 5,
+              "a sealed frame claiming 4026531840 bytes is refused in %.1f s (the timeout is 10 s): \"%s\"", secs,
+              out[0].err);
+        free3(out);
+    }
 }
 
 /* The same protocol runs with keys (sealed channels) and without: equal
@@ -4041,10 +4056,13 @@ static void test_channel_refused(void)
     for (tcp = 0; tcp < 2; tcp++) {
         const char *how = tcp ? "TCP" : "socketpairs";
         memset(&o, 0, sizeof o);
-        o.tcp = tcp; o.nparty = 3; o.timeout_ms = 10000; o.keyed = 1; o.wrong_key = 1;
+        /* over TCP the refused peer's connection is closed as a stray, and the
+         * party stops when its wait runs out, naming the last refusal */
+        o.tcp = tcp; o.nparty = 3; o.timeout_ms = 4000; o.keyed = 1; o.wrong_key = 1;
         rc = run_parties(&o, pf_stream, NULL, out);
-        CHECK(rc != 0 && !out[0].ok && strstr(out[0].err, "P0: expected Setup step 5 (1 x Z_L) from P1, got a frame "
-                                                          "that fails authentication: P1 does not hold this pair's key") != NULL,
+        CHECK(rc != 0 && !out[0].ok && strncmp(out[0].err, "P0: ", 4) == 0
+              && strstr(out[0].err, "expected Setup step 5 (1 x Z_L) from P1, got a frame that fails authentication: "
+                                    "P1 does not hold this pair's key") != NULL,
               "%s: P1 holds another key for the pair P0-P1: P0 refuses it: \"%s\"", how, out[0].err);
         CHECK(!out[1].ok && strstr(out[1].err, "P1: ") != NULL && strstr(out[1].err, "P0") != NULL,
               "%s: and P1 stops too, naming P0: \"%s\"", how, out[1].err);
@@ -4053,8 +4071,8 @@ static void test_channel_refused(void)
         o.wrong_key = 0; o.unkeyed = 1 + 2;
         rc = run_parties(&o, pf_stream, NULL, out);
         {
-            CHECK(rc != 0 && !out[0].ok && strstr(out[0].err, "P0: P2 has no channel keys and this party will not run "
-                                                              "in the clear") != NULL,
+            CHECK(rc != 0 && !out[0].ok && strncmp(out[0].err, "P0: ", 4) == 0
+                  && strstr(out[0].err, "P2 has no channel keys and this party will not run in the clear") != NULL,
                   "%s: P2 without keys: P0 refuses it: \"%s\"", how, out[0].err);
             CHECK(!out[2].ok && strstr(out[2].err, "P2: P0 requires sealed channels and this party has no keys") != NULL,
                   "%s: and P2 is told why: \"%s\"", how, out[2].err);
@@ -7987,6 +8005,133 @@ static void test_cli_predictions(void)
  * COMMAND --help: exit 0, that command's usage line and entry, and exactly
  * the options it accepts (a sample in and out for each command).
  */
+/* s with its newlines shown as " | " (one TAP line), in a static-free buffer. */
+static const char *one_line(char *buf, size_t n, const char *s)
+{
+    size_t i = 0;
+    for (; *s && i + 4 < n; s++) {
+        if (*s == '\n') { memcpy(buf + i, " | ", 3); i += 3; }
+        else buf[i++] = *s;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* Waits (up to `until`) until the file at path holds `needle`. */
+static int file_says(const char *path, const char *needle, double until)
+{
+    struct timespec ts = { 0, 50 * 1000 * 1000 };
+    for (;;) {
+        char *t = slurp(path);
+        int yes = t && strstr(t, needle) != NULL;
+        free(t);
+        if (yes) return 1;
+        if (mono_s() > until) return 0;
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A stray TCP connection to 127.0.0.1:port: it sends `what` (if any)
+ * and closes (unless keep; then the caller closes the returned fd). */
+static int stray(int port, const char *what, int keep)
+{
+    int fd = mitm_connect(port);
+    if (fd < 0) return -1;
+    if (what) (void)(write_full(fd, what, strlen(what)) == 0);
+    if (keep) return fd;
+    close(fd);
+    return 0;
+}
+
+/*
+ * Three `party` processes against strangers, as on three machines: stray
+ * connections (an HTTP request, a silent one) while the mesh forms and
+ * while the servers wait for their owner are closed with a notice, and
+ * the job still runs; a server killed while the others wait for their
+ * owner stops both, each naming it, within seconds.
+ */
+static void test_cli_stray(void)
+{
+    char tmpl[] = "/tmp/snn_stray_XXXXXX", peers[128], out[3][128], line[1200];
+    char *ids[3] = { "0", "1", "2" };
+    bg_proc party[3], owner;
+    cmd_result r[3], ro;
+    int port[3], k, silent;
+    double until;
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (!mkdtemp(tmpl) || free_ports(port, 3) != 0) { CHECK(0, "temporary directory and ports"); return; }
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+    for (k = 0; k < 3; k++) snprintf(out[k], sizeof out[k], "%s/out%d", tmpl, k);
+    {
+        char *oargv[] = { "./securenn", "train", "--net", "A", "--iters", "1", "--batch", "16", "--quiet",
+                          "--no-save", "--timeout", "20", "--peers", peers, NULL };
+        char *p0[] = { "./securenn", "party", "0", "--timeout", "20", "--owner-wait", "60", "--peers", peers, NULL };
+        CHECK(spawn_out(&party[0], p0, out[0]) == 0, "P0 starts");
+        nanosleep(&ts, NULL);
+        /* during the mesh setup: a web request, and a connection that says nothing */
+        CHECK(stray(port[0], "GET / HTTP/1.0\r\n\r\n", 0) == 0, "a stray \"GET /\" to P0 during the mesh setup");
+        silent = stray(port[0], NULL, 1);
+        for (k = 1; k < 3; k++) {
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--owner-wait", "60", "--peers",
+                              peers, NULL };
+            if (spawn_out(&party[k], pargv, out[k]) != 0) CHECK(0, "spawn party %d", k);
+        }
+        until = mono_s() + 30;
+        for (k = 0; k < 3; k++)
+            CHECK(file_says(out[k], "waiting for the owner", until), "P%d: mesh set up, waiting for the owner", k);
+        if (silent >= 0) close(silent);
+        /* while they wait for the owner: more strays, to P0 and P2 */
+        CHECK(stray(port[0], "GET / HTTP/1.0\r\n\r\n", 0) == 0 && stray(port[2], "SN\x01\x07 garbage........", 0) == 0,
+              "strays to P0 and P2 while they wait for the owner");
+        nanosleep(&ts, NULL);
+        CHECK(spawn_bg(&owner, oargv) == 0, "the owner starts");
+        until = mono_s() + 120;
+        wait_bg(&owner, &ro, until);
+        for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+        CHECK(ro.status == 0 && r[0].status == 0 && r[1].status == 0 && r[2].status == 0,
+              "the job runs despite the strays (owner \"%s\", P1 \"%s\")", ro.err, r[1].err);
+        CHECK(r[0].lines == 3 && strstr(r[0].err, "P0: notice: closed a connection that did not open as P1 and P2: "
+                                        "not a SecureNN hello")
+              && strstr(r[0].err, "no hello within") && strstr(r[0].err, "did not open as the owner"),
+              "P0 says, one line each, that it closed three strays: \"%s\"", one_line(line, sizeof line, r[0].err));
+        CHECK(r[2].lines == 1 && strstr(r[2].err, "P2: notice: closed a connection that did not open as the owner"),
+              "P2 says so for its stray: \"%s\"", r[2].err);
+    }
+    {
+        /* A server dies while all three wait for their owner */
+        static const int sig[2] = { SIGKILL, SIGTERM };
+        int s;
+        for (s = 0; s < 2; s++) {
+            double t0;
+            if (free_ports(port, 3) != 0) { CHECK(0, "ports"); break; }
+            snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+            for (k = 0; k < 3; k++) remove(out[k]);     /* the last run's lines are not this one's */
+            for (k = 0; k < 3; k++) {
+                char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--owner-wait", "0", "--peers",
+                                  peers, NULL };
+                if (spawn_out(&party[k], pargv, out[k]) != 0) CHECK(0, "spawn party %d", k);
+            }
+            until = mono_s() + 30;
+            for (k = 0; k < 3; k++)
+                CHECK(file_says(out[k], "waiting for the owner", until), "P%d waits for the owner (signal %d next)",
+                      k, sig[s]);
+            t0 = mono_s();
+            kill(party[1].pid, sig[s]);
+            until = mono_s() + 15;
+            for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+            CHECK(r[0].status > 0 && r[2].status > 0 && r[0].lines == 1 && r[2].lines == 1
+                  && strstr(r[0].err, "P1 closed the connection") && strstr(r[2].err, "P1 closed the connection")
+                  && mono_s() - t0 < 10,
+                  "P1 killed (signal %d) while the servers wait for their owner (no time limit): P0 and P2 stop in "
+                  "%.1f s, naming it: \"%s\", \"%s\"", sig[s], mono_s() - t0, r[0].err, r[2].err);
+        }
+    }
+    for (k = 0; k < 3; k++) remove(out[k]);
+    rmdir(tmpl);
+}
+
 /* The mode of the file at path (its permission bits), or -1. */
 static int file_mode(const char *path)
 {
@@ -9118,6 +9263,7 @@ static const test_entry tests[] = {
     { "cli_checkpoint",  test_cli_checkpoint },
     { "cli_help",        test_cli_help },
     { "cli_modes",       test_cli_modes },
+    { "cli_stray",       test_cli_stray },
     { "nn_import",       test_nn_import },
     { "nn_model_file",   test_nn_model_file },
     { "docs",            test_docs },
