@@ -1561,7 +1561,7 @@ void snn_model_free(snn_model *m)
  * Checkpoint files, all little-endian:
  *   off      size  field
  *     0         4  magic "SNNK"
- *     4         4  version, 1
+ *     4         4  version, 2 (version 1 is read too: no field at 88)
  *     8         4  network id 0..2 (A..C; D is not trained securely)
  *    12         4  fractional bits f (13)
  *    16         4  1: saved by a secure run, 0: by the twin
@@ -1576,12 +1576,14 @@ void snn_model_free(snn_model *m)
  *    64         8  snn_labels_hash of the training labels
  *    72         8  parameter count n (the network's)
  *    80         8  the checkpoint period of the run that saved it
- *    88       8 n  parameters, as in a model file
- *  88+8n        8  FNV-1a 64 of bytes 0 .. 88+8n-1
+ *    88         8  its progress period (--every; 0: none)
+ *    96       8 n  parameters, as in a model file
+ *  96+8n        8  FNV-1a 64 of bytes 0 .. 96+8n-1
  */
 
-#define CKPT_VERSION 1u
-#define CKPT_HDR 88u
+#define CKPT_VERSION 2u
+#define CKPT_HDR 96u
+#define CKPT_HDR_V1 88u
 
 /* snn_labels_hash -- see securenn.h. */
 uint64_t snn_labels_hash(const snn_mnist *d)
@@ -1639,6 +1641,7 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
     snn_store64_le(buf + 64, c->data_hash);
     snn_store64_le(buf + 72, (uint64_t)c->n);
     snn_store64_le(buf + 80, (uint64_t)c->every);
+    snn_store64_le(buf + 88, (uint64_t)c->report);
     for (i = 0; i < c->n; i++) snn_store64_le(buf + CKPT_HDR + 8 * i, param[i]);
     snn_store64_le(buf + len - 8, fnv1a64(buf, len - 8));
     /* on the disk before the rename, so that the name never points at a
@@ -1662,7 +1665,7 @@ cleanup:
 int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
 {
     unsigned char *buf = NULL;
-    size_t len = 0, cap = 0, i, want_len;
+    size_t len = 0, cap = 0, i, want_len, hdr = CKPT_HDR;
     uint64_t v;
     snn_net net;
     int rc = -1;
@@ -1675,12 +1678,13 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
                  len >= 4 && memcmp(buf, "SNNM", 4) == 0 ? ": a model file; --model takes it" : "");
         goto cleanup;
     }
-    if (len < CKPT_HDR) {
-        snprintf(err, errlen, "%s: truncated checkpoint: %zu bytes, the header alone is %u", path, len, CKPT_HDR);
+    if (len >= 8 && snn_load32_le(buf + 4) == 1) hdr = CKPT_HDR_V1;
+    if (len < hdr) {
+        snprintf(err, errlen, "%s: truncated checkpoint: %zu bytes, the header alone is %zu", path, len, hdr);
         goto cleanup;
     }
-    if ((v = snn_load32_le(buf + 4)) != CKPT_VERSION) {
-        snprintf(err, errlen, "%s: checkpoint format version %llu, this program reads version %u", path,
+    if ((v = snn_load32_le(buf + 4)) != CKPT_VERSION && v != 1) {
+        snprintf(err, errlen, "%s: checkpoint format version %llu, this program reads versions 1 and %u", path,
                  (unsigned long long)v, CKPT_VERSION);
         goto cleanup;
     }
@@ -1695,7 +1699,7 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
         goto cleanup;
     }
     snn_net_init(&net, c->net);
-    want_len = CKPT_HDR + 8 * net.nparam + 8;
+    want_len = hdr + 8 * net.nparam + 8;
     if (len != want_len) {
         snprintf(err, errlen, "%s: %s checkpoint: %zu bytes, a network %s checkpoint is %zu bytes", path,
                  len < want_len ? "truncated" : "oversized", len, snn_net_name(c->net), want_len);
@@ -1720,12 +1724,13 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
     c->data_n = snn_load64_le(buf + 56);
     c->data_hash = snn_load64_le(buf + 64);
     c->every = (size_t)snn_load64_le(buf + 80);
+    c->report = hdr > CKPT_HDR_V1 ? (size_t)snn_load64_le(buf + 88) : 0;
     /* a checksum guards against accidents only: every field is checked */
     if (c->secure > 1 || c->batch < 1 || c->batch > NN_MAX_BATCH || (c->batch & (c->batch - 1)) != 0
         || c->lr_shift > NN_MAX_LR_SHIFT || c->iters > NN_MAX_ITERS || c->done < 1 || c->done >= c->iters
         || snn_lr_shift_at(c->lr_shift, c->lr_step, c->iters - 1) > NN_MAX_LR_SHIFT
         || snn_load64_le(buf + 72) != net.nparam || c->data_n < c->batch || snn_load64_le(buf + 80) < 1
-        || snn_load64_le(buf + 80) >= c->iters) {
+        || snn_load64_le(buf + 80) >= c->iters || (hdr > CKPT_HDR_V1 && snn_load64_le(buf + 88) > c->iters)) {
         snprintf(err, errlen, "%s: a field is out of range (batch %zu, shift %u, step %zu, %zu of %zu steps, "
                  "%llu images)", path, c->batch, c->lr_shift, c->lr_step, c->done, c->iters,
                  (unsigned long long)c->data_n);
@@ -1735,7 +1740,7 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: out of memory", path);
         goto cleanup;
     }
-    for (i = 0; i < net.nparam; i++) c->param[i] = snn_load64_le(buf + CKPT_HDR + 8 * i);
+    for (i = 0; i < net.nparam; i++) c->param[i] = snn_load64_le(buf + hdr + 8 * i);
     c->n = net.nparam;
     rc = 0;
 cleanup:
@@ -1931,7 +1936,7 @@ static void shape_text(char *buf, size_t n, const size_t *shape, size_t ndim)
 static int import_value(uint64_t *y, double v, const char *path, size_t i, char *err, size_t errlen)
 {
     if (!(v == v) || v > 1099511627776.0 || v < -1099511627776.0) {
-        snprintf(err, errlen, "%s: element %zu is %g, not a finite value below 2^40", path, i, v);
+        snprintf(err, errlen, "%s: element %zu is %g, not a finite value of magnitude at most 2^40", path, i, v);
         return -1;
     }
     *y = snn_encode(v);
@@ -3203,9 +3208,18 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
         case OPT_OWNERWAIT:
             if (parse_u64(v, 0, 86400, &o->owner_wait) != 0) return bad_value(a, v, "0..86400 seconds, 0: no limit");
             break;
-        case OPT_PEERS:
+        case OPT_PEERS: {
+            size_t pa, pb;
             if (parse_peers(v, o->peers) != 0) return bad_value(a, v, "h0:p0,h1:p1,h2:p2, ports 1..65535");
+            for (pa = 0; pa < SNN_NPARTY; pa++)     /* each party listens on its own address */
+                for (pb = pa + 1; pb < SNN_NPARTY; pb++)
+                    if (strcmp(o->peers[pa], o->peers[pb]) == 0) {
+                        PERR("bad value for %s: '%s' (%s is given for both P%zu and P%zu; each party needs an "
+                             "address of its own)", a, v, o->peers[pa], pa, pb);
+                        return -1;
+                    }
             break;
+        }
         case OPT_REPS:
             if (parse_u64(v, 1, 1000, &o->reps) != 0) return bad_value(a, v, "1..1000");
             break;
@@ -3773,6 +3787,7 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo, snn_ckpt_
         return -1;
     }
     pl->every = (o->given & OPT_QUIET) ? 0 : (o->given & OPT_EVERY) ? (size_t)o->every
+                : resume && resume->report ? resume->report     /* a resumed run keeps its --every */
                 : demo ? (pl->iters + 9) / 10 : per_epoch;      /* the demo: ten reports */
     if (pl->every > pl->iters) pl->every = pl->iters;
     pl->test_n = (size_t)o->test_n;
@@ -3901,6 +3916,7 @@ static int save_checkpoint(void *ctx, size_t done, const uint64_t *param, const 
     f.data_n = c->train->n;
     f.data_hash = snn_labels_hash(c->train);
     f.every = c->pl->ckpt_every;
+    f.report = c->pl->every;
     f.n = c->pl->net.nparam;
     rc = snn_ckpt_save(c->pl->ckpt_path, &f, param, err, errlen);
     snn_wipe(&f.seed, sizeof f.seed);
@@ -5921,6 +5937,20 @@ static int cmd_import(const opts *o, const char *dir)
     }
     printf("network %s: %zu parameters from %s/layer*.{weight,bias}.npy written to %s\n", snn_net_name(o->net),
            net.nparam, dir, o->model);
+    {   /* weights that all round to 0 at f bits make a model that computes nothing */
+        size_t l, i, nth = 0;
+        for (l = 0; l < net.nlayer; l++) {
+            const snn_layer *L = &net.layer[l];
+            uint64_t any = 0;
+            if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+            nth++;
+            for (i = 0; i < L->nw; i++) any |= param[L->woff + i];
+            if (!any)
+                fprintf(stderr, "securenn: import: warning: every weight of layer%zu.weight.npy is 0 at %d fractional "
+                        "bits (magnitudes below 2^-%d round to 0): the model's outputs do not depend on its input\n",
+                        nth, F, F + 1);
+        }
+    }
     rc = 0;
 cleanup:
     free(param);

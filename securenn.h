@@ -893,6 +893,7 @@ typedef struct {
     uint64_t  data_n;         /* the training set: its image count and     */
     uint64_t  data_hash;      /*   snn_labels_hash of its labels           */
     size_t    every;          /* the checkpoint period that saved it, 1..iters-1 */
+    size_t    report;         /* its progress period (--every), 0: none    */
     size_t    n;              /* parameters (the network's nparam)         */
     uint64_t *param;
 } snn_ckpt_file;

@@ -6084,13 +6084,13 @@ static void test_nn_checkpoint(void)
         memset(&back, 0, sizeof back);
         f.net = SNN_NET_A; f.secure = 1; f.batch = 16; f.iters = 13; f.done = 5; f.lr_step = 4; f.lr_shift = 5;
         f.seed = 0x0123456789abcdefu; f.round_pos = rec.calls ? rec.round_pos[0] : 0; f.data_n = sub.n;
-        f.data_hash = snn_labels_hash(&sub); f.every = 5; f.n = np;
+        f.data_hash = snn_labels_hash(&sub); f.every = 5; f.report = 3; f.n = np;
         if (fd >= 0) close(fd);
         CHECK(fd >= 0 && rec.calls && snn_ckpt_save(path, &f, rec.param[0], err, sizeof err) == 0
               && snn_ckpt_load(&back, path, err, sizeof err) == 0 && back.net == f.net && back.secure == 1
               && back.batch == 16 && back.iters == 13 && back.done == 5 && back.lr_step == 4 && back.lr_shift == 5
               && back.seed == f.seed && back.round_pos == f.round_pos && back.data_n == 64
-              && back.data_hash == f.data_hash && back.every == 5 && back.n == np
+              && back.data_hash == f.data_hash && back.every == 5 && back.report == 3 && back.n == np
               && memcmp(back.param, rec.param[0], np * 8) == 0,
               "checkpoint: a file saved and loaded gives every field and weight back (%s)", err);
         snn_ckpt_free(&back);
@@ -7793,6 +7793,30 @@ static void test_cli_checkpoint(void)
         remove(res2);
         remove(ck2);
     }
+    {   /* a resumed run keeps the progress period (--every 2) of the run it
+         * resumes: 10 progress lines for steps 21..40, not the demo's
+         * default of one every 4 */
+        char ev[104], evck[112], ev2[104];
+        char *a1[] = { "./securenn", "demo", "--plain", "--data", data, "--iters", "40", "--batch", "16",
+                       "--checkpoint", "20", "--every", "2", "--model", ev, NULL };
+        char *a2[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", evck, "--model", ev2, NULL };
+        cmd_result r1, r2;
+        bg_proc b;
+        size_t lines = 0;
+        const char *q;
+        snprintf(ev, sizeof ev, "%s/ev.snnm", tmpl);
+        snprintf(evck, sizeof evck, "%s.ckpt", ev);
+        snprintf(ev2, sizeof ev2, "%s/ev2.snnm", tmpl);
+        run_cmd(&r1, a1, 60);
+        if (spawn_out(&b, a2, out) == 0) wait_bg(&b, &r2, mono_s() + 60); else r2.status = -1;
+        text = slurp(out);
+        for (q = text; q && (q = strstr(q, "  iter ")) != NULL; q++) lines++;
+        CHECK(r1.status == 0 && r2.status == 0 && lines == 10,
+              "demo --plain --resume without --every: the run's --every 2 goes on (%zu progress lines for steps 21-40, "
+              "want 10) %s%s", lines, r1.err, r2.err);
+        free(text);
+        remove(ev); remove(evck); remove(ev2);
+    }
     {   /* getting it wrong */
         FILE *f;
         long len;
@@ -8591,6 +8615,8 @@ static void torch_forward(const snn_net *net, double *const *W, double *const *B
  * inference gives the twin's classes; bad files and a wrong shape are
  * refused with the file and the layer named.
  */
+static const char *one_line(char *buf, size_t n, const char *s);
+
 static void test_nn_import(void)
 {
     static const int nets[4] = { SNN_NET_A, SNN_NET_B, SNN_NET_B, SNN_NET_D };
@@ -8724,6 +8750,30 @@ static void test_nn_import(void)
                 CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "layer2.weight.npy: cannot open"),
                       "import: a missing file named: \"%s\"", err);
             }
+        }
+        if (t == 0) {
+            /* weights that all round to 0 (3e-5 < 2^-14): imported, with a warning
+             * naming the layer; 2^40 is accepted, and just above it refused */
+            char *argv[] = { "./securenn", "import", tmpl, "--net", "A", "--model", model, NULL };
+            size_t ws[2] = { net.layer[0].oc, net.layer[0].c };
+            cmd_result r;
+            for (i = 0; i < net.layer[0].nw; i++) W[0][i] = 3e-5;
+            snprintf(path, sizeof path, "%s/layer1.weight.npy", tmpl);
+            npy_write(path, 8, ws, 2, W[0], 0);
+            run_cmd(&r, argv, 30);
+            CHECK(r.status == 0 && r.lines == 1 && strstr(r.err, "warning: every weight of layer1.weight.npy is 0 at "
+                                                          "13 fractional bits"),
+                  "import: weights of 3e-5 all round to 0: a one-line warning naming the layer: \"%s\"",
+                  one_line(err, sizeof err, r.err));
+            W[0][0] = 1099511627776.0;
+            npy_write(path, 8, ws, 2, W[0], 0);
+            CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) == 0 && imp[net.layer[0].woff] == (uint64_t)1 << 53,
+                  "import: a weight of 2^40 is accepted (%s)", err);
+            W[0][0] = 1099511627776.0 * (1 + 1.0 / 1048576);
+            npy_write(path, 8, ws, 2, W[0], 0);
+            CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "element 0 is")
+                  && strstr(err, "not a finite value of magnitude at most 2^40"),
+                  "import: a weight just above 2^40 is refused, the message naming the bound as it is: \"%s\"", err);
         }
         for (l = 0; l < nth; l++) {
             free(W[l]); free(B[l]);
@@ -9049,6 +9099,12 @@ static const bi_case bad_input[] = {
       { "party", "0", "--peers", "a,b:2,c:3", NULL }, "bad value for --peers" },
     { "flag: --peers with an empty port", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
       { "party", "0", "--peers", "a:1,b:2,c:", NULL }, "bad value for --peers" },
+    { "flag: --peers with an address twice", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
+      { "party", "1", "--peers", "127.0.0.1:24150,127.0.0.1:24150,127.0.0.1:24152", NULL },
+      "127.0.0.1:24150 is given for both P0 and P1" },
+    { "flag: --peers with an address twice (owner)", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
+      { "train", "--peers", "127.0.0.1:24150,127.0.0.1:24151,127.0.0.1:24151", NULL },
+      "127.0.0.1:24151 is given for both P1 and P2" },
     { "flag: --peers port 0", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
       { "party", "0", "--peers", "127.0.0.1:0,127.0.0.1:7001,127.0.0.1:7002", NULL }, "ports 1..65535" },
     { "flag: --peers port 70000", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
