@@ -1133,10 +1133,13 @@ static int valid_peer(const snn_party *p, int k)
 
 static int valid_kind(int kind) { return kind >= 0 && kind < SNN_KIND_COUNT; }
 
-/* The channel's own frames (the handshake): counted apart from payload. */
-static int is_handshake(int proto, int step)
+/* The channel's own frames (the handshake: Setup steps 0 and 4 as bytes,
+ * 5 as Z_L), counted apart from payload.  Setup step 4 as Z_L is flow
+ * control, payload like any other frame. */
+static int is_handshake(int proto, int step, int kind)
 {
-    return proto == SNN_PROTO_SETUP && (step == 0 || step == 4 || step == 5);
+    return proto == SNN_PROTO_SETUP && (((step == 0 || step == 4) && kind == SNN_KIND_BYTES)
+                                        || (step == 5 && kind == SNN_KIND_ZL));
 }
 
 /* The AEAD nonce of a direction's frame number: 0^32 | le64(number). */
@@ -1185,7 +1188,7 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
         return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
     nbytes = count * esz;
     ch = &p->chan[to];
-    if (p->keyed && !ch->sealed && !is_handshake(proto, step))
+    if (p->keyed && !ch->sealed && !is_handshake(proto, step, kind))
         return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (sending %s)", who(to), ctx);
     f = malloc(SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);
     if (!f) return snn_fail(p, SNN_ERR_NOMEM, "out of memory framing %s", ctx);
@@ -1230,7 +1233,7 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
         total = HDR_LEN + wire;
         SNN_GUARD(write_all(p, to, h, total, ctx));
     }
-    if (is_handshake(proto, step)) {
+    if (is_handshake(proto, step, kind)) {
         p->stats.channel_bytes += total;
     } else {
         p->stats.sent[proto] += nbytes;
@@ -1331,7 +1334,7 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
     if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
         return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", want);
     nbytes = count * esz;
-    if (p->keyed && !p->chan[from].sealed && !is_handshake(proto, step))
+    if (p->keyed && !p->chan[from].sealed && !is_handshake(proto, step, kind))
         return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (expecting %s)", who(from), want);
 
     b = &p->in[from];
@@ -1416,7 +1419,7 @@ next_frame:
         memmove(b->buf, b->buf + used, b->len);
         arrival_consume(b, used);
     }
-    if (!is_handshake(proto, step)) {
+    if (!is_handshake(proto, step, kind)) {
         p->stats.recv[proto] += nbytes;
         p->stats.bytes_recv += nbytes;
     }

@@ -428,7 +428,7 @@ int snn_reveal(snn_party *p, int to, uint64_t *out, const uint64_t *share, size_
     }
     rc = 0;
 cleanup:
-    free(t);
+    if (t) snn_free_wiped(t, (n ? n : 1) * sizeof *t);   /* the other party's share */
     return rc;
 }
 
@@ -1667,7 +1667,8 @@ cleanup:
  * onehot (nwin x k) = e_ind for each window, as 0/1 integers over Z_L.
  * The window size k is the paper's n.
  * Roles:  P0,P1 hold <ind> (from snn_maxpool) and get <e_ind> (fresh); P2
- *         learns only (ind + r) mod k for a uniform r and passes NULL.
+ *         reconstructs t = ind + r mod L, uniform on Z_L whatever ind is
+ *         (r is uniform from K01), uses only t mod k, and passes NULL.
  * Pre:    k | 2^64, i.e. k a power of two (else SNN_ERR_ARG); 0 <= ind < k.
  * Comm:   step 2 P0,P1 -> P2: 1 Z_L each; step 3 P2 -> P0,P1: k Z_L each.
  *         16 + 16 k bytes per window [SNN, Table 1: 2(n+1) l bits],
@@ -1703,7 +1704,7 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
             t[e] = p->id == 0 ? ind[e] + r[e] : ind[e];
         }
         SNN_GUARD(snn_send_zl(p, 2, SNN_PROTO_DMAXPOOL, 2, t, nwin));
-        /* Step 3 [P_j]: shares of E = e_t, t = (ind + r) mod k */
+        /* Step 3 [P_j]: shares of E = e_(t mod k), t = ind + r mod L */
         SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_DMAXPOOL, 3, E, nk));
         /* Step 4 [P_j]: g = r mod k; D_j[m] = E_j[(m + g) mod k] (rotate left by g).
          * Index on g [P0,P1]: r is common randomness both hold; P2 never sees it */

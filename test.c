@@ -1793,6 +1793,17 @@ static int pf_inventory_program(snn_party *p, const void *ctx, outbuf *o)
          : p->id == 1 ? snn_recv_zl(p, 0, SNN_PROTO_TEST, 1, &x, 1) : 0;
 }
 
+/* P0 sends the owner one flow-control frame (Setup step 4, Z_L), as a
+ * training job does before each step. */
+static int pf_flow_frame(snn_party *p, const void *ctx, outbuf *o)
+{
+    uint64_t x = 7;
+    (void)ctx; (void)o;
+    if (p->id == 0) return snn_send_zl(p, SNN_CLIENT, SNN_PROTO_SETUP, 4, &x, 1);
+    if (p->id == SNN_CLIENT) return snn_recv_zl(p, 0, SNN_PROTO_SETUP, 4, &x, 1);
+    return 0;
+}
+
 static int pf_same_keys(snn_party *p, const void *ctx, outbuf *o)
 {
     (void)ctx; (void)o;
@@ -1822,6 +1833,23 @@ static void test_net_inventory(void)
               && strstr(out[1].err, "not in the message inventory"),
               "Test frames are refused unless the test runner allows them: \"%s\"; \"%s\"", out[0].err, out[1].err);
         free3(out);
+    }
+    {   /* Setup step 4 is the handshake's reply as bytes, flow control as
+         * Z_L: only the former is the channel's own, apart from payload */
+        party_out o4[SNN_NEND];
+        run_opts ro;
+        size_t k;
+        memset(&ro, 0, sizeof ro);
+        ro.nparty = 4;
+        ro.timeout_ms = 10000;
+        ro.no_keys = 1;
+        rc = run_parties(&ro, pf_flow_frame, NULL, o4);
+        CHECK(rc == 0 && o4[0].stats.bytes_sent == 8 && o4[0].stats.sent[SNN_PROTO_SETUP] == 8
+              && o4[0].stats.channel_bytes == 0 && o4[3].stats.bytes_recv == 8,
+              "a flow-control frame (Setup step 4, 1 x Z_L) counts as 8 payload bytes, not as the handshake's "
+              "(P0 sent %llu, channel %llu) %s", (unsigned long long)o4[0].stats.bytes_sent,
+              (unsigned long long)o4[0].stats.channel_bytes, first_err(o4));
+        for (k = 0; k < SNN_NEND; k++) free(o4[k].v);
     }
     rc = run3(pf_same_keys, NULL, MESH_PAIRS, out);
     CHECK(rc != 0 && strstr(out[2].err, "are equal") != NULL,
