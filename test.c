@@ -4160,7 +4160,20 @@ static void test_channel_policy(void)
  * ComputeMSB c = 2y mod (L-1) with y = 2a, so c[0] = MSB(y) = [a < 0], and
  * PrivateCompare's reconstructed d has a zero exactly when beta = 0 and
  * c[0] = 1: P2 sees a zero only for negative inputs, for half of them.
+ * Attack 2 reads a bit of P2's choice instead (SPEC 4.2 h): with X_i = 0
+ * below position b - 1, 34 at b - 1, 57 = -10 at b and 34 above, the only
+ * c_i that can vanish is c_b = r_b - 1 (beta = 0), so a zero appears
+ * exactly when beta = 0 and bit b of c = 2y is 1 (b = MAL_BIT here).
  */
+#define MAL_BIT 20
+
+/* The Z_p "bit" P2 deals at position i in attack 1 (sign) or 2 (bit b). */
+static unsigned char mal_x(int attack, size_t i)
+{
+    if (attack == 1) return i > 0 ? 34 : 0;
+    return (unsigned char)(i + 1 < MAL_BIT ? 0 : i + 1 == MAL_BIT ? 34 : i == MAL_BIT ? 57 : 34);
+}
+
 typedef struct {
     int attack;
     size_t n, pc_frames;         /* PC step-3 frames received from P0 so far */
@@ -4176,7 +4189,7 @@ static void mal_hook(void *ctx, const snn_party *p, snn_frame *f)
         if (f->kind == SNN_KIND_ZP) {
             for (e = 0; e < m->n; e++)
                 for (i = 0; i < 64; i++)
-                    f->payload[e * 64 + i] = (unsigned char)(f->to == 1 && i > 0 ? 34 : 0);
+                    f->payload[e * 64 + i] = f->to == 1 ? mal_x(m->attack, i) : 0;
         } else {
             memset(f->payload, 0, f->nbytes);     /* x = 0 over Z_{L-1}, x[0] = 0 over Z_L */
         }
@@ -4253,6 +4266,28 @@ static void test_malicious_p2(void)
           "negative and %zu of %zu non-negative inputs, so it learns the sign of %.1f%% of all DReLU inputs, "
           "undetected (the honest parties finish; %zu outputs wrong)",
           zn[1], neg, zp[1], n - neg, 100.0 * (double)zn[1] / (double)n, wrong);
+    {
+        /* A bit of P2's choice: bit MAL_BIT of ComputeMSB's c = 2y mod (L-1),
+         * y = 2a (DReLU step 1) read in Z_{L-1}; computed here from a */
+        size_t one = 0, z1 = 0, z0 = 0;
+        c.trace = 2;
+        if (run3(pf_mal, &c, MESH_PAIRS, out) == 0 && out[2].n == n) {
+            for (i = 0; i < n; i++) {
+                const uint64_t y = 2 * a[i], cc = pm_add(y, y);
+                const int bit = (int)(cc >> MAL_BIT & 1);
+                one += (size_t)bit;
+                if (out[2].v[i]) { if (bit) z1++; else z0++; }
+            }
+            CHECK(z0 == 0 && fabs((double)z1 - (double)one / 2) < 5.3 * sqrt((double)one / 4),
+                  "malicious P2 (\"bits\" 0 below %d, 34 at %d, 57 at %d, 34 above): a zero on %zu of the %zu "
+                  "inputs whose bit %d of c = 4a mod (L-1) is 1 and on %zu of the %zu where it is 0: it reads a bit "
+                  "of its choice for %.1f%% of all inputs", MAL_BIT - 1, MAL_BIT - 1, MAL_BIT, z1, one, MAL_BIT, z0,
+                  n - one, 100.0 * (double)z1 / (double)n);
+        } else {
+            CHECK(0, "DReLU with a malicious P2 (a chosen bit) runs: %s", first_err(out));
+        }
+        free3(out);
+    }
     free(a); free(s0); free(s1);
 }
 
