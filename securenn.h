@@ -481,9 +481,37 @@ enum {
                                         * resampling must reject             */
     SNN_TEST_SC_NO_RESAMPLE = 1u << 3, /* Pi_SC: r is not resampled, so with
                                         * SNN_TEST_SC_R_ZERO, r = 0          */
-    SNN_TEST_SWAP_PAIRS     = 1u << 4  /* this party's pair streams swapped:
+    SNN_TEST_SWAP_PAIRS     = 1u << 4, /* this party's pair streams swapped:
                                         * P0 K01<->K02, P1 K01<->K12, P2 K02<->K12 */
+    /* Compiled only with SNN_TEST_HOOKS (the test runner's build): */
+    SNN_TEST_SHARE_NO_MASK  = 1u << 5, /* Share step 1: the owner's s_0 = 0      */
+    SNN_TEST_MM_NO_MASK     = 1u << 6, /* Pi_MatMul step 1: U = V = 0 (all three) */
+    SNN_TEST_NO_REFRESH     = 1u << 7, /* every zero-share refresh of output
+                                        * shares (snn_refresh; Pi_SC step 5's u,
+                                        * Pi_Div step 1's w_i) left out      */
+    SNN_TEST_PC_NO_BLIND    = 1u << 8, /* Pi_PC step 3: s_i = 1                 */
+    SNN_TEST_PC_NO_U        = 1u << 9, /* Pi_PC step 2, r = 2^l - 1: u_i = 0     */
+    SNN_TEST_SC_ETA_ZERO    = 1u << 10, /* Pi_SC: eta'' = 0                     */
+    SNN_TEST_MSB_BETA_ZERO  = 1u << 11, /* Pi_MSB step 3: beta = 0              */
+    SNN_TEST_MSB_X_ZERO     = 1u << 12, /* Pi_MSB step 1: P2's x = 0            */
+    SNN_TEST_DEAL_NO_MASK   = 1u << 13, /* P2 deals its shares with P0's = 0
+                                        * (Pi_SC steps 2, 4; Pi_MSB steps 1, 4;
+                                        * Pi_DMaxpool step 3)                */
+    SNN_TEST_DMP_NO_R       = 1u << 14, /* Pi_DMaxpool step 2: r = 0            */
+    SNN_TEST_RECV_NO_RANGE  = 1u << 15  /* snn_recv: no ring check of elements  */
 };
+
+/* Whether test hook f is on for p: only in the test runner's build
+ * (-DSNN_TEST_HOOKS), where -DSNN_TEST_FORCE=F also turns hooks F on for
+ * every party, to check by hand that the suite catches each removal. */
+#ifdef SNN_TEST_HOOKS
+#ifndef SNN_TEST_FORCE
+#define SNN_TEST_FORCE 0u
+#endif
+#define SNN_TEST_ON(p, f) ((((p)->test_flags | (unsigned)(SNN_TEST_FORCE)) & (unsigned)(f)) != 0)
+#else
+#define SNN_TEST_ON(p, f) 0
+#endif
 
 /* ==== 6. Network (net.c) ================================================ */
 

@@ -3210,6 +3210,29 @@ static void test_scratch_spares(void)
 
 /* ---- Refresh: fresh output shares, same value ----------------------------- */
 
+/* Runs fn with P0's and P1's K01 replaced by a key made from `k01`
+ * (every other key as the harness set it): so two runs with the same
+ * harness keys differ only in K01. */
+typedef struct { party_fn fn; const pctx *c; uint8_t k01; } rekey_ctx;
+
+static int pf_rekey(snn_party *p, const void *vc, outbuf *o)
+{
+    const rekey_ctx *r = vc;
+    uint8_t key[32];
+    if (p->id < 2) {
+        memset(key, r->k01, sizeof key);
+        snn_prg_init(&p->pair[1 - p->id], key, 0);
+    }
+    return r->fn(p, r->c, o);
+}
+
+/*
+ * Every main protocol's output shares are fresh (SPEC 1.1, 6.1 item 9):
+ * two runs on the same input shares, with the same keys except K01 (the
+ * stream of every zero-share refresh), give different shares of the same
+ * value.  MatMul and SelectShare draw nothing else from K01, so without
+ * their zero-share refresh their shares would be equal.
+ */
 static void test_refresh(void)
 {
     static const struct { const char *name; party_fn fn; size_t nout; } P[] = {
@@ -3242,8 +3265,16 @@ static void test_refresh(void)
         if (P[t].fn == pf_dmaxpool) { c.a[0] = s[4]; c.a[1] = s[5]; c.n = 8; c.k = 2; }
         if (P[t].fn == pf_maxpool) { c.n = 4; c.k = 4; }
         if (P[t].fn == pf_sc) { c.a[0] = s[0]; c.a[1] = s[1]; }
-        rc1 = run3(P[t].fn, &c, MESH_PAIRS, o1);
-        rc2 = run3(P[t].fn, &c, MESH_PAIRS, o2);
+        {
+            run_opts ro;
+            rekey_ctx rk;
+            memset(&ro, 0, sizeof ro);
+            ro.nparty = 3; ro.timeout_ms = 30000; ro.fixed_kseed = 1; ro.kseed = 0x7265667265736821u;
+            rk.fn = P[t].fn; rk.c = &c; rk.k01 = 1;
+            rc1 = run_parties(&ro, pf_rekey, &rk, o1);
+            rk.k01 = 2;
+            rc2 = run_parties(&ro, pf_rekey, &rk, o2);
+        }
         if (rc1 == 0 && rc2 == 0 && o1[0].n == m && o2[0].n == m && o1[1].n == m && o2[1].n == m) {
             size_t diffval = 0;
             for (i = 0; i < m; i++) {
@@ -3255,8 +3286,8 @@ static void test_refresh(void)
                 same += o1[0].v[i] == o2[0].v[i];
                 diffval += r1 != r2;
             }
-            CHECK(same == 0 && diffval == 0, "%s: two key seeds give different shares (%zu equal) of the same value (%zu differ)",
-                  P[t].name, same, diffval);
+            CHECK(same == 0 && diffval == 0, "%s: two K01 keys (all other keys equal) give different shares (%zu "
+                  "equal) of the same value (%zu differ)", P[t].name, same, diffval);
         } else {
             CHECK(0, "%s: both runs finish with %zu outputs %s", P[t].name, m, first_err(rc1 ? o1 : o2));
         }
@@ -3265,6 +3296,165 @@ static void test_refresh(void)
         c.n = n;
     }
     for (i = 0; i < 6; i++) free(s[i]);
+}
+
+/* ---- Golden views: every protocol with fixed inputs and keys -------------- */
+
+/*
+ * Each party hashes (FNV-1a 64) every payload it receives and then its
+ * output shares; the hashes must be the recorded ones.  A golden value
+ * check: removing any step that draws or adds randomness (a refresh that
+ * no single view can see, the u_i of PrivateCompare's r = 2^64 - 1 case)
+ * changes them.  Inputs come from a fixed key, not the test seed, so the
+ * hashes do not depend on --seed.  DMaxpool also checks that what P2
+ * reconstructs, t = ind + r, is not ind.
+ */
+typedef struct { uint64_t h; uint64_t t[2][8]; size_t nt[2]; } gold_view;
+
+static void gold_fnv(uint64_t *h, const unsigned char *b, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) { *h ^= b[i]; *h *= 0x100000001b3u; }
+}
+
+static void gold_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    gold_view *g = ctx;
+    size_t i;
+    (void)p;
+    if (f->dir != 1) return;
+    gold_fnv(&g->h, f->payload, f->nbytes);
+    if (f->proto == SNN_PROTO_DMAXPOOL && f->step == 2 && f->from < 2)
+        for (i = 0; i < f->count && g->nt[f->from] < 8; i++) g->t[f->from][g->nt[f->from]++] = snn_load64_le(f->payload + 8 * i);
+}
+
+static int pf_pc_plain(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint8_t *bp = xcalloc(c->n, 1);
+    size_t e;
+    int rc = p->id < 2 ? snn_private_compare(p, NULL, c->bits[p->id], c->r, c->beta, c->n)
+                       : snn_private_compare(p, bp, NULL, NULL, NULL, c->n);
+    if (rc == 0 && p->id == 2)
+        for (e = 0; e < c->n; e++) { uint64_t v = bp[e]; out_put(o, &v, 1); }
+    free(bp);
+    return rc;
+}
+
+typedef struct { party_fn fn; const pctx *c; } gold_ctx;
+
+static int pf_golden(snn_party *p, const void *vc, outbuf *o)
+{
+    const gold_ctx *g = vc;
+    gold_view gv;
+    outbuf mo = { NULL, 0, 0 };
+    size_t i;
+    int rc;
+    memset(&gv, 0, sizeof gv);
+    gv.h = 0xcbf29ce484222325u;
+    p->hook = gold_hook;
+    p->hook_ctx = &gv;
+    rc = g->fn(p, g->c, &mo);
+    p->hook = NULL;
+    if (rc == 0) {
+        for (i = 0; i < mo.n; i++) {
+            unsigned char b[8];
+            snn_store64_le(b, mo.v[i]);
+            gold_fnv(&gv.h, b, 8);
+        }
+        out_put(o, &gv.h, 1);
+        for (i = 0; i < gv.nt[0] && i < gv.nt[1]; i++) { uint64_t t = gv.t[0][i] + gv.t[1][i]; out_put(o, &t, 1); }
+    }
+    free(mo.v);
+    return rc;
+}
+
+static void test_view_golden(void)
+{
+    static const struct { const char *name; party_fn fn; uint64_t want[3]; } G[] = {
+        { "MatMul",              pf_matmul,   { 0xec50915d2c19ba51u, 0x79f542837c856ad6u, 0xcbf29ce484222325u } },
+        { "element-wise MatMul", pf_mul,      { 0x6d215bfa9e314256u, 0xaa638211d95b4501u, 0xcbf29ce484222325u } },
+        { "SelectShare",         pf_ss,       { 0x233d5ae1512800e5u, 0x5d03a74026edd693u, 0xcbf29ce484222325u } },
+        { "PrivateCompare",      pf_pc_plain, { 0xcbf29ce484222325u, 0xcbf29ce484222325u, 0x48c2609a694c1f55u } },
+        { "PrivateCompare, r = 2^64 - 1, beta = 1", pf_pc_plain, { 0xcbf29ce484222325u, 0xcbf29ce484222325u, 0xd57442f0392d0de5u } },
+        { "ShareConvert",        pf_sc,       { 0x4c5fee354585af43u, 0x791f1085dfbcfb04u, 0x21053832c1b46c86u } },
+        { "ComputeMSB",          pf_msb,      { 0x93b1e9aed13cd7d1u, 0xfd35e67455e544cbu, 0x1fe0b1f5c49308c6u } },
+        { "DReLU",               pf_drelu,    { 0xcafe69e5c18398f8u, 0x85441c0d7a1b4ceeu, 0xf0dc00380820dd12u } },
+        { "ReLU",                pf_relu,     { 0x7c39432761abf0f5u, 0x8aa5bd423eb1f827u, 0xf0dc00380820dd12u } },
+        { "Division",            pf_div,      { 0x1de4406a7dcb4636u, 0xe1101332dd423cf8u, 0x14ba31e343f8d5c0u } },
+        { "Maxpool",             pf_maxpool,  { 0x655ae90385703ff9u, 0x82c90c46aba92d1cu, 0xdbaa96a4f531760fu } },
+        { "DMaxpool",            pf_dmaxpool, { 0x7511bdb57f62dd96u, 0x8753ac463b97829eu, 0x68d9d8480dc53cd5u } },
+    };
+    enum { GN = 4 };
+    uint64_t v[3][GN], s[6][GN], r[GN], ind[GN];
+    uint8_t key[32], b0[GN * 64], b1[GN * 64], beta[GN];
+    snn_prg g;
+    size_t t, i, k;
+    memset(key, 0x47, sizeof key);
+    snn_prg_init(&g, key, 0);
+    for (i = 0; i < GN; i++) {
+        v[0][i] = snn_from_signed((int64_t)(snn_prg_u64(&g) >> 44) - ((int64_t)1 << 19));
+        v[1][i] = 1 + (snn_prg_u64(&g) & 0xff);
+        v[2][i] = snn_prg_u64(&g) & 1;
+        ind[i] = snn_prg_u64(&g) & 3;
+    }
+    for (k = 0; k < 3; k++)
+        for (i = 0; i < GN; i++) {
+            s[2 * k][i] = snn_prg_u64(&g);
+            s[2 * k + 1][i] = (k == 0 ? v[0][i] : k == 1 ? v[1][i] : v[2][i]) - s[2 * k][i];
+        }
+    for (i = 0; i < GN; i++) {
+        const uint64_t x = snn_prg_u64(&g);
+        for (k = 0; k < 64; k++) {
+            b0[i * 64 + k] = snn_prg_zp(&g);
+            b1[i * 64 + k] = snn_sub_p((uint8_t)(x >> k & 1), b0[i * 64 + k]);
+        }
+        r[i] = snn_prg_u64(&g);
+        beta[i] = (uint8_t)(snn_prg_u64(&g) & 1);
+    }
+    for (t = 0; t < sizeof G / sizeof G[0]; t++) {
+        party_out out[3];
+        run_opts ro;
+        gold_ctx gc;
+        pctx c;
+        uint64_t ir[GN], iv0[GN], iv1[GN], rl[GN];
+        uint8_t bl[GN];
+        int rc;
+        memset(&c, 0, sizeof c);
+        c.n = GN; c.m = 2; c.k = 2; c.v = 2; c.ell_d = 4;
+        c.a[0] = s[0]; c.a[1] = s[1]; c.b[0] = s[2]; c.b[1] = s[3]; c.c[0] = s[0]; c.c[1] = s[1];
+        c.bits[0] = b0; c.bits[1] = b1; c.r = r; c.beta = beta;
+        if (G[t].fn == pf_ss) { c.a[0] = s[4]; c.a[1] = s[5]; c.b[0] = s[0]; c.b[1] = s[1]; c.c[0] = s[2]; c.c[1] = s[3]; }
+        if (G[t].fn == pf_div) { c.a[0] = s[2]; c.a[1] = s[3]; c.b[0] = s[4]; c.b[1] = s[5]; c.n = 2;
+                                 for (i = 0; i < GN; i++) { iv0[i] = s[4][i]; iv1[i] = 1 - s[4][i]; }
+                                 c.b[0] = iv0; c.b[1] = iv1; }
+        if (G[t].fn == pf_maxpool) { c.n = 1; c.k = 4; }
+        if (G[t].fn == pf_dmaxpool) {
+            for (i = 0; i < GN; i++) { ir[i] = s[0][i]; iv1[i] = ind[i] - ir[i]; }
+            c.a[0] = ir; c.a[1] = iv1; c.n = 1; c.k = 4;
+        }
+        if (t == 4) {                             /* PrivateCompare's r = 2^64 - 1 case */
+            for (i = 0; i < GN; i++) { rl[i] = UINT64_MAX; bl[i] = 1; }
+            c.r = rl; c.beta = bl;
+        }
+        memset(&ro, 0, sizeof ro);
+        ro.nparty = 3; ro.timeout_ms = 30000; ro.fixed_kseed = 1; ro.kseed = 0x676f6c64656e2121u;
+        gc.fn = G[t].fn; gc.c = &c;
+        rc = run_parties(&ro, pf_golden, &gc, out);
+        if (rc != 0 || out[0].n < 1 || out[1].n < 1 || out[2].n < 1) {
+            CHECK(0, "golden %s: runs %s", G[t].name, first_err(out));
+        } else {
+            CHECK(out[0].v[0] == G[t].want[0] && out[1].v[0] == G[t].want[1] && out[2].v[0] == G[t].want[2],
+                  "golden %s: each party's received payloads and output hash as recorded (now { 0x%016llxu, "
+                  "0x%016llxu, 0x%016llxu })", G[t].name, (unsigned long long)out[0].v[0],
+                  (unsigned long long)out[1].v[0], (unsigned long long)out[2].v[0]);
+            if (G[t].fn == pf_dmaxpool)
+                CHECK(out[2].n == 2 && out[2].v[1] != ind[0],
+                      "DMaxpool: P2 reconstructs t = ind + r = %016llx, not ind = %llu", (unsigned long long)
+                      (out[2].n > 1 ? out[2].v[1] : 0), (unsigned long long)ind[0]);
+        }
+        free3(out);
+    }
 }
 
 /* ==== Views: what each party receives ====================================== */
@@ -3513,6 +3703,74 @@ static void top_bytes(unsigned long cnt[256], const uint64_t *v, size_t n)
     for (i = 0; i < n; i++) cnt[v[i] >> 56]++;
 }
 
+/* ---- Share: what P0 and P1 receive from the owner ------------------------ */
+
+typedef struct { size_t n; uint64_t x; unsigned flags; } share_ctx;
+
+static int pf_share_view(snn_party *p, const void *vc, outbuf *o)
+{
+    const share_ctx *c = vc;
+    uint64_t *v = xcalloc(c->n, 8);
+    size_t i;
+    int rc = 0;
+    if (p->id == SNN_CLIENT) {
+        p->test_flags = c->flags;
+        for (i = 0; i < c->n; i++) v[i] = c->x;
+        rc = snn_share(p, SNN_CLIENT, NULL, v, c->n);
+    } else if (p->id < 2) {
+        rc = snn_share(p, SNN_CLIENT, v, NULL, c->n);
+        if (rc == 0) out_put(o, v, c->n);
+    }
+    free(v);
+    return rc;
+}
+
+/* The owner shares n copies of x; P0's and P1's shares, top bytes in h[j];
+ * 0 if the run worked and every pair of shares adds up to x. */
+static int view_share_run(unsigned long h[2][256], uint64_t x, size_t n, unsigned flags)
+{
+    party_out out[SNN_NEND];
+    share_ctx c;
+    run_opts ro;
+    size_t i, bad = 0;
+    int rc, k;
+    memset(&ro, 0, sizeof ro);
+    ro.nparty = 4;
+    ro.timeout_ms = 30000;
+    c.n = n; c.x = x; c.flags = flags;
+    rc = run_parties(&ro, pf_share_view, &c, out);
+    if (rc == 0 && out[0].n == n && out[1].n == n) {
+        for (i = 0; i < n; i++) bad += out[0].v[i] + out[1].v[i] != x;
+        top_bytes(h[0], out[0].v, n);
+        top_bytes(h[1], out[1].v, n);
+    } else {
+        rc = -1;
+    }
+    CHECK(rc == 0 && bad == 0, "Share of %zu copies of %016llx%s: every pair of shares adds up to it %s", n,
+          (unsigned long long)x, flags ? " (weakened)" : "", first_err(out));
+    for (k = 0; k < SNN_NEND; k++) free(out[k].v);
+    return rc;
+}
+
+/* What P0 and P1 receive when the owner shares a value is uniform, and
+ * the same for two values; without the owner's mask s_0, P1 gets x. */
+static void test_view_share(void)
+{
+    size_t n = qn(4000, 1000);
+    unsigned long A[2][256], B[2][256], W[2][256];
+    char w[128];
+    int j;
+    if (view_share_run(A, 0, n, 0) != 0 || view_share_run(B, ((uint64_t)1 << 63) + 5, n, 0) != 0) return;
+    for (j = 0; j < 2; j++) {
+        snprintf(w, sizeof w, "Share of 2^63 + 5: P%d's shares (top byte)", j);
+        view_stat(w, chi2_uniform(B[j], 256), 255, 0);
+        snprintf(w, sizeof w, "Share: P%d's shares, 0 vs 2^63 + 5", j);
+        view_homog(w, A[j], B[j], 256);
+    }
+    if (view_share_run(W, ((uint64_t)1 << 63) + 5, qn(500, 200), SNN_TEST_SHARE_NO_MASK) == 0)
+        view_stat("Share without the owner's mask s_0 (test hook): P1's shares", chi2_uniform(W[1], 256), 255, 1);
+}
+
 /* ---- PrivateCompare ------------------------------------------------------ */
 
 /* One PC view run on n copies of (x, r, beta) with bit shares fixed by the
@@ -3578,6 +3836,10 @@ static void test_view_pc(void)
      * c^0 / c^1 is fixed by the shares of x, r and the position */
     if (view_pc_run(&W, 5, 4, 0, qn(300, 100), SNN_TEST_PC_NO_MASK, NULL, NULL, NULL, NULL) == 0)
         pc_view_checks("PrivateCompare without its zero-share mask (test hook)", &W, NULL, 0, 1);
+    /* Weakened: s_i = 1, so P2 reads the c_i themselves, small integers */
+    if (view_pc_run(&W, 5, 4, 0, qn(300, 100), SNN_TEST_PC_NO_BLIND, NULL, NULL, NULL, NULL) == 0)
+        view_stat("PrivateCompare without its blinding s_i (test hook): P2's non-zero d_i",
+                  chi2_uniform(W.nz + 1, SNN_P - 1), SNN_P - 2, 1);
 }
 
 /* Counts the elements where the truth (r, either beta) fits P2's view of
@@ -3608,13 +3870,17 @@ static size_t pc_truth_count(const uint64_t *D0, const uint64_t *D1, const uint6
 typedef struct {
     pc_view pc;
     unsigned long at0[256], x[256];
+    unsigned long p1bits[SNN_P];     /* the Z_p bit shares P1 receives from P2     */
+    unsigned long c[256];            /* MSB: c = 2a + x, which P0 reconstructs     */
+    unsigned long coin[2];           /* copies where P2's d has a zero, and not    */
     size_t fits;
 } p2_view;
 
 static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n, unsigned flags, int want_ok)
 {
     uint64_t *A0 = xcalloc(n, 8), *A1 = xcalloc(n, 8), *D0, *D1, *B0, *B1, *t0, *t1, *r = xcalloc(n, 8), *y0;
-    size_t e, nd0, nd1, nb0, nb1, n0, n1, ny0, ny1, wrong = 0;
+    uint64_t *P1b, *cs, *cr;
+    size_t e, nd0, nd1, nb0, nb1, n0, n1, ny0, ny1, np1, ncs, ncr, wrong = 0;
     const uint64_t *o0, *o1;
     const char *name = proto == VIEW_SC ? "ShareConvert" : "ComputeMSB";
     view_ctx c;
@@ -3624,7 +3890,7 @@ static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n
     for (e = 0; e < n; e++) { A0[e] = a0; A1[e] = a1; }
     memset(&c, 0, sizeof c);
     c.proto = proto; c.n = n; c.a[0] = A0; c.a[1] = A1;
-    c.flags[0] = c.flags[1] = flags;
+    c.flags[0] = c.flags[1] = c.flags[2] = flags;
     rc = run3(pf_view, &c, MESH_PAIRS, out);
     CHECK(rc == 0, "%s on %zu copies of one input%s runs %s", name, n, flags ? " (weakened)" : "", first_err(out));
     D0 = view_get(&out[2], 1, 0, SNN_PROTO_PC, 3, SNN_KIND_ZP, &nd0);
@@ -3642,10 +3908,18 @@ static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n
     o0 = view_out(&out[0], &ny0);
     o1 = view_out(&out[1], &ny1);
     y0 = xcalloc(n, 8);
+    P1b = view_get(&out[1], 1, 2, msbp, proto == VIEW_SC ? 2 : 1, SNN_KIND_ZP, &np1);
+    cs = view_get(&out[0], 0, 1, SNN_PROTO_MSB, 2, SNN_KIND_ZLM1, &ncs);     /* MSB: P0's c_0 ... */
+    cr = view_get(&out[0], 1, 1, SNN_PROTO_MSB, 2, SNN_KIND_ZLM1, &ncr);     /* ... and P1's c_1 */
     if (rc == 0 && nd0 == 64 * n && nd1 == 64 * n && nb0 == 64 * n && nb1 == 64 * n && n0 == n && n1 == n
         && ny0 == n && ny1 == n) {
         memset(s, 0, sizeof *s);
         pc_view_count(&s->pc, D0, D1, n);
+        s->coin[0] = s->pc.nzero;                  /* at most one zero per element */
+        s->coin[1] = n - s->pc.nzero;
+        for (e = 0; e < np1; e++) s->p1bits[P1b[e] % SNN_P]++;
+        if (proto == VIEW_MSB && ncs == n && ncr == n)
+            for (e = 0; e < n; e++) s->c[pm_add(cs[e], cr[e]) >> 56]++;
         for (e = 0; e < n; e++) {
             if (proto == VIEW_SC) {
                 /* P0, P1 compared x with r - 1, r = a~_0 + a~_1 - a */
@@ -3669,6 +3943,7 @@ static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n
         rc = -1;
     }
     free(A0); free(A1); free(D0); free(D1); free(B0); free(B1); free(t0); free(t1); free(r); free(y0);
+    free(P1b); free(cs); free(cr);
     free3(out);
     return rc;
 }
@@ -3711,6 +3986,21 @@ static void test_view_sc(void)
         pc_view_checks("ShareConvert without PrivateCompare's permutation (test hook)", &W.pc, NULL, 1, 0);
     if (view_p2_run(&W, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, nw, SNN_TEST_PC_NO_MASK, 1) == 0)
         p2_view_truth("ShareConvert without PrivateCompare's mask (test hook)", "input B", &W, 1);
+    /* eta' = eta'' XOR [x >= r] (a zero in P2's d, or none) is a fair coin
+     * for both inputs; with eta'' = 0 it is [a + r does not wrap], which
+     * for a = 0 is always 1 */
+    view_stat("ShareConvert, input A: eta' (a zero in P2's d or none) is a fair coin", chi2_uniform(A.coin, 2), 1, 0);
+    view_stat("ShareConvert, input B: eta' is a fair coin", chi2_uniform(B.coin, 2), 1, 0);
+    view_homog("ShareConvert: eta', input A vs input B", A.coin, B.coin, 2);
+    if (view_p2_run(&W, VIEW_SC, c0, (uint64_t)0 - c0, nw, SNN_TEST_SC_ETA_ZERO, 1) == 0)
+        view_stat("ShareConvert with eta'' = 0 (test hook), input A: eta'", chi2_uniform(W.coin, 2), 1, 1);
+    /* What P1 receives from P2: its shares of the bits of x, uniform on Z_p;
+     * dealt without P0's mask they are the bits of x = a + r, and P1 knows r */
+    view_stat("ShareConvert, input B: the bit shares P1 receives from P2 are uniform on Z_p",
+              chi2_uniform(B.p1bits, SNN_P), SNN_P - 1, 0);
+    if (view_p2_run(&W, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, nw, SNN_TEST_DEAL_NO_MASK, 1) == 0)
+        view_stat("ShareConvert with P2's dealt shares unmasked (test hook): P1's bit shares",
+                  chi2_uniform(W.p1bits, SNN_P), SNN_P - 1, 1);
 }
 
 static void test_view_msb(void)
@@ -3733,6 +4023,22 @@ static void test_view_msb(void)
         pc_view_checks("ComputeMSB without PrivateCompare's permutation (test hook)", &W.pc, NULL, 1, 0);
     if (view_p2_run(&W, VIEW_MSB, c1, pm_sub(((uint64_t)1 << 63) + 7, c1), nw, SNN_TEST_PC_NO_MASK, 1) == 0)
         p2_view_truth("ComputeMSB without PrivateCompare's mask (test hook)", "input B", &W, 1);
+    /* beta' = beta XOR [x > c] is a fair coin; with beta = 0 it is [x > c],
+     * never 1 for a = 0 (c = x) */
+    view_stat("ComputeMSB, input A: beta' (a zero in P2's d or none) is a fair coin", chi2_uniform(A.coin, 2), 1, 0);
+    view_stat("ComputeMSB, input B: beta' is a fair coin", chi2_uniform(B.coin, 2), 1, 0);
+    if (view_p2_run(&W, VIEW_MSB, c0, pm_neg(c0), nw, SNN_TEST_MSB_BETA_ZERO, 1) == 0)
+        view_stat("ComputeMSB with beta = 0 (test hook), input A: beta'", chi2_uniform(W.coin, 2), 1, 1);
+    /* c = 2a + x, which P0 and P1 open in step 2, is uniform: P2's x masks it */
+    view_stat("ComputeMSB, input A: c = 2a + x opened by P0 and P1 (top byte)", chi2_uniform(A.c, 256), 255, 0);
+    view_homog("ComputeMSB: c, input A vs input B", A.c, B.c, 256);
+    if (view_p2_run(&W, VIEW_MSB, c0, pm_neg(c0), nw, SNN_TEST_MSB_X_ZERO, 1) == 0)
+        view_stat("ComputeMSB with P2's x = 0 (test hook), input A: c", chi2_uniform(W.c, 256), 255, 1);
+    view_stat("ComputeMSB, input B: the bit shares P1 receives from P2 are uniform on Z_p",
+              chi2_uniform(B.p1bits, SNN_P), SNN_P - 1, 0);
+    if (view_p2_run(&W, VIEW_MSB, c1, pm_sub(((uint64_t)1 << 63) + 7, c1), nw, SNN_TEST_DEAL_NO_MASK, 1) == 0)
+        view_stat("ComputeMSB with P2's dealt shares unmasked (test hook): P1's bit shares",
+                  chi2_uniform(W.p1bits, SNN_P), SNN_P - 1, 1);
 }
 
 /* ---- MatMul: what P0 and P1 receive -------------------------------------- */
@@ -3818,6 +4124,12 @@ static void test_view_matmul(void)
     if (view_mm_run(&W, ((uint64_t)1 << 63) - 1, 12345, qn(500, 200), both) == 0)
         view_stat("MatMul with P0's and P1's pair streams swapped (test hook): P1's received minus sent",
                   chi2_uniform(W.diff[1], 256), 255, 1);
+    {   /* Weakened: no triple masks (U = V = 0), so E_0 = X_0 and F_0 = Y_0 */
+        static const unsigned nomask[3] = { SNN_TEST_MM_NO_MASK, SNN_TEST_MM_NO_MASK, SNN_TEST_MM_NO_MASK };
+        if (view_mm_run(&W, ((uint64_t)1 << 63) - 1, 12345, qn(500, 200), nomask) == 0)
+            view_stat("MatMul without its triple masks U, V (test hook): E||F received by P1",
+                      chi2_uniform(W.recv[1], 256), 255, 1);
+    }
     /* Each party's pair streams swapped alone: the streams disagree and
      * the product is wrong */
     for (k = 0; k < 3; k++) {
@@ -9343,10 +9655,12 @@ static const test_entry tests[] = {
     { "dmaxpool",        test_dmaxpool },
     { "refresh",         test_refresh },
     { "scratch_spares",  test_scratch_spares },
+    { "view_share",      test_view_share },
     { "view_matmul",     test_view_matmul },
     { "view_pc",         test_view_pc },
     { "view_sc",         test_view_sc },
     { "view_msb",        test_view_msb },
+    { "view_golden",     test_view_golden },
     { "transcript",      test_transcript },
     { "transcript_golden", test_transcript_golden },
     { "channel_same",    test_channel_same },
