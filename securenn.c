@@ -353,7 +353,7 @@ static snn_prg *pair_stream(snn_party *p, int a, int b, const char *name)
         snn_fail(p, SNN_ERR_ARG, "%s requested by a party that does not hold it (SPEC 1.4)", name);
         return NULL;
     }
-    if (p->test_flags & SNN_TEST_SWAP_PAIRS) other = 3 - p->id - other;   /* test runner only */
+    if (SNN_TEST_ON(p, SNN_TEST_SWAP_PAIRS)) other = 3 - p->id - other;   /* test runner only */
     return &p->pair[other];
 }
 
@@ -1089,14 +1089,14 @@ static void pc_mask(snn_prg *k01, pc_work *wk, uint8_t out[SNN_ELL], const uint8
         snn_prg_zp_star_n(k01, u, SNN_ELL);
     snn_prg_perm(k01, pi, SNN_ELL);
     snn_prg_zp_n(k01, m, SNN_ELL);
-    /* Test hooks (test runner only): drawn as usual, then weakened */
-    if (test_flags & SNN_TEST_PC_NO_PERM)
+    /* Test hooks (test runner only: SNN_TEST_FLAGS is 0 in the program's
+     * build): drawn as usual, then weakened */
+    (void)test_flags;
+    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_PERM)
         for (k = 0; k < SNN_ELL; k++) pi[k] = (uint8_t)k;
-    if (test_flags & SNN_TEST_PC_NO_MASK) memset(m, 0, SNN_ELL);
-#ifdef SNN_TEST_HOOKS
-    if ((test_flags | (unsigned)(SNN_TEST_FORCE)) & SNN_TEST_PC_NO_BLIND) memset(s, 1, SNN_ELL);
-    if ((test_flags | (unsigned)(SNN_TEST_FORCE)) & SNN_TEST_PC_NO_U) memset(u, 0, SNN_ELL);
-#endif
+    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_MASK) memset(m, 0, SNN_ELL);
+    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_BLIND) memset(s, 1, SNN_ELL);
+    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_U) memset(u, 0, SNN_ELL);
 
     /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
     if (beta == 1 && r == SNN_LM1) {
@@ -1269,10 +1269,10 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
             do {
                 r0[e] = snn_prg_u64(snn_k01(p));
                 r1[e] = snn_prg_u64(snn_k01(p));
-                if (first && (p->test_flags & SNN_TEST_SC_R_ZERO)) r1[e] = (uint64_t)0 - r0[e];
+                if (first && SNN_TEST_ON(p, SNN_TEST_SC_R_ZERO)) r1[e] = (uint64_t)0 - r0[e];
                 first = 0;
             } while (r0[e] + r1[e] == 0     /* branch on r [P0,P1]: common randomness */
-                     && !(p->test_flags & SNN_TEST_SC_NO_RESAMPLE));
+                     && !SNN_TEST_ON(p, SNN_TEST_SC_NO_RESAMPLE));
             eta_pp[e] = snn_prg_bit(snn_k01(p));
 #ifdef SNN_TEST_HOOKS
             if (SNN_TEST_ON(p, SNN_TEST_SC_ETA_ZERO)) eta_pp[e] = 0;        /* test runner only */

@@ -471,7 +471,10 @@ typedef struct snn_party_ {
  * Test hooks (snn_party.test_flags).  Each removes or weakens one
  * security-relevant step, so that the test runner can run the weakened
  * protocol and show that its view tests and recovery search notice.  Only
- * test.c sets them; the program never does, and snn_party_init clears them.
+ * test.c sets them, and the code that obeys them is compiled only into the
+ * test runner (-DSNN_TEST_HOOKS, see SNN_TEST_ON below): in ./securenn
+ * every hook is the constant 0.  README "Deliberate breaks" lists each
+ * with the tests that catch it.
  */
 enum {
     SNN_TEST_PC_NO_PERM     = 1u << 0, /* Pi_PC step 3: pi is the identity       */
@@ -508,10 +511,11 @@ enum {
 #ifndef SNN_TEST_FORCE
 #define SNN_TEST_FORCE 0u
 #endif
-#define SNN_TEST_ON(p, f) ((((p)->test_flags | (unsigned)(SNN_TEST_FORCE)) & (unsigned)(f)) != 0)
+#define SNN_TEST_FLAGS(v) ((unsigned)(v) | (unsigned)(SNN_TEST_FORCE))
 #else
-#define SNN_TEST_ON(p, f) 0
+#define SNN_TEST_FLAGS(v) 0u
 #endif
+#define SNN_TEST_ON(p, f) ((SNN_TEST_FLAGS((p)->test_flags) & (unsigned)(f)) != 0)
 
 /* ==== 6. Network (net.c) ================================================ */
 
