@@ -35,8 +35,10 @@ securenn: $(LIB) $(HDR)
 	$(CC) $(CFLAGS) -DSNN_PROGRAM -o securenn $(LIB) $(LDLIBS)
 
 # The runner is the file ./test; "test" itself is the phony target that runs it.
+# Only the runner is built with -DSNN_TEST_HOOKS, the switches that weaken a
+# protocol (securenn.h, SNN_TEST_ON); ./securenn has none of them.
 test-runner: $(LIB) test.c $(HDR)
-	$(CC) $(CFLAGS) -o test $(LIB) test.c $(LDLIBS)
+	$(CC) $(CFLAGS) -DSNN_TEST_HOOKS -o test $(LIB) test.c $(LDLIBS)
 	@touch test-runner
 
 test: securenn test-runner mnist
@@ -52,7 +54,7 @@ sanitized:
 	    ln -s "`pwd`/$$f" "$$d/$$f" || exit 1; done; \
 	echo "building the sanitized ./securenn and ./test in $$d"; \
 	$(CC) $(CFLAGS) $(SANFLAGS) -DSNN_PROGRAM -o $$d/securenn $(LIB) $(LDLIBS) \
-	&& $(CC) $(CFLAGS) $(SANFLAGS) -o $$d/test $(LIB) test.c $(LDLIBS) \
+	&& $(CC) $(CFLAGS) $(SANFLAGS) -DSNN_TEST_HOOKS -o $$d/test $(LIB) test.c $(LDLIBS) \
 	&& (cd $$d && ./test $(TESTARGS)); rc=$$?; rm -rf $$d; exit $$rc
 
 check: mnist
@@ -108,9 +110,9 @@ FUZZ_FLAGS   = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize
 
 fuzz: $(LIB) test.c $(HDR)
 	mkdir -p $(FUZZ_DIR)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_FUZZ=1 -o $(FUZZ_DIR)/fuzz-idx $(LIB) test.c $(LDLIBS)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_FUZZ=2 -o $(FUZZ_DIR)/fuzz-model $(LIB) test.c $(LDLIBS)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_FUZZ=3 -o $(FUZZ_DIR)/fuzz-frame $(LIB) test.c $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_TEST_HOOKS -DSNN_FUZZ=1 -o $(FUZZ_DIR)/fuzz-idx $(LIB) test.c $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_TEST_HOOKS -DSNN_FUZZ=2 -o $(FUZZ_DIR)/fuzz-model $(LIB) test.c $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DSNN_TEST_HOOKS -DSNN_FUZZ=3 -o $(FUZZ_DIR)/fuzz-frame $(LIB) test.c $(LDLIBS)
 	for t in idx:8192 model:1048576 frame:65536; do \
 	    n=$${t%%:*}; mkdir -p $(FUZZ_DIR)/corpus-$$n; \
 	    $(FUZZ_DIR)/fuzz-$$n -max_total_time=$(FUZZ_SECONDS) -max_len=$${t#*:} -print_final_stats=1 \

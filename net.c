@@ -135,6 +135,17 @@
 /* Bytes held from one peer: 4 GiB, or half the address space where size_t
  * is 32 bits (2^32 would not fit) */
 #define INBOX_MAX    ((size_t)(SIZE_MAX / 2 < UINT32_MAX ? SIZE_MAX / 2 : (uint64_t)1 << 32))
+/* A connection to a listening party must complete its opening (hello and
+ * handshake) within OPENING_MS, or it is closed as a stray and the party
+ * keeps listening; after STRAY_MAX strays in one wait the party stops. */
+#define OPENING_MS   3000
+#define STRAY_MAX    16
+#define STRAY_WHY    512                    /* why a stray was refused  */
+/* TCP keepalive (tune_socket): idle seconds, then probes every KEEP_INTVL
+ * s, KEEP_COUNT of them unanswered: the peer is gone. */
+#define KEEP_IDLE    20
+#define KEEP_INTVL   5
+#define KEEP_COUNT   4
 /* The longest control frame's payload (Setup steps 6 and 7). */
 #define ABORT_MAX    255
 /* The hello's configuration word: all parties must agree on l, p and f. */
@@ -349,6 +360,19 @@ static void tune_socket(int fd)
     /* Many small frames: send each at once (no Nagle delay).  Fails
      * harmlessly on a socketpair. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Keepalive: a peer whose machine died (no FIN, no RST) is noticed by
+     * an idle wait, e.g. a server's wait for its owner, within about
+     * KEEP_IDLE + KEEP_COUNT * KEEP_INTVL s where the system lets us set
+     * them (Linux, the BSDs); elsewhere after the system's default. */
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+#if defined(TCP_KEEPIDLE) && defined(TCP_KEEPINTVL) && defined(TCP_KEEPCNT)
+    {
+        int idle = KEEP_IDLE, intvl = KEEP_INTVL, cnt = KEEP_COUNT;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    }
+#endif
 }
 
 /* ==== The inboxes: bytes read ahead from each peer ====================== */
@@ -1109,10 +1133,13 @@ static int valid_peer(const snn_party *p, int k)
 
 static int valid_kind(int kind) { return kind >= 0 && kind < SNN_KIND_COUNT; }
 
-/* The channel's own frames (the handshake): counted apart from payload. */
-static int is_handshake(int proto, int step)
+/* The channel's own frames (the handshake: Setup steps 0 and 4 as bytes,
+ * 5 as Z_L), counted apart from payload.  Setup step 4 as Z_L is flow
+ * control, payload like any other frame. */
+static int is_handshake(int proto, int step, int kind)
 {
-    return proto == SNN_PROTO_SETUP && (step == 0 || step == 4 || step == 5);
+    return proto == SNN_PROTO_SETUP && (((step == 0 || step == 4) && kind == SNN_KIND_BYTES)
+                                        || (step == 5 && kind == SNN_KIND_ZL));
 }
 
 /* The AEAD nonce of a direction's frame number: 0^32 | le64(number). */
@@ -1161,7 +1188,7 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
         return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
     nbytes = count * esz;
     ch = &p->chan[to];
-    if (p->keyed && !ch->sealed && !is_handshake(proto, step))
+    if (p->keyed && !ch->sealed && !is_handshake(proto, step, kind))
         return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (sending %s)", who(to), ctx);
     f = malloc(SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);
     if (!f) return snn_fail(p, SNN_ERR_NOMEM, "out of memory framing %s", ctx);
@@ -1206,7 +1233,7 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
         total = HDR_LEN + wire;
         SNN_GUARD(write_all(p, to, h, total, ctx));
     }
-    if (is_handshake(proto, step)) {
+    if (is_handshake(proto, step, kind)) {
         p->stats.channel_bytes += total;
     } else {
         p->stats.sent[proto] += nbytes;
@@ -1226,11 +1253,11 @@ cleanup:
 /*
  * open_sealed -- waits for the next sealed frame from `from` and opens it
  * in place: afterwards the inbox holds length | frame | tag, the frame in
- * the clear, and *body is the frame's length.  A frame whose tag does not
+ * the clear, and *body is the frame's length, at most max_body.  A frame whose tag does not
  * check (altered, replayed, reordered, dropped, or sealed under another
  * key) is an error naming the peer and the frame expected.
  */
-static int open_sealed(snn_party *p, int from, const char *want, size_t *body)
+static int open_sealed(snn_party *p, int from, const char *want, size_t max_body, size_t *body)
 {
     snn_channel *ch = &p->chan[from];
     snn_inbox *b = &p->in[from];
@@ -1239,8 +1266,11 @@ static int open_sealed(snn_party *p, int from, const char *want, size_t *body)
 
     if (pump(p, from, SEAL_PRE, -1, 0, want) != 0) return -1;
     len = snn_load32_le(b->buf);
-    if (len < HDR_LEN || len > INBOX_MAX - SEAL_PRE - SEAL_TAG)
-        return snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, len);
+    /* refused before it is buffered: no claimed length makes this party
+     * hold more than the frame it expects (or a control frame) */
+    if (len < HDR_LEN || len > max_body || len > INBOX_MAX - SEAL_PRE - SEAL_TAG)
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes (at most "
+                                       "%zu expected)", want, len, max_body));
     if (pump(p, from, SEAL_PRE + len + SEAL_TAG, -1, 0, want) != 0) return -1;
     frame_nonce(nonce, ch->rx_count);
     if (snn_aead_open(b->buf + SEAL_PRE, ch->rx_key, nonce, b->buf, SEAL_PRE, b->buf + SEAL_PRE, len,
@@ -1304,13 +1334,13 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
     if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
         return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", want);
     nbytes = count * esz;
-    if (p->keyed && !p->chan[from].sealed && !is_handshake(proto, step))
+    if (p->keyed && !p->chan[from].sealed && !is_handshake(proto, step, kind))
         return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (expecting %s)", who(from), want);
 
     b = &p->in[from];
 next_frame:
     if (p->chan[from].sealed) {
-        SNN_GUARD(open_sealed(p, from, want, &body));
+        SNN_GUARD(open_sealed(p, from, want, HDR_LEN + (nbytes > ABORT_MAX ? nbytes : ABORT_MAX), &body));
         off = SEAL_PRE;
         tail = SEAL_TAG;
     } else {
@@ -1365,13 +1395,14 @@ next_frame:
         for (i = 0; i < count; i++) {
             const unsigned char *e = h + HDR_LEN + 8 * i;
             v[i] = snn_load64_le(e);
-            if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1)
+            if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1 && !SNN_TEST_ON(p, SNN_TEST_RECV_NO_RANGE))
                 return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}",
                                                want, i));
         }
     } else {
         const unsigned char *e = h + HDR_LEN;
         for (i = 0; i < count; i++) {
+            if (SNN_TEST_ON(p, SNN_TEST_RECV_NO_RANGE)) break;         /* test runner only */
             if (kind == SNN_KIND_ZP && e[i] >= SNN_P)
                 return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, outside Z_%d", want, i,
                                                (unsigned)e[i], SNN_P));
@@ -1389,7 +1420,7 @@ next_frame:
         memmove(b->buf, b->buf + used, b->len);
         arrival_consume(b, used);
     }
-    if (!is_handshake(proto, step)) {
+    if (!is_handshake(proto, step, kind)) {
         p->stats.recv[proto] += nbytes;
         p->stats.bytes_recv += nbytes;
     }
@@ -1656,81 +1687,188 @@ static int connect_to(snn_party *p, int k, const char *addr)
 }
 
 /*
- * Accepts one connection on the listening socket and reads its hello: the
- * sender id comes from the frame header, and must be one of `allowed`.
- * The wait for the connection is bounded by wait_ms (0: no bound; who
- * names the awaited peers in the error), the hello by p->timeout_ms.
- * Then the policy (without keys: loopback only) and the handshake.
+ * opening -- a connection just accepted on fd (from sa) must open as an
+ * expected peer: a version-1 hello whose sender is one of `allowed` and
+ * not yet connected, the policy (without keys: loopback only), and the
+ * handshake, all within OPENING_MS (or p->timeout_ms if shorter).  0: the
+ * peer is connected.  1: a stray, closed, with why it was refused in
+ * `why`; the party is as it was before (no error, no counts, no round).
+ * A second owner while this server has one is told that it is busy.
  */
-static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *awaited)
+static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, socklen_t sl, unsigned allowed,
+                   char *why, size_t wn)
 {
-    int64_t deadline = now_ms() + wait_ms;
-    int fd = -1, k;
+    const int saved_timeout = p->timeout_ms;
+    const uint32_t saved_round = p->round;
+    const snn_stats saved_stats = p->stats;
+    int64_t deadline;
     unsigned char h[HDR_LEN];
     uint8_t hello[HELLO_LEN];
-    struct sockaddr_storage sa;
-    socklen_t sl = sizeof sa;
     size_t got = 0;
+    int k, rc;
 
-    while (fd < 0) {
-        struct pollfd pf;
-        int64_t left = deadline - now_ms();
-        if (wait_ms > 0 && left <= 0)
-            return snn_fail(p, SNN_ERR_TIMEOUT, "%s connected within %d s (Setup step 0)", awaited,
-                            wait_ms / 1000);
-        pf.fd = p->listen_fd; pf.events = POLLIN; pf.revents = 0;
-        if (poll(&pf, 1, wait_ms > 0 ? (int)left : 1000000) < 0 && errno != EINTR)
-            return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno));
-        sl = sizeof sa;
-        fd = accept(p->listen_fd, (struct sockaddr *)&sa, &sl);
-        if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-            return snn_fail(p, SNN_ERR_IO, "accept: %s", strerror(errno));
-    }
     if (set_nonblock(fd) != 0) {
+        snprintf(why, wn, "fcntl: %s", strerror(errno));
         close(fd);
-        return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
+        return 1;
     }
     tune_socket(fd);
-    /* Read the hello's header to learn who this is. */
-    deadline = now_ms() + p->timeout_ms;
+    deadline = now_ms() + (p->timeout_ms < OPENING_MS ? p->timeout_ms : OPENING_MS);
+    /* The hello's header says who this is */
     while (got < HDR_LEN) {
         struct pollfd pf;
         ssize_t r;
-        int64_t left = deadline - now_ms();
-        if (left <= 0) { close(fd); return snn_fail(p, SNN_ERR_TIMEOUT, "a peer connected but sent no hello (Setup step 0)"); }
+        const int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            snprintf(why, wn, "no hello within %d ms", OPENING_MS);
+            close(fd);
+            return 1;
+        }
         pf.fd = fd; pf.events = POLLIN; pf.revents = 0;
-        if (poll(&pf, 1, (int)left) < 0 && errno != EINTR) { close(fd); return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno)); }
+        if (poll(&pf, 1, (int)left) < 0 && errno != EINTR) {
+            snprintf(why, wn, "poll: %s", strerror(errno));
+            close(fd);
+            return 1;
+        }
         r = recv(fd, h + got, HDR_LEN - got, 0);
         if (r > 0) got += (size_t)r;
-        else if (r == 0) { close(fd); return snn_fail(p, SNN_ERR_PEER_CLOSED, "a peer closed before its hello (Setup step 0)"); }
-        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { close(fd); return snn_fail(p, SNN_ERR_IO, "recv: %s", strerror(errno)); }
+        else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            snprintf(why, wn, "closed before its hello");
+            close(fd);
+            return 1;
+        }
     }
     k = h[3];
     if (h[0] == 'S' && h[1] == 'N' && k == SNN_CLIENT && p->fd[k] >= 0 && p->id < SNN_NPARTY) {
-        /* a second owner while this server has one: tell it, keep waiting */
         const unsigned char none = 255;
         write_ctl(fd, NULL, p->id, CTL_ABORT, &none, 1, BUSY_TEXT);
+        snprintf(why, wn, "a second owner, told that this server is busy");
         close(fd);
-        return accept_one(p, allowed, wait_ms, awaited);
+        return 1;
     }
-    if (h[0] != 'S' || h[1] != 'N' || k >= SNN_NEND || !(allowed & (1u << k)) || p->fd[k] >= 0) {
+    if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || k >= SNN_NEND || !(allowed & (1u << k))
+        || p->fd[k] >= 0) {
+        snprintf(why, wn, "not a SecureNN hello from an expected peer");
         close(fd);
-        return snn_fail(p, SNN_ERR_PROTO, "unexpected connection (not a SecureNN hello from an expected peer, Setup step 0)");
+        return 1;
     }
-    if (!policy_allows(p, (const struct sockaddr *)&sa)) {
+    if (!policy_allows(p, (const struct sockaddr *)sa)) {
         char host[64];                        /* a numeric IPv4 or IPv6 address */
-        if (getnameinfo((const struct sockaddr *)&sa, sl, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
+        if (getnameinfo((const struct sockaddr *)sa, sl, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
             strcpy(host, "?");
+        snprintf(why, wn, "refusing %s connecting from %s: " POLICY_HINT, who(k), host);
         close(fd);
-        return snn_fail(p, SNN_ERR_PROTO, "refusing %s connecting from %s: " POLICY_HINT " (Setup step 0)",
-                        who(k), host);
+        return 1;
     }
     p->fd[k] = fd;
-    if (inbox_reserve(p, k, HDR_LEN) != 0) return -1;
-    memcpy(p->in[k].buf, h, HDR_LEN);
-    p->in[k].len = HDR_LEN;
-    if (snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN) != 0) return -1;
-    return handshake_respond(p, k, hello);
+    p->timeout_ms = (int)(deadline - now_ms() > 1 ? deadline - now_ms() : 1);
+    rc = inbox_reserve(p, k, HDR_LEN);
+    if (rc == 0) {
+        memcpy(p->in[k].buf, h, HDR_LEN);
+        p->in[k].len = HDR_LEN;
+        rc = snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN);
+    }
+    if (rc == 0) rc = handshake_respond(p, k, hello);
+    p->timeout_ms = saved_timeout;
+    snn_wipe(hello, sizeof hello);
+    if (rc == 0) return 0;
+    /* A stray that claimed to be k: closed, and every trace of it undone */
+    {
+        const char *m = p->errmsg;
+        if (strncmp(m, who(p->id), strlen(who(p->id))) == 0 && m[strlen(who(p->id))] == ':') m += strlen(who(p->id)) + 2;
+        snprintf(why, wn, "%s", m);
+    }
+    close(fd);
+    p->fd[k] = -1;
+    if (p->in[k].buf) snn_wipe(p->in[k].buf, p->in[k].cap);
+    p->in[k].len = 0;
+    p->in[k].narr = 0;
+    {
+        snn_channel *ch = &p->chan[k];
+        snn_wipe(ch->tx_key, sizeof ch->tx_key);
+        snn_wipe(ch->rx_key, sizeof ch->rx_key);
+        ch->tx_count = ch->rx_count = 0;
+        ch->sealed = 0;
+    }
+    p->err = SNN_OK;
+    p->err_from = -1;
+    p->errmsg[0] = '\0';
+    p->round = saved_round;
+    p->stats = saved_stats;
+    return 1;
+}
+
+/*
+ * Waits for one connection on the listening socket that opens as one of
+ * `allowed` (opening, above).  A connection that does not (a stray: a port
+ * scan, "GET /", a peer without this pair's key) is closed with a one-line
+ * notice on stderr and the wait goes on, up to STRAY_MAX of them.  The
+ * wait is bounded by wait_ms (0: no bound; `awaited` names who is
+ * awaited in the error), and meanwhile every connected server is watched:
+ * one that closes (it stopped, or died) ends the wait with an error
+ * naming it.  *strays and last (the last stray's reason, for the error)
+ * carry over the calls of one wait.
+ */
+static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *awaited, int *strays,
+                      char last[STRAY_WHY])
+{
+    const int64_t deadline = now_ms() + wait_ms;
+    char why[STRAY_WHY];
+
+    for (;;) {
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof sa;
+        int fd = -1, rc;
+
+        while (fd < 0) {
+            struct pollfd pf[SNN_NPARTY + 1];
+            int ids[SNN_NPARTY + 1], np = 0, i, k;
+            const int64_t left = deadline - now_ms();
+            if (wait_ms > 0 && left <= 0)
+                return snn_fail(p, SNN_ERR_TIMEOUT, "%s never connected within %d s (Setup step 0)%s%s", awaited,
+                                wait_ms / 1000, last[0] ? "; the last connection refused: " : "", last);
+            pf[np].fd = p->listen_fd; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = -1;
+            for (k = 0; k < SNN_NPARTY; k++)
+                if (k != p->id && p->fd[k] >= 0) {
+                    pf[np].fd = p->fd[k]; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = k;
+                }
+            if (poll(pf, (nfds_t)np, wait_ms > 0 ? (int)(left < 1000000 ? left : 1000000) : 1000000) < 0) {
+                if (errno == EINTR) continue;
+                return snn_fail(p, SNN_ERR_IO, "poll: %s", strerror(errno));
+            }
+            for (i = 1; i < np; i++) {
+                long r;
+                if (!(pf[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+                if ((r = inbox_fill(p, ids[i])) == -1) return -1;
+                if (r == -2) {
+                    /* a peer that stopped says why (its abort); else it died */
+                    if (find_abort(p, ids[i]) == 0)
+                        blame(p, ids[i], snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection while this "
+                                                  "party waited for %s (Setup step 0)", who(ids[i]), awaited));
+                    if (last[0]) {        /* perhaps why it stopped: the stray was the peer it waits for */
+                        const size_t n = strlen(p->errmsg);
+                        snprintf(p->errmsg + n, sizeof p->errmsg - n, "; the last connection refused: %s", last);
+                    }
+                    return -1;
+                }
+            }
+            if (!(pf[0].revents & POLLIN)) continue;
+            sl = sizeof sa;
+            fd = accept(p->listen_fd, (struct sockaddr *)&sa, &sl);
+            if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                return snn_fail(p, SNN_ERR_IO, "accept: %s", strerror(errno));
+        }
+        rc = opening(p, fd, &sa, sl, allowed, why, sizeof why);
+        if (rc == 0) return 0;
+        ++*strays;
+        memcpy(last, why, STRAY_WHY);
+        fprintf(stderr, "securenn: %s: notice: closed a connection that did not open as %s: %s; still listening "
+                "(%d of at most %d such)\n", who(p->id), awaited, why, *strays, STRAY_MAX);
+        fflush(stderr);
+        if (*strays >= STRAY_MAX)
+            return snn_fail(p, SNN_ERR_PROTO, "%d connections did not open as %s, the last: %s (Setup step 0)",
+                            *strays, awaited, last);
+    }
 }
 
 /*
@@ -1748,7 +1886,8 @@ int snn_listen(snn_party *p, const char *addr)
 
 int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
 {
-    int k;
+    char last[STRAY_WHY] = "";
+    int k, strays = 0;
     if (p->err) return -1;
     if (p->id < 0 || p->id >= SNN_NPARTY) return snn_fail(p, SNN_ERR_ARG, "party id must be 0, 1 or 2");
     SNN_GUARD(snn_listen(p, peers[p->id]));
@@ -1765,9 +1904,8 @@ int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
                          missing[0] ? " and " : "", who(k));   /* name the parties still missing */
             }
         if (!want) break;
-        snprintf(missing + strlen(missing), sizeof missing - strlen(missing), " never");
         if (p->fd[SNN_CLIENT] < 0) want |= 1u << SNN_CLIENT;
-        SNN_GUARD(accept_one(p, want, p->timeout_ms, missing));
+        SNN_GUARD(accept_one(p, want, p->timeout_ms, missing, &strays, last));
     }
     return 0;
 cleanup:
@@ -1791,10 +1929,12 @@ int snn_accept_client(snn_party *p)
 
 int snn_accept_owner(snn_party *p, int wait_ms)
 {
+    char last[STRAY_WHY] = "";
+    int strays = 0;
     if (p->err) return -1;
     if (p->fd[SNN_CLIENT] >= 0) return 0;       /* it connected during the mesh setup */
     if (p->listen_fd < 0) return snn_fail(p, SNN_ERR_ARG, "not listening for the owner");
-    return accept_one(p, 1u << SNN_CLIENT, wait_ms, "the owner never");
+    return accept_one(p, 1u << SNN_CLIENT, wait_ms, "the owner", &strays, last);
 }
 
 int snn_connect_fds(snn_party *p, const int fd[SNN_NEND])

@@ -1327,6 +1327,29 @@ static uint64_t fnv1a64(const unsigned char *b, size_t n)
     return h;
 }
 
+/*
+ * fopen_private -- fopen(path, mode) for "w", "wb" or "a", but the file is
+ * created with mode 0600 and an existing regular file is set to 0600, so
+ * that whatever the umask only its user can read it: models, checkpoints,
+ * predictions and transcripts hold the owner's data or shares of it
+ * (README "Files and what they reveal").  NULL with errno set.
+ */
+static FILE *fopen_private(const char *path, const char *mode)
+{
+    struct stat st;
+    FILE *f;
+    const int fd = open(path, O_WRONLY | O_CREAT | (mode[0] == 'a' ? O_APPEND : O_TRUNC), 0600);
+    if (fd < 0) return NULL;
+    if (fstat(fd, &st) != 0 || (S_ISREG(st.st_mode) && (st.st_mode & 0777) != 0600 && fchmod(fd, 0600) != 0)
+        || !(f = fdopen(fd, mode))) {
+        const int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    return f;
+}
+
 /* Writes the len bytes of buf to path (created, or truncated); with
  * durable set, on the disk before it is closed (fsync).  *created is set
  * once the file exists, for the caller to remove on a later failure.
@@ -1334,7 +1357,7 @@ static uint64_t fnv1a64(const unsigned char *b, size_t n)
 static int write_owner_bytes(const char *path, const unsigned char *buf, size_t len, int durable, int *created,
                              char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "wb");
+    FILE *f = fopen_private(path, "wb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
         return -1;
@@ -1387,7 +1410,7 @@ int snn_model_writable(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r+b");
     if (f) { fclose(f); return 0; }
-    if (errno == ENOENT && (f = fopen(path, "wb")) != NULL) {
+    if (errno == ENOENT && (f = fopen_private(path, "wb")) != NULL) {
         fclose(f);
         remove(path);
         return 0;
@@ -1544,7 +1567,7 @@ void snn_model_free(snn_model *m)
  * Checkpoint files, all little-endian:
  *   off      size  field
  *     0         4  magic "SNNK"
- *     4         4  version, 1
+ *     4         4  version, 2 (version 1 is read too: no field at 88)
  *     8         4  network id 0..2 (A..C; D is not trained securely)
  *    12         4  fractional bits f (13)
  *    16         4  1: saved by a secure run, 0: by the twin
@@ -1559,12 +1582,14 @@ void snn_model_free(snn_model *m)
  *    64         8  snn_labels_hash of the training labels
  *    72         8  parameter count n (the network's)
  *    80         8  the checkpoint period of the run that saved it
- *    88       8 n  parameters, as in a model file
- *  88+8n        8  FNV-1a 64 of bytes 0 .. 88+8n-1
+ *    88         8  its progress period (--every; 0: none)
+ *    96       8 n  parameters, as in a model file
+ *  96+8n        8  FNV-1a 64 of bytes 0 .. 96+8n-1
  */
 
-#define CKPT_VERSION 1u
-#define CKPT_HDR 88u
+#define CKPT_VERSION 2u
+#define CKPT_HDR 96u
+#define CKPT_HDR_V1 88u
 
 /* snn_labels_hash -- see securenn.h. */
 uint64_t snn_labels_hash(const snn_mnist *d)
@@ -1622,6 +1647,7 @@ int snn_ckpt_save(const char *path, const snn_ckpt_file *c, const uint64_t *para
     snn_store64_le(buf + 64, c->data_hash);
     snn_store64_le(buf + 72, (uint64_t)c->n);
     snn_store64_le(buf + 80, (uint64_t)c->every);
+    snn_store64_le(buf + 88, (uint64_t)c->report);
     for (i = 0; i < c->n; i++) snn_store64_le(buf + CKPT_HDR + 8 * i, param[i]);
     snn_store64_le(buf + len - 8, fnv1a64(buf, len - 8));
     /* on the disk before the rename, so that the name never points at a
@@ -1645,7 +1671,7 @@ cleanup:
 int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
 {
     unsigned char *buf = NULL;
-    size_t len = 0, cap = 0, i, want_len;
+    size_t len = 0, cap = 0, i, want_len, hdr = CKPT_HDR;
     uint64_t v;
     snn_net net;
     int rc = -1;
@@ -1658,12 +1684,13 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
                  len >= 4 && memcmp(buf, "SNNM", 4) == 0 ? ": a model file; --model takes it" : "");
         goto cleanup;
     }
-    if (len < CKPT_HDR) {
-        snprintf(err, errlen, "%s: truncated checkpoint: %zu bytes, the header alone is %u", path, len, CKPT_HDR);
+    if (len >= 8 && snn_load32_le(buf + 4) == 1) hdr = CKPT_HDR_V1;
+    if (len < hdr) {
+        snprintf(err, errlen, "%s: truncated checkpoint: %zu bytes, the header alone is %zu", path, len, hdr);
         goto cleanup;
     }
-    if ((v = snn_load32_le(buf + 4)) != CKPT_VERSION) {
-        snprintf(err, errlen, "%s: checkpoint format version %llu, this program reads version %u", path,
+    if ((v = snn_load32_le(buf + 4)) != CKPT_VERSION && v != 1) {
+        snprintf(err, errlen, "%s: checkpoint format version %llu, this program reads versions 1 and %u", path,
                  (unsigned long long)v, CKPT_VERSION);
         goto cleanup;
     }
@@ -1678,7 +1705,7 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
         goto cleanup;
     }
     snn_net_init(&net, c->net);
-    want_len = CKPT_HDR + 8 * net.nparam + 8;
+    want_len = hdr + 8 * net.nparam + 8;
     if (len != want_len) {
         snprintf(err, errlen, "%s: %s checkpoint: %zu bytes, a network %s checkpoint is %zu bytes", path,
                  len < want_len ? "truncated" : "oversized", len, snn_net_name(c->net), want_len);
@@ -1703,12 +1730,13 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
     c->data_n = snn_load64_le(buf + 56);
     c->data_hash = snn_load64_le(buf + 64);
     c->every = (size_t)snn_load64_le(buf + 80);
+    c->report = hdr > CKPT_HDR_V1 ? (size_t)snn_load64_le(buf + 88) : 0;
     /* a checksum guards against accidents only: every field is checked */
     if (c->secure > 1 || c->batch < 1 || c->batch > NN_MAX_BATCH || (c->batch & (c->batch - 1)) != 0
         || c->lr_shift > NN_MAX_LR_SHIFT || c->iters > NN_MAX_ITERS || c->done < 1 || c->done >= c->iters
         || snn_lr_shift_at(c->lr_shift, c->lr_step, c->iters - 1) > NN_MAX_LR_SHIFT
         || snn_load64_le(buf + 72) != net.nparam || c->data_n < c->batch || snn_load64_le(buf + 80) < 1
-        || snn_load64_le(buf + 80) >= c->iters) {
+        || snn_load64_le(buf + 80) >= c->iters || (hdr > CKPT_HDR_V1 && snn_load64_le(buf + 88) > c->iters)) {
         snprintf(err, errlen, "%s: a field is out of range (batch %zu, shift %u, step %zu, %zu of %zu steps, "
                  "%llu images)", path, c->batch, c->lr_shift, c->lr_step, c->done, c->iters,
                  (unsigned long long)c->data_n);
@@ -1718,7 +1746,7 @@ int snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: out of memory", path);
         goto cleanup;
     }
-    for (i = 0; i < net.nparam; i++) c->param[i] = snn_load64_le(buf + CKPT_HDR + 8 * i);
+    for (i = 0; i < net.nparam; i++) c->param[i] = snn_load64_le(buf + hdr + 8 * i);
     c->n = net.nparam;
     rc = 0;
 cleanup:
@@ -1914,7 +1942,7 @@ static void shape_text(char *buf, size_t n, const size_t *shape, size_t ndim)
 static int import_value(uint64_t *y, double v, const char *path, size_t i, char *err, size_t errlen)
 {
     if (!(v == v) || v > 1099511627776.0 || v < -1099511627776.0) {
-        snprintf(err, errlen, "%s: element %zu is %g, not a finite value below 2^40", path, i, v);
+        snprintf(err, errlen, "%s: element %zu is %g, not a finite value of magnitude at most 2^40", path, i, v);
         return -1;
     }
     *y = snn_encode(v);
@@ -2469,25 +2497,29 @@ cleanup:
  * each in [0, 1] and sum to at most 1 per image: ASM is exact in range
  * (Pi_ReLU, Pi_Div), so anything else means that a value left the
  * protocols' range, e.g. by a failed truncation (SPEC 4.2 d).  The loss
- * sum_k (q_k - y_k)^2 of valid outputs is at most 2.
+ * sum_k (q_k - y_k)^2 of valid outputs is at most 2.  0, or -1 with the
+ * reason in why (the owner's own note: see snn_nn_owner).
  */
-static int asm_check(snn_party *o, const uint64_t *q, size_t B, size_t it)
+static int asm_check(char *why, size_t n, const uint64_t *q, size_t B, size_t it)
 {
     size_t i, k;
     for (i = 0; i < B; i++) {
         uint64_t sum = 0;
         for (k = 0; k < SNN_NN_OUT; k++) {
             const uint64_t v = q[i * SNN_NN_OUT + k];
-            if (v > (uint64_t)1 << F)
-                return snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: training step %zu, image %zu: ASM output %zu is "
-                                "%.4f, outside [0, 1]: a value left the protocols' range (a failed truncation?); "
-                                "stopping", it + 1, i, k, snn_decode(v));
+            if (v > (uint64_t)1 << F) {
+                snprintf(why, n, "Reveal step 1: training step %zu, image %zu: ASM output %zu is %.4f, outside "
+                         "[0, 1]: a value left the protocols' range (a failed truncation?)", it + 1, i, k,
+                         snn_decode(v));
+                return -1;
+            }
             sum += v;
         }
-        if (sum > (uint64_t)1 << F)
-            return snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: training step %zu, image %zu: ASM outputs sum to %.4f, "
-                            "above 1: a value left the protocols' range (a failed truncation?); stopping",
-                            it + 1, i, snn_decode(sum));
+        if (sum > (uint64_t)1 << F) {
+            snprintf(why, n, "Reveal step 1: training step %zu, image %zu: ASM outputs sum to %.4f, above 1: a "
+                     "value left the protocols' range (a failed truncation?)", it + 1, i, snn_decode(sum));
+            return -1;
+        }
     }
     return 0;
 }
@@ -2500,6 +2532,14 @@ static int asm_check(snn_party *o, const uint64_t *q, size_t B, size_t it)
  * the predicted classes (io->pred) and the servers' traffic (io->infer_bytes).
  * o must be connected (snn_connect_client_tcp) with its private stream set
  * (snn_setup_keys).  Returns 0, or -1 with o->err set.
+ *
+ * The checks of what is revealed (ASM outputs, weights, classes) never
+ * change what the servers see: a failed one is noted, the job goes on
+ * frame for frame as if it had passed (no progress reported and no
+ * checkpoint saved after it), and the first failure is the error
+ * returned at the end.  Otherwise a malicious P0 or P1, adding Delta to
+ * its share of a revealed value, would learn from the owner hanging up
+ * whether the value crosses a threshold of its choice (SPEC 4.2 i).
  */
 int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
 {
@@ -2512,6 +2552,7 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
     uint8_t *lab = NULL;
     size_t it, done, m, B = job->batch, k;
     snn_nn_range range;
+    char failed[512] = "";     /* the first failed check, reported at the end */
     int rc = -1;
 
     memset(&bt, 0, sizeof bt);
@@ -2560,27 +2601,25 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, y, B * SNN_NN_OUT));
             if (job->report) {
                 SNN_GUARD(snn_reveal(o, SNN_CLIENT, q, NULL, B * SNN_NN_OUT));
-                if (asm_check(o, q, B, it) != 0) goto cleanup;
+                if (!failed[0]) (void)asm_check(failed, sizeof failed, q, B, it);
                 progress_add(&pr, q, lab, B);
                 if (report_due(it, job->iters, job->report)) {
                     SNN_GUARD(snn_reveal(o, SNN_CLIENT, &traffic, NULL, 1));
                     pr.iter = it + 1;
                     pr.bytes = traffic;
-                    if (io->progress) io->progress(io->ctx, &pr);
+                    if (io->progress && !failed[0]) io->progress(io->ctx, &pr);
                     pr.seen = pr.correct = 0;
                     pr.sqerr = 0;
                 }
             }
             if (ckpt_due(it, job->iters, job->checkpoint)) {
                 SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
-                if (snn_nn_check_range(&net, io->param, B, 1, &range) != 0) {
+                if (!failed[0] && snn_nn_check_range(&net, io->param, B, 1, &range) != 0) {
                     snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
-                    snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: the weights at step %zu allow, at %s, %s: a failed "
-                             "truncation or a diverging training; stopping, the last checkpoint kept", it + 1,
-                             msg, range.why);
-                    goto cleanup;
+                    snprintf(failed, sizeof failed, "Reveal step 1: the weights at step %zu allow, at %s, %s: a "
+                             "failed truncation or a diverging training", it + 1, msg, range.why);
                 }
-                {
+                if (!failed[0]) {
                     char why[200] = "";
                     if (io->checkpoint(io->checkpoint_ctx, it + 1, io->param, NULL, why, sizeof why) != 0) {
                         snn_fail(o, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s; stopping", it + 1,
@@ -2591,11 +2630,10 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             }
         }
         SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
-        if (snn_nn_check_range(&net, io->param, B, 0, &range) != 0) {
+        if (!failed[0] && snn_nn_check_range(&net, io->param, B, 0, &range) != 0) {
             snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
-            snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: the trained weights allow, at %s, %s: a failed "
-                     "truncation or a diverging training; not kept", msg, range.why);
-            goto cleanup;
+            snprintf(failed, sizeof failed, "Reveal step 1: the trained weights allow, at %s, %s: a failed "
+                     "truncation or a diverging training", msg, range.why);
         }
     }
     if (job->cmd & SNN_JOB_INFER) {
@@ -2605,15 +2643,20 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
             snn_nn_encode_images(x, io->test->images + done * SNN_NN_IN, m);
             SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, x, m * SNN_NN_IN));
             SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->pred + done, NULL, m));
-            for (it = done; it < done + m; it++)
-                if (io->pred[it] >= SNN_NN_OUT) {
-                    snn_fail(o, SNN_ERR_RANGE, "Reveal step 1: predicted class %llu of image %zu is not 0..9",
+            for (it = done; it < done + m && !failed[0]; it++)
+                if (io->pred[it] >= SNN_NN_OUT)
+                    snprintf(failed, sizeof failed, "Reveal step 1: predicted class %llu of image %zu is not 0..9",
                              (unsigned long long)io->pred[it], it);
-                    goto cleanup;
-                }
             if (io->infer_progress) io->infer_progress(io->ctx, done + m, job->n_infer);
         }
         SNN_GUARD(snn_reveal(o, SNN_CLIENT, &io->infer_bytes, NULL, 1));
+    }
+    /* Every frame of the job has gone as it would have: now, and only
+     * here, the owner says what failed */
+    if (failed[0]) {
+        snn_fail(o, SNN_ERR_RANGE, "%s; the job was run to its end so that no server could tell, and its "
+                 "results are not kept", failed);
+        goto cleanup;
     }
     rc = 0;
 cleanup:
@@ -2774,7 +2817,7 @@ int snn_transcript_open(snn_transcript *t, snn_party *p, const char *path, int a
 {
     memset(t, 0, sizeof *t);
     t->call_proto = -1;
-    if (!(t->f = fopen(path, append ? "a" : "w"))) {
+    if (!(t->f = fopen_private(path, append ? "a" : "w"))) {
         snprintf(err, errlen, "--transcript: cannot create %s: %s", path, strerror(errno));
         return -1;
     }
@@ -3174,9 +3217,18 @@ static int parse_opts(opts *o, int argc, char **argv, int first)
         case OPT_OWNERWAIT:
             if (parse_u64(v, 0, 86400, &o->owner_wait) != 0) return bad_value(a, v, "0..86400 seconds, 0: no limit");
             break;
-        case OPT_PEERS:
+        case OPT_PEERS: {
+            size_t pa, pb;
             if (parse_peers(v, o->peers) != 0) return bad_value(a, v, "h0:p0,h1:p1,h2:p2, ports 1..65535");
+            for (pa = 0; pa < SNN_NPARTY; pa++)     /* each party listens on its own address */
+                for (pb = pa + 1; pb < SNN_NPARTY; pb++)
+                    if (strcmp(o->peers[pa], o->peers[pb]) == 0) {
+                        PERR("bad value for %s: '%s' (%s is given for both P%zu and P%zu; each party needs an "
+                             "address of its own)", a, v, o->peers[pa], pa, pb);
+                        return -1;
+                    }
             break;
+        }
         case OPT_REPS:
             if (parse_u64(v, 1, 1000, &o->reps) != 0) return bad_value(a, v, "1..1000");
             break;
@@ -3328,7 +3380,7 @@ static int open_predictions(const opts *o, FILE **f)
 {
     *f = NULL;
     if (!o->predictions) return 0;
-    if (!(*f = fopen(o->predictions, "w"))) {
+    if (!(*f = fopen_private(o->predictions, "w"))) {
         PERR("--predictions %s: cannot create: %s", o->predictions, strerror(errno));
         return -1;
     }
@@ -3744,6 +3796,7 @@ static int make_plan(plan *pl, const opts *o, size_t ntrain, int demo, snn_ckpt_
         return -1;
     }
     pl->every = (o->given & OPT_QUIET) ? 0 : (o->given & OPT_EVERY) ? (size_t)o->every
+                : resume && resume->report ? resume->report     /* a resumed run keeps its --every */
                 : demo ? (pl->iters + 9) / 10 : per_epoch;      /* the demo: ten reports */
     if (pl->every > pl->iters) pl->every = pl->iters;
     pl->test_n = (size_t)o->test_n;
@@ -3872,6 +3925,7 @@ static int save_checkpoint(void *ctx, size_t done, const uint64_t *param, const 
     f.data_n = c->train->n;
     f.data_hash = snn_labels_hash(c->train);
     f.every = c->pl->ckpt_every;
+    f.report = c->pl->every;
     f.n = c->pl->net.nparam;
     rc = snn_ckpt_save(c->pl->ckpt_path, &f, param, err, errlen);
     snn_wipe(&f.seed, sizeof f.seed);
@@ -5065,7 +5119,7 @@ static int cmd_bench(opts *o)
             char path[4096];
             FILE *f;
             snprintf(path, sizeof path, "%s/P%zu.log", o->transcript, k);
-            if (!(f = fopen(path, "w")) || fclose(f) != 0) {
+            if (!(f = fopen_private(path, "w")) || fclose(f) != 0) {
                 PERR("--transcript: cannot create %s: %s", path, strerror(errno));
                 return 1;
             }
@@ -5892,6 +5946,20 @@ static int cmd_import(const opts *o, const char *dir)
     }
     printf("network %s: %zu parameters from %s/layer*.{weight,bias}.npy written to %s\n", snn_net_name(o->net),
            net.nparam, dir, o->model);
+    {   /* weights that all round to 0 at f bits make a model that computes nothing */
+        size_t l, i, nth = 0;
+        for (l = 0; l < net.nlayer; l++) {
+            const snn_layer *L = &net.layer[l];
+            uint64_t any = 0;
+            if (L->kind != SNN_LAYER_FC && L->kind != SNN_LAYER_CONV) continue;
+            nth++;
+            for (i = 0; i < L->nw; i++) any |= param[L->woff + i];
+            if (!any)
+                fprintf(stderr, "securenn: import: warning: every weight of layer%zu.weight.npy is 0 at %d fractional "
+                        "bits (magnitudes below 2^-%d round to 0): the model's outputs do not depend on its input\n",
+                        nth, F, F + 1);
+        }
+    }
     rc = 0;
 cleanup:
     free(param);

@@ -353,7 +353,7 @@ static snn_prg *pair_stream(snn_party *p, int a, int b, const char *name)
         snn_fail(p, SNN_ERR_ARG, "%s requested by a party that does not hold it (SPEC 1.4)", name);
         return NULL;
     }
-    if (p->test_flags & SNN_TEST_SWAP_PAIRS) other = 3 - p->id - other;   /* test runner only */
+    if (SNN_TEST_ON(p, SNN_TEST_SWAP_PAIRS)) other = 3 - p->id - other;   /* test runner only */
     return &p->pair[other];
 }
 
@@ -383,6 +383,9 @@ int snn_share(snn_party *p, int owner, uint64_t *out, const uint64_t *x, size_t 
         /* Step 1 [owner]: s_0 uniform, s_1 = x - s_0 */
         for (i = 0; i < n; i++) {
             s[i] = snn_prg_u64(&p->own);
+#ifdef SNN_TEST_HOOKS
+            if (SNN_TEST_ON(p, SNN_TEST_SHARE_NO_MASK)) s[i] = 0;          /* test runner only */
+#endif
             s[n + i] = x[i] - s[i];
         }
         /* Step 2 [owner -> P0, P1]: one share each */
@@ -428,7 +431,7 @@ int snn_reveal(snn_party *p, int to, uint64_t *out, const uint64_t *share, size_
     }
     rc = 0;
 cleanup:
-    free(t);
+    if (t) snn_free_wiped(t, (n ? n : 1) * sizeof *t);   /* the other party's share */
     return rc;
 }
 
@@ -442,6 +445,9 @@ void snn_refresh(snn_party *p, uint64_t *x, size_t n)
     uint64_t u[64];
     size_t i, k, m;
     if (p->id > 1 || !(g = snn_k01(p))) return;   /* P2; or no K01: the sticky error is set */
+#ifdef SNN_TEST_HOOKS
+    if (SNN_TEST_ON(p, SNN_TEST_NO_REFRESH)) return;                    /* test runner only */
+#endif
     for (i = 0; i < n; i += m) {              /* u drawn 64 at a time, in order */
         m = n - i < 64 ? n - i : 64;
         snn_prg_u64_n(g, u, m);
@@ -770,6 +776,12 @@ static int matmul_deal(snn_party *p, mm_triple *t)
         /* Step 1 [P_j,P2]: U_j, V_j from the stream P_j shares with P2 (K02 or K12) */
         draw_zl(g, t->U, t->nu);
         draw_zl(g, t->V, t->nv);
+#ifdef SNN_TEST_HOOKS
+        if (SNN_TEST_ON(p, SNN_TEST_MM_NO_MASK)) {                          /* test runner only */
+            memset(t->U, 0, t->nu * sizeof *t->U);
+            memset(t->V, 0, t->nv * sizeof *t->V);
+        }
+#endif
         if (p->id == 0) {
             /* Step 1 [P0,P2]: Z_0 from K02 */
             draw_zl(g, t->Z, t->nz);
@@ -793,6 +805,12 @@ static int matmul_deal(snn_party *p, mm_triple *t)
         draw_zl(snn_k02(p), Z0, t->nz);
         draw_zl(snn_k12(p), U1, t->nu);
         draw_zl(snn_k12(p), V1, t->nv);
+#ifdef SNN_TEST_HOOKS
+        if (SNN_TEST_ON(p, SNN_TEST_MM_NO_MASK)) {                          /* test runner only */
+            memset(U0, 0, t->nu * sizeof *U0); memset(U1, 0, t->nu * sizeof *U1);
+            memset(V0, 0, t->nv * sizeof *V0); memset(V1, 0, t->nv * sizeof *V1);
+        }
+#endif
         /* Step 1 [P2]: Z_1 = (U_0 + U_1)(V_0 + V_1) - Z_0, sent to P1 */
         for (i = 0; i < t->nu; i++) U0[i] += U1[i];
         for (i = 0; i < t->nv; i++) V0[i] += V1[i];
@@ -1070,10 +1088,14 @@ static void pc_mask(snn_prg *k01, pc_work *wk, uint8_t out[SNN_ELL], const uint8
         snn_prg_zp_star_n(k01, u, SNN_ELL);
     snn_prg_perm(k01, pi, SNN_ELL);
     snn_prg_zp_n(k01, m, SNN_ELL);
-    /* Test hooks (test runner only): drawn as usual, then weakened */
-    if (test_flags & SNN_TEST_PC_NO_PERM)
+    /* Test hooks (test runner only: SNN_TEST_FLAGS is 0 in the program's
+     * build): drawn as usual, then weakened */
+    (void)test_flags;
+    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_PERM)
         for (k = 0; k < SNN_ELL; k++) pi[k] = (uint8_t)k;
-    if (test_flags & SNN_TEST_PC_NO_MASK) memset(m, 0, SNN_ELL);
+    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_MASK) memset(m, 0, SNN_ELL);
+    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_BLIND) memset(s, 1, SNN_ELL);
+    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_U) memset(u, 0, SNN_ELL);
 
     /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
     if (beta == 1 && r == SNN_LM1) {
@@ -1172,7 +1194,22 @@ static void deal_bits(snn_party *p, uint8_t b0[SNN_ELL], uint8_t b1[SNN_ELL], ui
 {
     size_t i;
     snn_prg_zp_n(&p->own, b0, SNN_ELL);
+#ifdef SNN_TEST_HOOKS
+    if (SNN_TEST_ON(p, SNN_TEST_DEAL_NO_MASK)) memset(b0, 0, SNN_ELL);     /* test runner only */
+#endif
     for (i = 0; i < SNN_ELL; i++) b1[i] = snn_sub_p((uint8_t)(x >> i & 1), b0[i]);
+}
+
+/* P2's mask for a share it deals (P0's share), drawn by the caller: as
+ * drawn, or 0 under the test hook SNN_TEST_DEAL_NO_MASK (test runner only). */
+static uint64_t deal_mask(const snn_party *p, uint64_t drawn)
+{
+#ifdef SNN_TEST_HOOKS
+    if (SNN_TEST_ON(p, SNN_TEST_DEAL_NO_MASK)) return 0;
+#else
+    (void)p;
+#endif
+    return drawn;
 }
 
 /* b * x over Z_{L-1} for a bit b in {0, 1} and x in [0, L-2]: no branch. */
@@ -1231,11 +1268,14 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
             do {
                 r0[e] = snn_prg_u64(snn_k01(p));
                 r1[e] = snn_prg_u64(snn_k01(p));
-                if (first && (p->test_flags & SNN_TEST_SC_R_ZERO)) r1[e] = (uint64_t)0 - r0[e];
+                if (first && SNN_TEST_ON(p, SNN_TEST_SC_R_ZERO)) r1[e] = (uint64_t)0 - r0[e];
                 first = 0;
             } while (r0[e] + r1[e] == 0     /* branch on r [P0,P1]: common randomness */
-                     && !(p->test_flags & SNN_TEST_SC_NO_RESAMPLE));
+                     && !SNN_TEST_ON(p, SNN_TEST_SC_NO_RESAMPLE));
             eta_pp[e] = snn_prg_bit(snn_k01(p));
+#ifdef SNN_TEST_HOOKS
+            if (SNN_TEST_ON(p, SNN_TEST_SC_ETA_ZERO)) eta_pp[e] = 0;        /* test runner only */
+#endif
         }
         /* Step 1 [P_j]: a~_j = a_j + r_j, beta_j = wrap(a_j, r_j, L); a~_j to P2 */
         for (e = 0; e < n; e++) {
@@ -1258,7 +1298,11 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
          *   y_j     = a_j - theta_j + u_j,  u a Z_{L-1} zero-share from K01 */
         for (e = 0; e < n; e++) {
             const uint64_t nj = (uint64_t)(1 - j), alpha = snn_wrap(r0[e], r1[e]);
+#ifdef SNN_TEST_HOOKS
+            const uint64_t u = SNN_TEST_ON(p, SNN_TEST_NO_REFRESH) ? 0 : snn_prg_lm1(snn_k01(p));   /* test hook */
+#else
             const uint64_t u = snn_prg_lm1(snn_k01(p));
+#endif
             uint64_t eta, theta;
             eta = snn_sub_lm1(snn_add_lm1(ep[e], bit_lm1(nj, eta_pp[e])),
                               bit_lm1(eta_pp[e], snn_add_lm1(ep[e], ep[e])));
@@ -1279,7 +1323,7 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
         for (e = 0; e < n; e++) {
             const uint64_t x = at[e] + at1[e];
             deal_bits(p, bits + e * SNN_ELL, bits1 + e * SNN_ELL, x);
-            ep[e] = snn_prg_lm1(&p->own);                           /* <delta>_0 */
+            ep[e] = deal_mask(p, snn_prg_lm1(&p->own));             /* <delta>_0 */
             delta[e] = snn_sub_lm1(snn_wrap(at[e], at1[e]), ep[e]); /* <delta>_1 */
         }
         SNN_GUARD(snn_send_zp(p, 0, SNN_PROTO_SC, 2, bits, nb));
@@ -1290,7 +1334,7 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
         SNN_GUARD(snn_private_compare(p, eta_prime, NULL, NULL, NULL, n));
         /* Step 4 [P2]: shares of eta' over Z_{L-1} to P0 and P1 */
         for (e = 0; e < n; e++) {
-            ep[e] = snn_prg_lm1(&p->own);
+            ep[e] = deal_mask(p, snn_prg_lm1(&p->own));
             delta[e] = snn_sub_lm1(eta_prime[e], ep[e]);
         }
         SNN_GUARD(snn_send_lm1(p, 0, SNN_PROTO_SC, 4, ep, n));
@@ -1349,11 +1393,16 @@ int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
         /* Step 1 [P2]: x uniform in Z_{L-1}; shares of x over Z_{L-1}, of its
          * 64 bits over Z_p and of x[0] over Z_L, from P2's own stream */
         for (e = 0; e < n; e++) {
+#ifdef SNN_TEST_HOOKS
+            const uint64_t x = SNN_TEST_ON(p, SNN_TEST_MSB_X_ZERO) ? 0 * snn_prg_lm1(&p->own)   /* test hook */
+                                                                    : snn_prg_lm1(&p->own);
+#else
             const uint64_t x = snn_prg_lm1(&p->own);
-            xs[e] = snn_prg_lm1(&p->own);
+#endif
+            xs[e] = deal_mask(p, snn_prg_lm1(&p->own));
             xs1[e] = snn_sub_lm1(x, xs[e]);
             deal_bits(p, bits + e * SNN_ELL, bits1 + e * SNN_ELL, x);
-            x0[e] = snn_prg_u64(&p->own);
+            x0[e] = deal_mask(p, snn_prg_u64(&p->own));
             x01[e] = (x & 1) - x0[e];
         }
         SNN_GUARD(snn_send_lm1(p, 0, SNN_PROTO_MSB, 1, xs, n));
@@ -1367,7 +1416,7 @@ int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
         SNN_GUARD(snn_private_compare(p, beta_prime, NULL, NULL, NULL, n));
         /* Step 4 [P2]: shares of beta' over Z_L to P0 and P1 */
         for (e = 0; e < n; e++) {
-            xs[e] = snn_prg_u64(&p->own);
+            xs[e] = deal_mask(p, snn_prg_u64(&p->own));
             xs1[e] = beta_prime[e] - xs[e];
         }
         SNN_GUARD(snn_send_zl(p, 0, SNN_PROTO_MSB, 4, xs, n));
@@ -1400,6 +1449,9 @@ int snn_compute_msb(snn_party *p, uint64_t *alpha, const uint64_t *a, size_t n)
         /* Step 3 [P0,P1]: beta from K01; Pi_PC(bits of x, c, beta).  c <= L-2,
          * so PC's r = 2^l - 1 case never arises */
         snn_prg_bit_n(snn_k01(p), beta, n);
+#ifdef SNN_TEST_HOOKS
+        if (SNN_TEST_ON(p, SNN_TEST_MSB_BETA_ZERO)) memset(beta, 0, n);     /* test runner only */
+#endif
         SNN_GUARD(snn_private_compare(p, NULL, bits, c, beta, n));
         /* Step 4 [P_j]: <beta'>^L_j from P2 */
         SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_MSB, 4, bp, n));
@@ -1666,7 +1718,8 @@ cleanup:
  * onehot (nwin x k) = e_ind for each window, as 0/1 integers over Z_L.
  * The window size k is the paper's n.
  * Roles:  P0,P1 hold <ind> (from snn_maxpool) and get <e_ind> (fresh); P2
- *         learns only (ind + r) mod k for a uniform r and passes NULL.
+ *         reconstructs t = ind + r mod L, uniform on Z_L whatever ind is
+ *         (r is uniform from K01), uses only t mod k, and passes NULL.
  * Pre:    k | 2^64, i.e. k a power of two (else SNN_ERR_ARG); 0 <= ind < k.
  * Comm:   step 2 P0,P1 -> P2: 1 Z_L each; step 3 P2 -> P0,P1: k Z_L each.
  *         16 + 16 k bytes per window [SNN, Table 1: 2(n+1) l bits],
@@ -1699,10 +1752,13 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
         /* Step 2 [P_j]: r from K01; P0 sends <ind>_0 + r, P1 sends <ind>_1 */
         for (e = 0; e < nwin; e++) {
             r[e] = snn_prg_u64(snn_k01(p));
+#ifdef SNN_TEST_HOOKS
+            if (SNN_TEST_ON(p, SNN_TEST_DMP_NO_R)) r[e] = 0;               /* test runner only */
+#endif
             t[e] = p->id == 0 ? ind[e] + r[e] : ind[e];
         }
         SNN_GUARD(snn_send_zl(p, 2, SNN_PROTO_DMAXPOOL, 2, t, nwin));
-        /* Step 3 [P_j]: shares of E = e_t, t = (ind + r) mod k */
+        /* Step 3 [P_j]: shares of E = e_(t mod k), t = ind + r mod L */
         SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_DMAXPOOL, 3, E, nk));
         /* Step 4 [P_j]: g = r mod k; D_j[m] = E_j[(m + g) mod k] (rotate left by g).
          * Index on g [P0,P1]: r is common randomness both hold; P2 never sees it */
@@ -1725,7 +1781,7 @@ int snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwi
         for (e = 0; e < nwin; e++) {
             const size_t hot = (size_t)((t[e] + t1[e]) & (uint64_t)(k - 1));
             for (m = 0; m < k; m++) {
-                E[e * k + m] = snn_prg_u64(&p->own);
+                E[e * k + m] = deal_mask(p, snn_prg_u64(&p->own));
                 E1[e * k + m] = (uint64_t)(m == hot) - E[e * k + m];
             }
         }

@@ -471,7 +471,10 @@ typedef struct snn_party_ {
  * Test hooks (snn_party.test_flags).  Each removes or weakens one
  * security-relevant step, so that the test runner can run the weakened
  * protocol and show that its view tests and recovery search notice.  Only
- * test.c sets them; the program never does, and snn_party_init clears them.
+ * test.c sets them, and the code that obeys them is compiled only into the
+ * test runner (-DSNN_TEST_HOOKS, see SNN_TEST_ON below): in ./securenn
+ * every hook is the constant 0.  README "Deliberate breaks" lists each
+ * with the tests that catch it.
  */
 enum {
     SNN_TEST_PC_NO_PERM     = 1u << 0, /* Pi_PC step 3: pi is the identity       */
@@ -481,9 +484,38 @@ enum {
                                         * resampling must reject             */
     SNN_TEST_SC_NO_RESAMPLE = 1u << 3, /* Pi_SC: r is not resampled, so with
                                         * SNN_TEST_SC_R_ZERO, r = 0          */
-    SNN_TEST_SWAP_PAIRS     = 1u << 4  /* this party's pair streams swapped:
+    SNN_TEST_SWAP_PAIRS     = 1u << 4, /* this party's pair streams swapped:
                                         * P0 K01<->K02, P1 K01<->K12, P2 K02<->K12 */
+    /* Compiled only with SNN_TEST_HOOKS (the test runner's build): */
+    SNN_TEST_SHARE_NO_MASK  = 1u << 5, /* Share step 1: the owner's s_0 = 0      */
+    SNN_TEST_MM_NO_MASK     = 1u << 6, /* Pi_MatMul step 1: U = V = 0 (all three) */
+    SNN_TEST_NO_REFRESH     = 1u << 7, /* every zero-share refresh of output
+                                        * shares (snn_refresh; Pi_SC step 5's u,
+                                        * Pi_Div step 1's w_i) left out      */
+    SNN_TEST_PC_NO_BLIND    = 1u << 8, /* Pi_PC step 3: s_i = 1                 */
+    SNN_TEST_PC_NO_U        = 1u << 9, /* Pi_PC step 2, r = 2^l - 1: u_i = 0     */
+    SNN_TEST_SC_ETA_ZERO    = 1u << 10, /* Pi_SC: eta'' = 0                     */
+    SNN_TEST_MSB_BETA_ZERO  = 1u << 11, /* Pi_MSB step 3: beta = 0              */
+    SNN_TEST_MSB_X_ZERO     = 1u << 12, /* Pi_MSB step 1: P2's x = 0            */
+    SNN_TEST_DEAL_NO_MASK   = 1u << 13, /* P2 deals its shares with P0's = 0
+                                        * (Pi_SC steps 2, 4; Pi_MSB steps 1, 4;
+                                        * Pi_DMaxpool step 3)                */
+    SNN_TEST_DMP_NO_R       = 1u << 14, /* Pi_DMaxpool step 2: r = 0            */
+    SNN_TEST_RECV_NO_RANGE  = 1u << 15  /* snn_recv: no ring check of elements  */
 };
+
+/* Whether test hook f is on for p: only in the test runner's build
+ * (-DSNN_TEST_HOOKS), where -DSNN_TEST_FORCE=F also turns hooks F on for
+ * every party, to check by hand that the suite catches each removal. */
+#ifdef SNN_TEST_HOOKS
+#ifndef SNN_TEST_FORCE
+#define SNN_TEST_FORCE 0u
+#endif
+#define SNN_TEST_FLAGS(v) ((unsigned)(v) | (unsigned)(SNN_TEST_FORCE))
+#else
+#define SNN_TEST_FLAGS(v) 0u
+#endif
+#define SNN_TEST_ON(p, f) ((SNN_TEST_FLAGS((p)->test_flags) & (unsigned)(f)) != 0)
 
 /* ==== 6. Network (net.c) ================================================ */
 
@@ -893,6 +925,7 @@ typedef struct {
     uint64_t  data_n;         /* the training set: its image count and     */
     uint64_t  data_hash;      /*   snn_labels_hash of its labels           */
     size_t    every;          /* the checkpoint period that saved it, 1..iters-1 */
+    size_t    report;         /* its progress period (--every), 0: none    */
     size_t    n;              /* parameters (the network's nparam)         */
     uint64_t *param;
 } snn_ckpt_file;

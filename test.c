@@ -1793,6 +1793,17 @@ static int pf_inventory_program(snn_party *p, const void *ctx, outbuf *o)
          : p->id == 1 ? snn_recv_zl(p, 0, SNN_PROTO_TEST, 1, &x, 1) : 0;
 }
 
+/* P0 sends the owner one flow-control frame (Setup step 4, Z_L), as a
+ * training job does before each step. */
+static int pf_flow_frame(snn_party *p, const void *ctx, outbuf *o)
+{
+    uint64_t x = 7;
+    (void)ctx; (void)o;
+    if (p->id == 0) return snn_send_zl(p, SNN_CLIENT, SNN_PROTO_SETUP, 4, &x, 1);
+    if (p->id == SNN_CLIENT) return snn_recv_zl(p, 0, SNN_PROTO_SETUP, 4, &x, 1);
+    return 0;
+}
+
 static int pf_same_keys(snn_party *p, const void *ctx, outbuf *o)
 {
     (void)ctx; (void)o;
@@ -1822,6 +1833,23 @@ static void test_net_inventory(void)
               && strstr(out[1].err, "not in the message inventory"),
               "Test frames are refused unless the test runner allows them: \"%s\"; \"%s\"", out[0].err, out[1].err);
         free3(out);
+    }
+    {   /* Setup step 4 is the handshake's reply as bytes, flow control as
+         * Z_L: only the former is the channel's own, apart from payload */
+        party_out o4[SNN_NEND];
+        run_opts ro;
+        size_t k;
+        memset(&ro, 0, sizeof ro);
+        ro.nparty = 4;
+        ro.timeout_ms = 10000;
+        ro.no_keys = 1;
+        rc = run_parties(&ro, pf_flow_frame, NULL, o4);
+        CHECK(rc == 0 && o4[0].stats.bytes_sent == 8 && o4[0].stats.sent[SNN_PROTO_SETUP] == 8
+              && o4[0].stats.channel_bytes == 0 && o4[3].stats.bytes_recv == 8,
+              "a flow-control frame (Setup step 4, 1 x Z_L) counts as 8 payload bytes, not as the handshake's "
+              "(P0 sent %llu, channel %llu) %s", (unsigned long long)o4[0].stats.bytes_sent,
+              (unsigned long long)o4[0].stats.channel_bytes, first_err(o4));
+        for (k = 0; k < SNN_NEND; k++) free(o4[k].v);
     }
     rc = run3(pf_same_keys, NULL, MESH_PAIRS, out);
     CHECK(rc != 0 && strstr(out[2].err, "are equal") != NULL,
@@ -3182,6 +3210,29 @@ static void test_scratch_spares(void)
 
 /* ---- Refresh: fresh output shares, same value ----------------------------- */
 
+/* Runs fn with P0's and P1's K01 replaced by a key made from `k01`
+ * (every other key as the harness set it): so two runs with the same
+ * harness keys differ only in K01. */
+typedef struct { party_fn fn; const pctx *c; uint8_t k01; } rekey_ctx;
+
+static int pf_rekey(snn_party *p, const void *vc, outbuf *o)
+{
+    const rekey_ctx *r = vc;
+    uint8_t key[32];
+    if (p->id < 2) {
+        memset(key, r->k01, sizeof key);
+        snn_prg_init(&p->pair[1 - p->id], key, 0);
+    }
+    return r->fn(p, r->c, o);
+}
+
+/*
+ * Every main protocol's output shares are fresh (SPEC 1.1, 6.1 item 9):
+ * two runs on the same input shares, with the same keys except K01 (the
+ * stream of every zero-share refresh), give different shares of the same
+ * value.  MatMul and SelectShare draw nothing else from K01, so without
+ * their zero-share refresh their shares would be equal.
+ */
 static void test_refresh(void)
 {
     static const struct { const char *name; party_fn fn; size_t nout; } P[] = {
@@ -3214,8 +3265,16 @@ static void test_refresh(void)
         if (P[t].fn == pf_dmaxpool) { c.a[0] = s[4]; c.a[1] = s[5]; c.n = 8; c.k = 2; }
         if (P[t].fn == pf_maxpool) { c.n = 4; c.k = 4; }
         if (P[t].fn == pf_sc) { c.a[0] = s[0]; c.a[1] = s[1]; }
-        rc1 = run3(P[t].fn, &c, MESH_PAIRS, o1);
-        rc2 = run3(P[t].fn, &c, MESH_PAIRS, o2);
+        {
+            run_opts ro;
+            rekey_ctx rk;
+            memset(&ro, 0, sizeof ro);
+            ro.nparty = 3; ro.timeout_ms = 30000; ro.fixed_kseed = 1; ro.kseed = 0x7265667265736821u;
+            rk.fn = P[t].fn; rk.c = &c; rk.k01 = 1;
+            rc1 = run_parties(&ro, pf_rekey, &rk, o1);
+            rk.k01 = 2;
+            rc2 = run_parties(&ro, pf_rekey, &rk, o2);
+        }
         if (rc1 == 0 && rc2 == 0 && o1[0].n == m && o2[0].n == m && o1[1].n == m && o2[1].n == m) {
             size_t diffval = 0;
             for (i = 0; i < m; i++) {
@@ -3227,8 +3286,8 @@ static void test_refresh(void)
                 same += o1[0].v[i] == o2[0].v[i];
                 diffval += r1 != r2;
             }
-            CHECK(same == 0 && diffval == 0, "%s: two key seeds give different shares (%zu equal) of the same value (%zu differ)",
-                  P[t].name, same, diffval);
+            CHECK(same == 0 && diffval == 0, "%s: two K01 keys (all other keys equal) give different shares (%zu "
+                  "equal) of the same value (%zu differ)", P[t].name, same, diffval);
         } else {
             CHECK(0, "%s: both runs finish with %zu outputs %s", P[t].name, m, first_err(rc1 ? o1 : o2));
         }
@@ -3237,6 +3296,165 @@ static void test_refresh(void)
         c.n = n;
     }
     for (i = 0; i < 6; i++) free(s[i]);
+}
+
+/* ---- Golden views: every protocol with fixed inputs and keys -------------- */
+
+/*
+ * Each party hashes (FNV-1a 64) every payload it receives and then its
+ * output shares; the hashes must be the recorded ones.  A golden value
+ * check: removing any step that draws or adds randomness (a refresh that
+ * no single view can see, the u_i of PrivateCompare's r = 2^64 - 1 case)
+ * changes them.  Inputs come from a fixed key, not the test seed, so the
+ * hashes do not depend on --seed.  DMaxpool also checks that what P2
+ * reconstructs, t = ind + r, is not ind.
+ */
+typedef struct { uint64_t h; uint64_t t[2][8]; size_t nt[2]; } gold_view;
+
+static void gold_fnv(uint64_t *h, const unsigned char *b, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) { *h ^= b[i]; *h *= 0x100000001b3u; }
+}
+
+static void gold_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    gold_view *g = ctx;
+    size_t i;
+    (void)p;
+    if (f->dir != 1) return;
+    gold_fnv(&g->h, f->payload, f->nbytes);
+    if (f->proto == SNN_PROTO_DMAXPOOL && f->step == 2 && f->from < 2)
+        for (i = 0; i < f->count && g->nt[f->from] < 8; i++) g->t[f->from][g->nt[f->from]++] = snn_load64_le(f->payload + 8 * i);
+}
+
+static int pf_pc_plain(snn_party *p, const void *vc, outbuf *o)
+{
+    const pctx *c = vc;
+    uint8_t *bp = xcalloc(c->n, 1);
+    size_t e;
+    int rc = p->id < 2 ? snn_private_compare(p, NULL, c->bits[p->id], c->r, c->beta, c->n)
+                       : snn_private_compare(p, bp, NULL, NULL, NULL, c->n);
+    if (rc == 0 && p->id == 2)
+        for (e = 0; e < c->n; e++) { uint64_t v = bp[e]; out_put(o, &v, 1); }
+    free(bp);
+    return rc;
+}
+
+typedef struct { party_fn fn; const pctx *c; } gold_ctx;
+
+static int pf_golden(snn_party *p, const void *vc, outbuf *o)
+{
+    const gold_ctx *g = vc;
+    gold_view gv;
+    outbuf mo = { NULL, 0, 0 };
+    size_t i;
+    int rc;
+    memset(&gv, 0, sizeof gv);
+    gv.h = 0xcbf29ce484222325u;
+    p->hook = gold_hook;
+    p->hook_ctx = &gv;
+    rc = g->fn(p, g->c, &mo);
+    p->hook = NULL;
+    if (rc == 0) {
+        for (i = 0; i < mo.n; i++) {
+            unsigned char b[8];
+            snn_store64_le(b, mo.v[i]);
+            gold_fnv(&gv.h, b, 8);
+        }
+        out_put(o, &gv.h, 1);
+        for (i = 0; i < gv.nt[0] && i < gv.nt[1]; i++) { uint64_t t = gv.t[0][i] + gv.t[1][i]; out_put(o, &t, 1); }
+    }
+    free(mo.v);
+    return rc;
+}
+
+static void test_view_golden(void)
+{
+    static const struct { const char *name; party_fn fn; uint64_t want[3]; } G[] = {
+        { "MatMul",              pf_matmul,   { 0xec50915d2c19ba51u, 0x79f542837c856ad6u, 0xcbf29ce484222325u } },
+        { "element-wise MatMul", pf_mul,      { 0x6d215bfa9e314256u, 0xaa638211d95b4501u, 0xcbf29ce484222325u } },
+        { "SelectShare",         pf_ss,       { 0x233d5ae1512800e5u, 0x5d03a74026edd693u, 0xcbf29ce484222325u } },
+        { "PrivateCompare",      pf_pc_plain, { 0xcbf29ce484222325u, 0xcbf29ce484222325u, 0x48c2609a694c1f55u } },
+        { "PrivateCompare, r = 2^64 - 1, beta = 1", pf_pc_plain, { 0xcbf29ce484222325u, 0xcbf29ce484222325u, 0xd57442f0392d0de5u } },
+        { "ShareConvert",        pf_sc,       { 0x4c5fee354585af43u, 0x791f1085dfbcfb04u, 0x21053832c1b46c86u } },
+        { "ComputeMSB",          pf_msb,      { 0x93b1e9aed13cd7d1u, 0xfd35e67455e544cbu, 0x1fe0b1f5c49308c6u } },
+        { "DReLU",               pf_drelu,    { 0xcafe69e5c18398f8u, 0x85441c0d7a1b4ceeu, 0xf0dc00380820dd12u } },
+        { "ReLU",                pf_relu,     { 0x7c39432761abf0f5u, 0x8aa5bd423eb1f827u, 0xf0dc00380820dd12u } },
+        { "Division",            pf_div,      { 0x1de4406a7dcb4636u, 0xe1101332dd423cf8u, 0x14ba31e343f8d5c0u } },
+        { "Maxpool",             pf_maxpool,  { 0x655ae90385703ff9u, 0x82c90c46aba92d1cu, 0xdbaa96a4f531760fu } },
+        { "DMaxpool",            pf_dmaxpool, { 0x7511bdb57f62dd96u, 0x8753ac463b97829eu, 0x68d9d8480dc53cd5u } },
+    };
+    enum { GN = 4 };
+    uint64_t v[3][GN], s[6][GN], r[GN], ind[GN];
+    uint8_t key[32], b0[GN * 64], b1[GN * 64], beta[GN];
+    snn_prg g;
+    size_t t, i, k;
+    memset(key, 0x47, sizeof key);
+    snn_prg_init(&g, key, 0);
+    for (i = 0; i < GN; i++) {
+        v[0][i] = snn_from_signed((int64_t)(snn_prg_u64(&g) >> 44) - ((int64_t)1 << 19));
+        v[1][i] = 1 + (snn_prg_u64(&g) & 0xff);
+        v[2][i] = snn_prg_u64(&g) & 1;
+        ind[i] = snn_prg_u64(&g) & 3;
+    }
+    for (k = 0; k < 3; k++)
+        for (i = 0; i < GN; i++) {
+            s[2 * k][i] = snn_prg_u64(&g);
+            s[2 * k + 1][i] = (k == 0 ? v[0][i] : k == 1 ? v[1][i] : v[2][i]) - s[2 * k][i];
+        }
+    for (i = 0; i < GN; i++) {
+        const uint64_t x = snn_prg_u64(&g);
+        for (k = 0; k < 64; k++) {
+            b0[i * 64 + k] = snn_prg_zp(&g);
+            b1[i * 64 + k] = snn_sub_p((uint8_t)(x >> k & 1), b0[i * 64 + k]);
+        }
+        r[i] = snn_prg_u64(&g);
+        beta[i] = (uint8_t)(snn_prg_u64(&g) & 1);
+    }
+    for (t = 0; t < sizeof G / sizeof G[0]; t++) {
+        party_out out[3];
+        run_opts ro;
+        gold_ctx gc;
+        pctx c;
+        uint64_t ir[GN], iv0[GN], iv1[GN], rl[GN];
+        uint8_t bl[GN];
+        int rc;
+        memset(&c, 0, sizeof c);
+        c.n = GN; c.m = 2; c.k = 2; c.v = 2; c.ell_d = 4;
+        c.a[0] = s[0]; c.a[1] = s[1]; c.b[0] = s[2]; c.b[1] = s[3]; c.c[0] = s[0]; c.c[1] = s[1];
+        c.bits[0] = b0; c.bits[1] = b1; c.r = r; c.beta = beta;
+        if (G[t].fn == pf_ss) { c.a[0] = s[4]; c.a[1] = s[5]; c.b[0] = s[0]; c.b[1] = s[1]; c.c[0] = s[2]; c.c[1] = s[3]; }
+        if (G[t].fn == pf_div) { c.a[0] = s[2]; c.a[1] = s[3]; c.b[0] = s[4]; c.b[1] = s[5]; c.n = 2;
+                                 for (i = 0; i < GN; i++) { iv0[i] = s[4][i]; iv1[i] = 1 - s[4][i]; }
+                                 c.b[0] = iv0; c.b[1] = iv1; }
+        if (G[t].fn == pf_maxpool) { c.n = 1; c.k = 4; }
+        if (G[t].fn == pf_dmaxpool) {
+            for (i = 0; i < GN; i++) { ir[i] = s[0][i]; iv1[i] = ind[i] - ir[i]; }
+            c.a[0] = ir; c.a[1] = iv1; c.n = 1; c.k = 4;
+        }
+        if (t == 4) {                             /* PrivateCompare's r = 2^64 - 1 case */
+            for (i = 0; i < GN; i++) { rl[i] = UINT64_MAX; bl[i] = 1; }
+            c.r = rl; c.beta = bl;
+        }
+        memset(&ro, 0, sizeof ro);
+        ro.nparty = 3; ro.timeout_ms = 30000; ro.fixed_kseed = 1; ro.kseed = 0x676f6c64656e2121u;
+        gc.fn = G[t].fn; gc.c = &c;
+        rc = run_parties(&ro, pf_golden, &gc, out);
+        if (rc != 0 || out[0].n < 1 || out[1].n < 1 || out[2].n < 1) {
+            CHECK(0, "golden %s: runs %s", G[t].name, first_err(out));
+        } else {
+            CHECK(out[0].v[0] == G[t].want[0] && out[1].v[0] == G[t].want[1] && out[2].v[0] == G[t].want[2],
+                  "golden %s: each party's received payloads and output hash as recorded (now { 0x%016llxu, "
+                  "0x%016llxu, 0x%016llxu })", G[t].name, (unsigned long long)out[0].v[0],
+                  (unsigned long long)out[1].v[0], (unsigned long long)out[2].v[0]);
+            if (G[t].fn == pf_dmaxpool)
+                CHECK(out[2].n == 2 && out[2].v[1] != ind[0],
+                      "DMaxpool: P2 reconstructs t = ind + r = %016llx, not ind = %llu", (unsigned long long)
+                      (out[2].n > 1 ? out[2].v[1] : 0), (unsigned long long)ind[0]);
+        }
+        free3(out);
+    }
 }
 
 /* ==== Views: what each party receives ====================================== */
@@ -3485,6 +3703,74 @@ static void top_bytes(unsigned long cnt[256], const uint64_t *v, size_t n)
     for (i = 0; i < n; i++) cnt[v[i] >> 56]++;
 }
 
+/* ---- Share: what P0 and P1 receive from the owner ------------------------ */
+
+typedef struct { size_t n; uint64_t x; unsigned flags; } share_ctx;
+
+static int pf_share_view(snn_party *p, const void *vc, outbuf *o)
+{
+    const share_ctx *c = vc;
+    uint64_t *v = xcalloc(c->n, 8);
+    size_t i;
+    int rc = 0;
+    if (p->id == SNN_CLIENT) {
+        p->test_flags = c->flags;
+        for (i = 0; i < c->n; i++) v[i] = c->x;
+        rc = snn_share(p, SNN_CLIENT, NULL, v, c->n);
+    } else if (p->id < 2) {
+        rc = snn_share(p, SNN_CLIENT, v, NULL, c->n);
+        if (rc == 0) out_put(o, v, c->n);
+    }
+    free(v);
+    return rc;
+}
+
+/* The owner shares n copies of x; P0's and P1's shares, top bytes in h[j];
+ * 0 if the run worked and every pair of shares adds up to x. */
+static int view_share_run(unsigned long h[2][256], uint64_t x, size_t n, unsigned flags)
+{
+    party_out out[SNN_NEND];
+    share_ctx c;
+    run_opts ro;
+    size_t i, bad = 0;
+    int rc, k;
+    memset(&ro, 0, sizeof ro);
+    ro.nparty = 4;
+    ro.timeout_ms = 30000;
+    c.n = n; c.x = x; c.flags = flags;
+    rc = run_parties(&ro, pf_share_view, &c, out);
+    if (rc == 0 && out[0].n == n && out[1].n == n) {
+        for (i = 0; i < n; i++) bad += out[0].v[i] + out[1].v[i] != x;
+        top_bytes(h[0], out[0].v, n);
+        top_bytes(h[1], out[1].v, n);
+    } else {
+        rc = -1;
+    }
+    CHECK(rc == 0 && bad == 0, "Share of %zu copies of %016llx%s: every pair of shares adds up to it %s", n,
+          (unsigned long long)x, flags ? " (weakened)" : "", first_err(out));
+    for (k = 0; k < SNN_NEND; k++) free(out[k].v);
+    return rc;
+}
+
+/* What P0 and P1 receive when the owner shares a value is uniform, and
+ * the same for two values; without the owner's mask s_0, P1 gets x. */
+static void test_view_share(void)
+{
+    size_t n = qn(4000, 1000);
+    unsigned long A[2][256], B[2][256], W[2][256];
+    char w[128];
+    int j;
+    if (view_share_run(A, 0, n, 0) != 0 || view_share_run(B, ((uint64_t)1 << 63) + 5, n, 0) != 0) return;
+    for (j = 0; j < 2; j++) {
+        snprintf(w, sizeof w, "Share of 2^63 + 5: P%d's shares (top byte)", j);
+        view_stat(w, chi2_uniform(B[j], 256), 255, 0);
+        snprintf(w, sizeof w, "Share: P%d's shares, 0 vs 2^63 + 5", j);
+        view_homog(w, A[j], B[j], 256);
+    }
+    if (view_share_run(W, ((uint64_t)1 << 63) + 5, qn(500, 200), SNN_TEST_SHARE_NO_MASK) == 0)
+        view_stat("Share without the owner's mask s_0 (test hook): P1's shares", chi2_uniform(W[1], 256), 255, 1);
+}
+
 /* ---- PrivateCompare ------------------------------------------------------ */
 
 /* One PC view run on n copies of (x, r, beta) with bit shares fixed by the
@@ -3550,6 +3836,10 @@ static void test_view_pc(void)
      * c^0 / c^1 is fixed by the shares of x, r and the position */
     if (view_pc_run(&W, 5, 4, 0, qn(300, 100), SNN_TEST_PC_NO_MASK, NULL, NULL, NULL, NULL) == 0)
         pc_view_checks("PrivateCompare without its zero-share mask (test hook)", &W, NULL, 0, 1);
+    /* Weakened: s_i = 1, so P2 reads the c_i themselves, small integers */
+    if (view_pc_run(&W, 5, 4, 0, qn(300, 100), SNN_TEST_PC_NO_BLIND, NULL, NULL, NULL, NULL) == 0)
+        view_stat("PrivateCompare without its blinding s_i (test hook): P2's non-zero d_i",
+                  chi2_uniform(W.nz + 1, SNN_P - 1), SNN_P - 2, 1);
 }
 
 /* Counts the elements where the truth (r, either beta) fits P2's view of
@@ -3580,13 +3870,17 @@ static size_t pc_truth_count(const uint64_t *D0, const uint64_t *D1, const uint6
 typedef struct {
     pc_view pc;
     unsigned long at0[256], x[256];
+    unsigned long p1bits[SNN_P];     /* the Z_p bit shares P1 receives from P2     */
+    unsigned long c[256];            /* MSB: c = 2a + x, which P0 reconstructs     */
+    unsigned long coin[2];           /* copies where P2's d has a zero, and not    */
     size_t fits;
 } p2_view;
 
 static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n, unsigned flags, int want_ok)
 {
     uint64_t *A0 = xcalloc(n, 8), *A1 = xcalloc(n, 8), *D0, *D1, *B0, *B1, *t0, *t1, *r = xcalloc(n, 8), *y0;
-    size_t e, nd0, nd1, nb0, nb1, n0, n1, ny0, ny1, wrong = 0;
+    uint64_t *P1b, *cs, *cr;
+    size_t e, nd0, nd1, nb0, nb1, n0, n1, ny0, ny1, np1, ncs, ncr, wrong = 0;
     const uint64_t *o0, *o1;
     const char *name = proto == VIEW_SC ? "ShareConvert" : "ComputeMSB";
     view_ctx c;
@@ -3596,7 +3890,7 @@ static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n
     for (e = 0; e < n; e++) { A0[e] = a0; A1[e] = a1; }
     memset(&c, 0, sizeof c);
     c.proto = proto; c.n = n; c.a[0] = A0; c.a[1] = A1;
-    c.flags[0] = c.flags[1] = flags;
+    c.flags[0] = c.flags[1] = c.flags[2] = flags;
     rc = run3(pf_view, &c, MESH_PAIRS, out);
     CHECK(rc == 0, "%s on %zu copies of one input%s runs %s", name, n, flags ? " (weakened)" : "", first_err(out));
     D0 = view_get(&out[2], 1, 0, SNN_PROTO_PC, 3, SNN_KIND_ZP, &nd0);
@@ -3614,10 +3908,18 @@ static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n
     o0 = view_out(&out[0], &ny0);
     o1 = view_out(&out[1], &ny1);
     y0 = xcalloc(n, 8);
+    P1b = view_get(&out[1], 1, 2, msbp, proto == VIEW_SC ? 2 : 1, SNN_KIND_ZP, &np1);
+    cs = view_get(&out[0], 0, 1, SNN_PROTO_MSB, 2, SNN_KIND_ZLM1, &ncs);     /* MSB: P0's c_0 ... */
+    cr = view_get(&out[0], 1, 1, SNN_PROTO_MSB, 2, SNN_KIND_ZLM1, &ncr);     /* ... and P1's c_1 */
     if (rc == 0 && nd0 == 64 * n && nd1 == 64 * n && nb0 == 64 * n && nb1 == 64 * n && n0 == n && n1 == n
         && ny0 == n && ny1 == n) {
         memset(s, 0, sizeof *s);
         pc_view_count(&s->pc, D0, D1, n);
+        s->coin[0] = s->pc.nzero;                  /* at most one zero per element */
+        s->coin[1] = n - s->pc.nzero;
+        for (e = 0; e < np1; e++) s->p1bits[P1b[e] % SNN_P]++;
+        if (proto == VIEW_MSB && ncs == n && ncr == n)
+            for (e = 0; e < n; e++) s->c[pm_add(cs[e], cr[e]) >> 56]++;
         for (e = 0; e < n; e++) {
             if (proto == VIEW_SC) {
                 /* P0, P1 compared x with r - 1, r = a~_0 + a~_1 - a */
@@ -3641,6 +3943,7 @@ static int view_p2_run(p2_view *s, int proto, uint64_t a0, uint64_t a1, size_t n
         rc = -1;
     }
     free(A0); free(A1); free(D0); free(D1); free(B0); free(B1); free(t0); free(t1); free(r); free(y0);
+    free(P1b); free(cs); free(cr);
     free3(out);
     return rc;
 }
@@ -3683,6 +3986,21 @@ static void test_view_sc(void)
         pc_view_checks("ShareConvert without PrivateCompare's permutation (test hook)", &W.pc, NULL, 1, 0);
     if (view_p2_run(&W, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, nw, SNN_TEST_PC_NO_MASK, 1) == 0)
         p2_view_truth("ShareConvert without PrivateCompare's mask (test hook)", "input B", &W, 1);
+    /* eta' = eta'' XOR [x >= r] (a zero in P2's d, or none) is a fair coin
+     * for both inputs; with eta'' = 0 it is [a + r does not wrap], which
+     * for a = 0 is always 1 */
+    view_stat("ShareConvert, input A: eta' (a zero in P2's d or none) is a fair coin", chi2_uniform(A.coin, 2), 1, 0);
+    view_stat("ShareConvert, input B: eta' is a fair coin", chi2_uniform(B.coin, 2), 1, 0);
+    view_homog("ShareConvert: eta', input A vs input B", A.coin, B.coin, 2);
+    if (view_p2_run(&W, VIEW_SC, c0, (uint64_t)0 - c0, nw, SNN_TEST_SC_ETA_ZERO, 1) == 0)
+        view_stat("ShareConvert with eta'' = 0 (test hook), input A: eta'", chi2_uniform(W.coin, 2), 1, 1);
+    /* What P1 receives from P2: its shares of the bits of x, uniform on Z_p;
+     * dealt without P0's mask they are the bits of x = a + r, and P1 knows r */
+    view_stat("ShareConvert, input B: the bit shares P1 receives from P2 are uniform on Z_p",
+              chi2_uniform(B.p1bits, SNN_P), SNN_P - 1, 0);
+    if (view_p2_run(&W, VIEW_SC, c1, ((uint64_t)1 << 63) + 0x1234 - c1, nw, SNN_TEST_DEAL_NO_MASK, 1) == 0)
+        view_stat("ShareConvert with P2's dealt shares unmasked (test hook): P1's bit shares",
+                  chi2_uniform(W.p1bits, SNN_P), SNN_P - 1, 1);
 }
 
 static void test_view_msb(void)
@@ -3705,6 +4023,22 @@ static void test_view_msb(void)
         pc_view_checks("ComputeMSB without PrivateCompare's permutation (test hook)", &W.pc, NULL, 1, 0);
     if (view_p2_run(&W, VIEW_MSB, c1, pm_sub(((uint64_t)1 << 63) + 7, c1), nw, SNN_TEST_PC_NO_MASK, 1) == 0)
         p2_view_truth("ComputeMSB without PrivateCompare's mask (test hook)", "input B", &W, 1);
+    /* beta' = beta XOR [x > c] is a fair coin; with beta = 0 it is [x > c],
+     * never 1 for a = 0 (c = x) */
+    view_stat("ComputeMSB, input A: beta' (a zero in P2's d or none) is a fair coin", chi2_uniform(A.coin, 2), 1, 0);
+    view_stat("ComputeMSB, input B: beta' is a fair coin", chi2_uniform(B.coin, 2), 1, 0);
+    if (view_p2_run(&W, VIEW_MSB, c0, pm_neg(c0), nw, SNN_TEST_MSB_BETA_ZERO, 1) == 0)
+        view_stat("ComputeMSB with beta = 0 (test hook), input A: beta'", chi2_uniform(W.coin, 2), 1, 1);
+    /* c = 2a + x, which P0 and P1 open in step 2, is uniform: P2's x masks it */
+    view_stat("ComputeMSB, input A: c = 2a + x opened by P0 and P1 (top byte)", chi2_uniform(A.c, 256), 255, 0);
+    view_homog("ComputeMSB: c, input A vs input B", A.c, B.c, 256);
+    if (view_p2_run(&W, VIEW_MSB, c0, pm_neg(c0), nw, SNN_TEST_MSB_X_ZERO, 1) == 0)
+        view_stat("ComputeMSB with P2's x = 0 (test hook), input A: c", chi2_uniform(W.c, 256), 255, 1);
+    view_stat("ComputeMSB, input B: the bit shares P1 receives from P2 are uniform on Z_p",
+              chi2_uniform(B.p1bits, SNN_P), SNN_P - 1, 0);
+    if (view_p2_run(&W, VIEW_MSB, c1, pm_sub(((uint64_t)1 << 63) + 7, c1), nw, SNN_TEST_DEAL_NO_MASK, 1) == 0)
+        view_stat("ComputeMSB with P2's dealt shares unmasked (test hook): P1's bit shares",
+                  chi2_uniform(W.p1bits, SNN_P), SNN_P - 1, 1);
 }
 
 /* ---- MatMul: what P0 and P1 receive -------------------------------------- */
@@ -3790,6 +4124,12 @@ static void test_view_matmul(void)
     if (view_mm_run(&W, ((uint64_t)1 << 63) - 1, 12345, qn(500, 200), both) == 0)
         view_stat("MatMul with P0's and P1's pair streams swapped (test hook): P1's received minus sent",
                   chi2_uniform(W.diff[1], 256), 255, 1);
+    {   /* Weakened: no triple masks (U = V = 0), so E_0 = X_0 and F_0 = Y_0 */
+        static const unsigned nomask[3] = { SNN_TEST_MM_NO_MASK, SNN_TEST_MM_NO_MASK, SNN_TEST_MM_NO_MASK };
+        if (view_mm_run(&W, ((uint64_t)1 << 63) - 1, 12345, qn(500, 200), nomask) == 0)
+            view_stat("MatMul without its triple masks U, V (test hook): E||F received by P1",
+                      chi2_uniform(W.recv[1], 256), 255, 1);
+    }
     /* Each party's pair streams swapped alone: the streams disagree and
      * the product is wrong */
     for (k = 0; k < 3; k++) {
@@ -3810,7 +4150,7 @@ static void test_view_matmul(void)
  * length, body, 16-byte tag) one at a time, numbered from 0 (Setup step
  * 5), and treats frame `nth` as `mode` says.
  */
-enum { MITM_PASS = 0, MITM_ALTER, MITM_REPLAY, MITM_DROP, MITM_SWAP };
+enum { MITM_PASS = 0, MITM_ALTER, MITM_REPLAY, MITM_DROP, MITM_SWAP, MITM_LONG };
 static double mono_s(void);
 typedef struct { int mode, nth; } mitm_ctx;
 
@@ -3870,6 +4210,9 @@ static void mitm_main(int lfd, int target_port, const mitm_ctx *m)
                 if (fl > ((size_t)1 << 20)) _exit(1);
                 if (len < fl) break;
                 if (frame == m->nth && m->mode == MITM_ALTER) buf[4 + 20] ^= 0x01;   /* a payload bit */
+                if (frame == m->nth && m->mode == MITM_LONG) {   /* its length claims 0xF0000000 bytes */
+                    buf[0] = buf[1] = buf[2] = 0; buf[3] = 0xF0;
+                }
                 if (frame == m->nth && m->mode == MITM_SWAP) {
                     held = xmalloc(fl); memcpy(held, buf, fl); held_len = fl;
                 } else if (!(frame == m->nth && m->mode == MITM_DROP)) {
@@ -3976,6 +4319,18 @@ static void test_channel_tamper(void)
               "%s (P1 -> P0, three processes over TCP): P0 stops: \"%s\"", c[t].what, out[0].err);
         free3(out);
     }
+    {   /* a claimed length is checked against the frame expected before
+         * anything is buffered: at once, not after a 3.75 GiB wait */
+        double t0 = mono_s(), secs;
+        m.mode = MITM_LONG; m.nth = 2;
+        rc = run_mitm(pf_stream, NULL, &m, out);
+        secs = mono_s() - t0;
+        CHECK(rc != 0 && !out[0].ok && strstr(out[0].err, "P0: expected Test step 2 (8 x Z_L) from P1, got a sealed "
+                                             "frame of 4026531840 bytes (at most") != NULL && secs < 5,
+              "a sealed frame claiming 4026531840 bytes is refused in %.1f s (the timeout is 10 s): \"%s\"", secs,
+              out[0].err);
+        free3(out);
+    }
 }
 
 /* The same protocol runs with keys (sealed channels) and without: equal
@@ -4041,10 +4396,13 @@ static void test_channel_refused(void)
     for (tcp = 0; tcp < 2; tcp++) {
         const char *how = tcp ? "TCP" : "socketpairs";
         memset(&o, 0, sizeof o);
-        o.tcp = tcp; o.nparty = 3; o.timeout_ms = 10000; o.keyed = 1; o.wrong_key = 1;
+        /* over TCP the refused peer's connection is closed as a stray, and the
+         * party stops when its wait runs out, naming the last refusal */
+        o.tcp = tcp; o.nparty = 3; o.timeout_ms = 4000; o.keyed = 1; o.wrong_key = 1;
         rc = run_parties(&o, pf_stream, NULL, out);
-        CHECK(rc != 0 && !out[0].ok && strstr(out[0].err, "P0: expected Setup step 5 (1 x Z_L) from P1, got a frame "
-                                                          "that fails authentication: P1 does not hold this pair's key") != NULL,
+        CHECK(rc != 0 && !out[0].ok && strncmp(out[0].err, "P0: ", 4) == 0
+              && strstr(out[0].err, "expected Setup step 5 (1 x Z_L) from P1, got a frame that fails authentication: "
+                                    "P1 does not hold this pair's key") != NULL,
               "%s: P1 holds another key for the pair P0-P1: P0 refuses it: \"%s\"", how, out[0].err);
         CHECK(!out[1].ok && strstr(out[1].err, "P1: ") != NULL && strstr(out[1].err, "P0") != NULL,
               "%s: and P1 stops too, naming P0: \"%s\"", how, out[1].err);
@@ -4053,8 +4411,8 @@ static void test_channel_refused(void)
         o.wrong_key = 0; o.unkeyed = 1 + 2;
         rc = run_parties(&o, pf_stream, NULL, out);
         {
-            CHECK(rc != 0 && !out[0].ok && strstr(out[0].err, "P0: P2 has no channel keys and this party will not run "
-                                                              "in the clear") != NULL,
+            CHECK(rc != 0 && !out[0].ok && strncmp(out[0].err, "P0: ", 4) == 0
+                  && strstr(out[0].err, "P2 has no channel keys and this party will not run in the clear") != NULL,
                   "%s: P2 without keys: P0 refuses it: \"%s\"", how, out[0].err);
             CHECK(!out[2].ok && strstr(out[2].err, "P2: P0 requires sealed channels and this party has no keys") != NULL,
                   "%s: and P2 is told why: \"%s\"", how, out[2].err);
@@ -4114,7 +4472,20 @@ static void test_channel_policy(void)
  * ComputeMSB c = 2y mod (L-1) with y = 2a, so c[0] = MSB(y) = [a < 0], and
  * PrivateCompare's reconstructed d has a zero exactly when beta = 0 and
  * c[0] = 1: P2 sees a zero only for negative inputs, for half of them.
+ * Attack 2 reads a bit of P2's choice instead (SPEC 4.2 h): with X_i = 0
+ * below position b - 1, 34 at b - 1, 57 = -10 at b and 34 above, the only
+ * c_i that can vanish is c_b = r_b - 1 (beta = 0), so a zero appears
+ * exactly when beta = 0 and bit b of c = 2y is 1 (b = MAL_BIT here).
  */
+#define MAL_BIT 20
+
+/* The Z_p "bit" P2 deals at position i in attack 1 (sign) or 2 (bit b). */
+static unsigned char mal_x(int attack, size_t i)
+{
+    if (attack == 1) return i > 0 ? 34 : 0;
+    return (unsigned char)(i + 1 < MAL_BIT ? 0 : i + 1 == MAL_BIT ? 34 : i == MAL_BIT ? 57 : 34);
+}
+
 typedef struct {
     int attack;
     size_t n, pc_frames;         /* PC step-3 frames received from P0 so far */
@@ -4130,7 +4501,7 @@ static void mal_hook(void *ctx, const snn_party *p, snn_frame *f)
         if (f->kind == SNN_KIND_ZP) {
             for (e = 0; e < m->n; e++)
                 for (i = 0; i < 64; i++)
-                    f->payload[e * 64 + i] = (unsigned char)(f->to == 1 && i > 0 ? 34 : 0);
+                    f->payload[e * 64 + i] = f->to == 1 ? mal_x(m->attack, i) : 0;
         } else {
             memset(f->payload, 0, f->nbytes);     /* x = 0 over Z_{L-1}, x[0] = 0 over Z_L */
         }
@@ -4207,6 +4578,28 @@ static void test_malicious_p2(void)
           "negative and %zu of %zu non-negative inputs, so it learns the sign of %.1f%% of all DReLU inputs, "
           "undetected (the honest parties finish; %zu outputs wrong)",
           zn[1], neg, zp[1], n - neg, 100.0 * (double)zn[1] / (double)n, wrong);
+    {
+        /* A bit of P2's choice: bit MAL_BIT of ComputeMSB's c = 2y mod (L-1),
+         * y = 2a (DReLU step 1) read in Z_{L-1}; computed here from a */
+        size_t one = 0, z1 = 0, z0 = 0;
+        c.trace = 2;
+        if (run3(pf_mal, &c, MESH_PAIRS, out) == 0 && out[2].n == n) {
+            for (i = 0; i < n; i++) {
+                const uint64_t y = 2 * a[i], cc = pm_add(y, y);
+                const int bit = (int)(cc >> MAL_BIT & 1);
+                one += (size_t)bit;
+                if (out[2].v[i]) { if (bit) z1++; else z0++; }
+            }
+            CHECK(z0 == 0 && fabs((double)z1 - (double)one / 2) < 5.3 * sqrt((double)one / 4),
+                  "malicious P2 (\"bits\" 0 below %d, 34 at %d, 57 at %d, 34 above): a zero on %zu of the %zu "
+                  "inputs whose bit %d of c = 4a mod (L-1) is 1 and on %zu of the %zu where it is 0: it reads a bit "
+                  "of its choice for %.1f%% of all inputs", MAL_BIT - 1, MAL_BIT - 1, MAL_BIT, z1, one, MAL_BIT, z0,
+                  n - one, 100.0 * (double)z1 / (double)n);
+        } else {
+            CHECK(0, "DReLU with a malicious P2 (a chosen bit) runs: %s", first_err(out));
+        }
+        free3(out);
+    }
     free(a); free(s0); free(s1);
 }
 
@@ -6153,13 +6546,13 @@ static void test_nn_checkpoint(void)
         memset(&back, 0, sizeof back);
         f.net = SNN_NET_A; f.secure = 1; f.batch = 16; f.iters = 13; f.done = 5; f.lr_step = 4; f.lr_shift = 5;
         f.seed = 0x0123456789abcdefu; f.round_pos = rec.calls ? rec.round_pos[0] : 0; f.data_n = sub.n;
-        f.data_hash = snn_labels_hash(&sub); f.every = 5; f.n = np;
+        f.data_hash = snn_labels_hash(&sub); f.every = 5; f.report = 3; f.n = np;
         if (fd >= 0) close(fd);
         CHECK(fd >= 0 && rec.calls && snn_ckpt_save(path, &f, rec.param[0], err, sizeof err) == 0
               && snn_ckpt_load(&back, path, err, sizeof err) == 0 && back.net == f.net && back.secure == 1
               && back.batch == 16 && back.iters == 13 && back.done == 5 && back.lr_step == 4 && back.lr_shift == 5
               && back.seed == f.seed && back.round_pos == f.round_pos && back.data_n == 64
-              && back.data_hash == f.data_hash && back.every == 5 && back.n == np
+              && back.data_hash == f.data_hash && back.every == 5 && back.report == 3 && back.n == np
               && memcmp(back.param, rec.param[0], np * 8) == 0,
               "checkpoint: a file saved and loaded gives every field and weight back (%s)", err);
         snn_ckpt_free(&back);
@@ -6581,6 +6974,131 @@ static void test_nn_range(void)
         rmdir(path);
     }
     free(param); free(big); free(p0); free(p1); free(x); free(x0); free(x1); free(tcls);
+    snn_mnist_free(&train);
+    snn_mnist_free(&test);
+}
+
+/* ---- Selective failure: the servers' view does not depend on the owner's checks */
+
+/* A malicious P0 (test only): it adds delta to every element of every
+ * Reveal frame of `count` elements it sends to the owner, after its
+ * transcript has recorded the frame (so its transcript shows what an
+ * honest P0 sends).  Chains to the hook it replaced. */
+typedef struct { size_t count; uint64_t delta; snn_hook prev; void *prev_ctx; } delta_ctx;
+
+static void delta_hook(void *ctx, const snn_party *p, snn_frame *f)
+{
+    delta_ctx *c = ctx;
+    size_t i;
+    if (f->dir == 0 && f->to == SNN_CLIENT && f->proto == SNN_PROTO_REVEAL && f->count == c->count)
+        for (i = 0; i < f->count; i++) snn_store64_le(f->payload + 8 * i, snn_load64_le(f->payload + 8 * i) + c->delta);
+    if (c->prev) c->prev(c->prev_ctx, p, f);
+}
+
+typedef struct {
+    nn_job_ctx  job;
+    const char *dir;           /* the servers' transcripts: DIR/P<id>.log */
+    delta_ctx   bad;           /* P0's Delta (0: honest)                   */
+} sf_ctx;
+
+static int pf_nn_sf(snn_party *p, const void *vctx, outbuf *o)
+{
+    const sf_ctx *c = vctx;
+    delta_ctx d = c->bad;
+    snn_transcript tr;
+    char path[256], err[256];
+    int rc;
+    memset(&tr, 0, sizeof tr);
+    if (p->id == 0) { d.prev = p->hook; d.prev_ctx = p->hook_ctx; p->hook = delta_hook; p->hook_ctx = &d; }
+    if (p->id != SNN_CLIENT) {
+        snprintf(path, sizeof path, "%s/P%d.log", c->dir, p->id);
+        if (snn_transcript_open(&tr, p, path, 0, err, sizeof err) != 0) return snn_fail(p, SNN_ERR_IO, "%s", err);
+    }
+    rc = pf_nn_job(p, &c->job, o);
+    if (p->id != SNN_CLIENT && snn_transcript_close(&tr, err, sizeof err) != 0 && rc == 0)
+        rc = snn_fail(p, SNN_ERR_IO, "%s", err);
+    return rc;
+}
+
+/*
+ * Finding 1 of the second audit (SPEC 4.2 i): a P0 that adds Delta to its
+ * shares of the predicted classes (Delta = 10: every class leaves 0..9) or
+ * of the ASM outputs (Delta = 2^40: outside [0, 1]).  The owner must
+ * report the failure, and yet P0's, P1's and P2's transcripts (every
+ * frame, its size, its values, their order and the totals at the end)
+ * must be byte for byte those of the same job with an honest P0, and
+ * every server must finish the job.
+ */
+static void test_nn_selective(void)
+{
+    static const struct { const char *what; uint32_t cmd; size_t count; uint64_t delta; const char *want; } sc[] = {
+        { "inference, P0 adds 10 to its shares of the predicted classes", SNN_JOB_INFER, 16, 10,
+          "is not 0..9" },
+        { "training, P0 adds 2^40 to its shares of the ASM outputs", SNN_JOB_TRAIN, 16 * SNN_NN_OUT,
+          (uint64_t)1 << 40, "outside [0, 1]" },
+    };
+    snn_mnist train, test;
+    snn_net net;
+    uint64_t *param, kseed = snn_prg_u64(trng());
+    size_t t;
+    int k;
+
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    if (nn_t_load(&train, &test) != 0) return;
+    snn_net_init(&net, SNN_NET_A);
+    param = xmalloc(net.nparam * 8);
+    snn_nn_init_params(&net, param, trng());
+    for (t = 0; t < sizeof sc / sizeof sc[0]; t++) {
+        party_out out[2][SNN_NEND];
+        char *dir[2];
+        sf_ctx c;
+        run_opts ro;
+        int rc[2], run;
+        memset(&c, 0, sizeof c);
+        c.job.job.cmd = sc[t].cmd;
+        c.job.job.net = SNN_NET_A;
+        c.job.job.batch = 16;
+        c.job.job.n_infer = sc[t].cmd == SNN_JOB_INFER ? 32 : 0;   /* two batches */
+        c.job.job.iters = sc[t].cmd == SNN_JOB_TRAIN ? 3 : 0;
+        c.job.job.lr_shift = sc[t].cmd == SNN_JOB_TRAIN ? 7 : 0;
+        c.job.job.report = sc[t].cmd == SNN_JOB_TRAIN;
+        c.job.train = &train;
+        c.job.test = &test;
+        c.job.init = param;
+        c.job.order = *trng();
+        c.bad.count = sc[t].count;
+        memset(&ro, 0, sizeof ro);
+        ro.timeout_ms = 30000;
+        ro.nparty = 4;
+        ro.fixed_kseed = 1;
+        ro.kseed = kseed;
+        for (run = 0; run < 2; run++) {
+            dir[run] = tr_mkdir();
+            c.dir = dir[run];
+            c.bad.delta = run ? sc[t].delta : 0;
+            rc[run] = dir[run] ? run_parties(&ro, pf_nn_sf, &c, out[run]) : -1;
+        }
+        CHECK(rc[0] == 0, "%s: with an honest P0 the job succeeds %s", sc[t].what, first_err(out[0]));
+        CHECK(rc[1] != 0 && !out[1][3].ok && strstr(out[1][3].err, sc[t].want)
+              && strstr(out[1][3].err, "run to its end") && strchr(out[1][3].err, '\n') == NULL
+              && out[1][0].ok && out[1][1].ok && out[1][2].ok,
+              "%s: the owner reports it, in one line, and every server finishes the job: owner \"%s\" %s", sc[t].what,
+              out[1][3].err, first_err(out[1]));
+        for (k = 0; k < SNN_NPARTY; k++) {
+            char a[128], b[128];
+            long line = 0;
+            snprintf(a, sizeof a, "%s/P%d.log", dir[0] ? dir[0] : "", k);
+            snprintf(b, sizeof b, "%s/P%d.log", dir[1] ? dir[1] : "", k);
+            CHECK(same_lines(a, b, &line), "%s: P%d's transcript is the same as with an honest P0 (first "
+                  "difference: line %ld)", sc[t].what, k, line);
+        }
+        for (run = 0; run < 2; run++) {
+            for (k = 0; k < SNN_NEND; k++) free(out[run][k].v);
+            tr_rmdir(dir[run]);
+        }
+    }
+    free(param);
     snn_mnist_free(&train);
     snn_mnist_free(&test);
 }
@@ -7737,6 +8255,30 @@ static void test_cli_checkpoint(void)
         remove(res2);
         remove(ck2);
     }
+    {   /* a resumed run keeps the progress period (--every 2) of the run it
+         * resumes: 10 progress lines for steps 21..40, not the demo's
+         * default of one every 4 */
+        char ev[104], evck[112], ev2[104];
+        char *a1[] = { "./securenn", "demo", "--plain", "--data", data, "--iters", "40", "--batch", "16",
+                       "--checkpoint", "20", "--every", "2", "--model", ev, NULL };
+        char *a2[] = { "./securenn", "demo", "--plain", "--data", data, "--resume", evck, "--model", ev2, NULL };
+        cmd_result r1, r2;
+        bg_proc b;
+        size_t lines = 0;
+        const char *q;
+        snprintf(ev, sizeof ev, "%s/ev.snnm", tmpl);
+        snprintf(evck, sizeof evck, "%s.ckpt", ev);
+        snprintf(ev2, sizeof ev2, "%s/ev2.snnm", tmpl);
+        run_cmd(&r1, a1, 60);
+        if (spawn_out(&b, a2, out) == 0) wait_bg(&b, &r2, mono_s() + 60); else r2.status = -1;
+        text = slurp(out);
+        for (q = text; q && (q = strstr(q, "  iter ")) != NULL; q++) lines++;
+        CHECK(r1.status == 0 && r2.status == 0 && lines == 10,
+              "demo --plain --resume without --every: the run's --every 2 goes on (%zu progress lines for steps 21-40, "
+              "want 10) %s%s", lines, r1.err, r2.err);
+        free(text);
+        remove(ev); remove(evck); remove(ev2);
+    }
     {   /* getting it wrong */
         FILE *f;
         long len;
@@ -7949,6 +8491,180 @@ static void test_cli_predictions(void)
  * COMMAND --help: exit 0, that command's usage line and entry, and exactly
  * the options it accepts (a sample in and out for each command).
  */
+/* s with its newlines shown as " | " (one TAP line), in a static-free buffer. */
+static const char *one_line(char *buf, size_t n, const char *s)
+{
+    size_t i = 0;
+    for (; *s && i + 4 < n; s++) {
+        if (*s == '\n') { memcpy(buf + i, " | ", 3); i += 3; }
+        else buf[i++] = *s;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* Waits (up to `until`) until the file at path holds `needle`. */
+static int file_says(const char *path, const char *needle, double until)
+{
+    struct timespec ts = { 0, 50 * 1000 * 1000 };
+    for (;;) {
+        char *t = slurp(path);
+        int yes = t && strstr(t, needle) != NULL;
+        free(t);
+        if (yes) return 1;
+        if (mono_s() > until) return 0;
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A stray TCP connection to 127.0.0.1:port: it sends `what` (if any)
+ * and closes (unless keep; then the caller closes the returned fd). */
+static int stray(int port, const char *what, int keep)
+{
+    int fd = mitm_connect(port);
+    if (fd < 0) return -1;
+    if (what) (void)(write_full(fd, what, strlen(what)) == 0);
+    if (keep) return fd;
+    close(fd);
+    return 0;
+}
+
+/*
+ * Three `party` processes against strangers, as on three machines: stray
+ * connections (an HTTP request, a silent one) while the mesh forms and
+ * while the servers wait for their owner are closed with a notice, and
+ * the job still runs; a server killed while the others wait for their
+ * owner stops both, each naming it, within seconds.
+ */
+static void test_cli_stray(void)
+{
+    char tmpl[] = "/tmp/snn_stray_XXXXXX", peers[128], out[3][128], line[1200];
+    char *ids[3] = { "0", "1", "2" };
+    bg_proc party[3], owner;
+    cmd_result r[3], ro;
+    int port[3], k, silent;
+    double until;
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); return; }
+    if (!mkdtemp(tmpl) || free_ports(port, 3) != 0) { CHECK(0, "temporary directory and ports"); return; }
+    snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+    for (k = 0; k < 3; k++) snprintf(out[k], sizeof out[k], "%s/out%d", tmpl, k);
+    {
+        char *oargv[] = { "./securenn", "train", "--net", "A", "--iters", "1", "--batch", "16", "--quiet",
+                          "--no-save", "--timeout", "20", "--peers", peers, NULL };
+        char *p0[] = { "./securenn", "party", "0", "--timeout", "20", "--owner-wait", "60", "--peers", peers, NULL };
+        CHECK(spawn_out(&party[0], p0, out[0]) == 0, "P0 starts");
+        nanosleep(&ts, NULL);
+        /* during the mesh setup: a web request, and a connection that says nothing */
+        CHECK(stray(port[0], "GET / HTTP/1.0\r\n\r\n", 0) == 0, "a stray \"GET /\" to P0 during the mesh setup");
+        silent = stray(port[0], NULL, 1);
+        for (k = 1; k < 3; k++) {
+            char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--owner-wait", "60", "--peers",
+                              peers, NULL };
+            if (spawn_out(&party[k], pargv, out[k]) != 0) CHECK(0, "spawn party %d", k);
+        }
+        until = mono_s() + 30;
+        for (k = 0; k < 3; k++)
+            CHECK(file_says(out[k], "waiting for the owner", until), "P%d: mesh set up, waiting for the owner", k);
+        if (silent >= 0) close(silent);
+        /* while they wait for the owner: more strays, to P0 and P2 */
+        CHECK(stray(port[0], "GET / HTTP/1.0\r\n\r\n", 0) == 0 && stray(port[2], "SN\x01\x07 garbage........", 0) == 0,
+              "strays to P0 and P2 while they wait for the owner");
+        nanosleep(&ts, NULL);
+        CHECK(spawn_bg(&owner, oargv) == 0, "the owner starts");
+        until = mono_s() + 120;
+        wait_bg(&owner, &ro, until);
+        for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+        CHECK(ro.status == 0 && r[0].status == 0 && r[1].status == 0 && r[2].status == 0,
+              "the job runs despite the strays (owner \"%s\", P1 \"%s\")", ro.err, r[1].err);
+        CHECK(r[0].lines == 3 && strstr(r[0].err, "P0: notice: closed a connection that did not open as P1 and P2: "
+                                        "not a SecureNN hello")
+              && strstr(r[0].err, "no hello within") && strstr(r[0].err, "did not open as the owner"),
+              "P0 says, one line each, that it closed three strays: \"%s\"", one_line(line, sizeof line, r[0].err));
+        CHECK(r[2].lines == 1 && strstr(r[2].err, "P2: notice: closed a connection that did not open as the owner"),
+              "P2 says so for its stray: \"%s\"", r[2].err);
+    }
+    {
+        /* A server dies while all three wait for their owner */
+        static const int sig[2] = { SIGKILL, SIGTERM };
+        int s;
+        for (s = 0; s < 2; s++) {
+            double t0;
+            if (free_ports(port, 3) != 0) { CHECK(0, "ports"); break; }
+            snprintf(peers, sizeof peers, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", port[0], port[1], port[2]);
+            for (k = 0; k < 3; k++) remove(out[k]);     /* the last run's lines are not this one's */
+            for (k = 0; k < 3; k++) {
+                char *pargv[] = { "./securenn", "party", ids[k], "--timeout", "20", "--owner-wait", "0", "--peers",
+                                  peers, NULL };
+                if (spawn_out(&party[k], pargv, out[k]) != 0) CHECK(0, "spawn party %d", k);
+            }
+            until = mono_s() + 30;
+            for (k = 0; k < 3; k++)
+                CHECK(file_says(out[k], "waiting for the owner", until), "P%d waits for the owner (signal %d next)",
+                      k, sig[s]);
+            t0 = mono_s();
+            kill(party[1].pid, sig[s]);
+            until = mono_s() + 15;
+            for (k = 0; k < 3; k++) wait_bg(&party[k], &r[k], until);
+            CHECK(r[0].status > 0 && r[2].status > 0 && r[0].lines == 1 && r[2].lines == 1
+                  && strstr(r[0].err, "P1 closed the connection") && strstr(r[2].err, "P1 closed the connection")
+                  && mono_s() - t0 < 10,
+                  "P1 killed (signal %d) while the servers wait for their owner (no time limit): P0 and P2 stop in "
+                  "%.1f s, naming it: \"%s\", \"%s\"", sig[s], mono_s() - t0, r[0].err, r[2].err);
+        }
+    }
+    for (k = 0; k < 3; k++) remove(out[k]);
+    rmdir(tmpl);
+}
+
+/* The mode of the file at path (its permission bits), or -1. */
+static int file_mode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+/*
+ * Files that hold the owner's secrets are created with mode 0600 whatever
+ * the umask (here 022, under which fopen gives 0644), and an existing
+ * model file readable by all is set to 0600 when it is overwritten: the
+ * model, its checkpoint and the predictions (the transcripts: in
+ * cli_transcript).
+ */
+static void test_cli_modes(void)
+{
+    char tmpl[] = "/tmp/snn_modes_XXXXXX", model[128], ckpt[160], pred[128], out[128];
+    const char *files[3];
+    cmd_result r;
+    mode_t old = umask(022);
+    size_t k;
+    FILE *f;
+
+    if (access("./securenn", X_OK) != 0) { CHECK(0, "./securenn is built (run from the top of the tree)"); umask(old); return; }
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); umask(old); return; }
+    snprintf(model, sizeof model, "%s/m.snnm", tmpl);
+    snprintf(ckpt, sizeof ckpt, "%s/m.snnm.ckpt", tmpl);
+    snprintf(pred, sizeof pred, "%s/pred.txt", tmpl);
+    snprintf(out, sizeof out, "%s/out.txt", tmpl);
+    if ((f = fopen(model, "w")) != NULL) fclose(f);          /* an old model, mode 0644 */
+    CHECK(file_mode(model) == 0644, "umask 022: fopen creates mode 0%o", (unsigned)file_mode(model));
+    {
+        char *argv[] = { "./securenn", "demo", "--plain", "--net", "A", "--iters", "8", "--batch", "16",
+                         "--checkpoint", "4", "--test-n", "16", "--model", model, "--predictions", pred, NULL };
+        run_cmd(&r, argv, 120);
+    }
+    CHECK(r.status == 0, "demo --plain --model --checkpoint --predictions: %s", r.err);
+    files[0] = model; files[1] = ckpt; files[2] = pred;
+    for (k = 0; k < 3; k++)
+        CHECK(file_mode(files[k]) == 0600, "%s: mode 0%o, only its user can read it", files[k],
+              (unsigned)file_mode(files[k]));
+    for (k = 0; k < 3; k++) remove(files[k]);
+    remove(out);
+    rmdir(tmpl);
+    umask(old);
+}
+
 static void test_cli_help(void)
 {
     static const struct { const char *cmd, *in[3], *out[3]; } cases[] = {
@@ -8107,9 +8823,12 @@ static char *demo_stable(const char *path)
     return o;
 }
 
+static int file_mode(const char *path);
+
 static void test_cli_transcript(void)
 {
     char *d = tr_mkdir(), cmd[1024], path[256];
+    mode_t old_mask = umask(022);
     const char *names[4] = { "P0.log", "P1.log", "P2.log", "owner.log" };
     int port[2], k, run;
     cmd_result r[2];
@@ -8118,6 +8837,7 @@ static void test_cli_transcript(void)
     if (!d || free_port_run(&port[0]) != 0 || free_port_run(&port[1]) != 0) {
         CHECK(0, "a directory and ports for the demo");
         tr_rmdir(d);
+        umask(old_mask);
         return;
     }
     for (run = 0; run < 2; run++) {
@@ -8145,10 +8865,13 @@ static void test_cli_transcript(void)
         tr_parse(&tp, path);
         CHECK(tp.ok && tp.have_total && tp.frames > 0, "demo --transcript: %s written and parses back %s",
               names[k], tp.why);
+        CHECK(file_mode(path) == 0600, "demo --transcript: %s has mode 0%o (the umask is 022), only its user can "
+              "read it: it holds shares of the owner's data", names[k], (unsigned)file_mode(path));
     }
     free(out[0]);
     free(out[1]);
     tr_rmdir(d);
+    umask(old_mask);
 }
 
 /* ---- explain: every protocol narrated, its result against plaintext ------ */
@@ -8354,6 +9077,8 @@ static void torch_forward(const snn_net *net, double *const *W, double *const *B
  * inference gives the twin's classes; bad files and a wrong shape are
  * refused with the file and the layer named.
  */
+static const char *one_line(char *buf, size_t n, const char *s);
+
 static void test_nn_import(void)
 {
     static const int nets[4] = { SNN_NET_A, SNN_NET_B, SNN_NET_B, SNN_NET_D };
@@ -8487,6 +9212,30 @@ static void test_nn_import(void)
                 CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "layer2.weight.npy: cannot open"),
                       "import: a missing file named: \"%s\"", err);
             }
+        }
+        if (t == 0) {
+            /* weights that all round to 0 (3e-5 < 2^-14): imported, with a warning
+             * naming the layer; 2^40 is accepted, and just above it refused */
+            char *argv[] = { "./securenn", "import", tmpl, "--net", "A", "--model", model, NULL };
+            size_t ws[2] = { net.layer[0].oc, net.layer[0].c };
+            cmd_result r;
+            for (i = 0; i < net.layer[0].nw; i++) W[0][i] = 3e-5;
+            snprintf(path, sizeof path, "%s/layer1.weight.npy", tmpl);
+            npy_write(path, 8, ws, 2, W[0], 0);
+            run_cmd(&r, argv, 30);
+            CHECK(r.status == 0 && r.lines == 1 && strstr(r.err, "warning: every weight of layer1.weight.npy is 0 at "
+                                                          "13 fractional bits"),
+                  "import: weights of 3e-5 all round to 0: a one-line warning naming the layer: \"%s\"",
+                  one_line(err, sizeof err, r.err));
+            W[0][0] = 1099511627776.0;
+            npy_write(path, 8, ws, 2, W[0], 0);
+            CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) == 0 && imp[net.layer[0].woff] == (uint64_t)1 << 53,
+                  "import: a weight of 2^40 is accepted (%s)", err);
+            W[0][0] = 1099511627776.0 * (1 + 1.0 / 1048576);
+            npy_write(path, 8, ws, 2, W[0], 0);
+            CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) != 0 && strstr(err, "element 0 is")
+                  && strstr(err, "not a finite value of magnitude at most 2^40"),
+                  "import: a weight just above 2^40 is refused, the message naming the bound as it is: \"%s\"", err);
         }
         for (l = 0; l < nth; l++) {
             free(W[l]); free(B[l]);
@@ -8812,6 +9561,12 @@ static const bi_case bad_input[] = {
       { "party", "0", "--peers", "a,b:2,c:3", NULL }, "bad value for --peers" },
     { "flag: --peers with an empty port", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
       { "party", "0", "--peers", "a:1,b:2,c:", NULL }, "bad value for --peers" },
+    { "flag: --peers with an address twice", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
+      { "party", "1", "--peers", "127.0.0.1:24150,127.0.0.1:24150,127.0.0.1:24152", NULL },
+      "127.0.0.1:24150 is given for both P0 and P1" },
+    { "flag: --peers with an address twice (owner)", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
+      { "train", "--peers", "127.0.0.1:24150,127.0.0.1:24151,127.0.0.1:24151", NULL },
+      "127.0.0.1:24151 is given for both P1 and P2" },
     { "flag: --peers port 0", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
       { "party", "0", "--peers", "127.0.0.1:0,127.0.0.1:7001,127.0.0.1:7002", NULL }, "ports 1..65535" },
     { "flag: --peers port 70000", BI_NONE, { BI_IDX_OK }, { -1, 0, 0, 0, 0, 0 }, 0,
@@ -8987,10 +9742,12 @@ static const test_entry tests[] = {
     { "dmaxpool",        test_dmaxpool },
     { "refresh",         test_refresh },
     { "scratch_spares",  test_scratch_spares },
+    { "view_share",      test_view_share },
     { "view_matmul",     test_view_matmul },
     { "view_pc",         test_view_pc },
     { "view_sc",         test_view_sc },
     { "view_msb",        test_view_msb },
+    { "view_golden",     test_view_golden },
     { "transcript",      test_transcript },
     { "transcript_golden", test_transcript_golden },
     { "channel_same",    test_channel_same },
@@ -9012,6 +9769,7 @@ static const test_entry tests[] = {
     { "nn_checkpoint",   test_nn_checkpoint },
     { "nn_resume",       test_nn_resume },
     { "nn_range",        test_nn_range },
+    { "nn_selective",    test_nn_selective },
     { "nn_budget",       test_nn_budget },
     { "cli",             test_cli },
     { "cli_bench",       test_cli_bench },
@@ -9025,6 +9783,8 @@ static const test_entry tests[] = {
     { "cli_predictions", test_cli_predictions },
     { "cli_checkpoint",  test_cli_checkpoint },
     { "cli_help",        test_cli_help },
+    { "cli_modes",       test_cli_modes },
+    { "cli_stray",       test_cli_stray },
     { "nn_import",       test_nn_import },
     { "nn_model_file",   test_nn_model_file },
     { "docs",            test_docs },
