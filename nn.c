@@ -663,7 +663,7 @@ cleanup:
  *        col2im adds the patches up; (n*oh*ow) x oc times oc x (k*k*c),
  *        any stride and padding.  The same sums as SPEC 2.11's full
  *        convolution of the padded delta with the rotated filters, with
- *        k*k fewer elements opened (SPEC 4.5 g);
+ *        k*k fewer elements opened (SPEC 4.5 h);
  *   W -= trunc(im2col(x)^T delta, f + shift), (k*k*c) x oc;
  *   b -= trunc(sum delta, shift).
  */
