@@ -353,7 +353,9 @@ static snn_prg *pair_stream(snn_party *p, int a, int b, const char *name)
         snn_fail(p, SNN_ERR_ARG, "%s requested by a party that does not hold it (SPEC 1.4)", name);
         return NULL;
     }
+#ifdef SNN_TEST_HOOKS
     if (SNN_TEST_ON(p, SNN_TEST_SWAP_PAIRS)) other = 3 - p->id - other;   /* test runner only */
+#endif
     return &p->pair[other];
 }
 
@@ -1071,7 +1073,7 @@ typedef struct {
  * P0 and P1.  wk: work arrays, left holding this element's secrets.
  */
 static void pc_mask(snn_prg *k01, pc_work *wk, uint8_t out[SNN_ELL], const uint8_t x[SNN_ELL],
-                    uint64_t r, uint8_t beta, uint8_t j, unsigned test_flags)
+                    uint64_t r, uint8_t beta, uint8_t j, const snn_party *p)
 {
     uint8_t *s = wk->s, *u = wk->u, *pi = wk->pi, *c = wk->c, *m = wk->m;
     const uint8_t nj = (uint8_t)(1 - j);
@@ -1088,14 +1090,16 @@ static void pc_mask(snn_prg *k01, pc_work *wk, uint8_t out[SNN_ELL], const uint8
         snn_prg_zp_star_n(k01, u, SNN_ELL);
     snn_prg_perm(k01, pi, SNN_ELL);
     snn_prg_zp_n(k01, m, SNN_ELL);
-    /* Test hooks (test runner only: SNN_TEST_FLAGS is 0 in the program's
-     * build): drawn as usual, then weakened */
-    (void)test_flags;
-    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_PERM)
+#ifdef SNN_TEST_HOOKS
+    /* Test hooks (test runner only): drawn as usual, then weakened */
+    if (SNN_TEST_ON(p, SNN_TEST_PC_NO_PERM))
         for (k = 0; k < SNN_ELL; k++) pi[k] = (uint8_t)k;
-    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_MASK) memset(m, 0, SNN_ELL);
-    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_BLIND) memset(s, 1, SNN_ELL);
-    if (SNN_TEST_FLAGS(test_flags) & SNN_TEST_PC_NO_U) memset(u, 0, SNN_ELL);
+    if (SNN_TEST_ON(p, SNN_TEST_PC_NO_MASK)) memset(m, 0, SNN_ELL);
+    if (SNN_TEST_ON(p, SNN_TEST_PC_NO_BLIND)) memset(s, 1, SNN_ELL);
+    if (SNN_TEST_ON(p, SNN_TEST_PC_NO_U)) memset(u, 0, SNN_ELL);
+#else
+    (void)p;
+#endif
 
     /* branch on beta and r [P0,P1]: both are public to P0 and P1; P2 never sees them */
     if (beta == 1 && r == SNN_LM1) {
@@ -1161,8 +1165,7 @@ int snn_private_compare(snn_party *p, uint8_t *beta_prime, const uint8_t *xbits,
     if (p->id != 2) {
         /* Steps 1-3 [P_j]: per element; step 3: P_j -> P2, one frame */
         for (e = 0; e < n; e++)
-            pc_mask(snn_k01(p), &wk, d + e * SNN_ELL, xbits + e * SNN_ELL, r[e], beta[e], (uint8_t)p->id,
-                    p->test_flags);
+            pc_mask(snn_k01(p), &wk, d + e * SNN_ELL, xbits + e * SNN_ELL, r[e], beta[e], (uint8_t)p->id, p);
         SNN_GUARD(snn_send_zp(p, 2, SNN_PROTO_PC, 3, d, nd));
     } else {
         d1 = carve_u8(&sc, SNN_ELL);
@@ -1264,14 +1267,18 @@ int snn_share_convert(snn_party *p, uint64_t *y, const uint64_t *a, size_t n)
          * (test runner only): SNN_TEST_SC_R_ZERO makes the first draw r = 0,
          * SNN_TEST_SC_NO_RESAMPLE keeps it */
         for (e = 0; e < n; e++) {
+#ifdef SNN_TEST_HOOKS
             int first = 1;
+#endif
             do {
                 r0[e] = snn_prg_u64(snn_k01(p));
                 r1[e] = snn_prg_u64(snn_k01(p));
+#ifdef SNN_TEST_HOOKS
                 if (first && SNN_TEST_ON(p, SNN_TEST_SC_R_ZERO)) r1[e] = (uint64_t)0 - r0[e];
                 first = 0;
-            } while (r0[e] + r1[e] == 0     /* branch on r [P0,P1]: common randomness */
-                     && !SNN_TEST_ON(p, SNN_TEST_SC_NO_RESAMPLE));
+                if (SNN_TEST_ON(p, SNN_TEST_SC_NO_RESAMPLE)) break;
+#endif
+            } while (r0[e] + r1[e] == 0);   /* branch on r [P0,P1]: common randomness */
             eta_pp[e] = snn_prg_bit(snn_k01(p));
 #ifdef SNN_TEST_HOOKS
             if (SNN_TEST_ON(p, SNN_TEST_SC_ETA_ZERO)) eta_pp[e] = 0;        /* test runner only */

@@ -450,8 +450,10 @@ typedef struct snn_party_ {
     int       err_from;            /* the peer the error is about, or -1 */
     snn_hook  hook;                /* optional, sees every frame          */
     void     *hook_ctx;
+#ifdef SNN_TEST_HOOKS
     unsigned  test_flags;          /* SNN_TEST_* bits: set by the test
-                                    * runner only, 0 everywhere else      */
+                                    * runner only (not in ./securenn)     */
+#endif
     snn_channel chan[SNN_NEND];    /* chan[k]: the channel to endpoint k  */
     int       keyed;               /* holds channel keys: every channel
                                     * must be sealed                      */
@@ -472,10 +474,11 @@ typedef struct snn_party_ {
  * security-relevant step, so that the test runner can run the weakened
  * protocol and show that its view tests and recovery search notice.  Only
  * test.c sets them, and the code that obeys them is compiled only into the
- * test runner (-DSNN_TEST_HOOKS, see SNN_TEST_ON below): in ./securenn
- * every hook is the constant 0.  README "Deliberate breaks" lists each
+ * test runner (-DSNN_TEST_HOOKS): ./securenn has neither the flags nor
+ * the names (make check-hooks).  README "Deliberate breaks" lists each
  * with the tests that catch it.
  */
+#ifdef SNN_TEST_HOOKS
 enum {
     SNN_TEST_PC_NO_PERM     = 1u << 0, /* Pi_PC step 3: pi is the identity       */
     SNN_TEST_PC_NO_MASK     = 1u << 1, /* Pi_PC step 3: the zero-share m_k is 0  */
@@ -486,7 +489,6 @@ enum {
                                         * SNN_TEST_SC_R_ZERO, r = 0          */
     SNN_TEST_SWAP_PAIRS     = 1u << 4, /* this party's pair streams swapped:
                                         * P0 K01<->K02, P1 K01<->K12, P2 K02<->K12 */
-    /* Compiled only with SNN_TEST_HOOKS (the test runner's build): */
     SNN_TEST_SHARE_NO_MASK  = 1u << 5, /* Share step 1: the owner's s_0 = 0      */
     SNN_TEST_MM_NO_MASK     = 1u << 6, /* Pi_MatMul step 1: U = V = 0 (all three) */
     SNN_TEST_NO_REFRESH     = 1u << 7, /* every zero-share refresh of output
@@ -504,18 +506,13 @@ enum {
     SNN_TEST_RECV_NO_RANGE  = 1u << 15  /* snn_recv: no ring check of elements  */
 };
 
-/* Whether test hook f is on for p: only in the test runner's build
- * (-DSNN_TEST_HOOKS), where -DSNN_TEST_FORCE=F also turns hooks F on for
- * every party, to check by hand that the suite catches each removal. */
-#ifdef SNN_TEST_HOOKS
+/* Whether test hook f is on for p.  -DSNN_TEST_FORCE=F also turns hooks F
+ * on for every party, to check by hand that the suite catches each removal. */
 #ifndef SNN_TEST_FORCE
 #define SNN_TEST_FORCE 0u
 #endif
-#define SNN_TEST_FLAGS(v) ((unsigned)(v) | (unsigned)(SNN_TEST_FORCE))
-#else
-#define SNN_TEST_FLAGS(v) 0u
-#endif
-#define SNN_TEST_ON(p, f) ((SNN_TEST_FLAGS((p)->test_flags) & (unsigned)(f)) != 0)
+#define SNN_TEST_ON(p, f) ((((unsigned)(p)->test_flags | (unsigned)(SNN_TEST_FORCE)) & (unsigned)(f)) != 0)
+#endif /* SNN_TEST_HOOKS */
 
 /* ==== 6. Network (net.c) ================================================ */
 
