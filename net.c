@@ -152,6 +152,105 @@
 #define CONFIG_WORD  ((uint64_t)WIRE_VERSION << 32 | (uint64_t)SNN_ELL << 16 | \
                       (uint64_t)SNN_P << 8 | (uint64_t)SNN_F)
 
+/* ==== ChaCha20 [RFC8439 2.3]: below the PRG and the channel ============= */
+
+/*
+ * The ChaCha20 block function [RFC8439 2.3], the lowest layer: the PRG of
+ * securenn.c and the channel below use this one definition.  State:
+ * constants | key | counter | nonce; 20 rounds (10 column + diagonal double
+ * rounds); plus the input.
+ */
+static uint32_t rotl32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
+
+/* The quarter round [RFC8439 2.1]. */
+#define CHACHA_QR(a, b, c, d)                                       \
+    do {                                                            \
+        a += b; d ^= a; d = rotl32(d, 16);                          \
+        c += d; b ^= c; b = rotl32(b, 12);                          \
+        a += b; d ^= a; d = rotl32(d, 8);                           \
+        c += d; b ^= c; b = rotl32(b, 7);                           \
+    } while (0)
+
+/* The initial state of block `counter` [RFC8439 2.3]. */
+static void chacha20_init(uint32_t s[16], const uint32_t key[8], uint32_t counter, const uint32_t nonce[3])
+{
+    int i;
+    s[0] = 0x61707865; s[1] = 0x3320646e; s[2] = 0x79622d32; s[3] = 0x6b206574;
+    for (i = 0; i < 8; i++) s[4 + i] = key[i];
+    s[12] = counter;
+    s[13] = nonce[0]; s[14] = nonce[1]; s[15] = nonce[2];
+}
+
+/* out = ChaCha20(key, counter, nonce), one block; the working state (which
+ * holds the key) is erased before returning. */
+void snn_chacha20_block(uint32_t out[16], const uint32_t key[8], uint32_t counter, const uint32_t nonce[3])
+{
+    uint32_t s[16], x[16];
+    volatile uint32_t *vs = s, *vx = x;
+    int i;
+
+    chacha20_init(s, key, counter, nonce);
+    for (i = 0; i < 16; i++) x[i] = s[i];
+    for (i = 0; i < 10; i++) {
+        CHACHA_QR(x[0], x[4], x[8],  x[12]); CHACHA_QR(x[1], x[5], x[9],  x[13]);
+        CHACHA_QR(x[2], x[6], x[10], x[14]); CHACHA_QR(x[3], x[7], x[11], x[15]);
+        CHACHA_QR(x[0], x[5], x[10], x[15]); CHACHA_QR(x[1], x[6], x[11], x[12]);
+        CHACHA_QR(x[2], x[7], x[8],  x[13]); CHACHA_QR(x[3], x[4], x[9],  x[14]);
+    }
+    for (i = 0; i < 16; i++) out[i] = x[i] + s[i];
+    for (i = 0; i < 16; i++) vs[i] = vx[i] = 0;
+}
+
+/*
+ * SNN_PRG_BLOCKS consecutive blocks, counter, counter + 1, ..., as little-
+ * endian bytes: the same block function run on the blocks side by side
+ * (lane b is block counter + b, row i of x holds word i of every lane), so
+ * that the compiler keeps the lanes in vector registers.  A block number
+ * that wraps past 2^32 - 1 carries into nonce word 1 (see snn_prg_init).
+ * Byte for byte the keystream of snn_chacha20_block per block (test.c).
+ */
+void snn_chacha20_blocks(uint8_t out[SNN_PRG_BUF], const uint32_t key[8], uint32_t counter,
+                         const uint32_t nonce[3])
+{
+    uint32_t s[16][SNN_PRG_BLOCKS], x[16][SNN_PRG_BLOCKS];
+    size_t b, i;
+
+    for (b = 0; b < SNN_PRG_BLOCKS; b++) {
+        const uint32_t ctr = counter + (uint32_t)b;
+        s[0][b] = 0x61707865; s[1][b] = 0x3320646e; s[2][b] = 0x79622d32; s[3][b] = 0x6b206574;
+        for (i = 0; i < 8; i++) s[4 + i][b] = key[i];
+        s[12][b] = ctr;
+        s[13][b] = nonce[0];
+        s[14][b] = nonce[1] + (uint32_t)(ctr < counter);   /* the carry */
+        s[15][b] = nonce[2];
+    }
+    for (i = 0; i < 16; i++)
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) x[i][b] = s[i][b];
+#define CHACHA_QRN(a, bb, c, d)                                                            \
+    for (b = 0; b < SNN_PRG_BLOCKS; b++) CHACHA_QR(x[a][b], x[bb][b], x[c][b], x[d][b])
+    for (i = 0; i < 10; i++) {
+        CHACHA_QRN(0, 4, 8,  12); CHACHA_QRN(1, 5, 9,  13);
+        CHACHA_QRN(2, 6, 10, 14); CHACHA_QRN(3, 7, 11, 15);
+        CHACHA_QRN(0, 5, 10, 15); CHACHA_QRN(1, 6, 11, 12);
+        CHACHA_QRN(2, 7, 8,  13); CHACHA_QRN(3, 4, 9,  14);
+    }
+#undef CHACHA_QRN
+    for (i = 0; i < 16; i++)
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) x[i][b] += s[i][b];
+    for (b = 0; b < SNN_PRG_BLOCKS; b++)
+        for (i = 0; i < 16; i++) {
+            uint8_t *o = out + 64 * b + 4 * i;
+            const uint32_t w = x[i][b];
+            o[0] = (uint8_t)w; o[1] = (uint8_t)(w >> 8); o[2] = (uint8_t)(w >> 16); o[3] = (uint8_t)(w >> 24);
+        }
+    /* The key words of the input block (rows 4-11).  The other rows are
+     * public, and x now holds exactly the keystream written to out. */
+    for (i = 4; i < 12; i++) {
+        volatile uint32_t *in = s[i];
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) in[b] = 0;
+    }
+}
+
 /* ==== Names and the message inventory =================================== */
 
 static const char proto_names[SNN_PROTO_COUNT][16] = {
@@ -979,7 +1078,7 @@ static void chacha_block_bytes(uint8_t out[64], const uint32_t kw[8], uint32_t c
 }
 
 /* KS_BLOCKS consecutive keystream blocks from `counter` as bytes: the
- * eight-lane block function of securenn.h, the PRG's (a frame is at most
+ * eight-lane block function above, the PRG's (a frame is at most
  * 2^26 blocks, so the 32-bit counter never wraps into the nonce). */
 #define KS_BLOCKS SNN_PRG_BLOCKS
 #define KS_BYTES  (64 * KS_BLOCKS)

@@ -70,8 +70,9 @@ double snn_decode(uint64_t x)
 }
 
 /* ==== 2. ChaCha20 and the PRG [RFC8439 2.3], SPEC 1.4 ==================== */
-/* The block function itself is inline in securenn.h (snn_chacha20_block,
- * and snn_chacha20_blocks for several blocks side by side). */
+/* The block function itself is in net.c, the lowest layer, which the
+ * channel uses too (snn_chacha20_block, and snn_chacha20_blocks for
+ * several blocks side by side). */
 
 /*
  * snn_prg_init -- a keystream from a 256-bit key.  Nonce word 0 holds
