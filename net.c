@@ -60,7 +60,7 @@
  * flow, their sizes and their timing.
  *
  * Without keys, frames travel in the clear as in the table above, and a
- * party refuses any peer that is not on loopback unless p->insecure
+ * party refuses any peer that is not on loopback unless p->net.insecure
  * (--insecure).  Socketpair meshes (tests) have no handshake unless keyed.
  *
  * ---------------------------------------------------------------------------
@@ -99,7 +99,7 @@
  *   DMaxpool Alg. 10  2 Z_L      Pj -> P2          P0: <ind>_0 + r, P1: <ind>_1
  *   DMaxpool Alg. 10  3 Z_L      P2 -> Pj          shares of the one-hot e_k
  *   Test              n any      any -> any        test-suite vectors; refused
- *                                                  unless p->test_frames (set
+ *                                                  unless p->net.test_frames (set
  *                                                  by the test runner only)
  *
  * SelectShare, DReLU, ReLU, Division and Maxpool send nothing of their own:
@@ -359,20 +359,20 @@ void snn_party_init(snn_party *p, int id, int timeout_ms)
     int k;
     memset(p, 0, sizeof *p);
     p->id = id;
-    p->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
-    p->listen_fd = -1;
+    p->net.timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
+    p->net.listen_fd = -1;
     p->err_from = -1;
-    for (k = 0; k < SNN_NEND; k++) p->fd[k] = -1;
+    for (k = 0; k < SNN_NEND; k++) p->net.fd[k] = -1;
 }
 
 void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s)
 {
-    memset(&p->wan, 0, sizeof p->wan);
-    p->wan.latency_us = (int64_t)latency_ms * 1000;
-    p->wan.bytes_per_s = (uint64_t)mbytes_per_s * 1000000u;
+    memset(&p->net.wan, 0, sizeof p->net.wan);
+    p->net.wan.latency_us = (int64_t)latency_ms * 1000;
+    p->net.wan.bytes_per_s = (uint64_t)mbytes_per_s * 1000000u;
 }
 
-static int wan_on(const snn_party *p) { return p->wan.latency_us > 0 || p->wan.bytes_per_s > 0; }
+static int wan_on(const snn_party *p) { return p->net.wan.latency_us > 0 || p->net.wan.bytes_per_s > 0; }
 
 static void send_abort(snn_party *p);
 
@@ -381,24 +381,24 @@ void snn_party_close(snn_party *p)
     int k;
     send_abort(p);
     for (k = 0; k < SNN_NEND; k++) {
-        if (p->fd[k] >= 0) close(p->fd[k]);
-        p->fd[k] = -1;
-        if (p->in[k].buf) snn_wipe(p->in[k].buf, p->in[k].cap);   /* received keys */
-        free(p->in[k].buf);
-        p->in[k].buf = NULL;
-        p->in[k].len = p->in[k].cap = 0;
+        if (p->net.fd[k] >= 0) close(p->net.fd[k]);
+        p->net.fd[k] = -1;
+        if (p->net.in[k].buf) snn_wipe(p->net.in[k].buf, p->net.in[k].cap);   /* received keys */
+        free(p->net.in[k].buf);
+        p->net.in[k].buf = NULL;
+        p->net.in[k].len = p->net.in[k].cap = 0;
     }
-    if (p->listen_fd >= 0) close(p->listen_fd);
-    p->listen_fd = -1;
+    if (p->net.listen_fd >= 0) close(p->net.listen_fd);
+    p->net.listen_fd = -1;
     snn_wipe(p->pair, sizeof p->pair);
-    snn_wipe(p->chan, sizeof p->chan);
-    p->keyed = 0;
+    snn_wipe(p->net.chan, sizeof p->net.chan);
+    p->net.keyed = 0;
     snn_wipe(&p->own, sizeof p->own);
     memset(p->have_pair, 0, sizeof p->have_pair);
     for (k = 0; k < SNN_SPARE; k++) {     /* wiped when they were put back */
-        free(p->spare[k]);
-        p->spare[k] = NULL;
-        p->spare_size[k] = 0;
+        free(p->spare.block[k]);
+        p->spare.block[k] = NULL;
+        p->spare.size[k] = 0;
     }
 }
 
@@ -418,8 +418,8 @@ int snn_fail(snn_party *p, enum snn_err e, const char *fmt, ...)
 
 void snn_stats_reset(snn_party *p)
 {
-    memset(&p->stats, 0, sizeof p->stats);
-    p->round = 0;
+    memset(&p->net.stats, 0, sizeof p->net.stats);
+    p->net.round = 0;
 }
 
 /* ==== Time and descriptors ============================================= */
@@ -482,7 +482,7 @@ static void tune_socket(int fd)
  */
 static int inbox_reserve(snn_party *p, int k, size_t extra)
 {
-    snn_inbox *b = &p->in[k];
+    snn_inbox *b = &p->net.in[k];
     size_t cap = b->cap ? b->cap : 65536;
     unsigned char *nb;
     if (extra <= b->cap - b->len) return 0;
@@ -535,10 +535,10 @@ static void arrival_consume(snn_inbox *b, size_t n)
 /* Reads what fd k has now.  Returns bytes read, 0 if none, -2 on EOF. */
 static long inbox_fill(snn_party *p, int k)
 {
-    snn_inbox *b = &p->in[k];
+    snn_inbox *b = &p->net.in[k];
     ssize_t r;
     if (inbox_reserve(p, k, 65536) != 0) return -1;
-    r = recv(p->fd[k], b->buf + b->len, b->cap - b->len, 0);
+    r = recv(p->net.fd[k], b->buf + b->len, b->cap - b->len, 0);
     if (r > 0) {
         b->len += (size_t)r;
         if (wan_on(p)) arrival_note(b, now_us());
@@ -560,30 +560,30 @@ static int stalled(snn_party *p, int k, const char *ctx);
  * or, with out_fd >= 0, until out_fd is writable, or, with until_us > 0,
  * until that time (WAN emulation); meanwhile reads every peer.  `ctx`
  * names the frame for error messages.  A wait with no progress for
- * p->timeout_ms fails (stalled: first the peers hear of it, and a chain
+ * p->net.timeout_ms fails (stalled: first the peers hear of it, and a chain
  * of stalls is named); so does one whose peer closed, with the reason a
  * peer's abort gives if any.  A server that is serving its owner answers
  * any other owner that connects that it is busy.
  */
 static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, const char *ctx)
 {
-    int64_t deadline = now_ms() + p->timeout_ms;
+    int64_t deadline = now_ms() + p->net.timeout_ms;
     int eof[SNN_NEND] = { 0 };
     /* a server with its mesh and its owner: any new connection is another owner */
-    int busy = p->id < SNN_NPARTY && p->listen_fd >= 0 && p->fd[SNN_CLIENT] >= 0
-               && p->fd[(p->id + 1) % SNN_NPARTY] >= 0 && p->fd[(p->id + 2) % SNN_NPARTY] >= 0;
+    int busy = p->id < SNN_NPARTY && p->net.listen_fd >= 0 && p->net.fd[SNN_CLIENT] >= 0
+               && p->net.fd[(p->id + 1) % SNN_NPARTY] >= 0 && p->net.fd[(p->id + 2) % SNN_NPARTY] >= 0;
 
     for (;;) {
         struct pollfd pf[SNN_NEND + 2];
         int ids[SNN_NEND + 2], np = 0, i, rc;
         int64_t left;
 
-        if (k >= 0 && p->in[k].len >= want) return 0;
+        if (k >= 0 && p->net.in[k].len >= want) return 0;
         if (until_us > 0) {
             const int64_t wait_us = until_us - now_us();
             if (wait_us <= 0) return 0;
-            deadline = now_ms() + p->timeout_ms;   /* waiting on the clock is progress */
-            if (wait_us / 1000 + 1 < p->timeout_ms) deadline = now_ms() + wait_us / 1000 + 1;
+            deadline = now_ms() + p->net.timeout_ms;   /* waiting on the clock is progress */
+            if (wait_us / 1000 + 1 < p->net.timeout_ms) deadline = now_ms() + wait_us / 1000 + 1;
         }
         if (k >= 0 && eof[k]) {
             if (find_abort(p, k) != 0) return -1;
@@ -591,8 +591,8 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
                                         who(k), ctx));
         }
         for (i = 0; i < SNN_NEND; i++) {
-            if (p->fd[i] < 0 || eof[i]) continue;
-            pf[np].fd = p->fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
+            if (p->net.fd[i] < 0 || eof[i]) continue;
+            pf[np].fd = p->net.fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
             ids[np++] = i;
         }
         if (out_fd >= 0) {
@@ -600,7 +600,7 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
             ids[np++] = -1;
         }
         if (busy) {
-            pf[np].fd = p->listen_fd; pf[np].events = POLLIN; pf[np].revents = 0;
+            pf[np].fd = p->net.listen_fd; pf[np].events = POLLIN; pf[np].revents = 0;
             ids[np++] = -2;
         }
         left = deadline - now_ms();
@@ -610,7 +610,7 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
             drain_now(p);
             if (find_abort(p, -1) != 0) return -1;
             return snn_fail(p, SNN_ERR_TIMEOUT, "no progress for %d s (waiting for %s)",
-                            p->timeout_ms / 1000, ctx);
+                            p->net.timeout_ms / 1000, ctx);
         }
         rc = poll(pf, (nfds_t)np, (int)(left > 1000000 ? 1000000 : left));
         if (rc < 0) {
@@ -630,7 +630,7 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
                 long got = inbox_fill(p, ids[i]);
                 if (got == -1) return -1;
                 if (got == -2) eof[ids[i]] = 1;
-                if (got > 0 && ids[i] == k) deadline = now_ms() + p->timeout_ms;
+                if (got > 0 && ids[i] == k) deadline = now_ms() + p->net.timeout_ms;
             }
         }
     }
@@ -640,11 +640,11 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
 static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, const char *ctx)
 {
     while (n > 0) {
-        ssize_t w = send(p->fd[k], buf, n, MSG_NOSIGNAL);
+        ssize_t w = send(p->net.fd[k], buf, n, MSG_NOSIGNAL);
         if (w > 0) { buf += w; n -= (size_t)w; continue; }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (pump(p, -1, 0, p->fd[k], 0, ctx) != 0) return -1;
+            if (pump(p, -1, 0, p->net.fd[k], 0, ctx) != 0) return -1;
             continue;
         }
         if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) {
@@ -721,7 +721,7 @@ static void send_abort(snn_party *p)
     if (strncmp(why, who(p->id), 2) == 0 && why[2] == ':' && why[3] == ' ') why += 4;
     snprintf(msg, sizeof msg, "stopped: %s", why);
     for (k = 0; k < SNN_NEND; k++)
-        if (k != p->id && p->fd[k] >= 0) write_ctl(p->fd[k], &p->chan[k], p->id, CTL_ABORT, &about, 1, msg);
+        if (k != p->id && p->net.fd[k] >= 0) write_ctl(p->net.fd[k], &p->net.chan[k], p->id, CTL_ABORT, &about, 1, msg);
 }
 
 /* The printable text of n payload bytes at b. */
@@ -757,8 +757,8 @@ static void scan_ctl(const snn_party *p, ctl_scan *s)
 {
     int k;
     for (k = 0; k < SNN_NEND; k++) {
-        const snn_inbox *b = &p->in[k];
-        const snn_channel *ch = &p->chan[k];
+        const snn_inbox *b = &p->net.in[k];
+        const snn_channel *ch = &p->net.chan[k];
         uint64_t number = ch->rx_count;
         size_t off = 0;
         s->waits[k] = s->alen[k] = -1;
@@ -835,8 +835,8 @@ static void drain_now(snn_party *p)
     int k;
     for (k = 0; k < SNN_NEND; k++) {
         struct pollfd pf;
-        if (p->fd[k] < 0) continue;
-        pf.fd = p->fd[k]; pf.events = POLLIN; pf.revents = 0;
+        if (p->net.fd[k] < 0) continue;
+        pf.fd = p->net.fd[k]; pf.events = POLLIN; pf.revents = 0;
         while (poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN) && inbox_fill(p, k) > 0) {}
     }
 }
@@ -849,7 +849,7 @@ static void drain_now(snn_party *p)
  */
 static int stalled(snn_party *p, int k, const char *ctx)
 {
-    int grace = p->timeout_ms / 4 < 2000 ? p->timeout_ms / 4 : 2000;
+    int grace = p->net.timeout_ms / 4 < 2000 ? p->net.timeout_ms / 4 : 2000;
     int64_t end = now_ms() + grace;
     int eof[SNN_NEND] = { 0 }, seen[SNN_NEND] = { 0 }, j, i;
     unsigned char wk = (unsigned char)k;
@@ -857,7 +857,7 @@ static int stalled(snn_party *p, int k, const char *ctx)
     ctl_scan s;
 
     for (j = 0; j < SNN_NEND; j++)
-        if (j != p->id && p->fd[j] >= 0) write_ctl(p->fd[j], &p->chan[j], p->id, CTL_STALLED, &wk, 1, ctx);
+        if (j != p->id && p->net.fd[j] >= 0) write_ctl(p->net.fd[j], &p->net.chan[j], p->id, CTL_STALLED, &wk, 1, ctx);
     drain_now(p);
     for (;;) {
         struct pollfd pf[SNN_NEND];
@@ -867,8 +867,8 @@ static int stalled(snn_party *p, int k, const char *ctx)
         for (j = 0; j < SNN_NEND; j++)
             if (s.alen[j] >= 0 && s.waits[j] < 0) return peer_aborted(p, j, s.abort[j], (size_t)s.alen[j]);
         for (i = 0; i < SNN_NEND; i++) {
-            if (p->fd[i] < 0 || eof[i]) continue;
-            pf[np].fd = p->fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
+            if (p->net.fd[i] < 0 || eof[i]) continue;
+            pf[np].fd = p->net.fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
             ids[np++] = i;
         }
         if (left <= 0 || np == 0) break;
@@ -891,7 +891,7 @@ static int stalled(snn_party *p, int k, const char *ctx)
     }
     (void)blame(p, j >= 0 && j < SNN_NEND && !seen[j] ? j : k, 0);
     return snn_fail(p, SNN_ERR_TIMEOUT, "no progress for %d s (waiting for %s%s)",
-                    p->timeout_ms / 1000, ctx, chain);
+                    p->net.timeout_ms / 1000, ctx, chain);
 }
 
 #define BUSY_TEXT "is busy: it serves another owner's job (try again when that job ends)"
@@ -904,7 +904,7 @@ static void refuse_busy(snn_party *p)
     const unsigned char none = 255;
     unsigned char hello[64];
     struct pollfd pf;
-    int fd = accept(p->listen_fd, NULL, NULL);
+    int fd = accept(p->net.listen_fd, NULL, NULL);
     if (fd < 0) return;
     pf.fd = fd; pf.events = POLLIN; pf.revents = 0;
     if (poll(&pf, 1, 200) == 1) (void)recv(fd, hello, sizeof hello, MSG_DONTWAIT);
@@ -1227,7 +1227,7 @@ static void describe(char *buf, size_t n, int proto, int step, int kind, size_t 
 
 static int valid_peer(const snn_party *p, int k)
 {
-    return k >= 0 && k < SNN_NEND && k != p->id && p->fd[k] >= 0;
+    return k >= 0 && k < SNN_NEND && k != p->id && p->net.fd[k] >= 0;
 }
 
 static int valid_kind(int kind) { return kind >= 0 && kind < SNN_KIND_COUNT; }
@@ -1249,10 +1249,10 @@ static void frame_nonce(uint8_t nonce[12], uint64_t number)
     snn_store32_le(nonce + 8, (uint32_t)(number >> 32));
 }
 
-/* Test frames exist for the test runner only (p->test_frames). */
+/* Test frames exist for the test runner only (p->net.test_frames). */
 static int test_frame_refused(const snn_party *p, int proto)
 {
-    return proto == SNN_PROTO_TEST && !p->test_frames;
+    return proto == SNN_PROTO_TEST && !p->net.test_frames;
 }
 
 /*
@@ -1286,8 +1286,8 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
     if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
         return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
     nbytes = count * esz;
-    ch = &p->chan[to];
-    if (p->keyed && !ch->sealed && !is_handshake(proto, step, kind))
+    ch = &p->net.chan[to];
+    if (p->net.keyed && !ch->sealed && !is_handshake(proto, step, kind))
         return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (sending %s)", who(to), ctx);
     f = malloc(SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);
     if (!f) return snn_fail(p, SNN_ERR_NOMEM, "out of memory framing %s", ctx);
@@ -1295,7 +1295,7 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
 
     h[0] = 'S'; h[1] = 'N'; h[2] = WIRE_VERSION; h[3] = (unsigned char)p->id;
     h[4] = (unsigned char)proto; h[5] = (unsigned char)step; h[6] = (unsigned char)kind; h[7] = 0;
-    snn_store32_le(h + 8, p->round + 1);                 /* Lamport stamp */
+    snn_store32_le(h + 8, p->net.round + 1);                 /* Lamport stamp */
     snn_store32_le(h + 12, (uint32_t)count);
     if (esz == 8) {
         const uint64_t *v = x;
@@ -1308,13 +1308,13 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
     }
 
     fr.dir = 0; fr.from = p->id; fr.to = to; fr.proto = proto; fr.step = step; fr.kind = kind;
-    fr.round = p->round + 1; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
+    fr.round = p->net.round + 1; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
     fr.header = h; fr.action = SNN_FRAME_SEND;
-    if (p->hook) p->hook(p->hook_ctx, p, &fr);
+    if (p->net.hook) p->net.hook(p->net.hook_ctx, p, &fr);
     if (fr.action == SNN_FRAME_DROP) { rc = 0; goto cleanup; }
     if (fr.action == SNN_FRAME_CLOSE) {
-        close(p->fd[to]);
-        p->fd[to] = -1;
+        close(p->net.fd[to]);
+        p->net.fd[to] = -1;
         rc = 0;
         goto cleanup;
     }
@@ -1333,15 +1333,15 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
         SNN_GUARD(write_all(p, to, h, total, ctx));
     }
     if (is_handshake(proto, step, kind)) {
-        p->stats.channel_bytes += total;
+        p->net.stats.channel_bytes += total;
     } else {
-        p->stats.sent[proto] += nbytes;
-        p->stats.bytes_sent += nbytes;
-        p->stats.header_bytes += HDR_LEN;
-        p->stats.channel_bytes += total - HDR_LEN - nbytes;
+        p->net.stats.sent[proto] += nbytes;
+        p->net.stats.bytes_sent += nbytes;
+        p->net.stats.header_bytes += HDR_LEN;
+        p->net.stats.channel_bytes += total - HDR_LEN - nbytes;
     }
-    p->stats.msgs_sent++;
-    if (p->round + 1 > p->stats.rounds) p->stats.rounds = p->round + 1;
+    p->net.stats.msgs_sent++;
+    if (p->net.round + 1 > p->net.stats.rounds) p->net.stats.rounds = p->net.round + 1;
     rc = 0;
 cleanup:
     if (f) snn_wipe(f, SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);   /* it may hold a key (Setup step 1) */
@@ -1358,8 +1358,8 @@ cleanup:
  */
 static int open_sealed(snn_party *p, int from, const char *want, size_t max_body, size_t *body)
 {
-    snn_channel *ch = &p->chan[from];
-    snn_inbox *b = &p->in[from];
+    snn_channel *ch = &p->net.chan[from];
+    snn_inbox *b = &p->net.in[from];
     uint8_t nonce[12];
     size_t len;
 
@@ -1395,12 +1395,12 @@ static int open_sealed(snn_party *p, int from, const char *want, size_t max_body
  */
 static int wan_deliver(snn_party *p, int from, size_t len, const char *ctx)
 {
-    const snn_inbox *b = &p->in[from];
+    const snn_inbox *b = &p->net.in[from];
     int64_t t0 = b->narr > 0 ? b->arr_us[0] : now_us(), done;
-    int64_t tx = p->wan.bytes_per_s ? (int64_t)((double)len * 1e6 / (double)p->wan.bytes_per_s) : 0;
-    done = (t0 > p->wan.link_free_us[from] ? t0 : p->wan.link_free_us[from]) + tx;
-    p->wan.link_free_us[from] = done;
-    return pump(p, -1, 0, -1, done + p->wan.latency_us, ctx);
+    int64_t tx = p->net.wan.bytes_per_s ? (int64_t)((double)len * 1e6 / (double)p->net.wan.bytes_per_s) : 0;
+    done = (t0 > p->net.wan.link_free_us[from] ? t0 : p->net.wan.link_free_us[from]) + tx;
+    p->net.wan.link_free_us[from] = done;
+    return pump(p, -1, 0, -1, done + p->net.wan.latency_us, ctx);
 }
 
 /*
@@ -1434,12 +1434,12 @@ int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, siz
     if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
         return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", want);
     nbytes = count * esz;
-    if (p->keyed && !p->chan[from].sealed && !is_handshake(proto, step, kind))
+    if (p->net.keyed && !p->net.chan[from].sealed && !is_handshake(proto, step, kind))
         return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (expecting %s)", who(from), want);
 
-    b = &p->in[from];
+    b = &p->net.in[from];
 next_frame:
-    if (p->chan[from].sealed) {
+    if (p->net.chan[from].sealed) {
         SNN_GUARD(open_sealed(p, from, want, HDR_LEN + (nbytes > ABORT_MAX ? nbytes : ABORT_MAX), &body));
         off = SEAL_PRE;
         tail = SEAL_TAG;
@@ -1488,7 +1488,7 @@ next_frame:
     fr.dir = 1; fr.from = from; fr.to = p->id; fr.proto = proto; fr.step = step; fr.kind = kind;
     fr.round = stamp; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
     fr.header = h; fr.action = SNN_FRAME_SEND;
-    if (p->hook) p->hook(p->hook_ctx, p, &fr);
+    if (p->net.hook) p->net.hook(p->net.hook_ctx, p, &fr);
 
 #ifdef SNN_TEST_HOOKS
     range = !SNN_TEST_ON(p, SNN_TEST_RECV_NO_RANGE);                 /* test runner only */
@@ -1524,12 +1524,12 @@ next_frame:
         arrival_consume(b, used);
     }
     if (!is_handshake(proto, step, kind)) {
-        p->stats.recv[proto] += nbytes;
-        p->stats.bytes_recv += nbytes;
+        p->net.stats.recv[proto] += nbytes;
+        p->net.stats.bytes_recv += nbytes;
     }
-    p->stats.msgs_recv++;
-    if (stamp > p->round) p->round = stamp;
-    if (stamp > p->stats.rounds) p->stats.rounds = stamp;
+    p->net.stats.msgs_recv++;
+    if (stamp > p->net.round) p->net.round = stamp;
+    if (stamp > p->net.stats.rounds) p->net.stats.rounds = stamp;
     return 0;
 cleanup:
     return -1;
@@ -1604,7 +1604,7 @@ static int listen_on(snn_party *p, const char *addr)
         close(fd);
         return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
     }
-    p->listen_fd = fd;
+    p->net.listen_fd = fd;
     return 0;
 }
 
@@ -1643,7 +1643,7 @@ static uint64_t get64(const unsigned char *b) { return (uint64_t)snn_load32_le(b
 static int hello_nonce(snn_party *p, uint8_t nonce[12], int step)
 {
     memset(nonce, 0, 12);
-    if (p->keyed && snn_os_random(nonce, 12) != 0)
+    if (p->net.keyed && snn_os_random(nonce, 12) != 0)
         return snn_fail(p, SNN_ERR_IO, "cannot read the operating system's randomness (Setup step %d)", step);
     return 0;
 }
@@ -1653,13 +1653,13 @@ static int keys_agree(snn_party *p, int k, uint32_t peer_keyed, int step)
 {
     if (peer_keyed > 1)
         return snn_fail(p, SNN_ERR_PROTO, "%s sent a malformed handshake (Setup step %d)", who(k), step);
-    if (p->keyed && !peer_keyed)
+    if (p->net.keyed && !peer_keyed)
         return snn_fail(p, SNN_ERR_PROTO, "%s has no channel keys and this party will not run in the clear: "
                         "start every party with --keys (Setup step %d)", who(k), step);
-    if (!p->keyed && peer_keyed)
+    if (!p->net.keyed && peer_keyed)
         return snn_fail(p, SNN_ERR_PROTO, "%s requires sealed channels and this party has no keys: "
                         "start it with --keys (Setup step %d)", who(k), step);
-    if (p->keyed && !p->chan[k].have_psk)
+    if (p->net.keyed && !p->net.chan[k].have_psk)
         return snn_fail(p, SNN_ERR_ARG, "no key for the pair with %s (Setup step %d)", who(k), step);
     return 0;
 }
@@ -1672,7 +1672,7 @@ static int keys_agree(snn_party *p, int k, uint32_t peer_keyed, int step)
  */
 static int seal_channel(snn_party *p, int k, const uint8_t n_init[12], const uint8_t n_resp[12], int initiator)
 {
-    snn_channel *ch = &p->chan[k];
+    snn_channel *ch = &p->net.chan[k];
     uint64_t cfg = CONFIG_WORD, got = 0;
     snn_channel_kdf(ch->tx_key, ch->psk, p->id, k, n_init, n_resp);
     snn_channel_kdf(ch->rx_key, ch->psk, k, p->id, n_init, n_resp);
@@ -1698,12 +1698,12 @@ static int handshake_initiate(snn_party *p, int k)
     uint8_t hello[HELLO_LEN], reply[REPLY_LEN];
     int rc = -1;
     put64(hello, CONFIG_WORD);
-    snn_store32_le(hello + 8, (uint32_t)(p->keyed != 0));
+    snn_store32_le(hello + 8, (uint32_t)(p->net.keyed != 0));
     SNN_GUARD(hello_nonce(p, hello + 12, 0));
     SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN));
     SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 4, SNN_KIND_BYTES, reply, REPLY_LEN));
     SNN_GUARD(keys_agree(p, k, snn_load32_le(reply), 4));
-    if (p->keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 1));
+    if (p->net.keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 1));
     rc = 0;
 cleanup:
     snn_wipe(hello, sizeof hello);
@@ -1720,11 +1720,11 @@ static int handshake_respond(snn_party *p, int k, const uint8_t hello[HELLO_LEN]
     if (get64(hello) != CONFIG_WORD)
         return snn_fail(p, SNN_ERR_PROTO, "%s runs another configuration (Setup step 0: %016llx, mine %016llx)",
                         who(k), (unsigned long long)get64(hello), (unsigned long long)CONFIG_WORD);
-    snn_store32_le(reply, (uint32_t)(p->keyed != 0));
+    snn_store32_le(reply, (uint32_t)(p->net.keyed != 0));
     SNN_GUARD(hello_nonce(p, reply + 4, 4));
     SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 4, SNN_KIND_BYTES, reply, REPLY_LEN));
     SNN_GUARD(keys_agree(p, k, snn_load32_le(hello + 8), 0));
-    if (p->keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 0));
+    if (p->net.keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 0));
     rc = 0;
 cleanup:
     snn_wipe(reply, sizeof reply);
@@ -1755,7 +1755,7 @@ int snn_is_loopback(const void *sockaddr)
  * sealed), without keys only on loopback or with --insecure. */
 static int policy_allows(const snn_party *p, const struct sockaddr *sa)
 {
-    return p->keyed || p->insecure || snn_is_loopback(sa);
+    return p->net.keyed || p->net.insecure || snn_is_loopback(sa);
 }
 
 #define POLICY_HINT "not a loopback address, and without keys the channel would be in the clear " \
@@ -1766,7 +1766,7 @@ static int policy_allows(const snn_party *p, const struct sockaddr *sa)
 static int connect_to(snn_party *p, int k, const char *addr)
 {
     struct addrinfo *res, *ai;
-    int64_t deadline = now_ms() + p->timeout_ms;
+    int64_t deadline = now_ms() + p->net.timeout_ms;
     int fd = -1, err = 0;
 
     if (resolve(p, addr, 0, &res) != 0) return -1;
@@ -1783,9 +1783,9 @@ static int connect_to(snn_party *p, int k, const char *addr)
     freeaddrinfo(res);
     if (fd < 0)
         return snn_fail(p, SNN_ERR_TIMEOUT, "cannot connect to %s at %s within %d s: %s",
-                        who(k), addr, p->timeout_ms / 1000, strerror(err));
+                        who(k), addr, p->net.timeout_ms / 1000, strerror(err));
     tune_socket(fd);
-    p->fd[k] = fd;
+    p->net.fd[k] = fd;
     return handshake_initiate(p, k);
 }
 
@@ -1793,7 +1793,7 @@ static int connect_to(snn_party *p, int k, const char *addr)
  * opening -- a connection just accepted on fd (from sa) must open as an
  * expected peer: a version-1 hello whose sender is one of `allowed` and
  * not yet connected, the policy (without keys: loopback only), and the
- * handshake, all within OPENING_MS (or p->timeout_ms if shorter).  0: the
+ * handshake, all within OPENING_MS (or p->net.timeout_ms if shorter).  0: the
  * peer is connected.  1: a stray, closed, with why it was refused in
  * `why`; the party is as it was before (no error, no counts, no round).
  * A second owner while this server has one is told that it is busy.
@@ -1801,9 +1801,9 @@ static int connect_to(snn_party *p, int k, const char *addr)
 static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, socklen_t sl, unsigned allowed,
                    char *why, size_t wn)
 {
-    const int saved_timeout = p->timeout_ms;
-    const uint32_t saved_round = p->round;
-    const snn_stats saved_stats = p->stats;
+    const int saved_timeout = p->net.timeout_ms;
+    const uint32_t saved_round = p->net.round;
+    const snn_stats saved_stats = p->net.stats;
     int64_t deadline;
     unsigned char h[HDR_LEN];
     uint8_t hello[HELLO_LEN];
@@ -1816,7 +1816,7 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         return 1;
     }
     tune_socket(fd);
-    deadline = now_ms() + (p->timeout_ms < OPENING_MS ? p->timeout_ms : OPENING_MS);
+    deadline = now_ms() + (p->net.timeout_ms < OPENING_MS ? p->net.timeout_ms : OPENING_MS);
     /* The hello's header says who this is */
     while (got < HDR_LEN) {
         struct pollfd pf;
@@ -1842,7 +1842,7 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         }
     }
     k = h[3];
-    if (h[0] == 'S' && h[1] == 'N' && k == SNN_CLIENT && p->fd[k] >= 0 && p->id < SNN_NPARTY) {
+    if (h[0] == 'S' && h[1] == 'N' && k == SNN_CLIENT && p->net.fd[k] >= 0 && p->id < SNN_NPARTY) {
         const unsigned char none = 255;
         write_ctl(fd, NULL, p->id, CTL_ABORT, &none, 1, BUSY_TEXT);
         snprintf(why, wn, "a second owner, told that this server is busy");
@@ -1850,7 +1850,7 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         return 1;
     }
     if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || k >= SNN_NEND || !(allowed & (1u << k))
-        || p->fd[k] >= 0) {
+        || p->net.fd[k] >= 0) {
         snprintf(why, wn, "not a SecureNN hello from an expected peer");
         close(fd);
         return 1;
@@ -1863,16 +1863,16 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         close(fd);
         return 1;
     }
-    p->fd[k] = fd;
-    p->timeout_ms = (int)(deadline - now_ms() > 1 ? deadline - now_ms() : 1);
+    p->net.fd[k] = fd;
+    p->net.timeout_ms = (int)(deadline - now_ms() > 1 ? deadline - now_ms() : 1);
     rc = inbox_reserve(p, k, HDR_LEN);
     if (rc == 0) {
-        memcpy(p->in[k].buf, h, HDR_LEN);
-        p->in[k].len = HDR_LEN;
+        memcpy(p->net.in[k].buf, h, HDR_LEN);
+        p->net.in[k].len = HDR_LEN;
         rc = snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN);
     }
     if (rc == 0) rc = handshake_respond(p, k, hello);
-    p->timeout_ms = saved_timeout;
+    p->net.timeout_ms = saved_timeout;
     snn_wipe(hello, sizeof hello);
     if (rc == 0) return 0;
     /* A stray that claimed to be k: closed, and every trace of it undone */
@@ -1882,12 +1882,12 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         snprintf(why, wn, "%s", m);
     }
     close(fd);
-    p->fd[k] = -1;
-    if (p->in[k].buf) snn_wipe(p->in[k].buf, p->in[k].cap);
-    p->in[k].len = 0;
-    p->in[k].narr = 0;
+    p->net.fd[k] = -1;
+    if (p->net.in[k].buf) snn_wipe(p->net.in[k].buf, p->net.in[k].cap);
+    p->net.in[k].len = 0;
+    p->net.in[k].narr = 0;
     {
-        snn_channel *ch = &p->chan[k];
+        snn_channel *ch = &p->net.chan[k];
         snn_wipe(ch->tx_key, sizeof ch->tx_key);
         snn_wipe(ch->rx_key, sizeof ch->rx_key);
         ch->tx_count = ch->rx_count = 0;
@@ -1896,8 +1896,8 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
     p->err = SNN_OK;
     p->err_from = -1;
     p->errmsg[0] = '\0';
-    p->round = saved_round;
-    p->stats = saved_stats;
+    p->net.round = saved_round;
+    p->net.stats = saved_stats;
     return 1;
 }
 
@@ -1930,10 +1930,10 @@ static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *a
             if (wait_ms > 0 && left <= 0)
                 return snn_fail(p, SNN_ERR_TIMEOUT, "%s never connected within %d s (Setup step 0)%s%s", awaited,
                                 wait_ms / 1000, last[0] ? "; the last connection refused: " : "", last);
-            pf[np].fd = p->listen_fd; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = -1;
+            pf[np].fd = p->net.listen_fd; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = -1;
             for (k = 0; k < SNN_NPARTY; k++)
-                if (k != p->id && p->fd[k] >= 0) {
-                    pf[np].fd = p->fd[k]; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = k;
+                if (k != p->id && p->net.fd[k] >= 0) {
+                    pf[np].fd = p->net.fd[k]; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = k;
                 }
             if (poll(pf, (nfds_t)np, wait_ms > 0 ? (int)(left < 1000000 ? left : 1000000) : 1000000) < 0) {
                 if (errno == EINTR) continue;
@@ -1957,7 +1957,7 @@ static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *a
             }
             if (!(pf[0].revents & POLLIN)) continue;
             sl = sizeof sa;
-            fd = accept(p->listen_fd, (struct sockaddr *)&sa, &sl);
+            fd = accept(p->net.listen_fd, (struct sockaddr *)&sa, &sl);
             if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 return snn_fail(p, SNN_ERR_IO, "accept: %s", strerror(errno));
         }
@@ -1983,7 +1983,7 @@ int snn_listen(snn_party *p, const char *addr)
 {
     if (p->err) return -1;
     if (p->id < 0 || p->id >= SNN_NPARTY) return snn_fail(p, SNN_ERR_ARG, "party id must be 0, 1 or 2");
-    if (p->listen_fd >= 0) return 0;
+    if (p->net.listen_fd >= 0) return 0;
     return listen_on(p, addr);
 }
 
@@ -2001,14 +2001,14 @@ int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
         unsigned want = 0;
         char missing[32] = "";
         for (k = p->id + 1; k < SNN_NPARTY; k++)
-            if (p->fd[k] < 0) {
+            if (p->net.fd[k] < 0) {
                 want |= 1u << k;
                 snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
                          missing[0] ? " and " : "", who(k));   /* name the parties still missing */
             }
         if (!want) break;
-        if (p->fd[SNN_CLIENT] < 0) want |= 1u << SNN_CLIENT;
-        SNN_GUARD(accept_one(p, want, p->timeout_ms, missing, &strays, last));
+        if (p->net.fd[SNN_CLIENT] < 0) want |= 1u << SNN_CLIENT;
+        SNN_GUARD(accept_one(p, want, p->net.timeout_ms, missing, &strays, last));
     }
     return 0;
 cleanup:
@@ -2027,7 +2027,7 @@ cleanup:
 
 int snn_accept_client(snn_party *p)
 {
-    return snn_accept_owner(p, p->timeout_ms);
+    return snn_accept_owner(p, p->net.timeout_ms);
 }
 
 int snn_accept_owner(snn_party *p, int wait_ms)
@@ -2035,8 +2035,8 @@ int snn_accept_owner(snn_party *p, int wait_ms)
     char last[STRAY_WHY] = "";
     int strays = 0;
     if (p->err) return -1;
-    if (p->fd[SNN_CLIENT] >= 0) return 0;       /* it connected during the mesh setup */
-    if (p->listen_fd < 0) return snn_fail(p, SNN_ERR_ARG, "not listening for the owner");
+    if (p->net.fd[SNN_CLIENT] >= 0) return 0;       /* it connected during the mesh setup */
+    if (p->net.listen_fd < 0) return snn_fail(p, SNN_ERR_ARG, "not listening for the owner");
     return accept_one(p, 1u << SNN_CLIENT, wait_ms, "the owner", &strays, last);
 }
 
@@ -2048,14 +2048,14 @@ int snn_connect_fds(snn_party *p, const int fd[SNN_NEND])
     for (k = 0; k < SNN_NEND; k++) {
         if (k == p->id || fd[k] < 0) continue;
         if (set_nonblock(fd[k]) != 0) return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
-        p->fd[k] = fd[k];
+        p->net.fd[k] = fd[k];
     }
-    if (!p->keyed) return 0;
+    if (!p->net.keyed) return 0;
     /* as over TCP: greet every lower id, then answer every higher one */
     for (k = 0; k < p->id; k++)
-        if (p->fd[k] >= 0) SNN_GUARD(handshake_initiate(p, k));
+        if (p->net.fd[k] >= 0) SNN_GUARD(handshake_initiate(p, k));
     for (k = p->id + 1; k < SNN_NEND; k++) {
-        if (p->fd[k] < 0) continue;
+        if (p->net.fd[k] < 0) continue;
         SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN));
         SNN_GUARD(handshake_respond(p, k, hello));
     }
@@ -2286,7 +2286,7 @@ cleanup:
 void snn_set_channel_key(snn_party *p, int peer, const uint8_t key[32])
 {
     if (peer < 0 || peer >= SNN_NEND || peer == p->id) return;
-    memcpy(p->chan[peer].psk, key, 32);
-    p->chan[peer].have_psk = 1;
-    p->keyed = 1;
+    memcpy(p->net.chan[peer].psk, key, 32);
+    p->net.chan[peer].have_psk = 1;
+    p->net.keyed = 1;
 }

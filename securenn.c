@@ -593,13 +593,13 @@ static int scratch_open(snn_party *p, scratch *s, size_t n, size_t k64, size_t k
     s->size = e64 * 8 + b8;
     need = s->size ? s->size : 1;
     for (k = 0; k < SNN_SPARE; k++)
-        if (p->spare[k] && p->spare_size[k] >= need && (best < 0 || p->spare_size[k] < p->spare_size[best]))
+        if (p->spare.block[k] && p->spare.size[k] >= need && (best < 0 || p->spare.size[k] < p->spare.size[best]))
             best = k;
     if (best >= 0) {
-        s->base = p->spare[best];
-        s->cap = p->spare_size[best];
+        s->base = p->spare.block[best];
+        s->cap = p->spare.size[best];
         assert(s->cap >= need);
-        p->spare[best] = NULL;
+        p->spare.block[best] = NULL;
         return 0;
     }
     if (!(s->base = calloc(need, 1)))
@@ -635,16 +635,16 @@ static void scratch_close(scratch *s)
     if (s->cap <= SNN_SPARE_MAX) {
         /* an empty slot if there is one, else the smallest spare's */
         for (k = 0; k < SNN_SPARE; k++) {
-            if (!p->spare[k]) { slot = k; break; }
-            if (slot < 0 || p->spare_size[k] < p->spare_size[slot]) slot = k;
+            if (!p->spare.block[k]) { slot = k; break; }
+            if (slot < 0 || p->spare.size[k] < p->spare.size[slot]) slot = k;
         }
         /* all slots full: the spares stay unless this block is larger */
-        if (p->spare[slot] && p->spare_size[slot] >= s->cap) slot = -1;
+        if (p->spare.block[slot] && p->spare.size[slot] >= s->cap) slot = -1;
     }
     if (slot >= 0) {
-        free(p->spare[slot]);
-        p->spare[slot] = s->base;
-        p->spare_size[slot] = s->cap;
+        free(p->spare.block[slot]);
+        p->spare.block[slot] = s->base;
+        p->spare.size[slot] = s->cap;
     } else {
         free(s->base);
     }
