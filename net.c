@@ -6,6 +6,25 @@
  * calls nothing in securenn.c (the pairwise keys of SPEC 1.4 are set up
  * there, over these channels).
  *
+ * Sections:
+ *   1. ChaCha20, the block function below the PRG and the channel
+ *   2. Names and the message inventory
+ *   3. The party context and errors
+ *   4. Time and descriptors
+ *   5. The inboxes: bytes read ahead from each peer
+ *   6. Aborts and stalls
+ *   7. The channel's cryptography: Poly1305, ChaCha20-Poly1305
+ *   8. WAN emulation
+ *   9. The choke point: what sending and receiving share
+ *  10. The choke point: sending (snn_send)
+ *  11. The choke point: receiving (snn_recv)
+ *  12. Connecting: addresses and sockets
+ *  13. The channel handshake
+ *  14. The policy without keys
+ *  15. The mesh and the owner: connecting, listening, accepting
+ *  16. Operating-system randomness and wiping
+ *  17. Channel keys: files made by keygen, loaded by --keys
+ *
  * ---------------------------------------------------------------------------
  * Frame (16-byte header, then count elements, all little-endian):
  *
@@ -152,7 +171,7 @@
 #define CONFIG_WORD  ((uint64_t)WIRE_VERSION << 32 | (uint64_t)SNN_ELL << 16 | \
                       (uint64_t)SNN_P << 8 | (uint64_t)SNN_F)
 
-/* ==== ChaCha20 [RFC8439 2.3]: below the PRG and the channel ============= */
+/* ==== 1. ChaCha20 [RFC8439 2.3]: below the PRG and the channel ========== */
 
 /*
  * The ChaCha20 block function [RFC8439 2.3], the lowest layer: the PRG of
@@ -251,7 +270,7 @@ void snn_chacha20_blocks(uint8_t out[SNN_PRG_BUF], const uint32_t key[8], uint32
     }
 }
 
-/* ==== Names and the message inventory =================================== */
+/* ==== 2. Names and the message inventory ================================ */
 
 static const char proto_names[SNN_PROTO_COUNT][16] = {
     "Setup", "Share", "Reveal", "MatMul", "SelectShare", "PrivateCompare",
@@ -352,7 +371,7 @@ static int blame(snn_party *p, int k, int rc)
     return rc;
 }
 
-/* ==== The party context and errors ===================================== */
+/* ==== 3. The party context and errors ================================== */
 
 void snn_party_init(snn_party *p, int id, int timeout_ms)
 {
@@ -365,13 +384,7 @@ void snn_party_init(snn_party *p, int id, int timeout_ms)
     for (k = 0; k < SNN_NEND; k++) p->net.fd[k] = -1;
 }
 
-void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s)
-{
-    memset(&p->net.wan, 0, sizeof p->net.wan);
-    p->net.wan.latency_us = (int64_t)latency_ms * 1000;
-    p->net.wan.bytes_per_s = (uint64_t)mbytes_per_s * 1000000u;
-}
-
+/* Whether WAN emulation is on (section 8). */
 static int wan_on(const snn_party *p) { return p->net.wan.latency_us > 0 || p->net.wan.bytes_per_s > 0; }
 
 static void send_abort(snn_party *p);
@@ -422,7 +435,7 @@ void snn_stats_reset(snn_party *p)
     p->net.round = 0;
 }
 
-/* ==== Time and descriptors ============================================= */
+/* ==== 4. Time and descriptors ========================================== */
 
 static int64_t now_ms(void)
 {
@@ -474,7 +487,7 @@ static void tune_socket(int fd)
 #endif
 }
 
-/* ==== The inboxes: bytes read ahead from each peer ====================== */
+/* ==== 5. The inboxes: bytes read ahead from each peer =================== */
 
 /*
  * Every wait drains all peers into their inboxes, so no pattern of large
@@ -657,7 +670,7 @@ static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, co
     return 0;
 }
 
-/* ==== Aborts and stalls: a party that stops tells its peers why ========= */
+/* ==== 6. Aborts and stalls: a party that stops tells its peers why ====== */
 
 /*
  * Two control frames, outside the protocols and never counted, sealed like
@@ -912,7 +925,7 @@ static void refuse_busy(snn_party *p)
     close(fd);
 }
 
-/* ==== The channel's cryptography: Poly1305, ChaCha20-Poly1305 [RFC8439] === */
+/* ==== 7. The channel's cryptography: Poly1305, ChaCha20-Poly1305 [RFC8439] */
 
 /*
  * Everything a protected channel needs, written out here beside the frames
@@ -1215,7 +1228,36 @@ void snn_channel_kdf(uint8_t out[32], const uint8_t psk[32], int from, int to,
     snn_wipe(kw, sizeof kw);
 }
 
-/* ==== The choke point: every frame is sent and received here ============= */
+/* ==== 8. WAN emulation (snn_set_wan; off unless set) ==================== */
+
+void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s)
+{
+    memset(&p->net.wan, 0, sizeof p->net.wan);
+    p->net.wan.latency_us = (int64_t)latency_ms * 1000;
+    p->net.wan.bytes_per_s = (uint64_t)mbytes_per_s * 1000000u;
+}
+
+/*
+ * wan_deliver -- WAN emulation, for the frame of `len` bytes at the head of
+ * the inbox of peer `from`: it crosses the link from that peer once the
+ * link is free after its earlier frames (len / bandwidth), then takes the
+ * latency; the party waits until then, reading every peer meanwhile so
+ * that what arrives is stamped when it arrives.  Time starts when the
+ * frame's first byte was read here: a frame that arrives while this party
+ * computes is stamped when it next reads, so emulated times are upper
+ * bounds of the network's.
+ */
+static int wan_deliver(snn_party *p, int from, size_t len, const char *ctx)
+{
+    const snn_inbox *b = &p->net.in[from];
+    int64_t t0 = b->narr > 0 ? b->arr_us[0] : now_us(), done;
+    int64_t tx = p->net.wan.bytes_per_s ? (int64_t)((double)len * 1e6 / (double)p->net.wan.bytes_per_s) : 0;
+    done = (t0 > p->net.wan.link_free_us[from] ? t0 : p->net.wan.link_free_us[from]) + tx;
+    p->net.wan.link_free_us[from] = done;
+    return pump(p, -1, 0, -1, done + p->net.wan.latency_us, ctx);
+}
+
+/* ==== 9. The choke point: what sending and receiving share ============== */
 
 
 
@@ -1256,6 +1298,106 @@ static int test_frame_refused(const snn_party *p, int proto)
 }
 
 /*
+ * frame_check -- what snn_send and snn_recv both check before a byte
+ * moves: the frame (proto, step, kind) is in the inventory from its sender
+ * to its receiver (sending: this party to peer; else peer to this party),
+ * the peer is connected, count elements fit one frame, and a keyed party's
+ * channel to the peer is sealed (but for the handshake).  ctx describes
+ * the frame for messages; *nbytes gets its payload's size.
+ */
+static int frame_check(snn_party *p, int sending, int peer, int proto, int step, int kind, size_t count,
+                       const char *ctx, size_t *nbytes)
+{
+    const msg_type *t = find_type(proto, step, kind);
+    const int src = sending ? p->id : peer, dst = sending ? peer : p->id;
+    const char *doing = sending ? "sending" : "expecting";
+    size_t esz;
+
+    if (!t || peer < 0 || peer >= SNN_NEND || !(t->from & (1u << src)) || !(t->to & (1u << dst))
+        || test_frame_refused(p, proto)) {
+        if (sending) return snn_fail(p, SNN_ERR_ARG, "%s to %s is not in the message inventory", ctx, who(peer));
+        return snn_fail(p, SNN_ERR_ARG, "%s is not in the message inventory", ctx);
+    }
+    if (!valid_peer(p, peer))
+        return snn_fail(p, SNN_ERR_ARG, "no connection to %s (%s %s)", who(peer), doing, ctx);
+    esz = kind_size[kind];
+    if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
+        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
+    *nbytes = count * esz;
+    if (p->net.keyed && !p->net.chan[peer].sealed && !is_handshake(proto, step, kind))
+        return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (%s %s)", who(peer), doing, ctx);
+    return 0;
+}
+
+/* The frame as the hook sees it (dir 0: sent, 1: received). */
+static void frame_view(snn_frame *fr, int dir, int from, int to, int proto, int step, int kind, uint32_t round,
+                       size_t count, unsigned char *h, size_t nbytes)
+{
+    fr->dir = dir; fr->from = from; fr->to = to; fr->proto = proto; fr->step = step; fr->kind = kind;
+    fr->round = round; fr->count = count; fr->payload = h + HDR_LEN; fr->nbytes = nbytes;
+    fr->header = h; fr->action = SNN_FRAME_SEND;
+}
+
+/* ==== 10. The choke point: sending ===================================== */
+
+/* The 16-byte header of a frame this party sends (format at the top). */
+static void put_header(unsigned char *h, const snn_party *p, int proto, int step, int kind, size_t count)
+{
+    h[0] = 'S'; h[1] = 'N'; h[2] = WIRE_VERSION; h[3] = (unsigned char)p->id;
+    h[4] = (unsigned char)proto; h[5] = (unsigned char)step; h[6] = (unsigned char)kind; h[7] = 0;
+    snn_store32_le(h + 8, p->net.round + 1);             /* Lamport stamp */
+    snn_store32_le(h + 12, (uint32_t)count);
+}
+
+/* count elements of esz bytes as wire bytes, little-endian. */
+static void put_elements(unsigned char *o, const void *x, size_t count, size_t esz)
+{
+    size_t i;
+    if (esz == 8) {
+        const uint64_t *v = x;
+        for (i = 0; i < count; i++) snn_store64_le(o + 8 * i, v[i]);
+    } else if (count) {
+        memcpy(o, x, count * esz);
+    }
+}
+
+/* Writes the frame at f + SEAL_PRE (header and wire payload bytes) to
+ * `to`, sealed if the channel is: f[0..3] then take its sealed length
+ * (frame format at the top).  *total: the bytes written. */
+static int write_frame(snn_party *p, int to, unsigned char *f, size_t wire, const char *ctx, size_t *total)
+{
+    snn_channel *ch = &p->net.chan[to];
+    unsigned char *h = f + SEAL_PRE;
+    if (ch->sealed) {
+        /* [RFC8439 2.8]: aad = the length, nonce = this direction's count */
+        uint8_t nonce[12];
+        snn_store32_le(f, (uint32_t)(HDR_LEN + wire));
+        frame_nonce(nonce, ch->tx_count++);
+        snn_aead_seal(h, h + HDR_LEN + wire, ch->tx_key, nonce, f, SEAL_PRE, h, HDR_LEN + wire);
+        *total = SEAL_PRE + HDR_LEN + wire + SEAL_TAG;
+        return write_all(p, to, f, *total, ctx);
+    }
+    *total = HDR_LEN + wire;
+    return write_all(p, to, h, *total, ctx);
+}
+
+/* Counts a frame sent: total bytes written, nbytes of them its payload. */
+static void count_sent(snn_party *p, int proto, int step, int kind, size_t nbytes, size_t total)
+{
+    snn_stats *st = &p->net.stats;
+    if (is_handshake(proto, step, kind)) {
+        st->channel_bytes += total;
+    } else {
+        st->sent[proto] += nbytes;
+        st->bytes_sent += nbytes;
+        st->header_bytes += HDR_LEN;
+        st->channel_bytes += total - HDR_LEN - nbytes;
+    }
+    st->msgs_sent++;
+    if (p->net.round + 1 > st->rounds) st->rounds = p->net.round + 1;
+}
+
+/*
  * snn_send -- frames count elements of `kind` and sends them to `to`.
  * Checks the frame against the inventory, stamps its round, counts its
  * bytes, shows it to the hook (which may alter the header and payload, or
@@ -1264,52 +1406,24 @@ static int test_frame_refused(const snn_party *p, int proto)
  */
 int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x, size_t count)
 {
-    const msg_type *t;
-    snn_channel *ch;
     unsigned char *f = NULL, *h;
-    size_t esz, nbytes, i, total = 0, wire;
+    size_t nbytes = 0, total = 0, wire;
     snn_frame fr;
     char ctx[128];
     int rc = -1;
 
     if (p->err) return -1;
-    t = find_type(proto, step, kind);
     if (!valid_kind(kind) || step < 0 || step > 255)
         return snn_fail(p, SNN_ERR_ARG, "bad frame %s step %d kind %d", snn_proto_name(proto), step, kind);
     describe(ctx, sizeof ctx, proto, step, kind, count, p->id);
-    if (!t || !(t->from & (1u << p->id)) || to < 0 || to >= SNN_NEND || !(t->to & (1u << to))
-        || test_frame_refused(p, proto))
-        return snn_fail(p, SNN_ERR_ARG, "%s to %s is not in the message inventory", ctx, who(to));
-    if (!valid_peer(p, to))
-        return snn_fail(p, SNN_ERR_ARG, "no connection to %s (sending %s)", who(to), ctx);
-    esz = kind_size[kind];
-    if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
-        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
-    nbytes = count * esz;
-    ch = &p->net.chan[to];
-    if (p->net.keyed && !ch->sealed && !is_handshake(proto, step, kind))
-        return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (sending %s)", who(to), ctx);
+    if (frame_check(p, 1, to, proto, step, kind, count, ctx, &nbytes) != 0) return -1;
     f = malloc(SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);
     if (!f) return snn_fail(p, SNN_ERR_NOMEM, "out of memory framing %s", ctx);
     h = f + SEAL_PRE;                            /* the frame; f[0..3]: its sealed length */
+    put_header(h, p, proto, step, kind, count);
+    put_elements(h + HDR_LEN, x, count, kind_size[kind]);
 
-    h[0] = 'S'; h[1] = 'N'; h[2] = WIRE_VERSION; h[3] = (unsigned char)p->id;
-    h[4] = (unsigned char)proto; h[5] = (unsigned char)step; h[6] = (unsigned char)kind; h[7] = 0;
-    snn_store32_le(h + 8, p->net.round + 1);                 /* Lamport stamp */
-    snn_store32_le(h + 12, (uint32_t)count);
-    if (esz == 8) {
-        const uint64_t *v = x;
-        for (i = 0; i < count; i++) {
-            unsigned char *b = h + HDR_LEN + 8 * i;
-            snn_store64_le(b, v[i]);
-        }
-    } else if (nbytes) {
-        memcpy(h + HDR_LEN, x, nbytes);
-    }
-
-    fr.dir = 0; fr.from = p->id; fr.to = to; fr.proto = proto; fr.step = step; fr.kind = kind;
-    fr.round = p->net.round + 1; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
-    fr.header = h; fr.action = SNN_FRAME_SEND;
+    frame_view(&fr, 0, p->id, to, proto, step, kind, p->net.round + 1, count, h, nbytes);
     if (p->net.hook) p->net.hook(p->net.hook_ctx, p, &fr);
     if (fr.action == SNN_FRAME_DROP) { rc = 0; goto cleanup; }
     if (fr.action == SNN_FRAME_CLOSE) {
@@ -1319,35 +1433,16 @@ int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x,
         goto cleanup;
     }
     wire = fr.nbytes < nbytes ? fr.nbytes : nbytes;     /* a hook may shorten it */
-
-    if (ch->sealed) {
-        /* [RFC8439 2.8]: aad = the length, nonce = this direction's count */
-        uint8_t nonce[12];
-        snn_store32_le(f, (uint32_t)(HDR_LEN + wire));
-        frame_nonce(nonce, ch->tx_count++);
-        snn_aead_seal(h, h + HDR_LEN + wire, ch->tx_key, nonce, f, SEAL_PRE, h, HDR_LEN + wire);
-        total = SEAL_PRE + HDR_LEN + wire + SEAL_TAG;
-        SNN_GUARD(write_all(p, to, f, total, ctx));
-    } else {
-        total = HDR_LEN + wire;
-        SNN_GUARD(write_all(p, to, h, total, ctx));
-    }
-    if (is_handshake(proto, step, kind)) {
-        p->net.stats.channel_bytes += total;
-    } else {
-        p->net.stats.sent[proto] += nbytes;
-        p->net.stats.bytes_sent += nbytes;
-        p->net.stats.header_bytes += HDR_LEN;
-        p->net.stats.channel_bytes += total - HDR_LEN - nbytes;
-    }
-    p->net.stats.msgs_sent++;
-    if (p->net.round + 1 > p->net.stats.rounds) p->net.stats.rounds = p->net.round + 1;
+    SNN_GUARD(write_frame(p, to, f, wire, ctx, &total));
+    count_sent(p, proto, step, kind, nbytes, total);
     rc = 0;
 cleanup:
     if (f) snn_wipe(f, SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);   /* it may hold a key (Setup step 1) */
     free(f);
     return rc;
 }
+
+/* ==== 11. The choke point: receiving =================================== */
 
 /*
  * open_sealed -- waits for the next sealed frame from `from` and opens it
@@ -1383,24 +1478,142 @@ static int open_sealed(snn_party *p, int from, const char *want, size_t max_body
     return 0;
 }
 
-/*
- * wan_deliver -- WAN emulation, for the frame of `len` bytes at the head of
- * the inbox of peer `from`: it crosses the link from that peer once the
- * link is free after its earlier frames (len / bandwidth), then takes the
- * latency; the party waits until then, reading every peer meanwhile so
- * that what arrives is stamped when it arrives.  Time starts when the
- * frame's first byte was read here: a frame that arrives while this party
- * computes is stamped when it next reads, so emulated times are upper
- * bounds of the network's.
- */
-static int wan_deliver(snn_party *p, int from, size_t len, const char *ctx)
+/* Drops the first `used` bytes of an inbox (it is wiped when the party
+ * closes). */
+static void inbox_consume(snn_inbox *b, size_t used)
 {
-    const snn_inbox *b = &p->net.in[from];
-    int64_t t0 = b->narr > 0 ? b->arr_us[0] : now_us(), done;
-    int64_t tx = p->net.wan.bytes_per_s ? (int64_t)((double)len * 1e6 / (double)p->net.wan.bytes_per_s) : 0;
-    done = (t0 > p->net.wan.link_free_us[from] ? t0 : p->net.wan.link_free_us[from]) + tx;
-    p->net.wan.link_free_us[from] = done;
-    return pump(p, -1, 0, -1, done + p->net.wan.latency_us, ctx);
+    b->len -= used;
+    memmove(b->buf, b->buf + used, b->len);
+    arrival_consume(b, used);
+}
+
+/* Whether header h from `from` is a control frame (Setup step 6, abort,
+ * or 7, stalled) rather than the frame (proto, step) expected. */
+static int is_control(const unsigned char *h, int from, int proto, int step)
+{
+    return h[0] == 'S' && h[1] == 'N' && h[2] == WIRE_VERSION && h[3] == from && h[4] == SNN_PROTO_SETUP
+           && (h[5] == CTL_ABORT || h[5] == CTL_STALLED) && h[6] == SNN_KIND_BYTES
+           && snn_load32_le(h + 12) <= ABORT_MAX && !(proto == SNN_PROTO_SETUP && step == h[5]);
+}
+
+/*
+ * control_frame -- a control frame at offset off of the inbox of `from`:
+ * the peer stopped (or is busy) and says why, an error; or it stalled,
+ * and its abort follows: a notice that it waits for this party, which
+ * waits for it, is an error, any other notice is skipped (1).
+ */
+static int control_frame(snn_party *p, int from, const char *want, size_t off, size_t tail, size_t body)
+{
+    snn_inbox *b = &p->net.in[from];
+    const unsigned char *h = b->buf + off;
+    const size_t n = snn_load32_le(h + 12);
+
+    if (off && body != HDR_LEN + n)
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body));
+    if (!off && pump(p, from, HDR_LEN + n, -1, 0, want) != 0) return -1;
+    h = b->buf + off;
+    if (h[5] == CTL_ABORT) return peer_aborted(p, from, h + HDR_LEN, n);
+    if (n >= 1 && h[HDR_LEN] == p->id) {
+        /* it says it waits for this party, which waits for it */
+        char what[ABORT_MAX + 1];
+        ctl_text(what, h + HDR_LEN + 1, n - 1);
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a notice that %s waits for %s",
+                                       want, who(from), what));
+    }
+    inbox_consume(b, off + HDR_LEN + n + tail);       /* skip the notice */
+    return 1;
+}
+
+/*
+ * next_header -- waits for the header of the next frame from `from` that
+ * is not a skipped notice (see control_frame): afterwards it is at offset
+ * *off of the inbox; *off and *tail are the sealed framing around the
+ * frame (SEAL_PRE, SEAL_TAG; 0 in the clear), *body a sealed frame's
+ * length.  nbytes: the expected payload, the most a sealed frame may hold
+ * (or a control frame's ABORT_MAX).
+ */
+static int next_header(snn_party *p, int from, int proto, int step, size_t nbytes, const char *want,
+                       size_t *off, size_t *tail, size_t *body)
+{
+    int rc;
+    for (;;) {
+        *off = *tail = 0;
+        if (p->net.chan[from].sealed) {
+            if (open_sealed(p, from, want, HDR_LEN + (nbytes > ABORT_MAX ? nbytes : ABORT_MAX), body) != 0)
+                return -1;
+            *off = SEAL_PRE;
+            *tail = SEAL_TAG;
+        } else if (pump(p, from, HDR_LEN, -1, 0, want) != 0) {
+            return -1;
+        }
+        if (!is_control(p->net.in[from].buf + *off, from, proto, step)) return 0;
+        rc = control_frame(p, from, want, *off, *tail, *body);
+        if (rc != 1) return rc;
+    }
+}
+
+/* The header h must be a version-1 frame, and the one expected: sender,
+ * protocol, step, kind and count. */
+static int check_header(snn_party *p, const unsigned char *h, int from, int proto, int step, int kind,
+                        size_t count, const char *want)
+{
+    char got[128];
+    if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
+                                       want, WIRE_VERSION));
+    if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || snn_load32_le(h + 12) != count) {
+        describe(got, sizeof got, h[4], h[5], h[6], snn_load32_le(h + 12), h[3]);
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got));
+    }
+    return 0;
+}
+
+/*
+ * get_elements -- count elements of `kind` from the wire bytes e into x,
+ * each checked against its ring (Z_{L-1} < 2^64-1, Z_p < 67, bits 0/1):
+ * one outside is an error naming the frame and the element.
+ */
+static int get_elements(snn_party *p, int from, int kind, void *x, size_t count, const unsigned char *e,
+                        const char *want)
+{
+    size_t i;
+    int range = 1;                 /* check each element's ring */
+#ifdef SNN_TEST_HOOKS
+    range = !SNN_TEST_ON(p, SNN_TEST_RECV_NO_RANGE);                 /* test runner only */
+#endif
+    if (kind_size[kind] == 8) {
+        uint64_t *v = x;
+        for (i = 0; i < count; i++) {
+            v[i] = snn_load64_le(e + 8 * i);
+            if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1 && range)
+                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}",
+                                               want, i));
+        }
+        return 0;
+    }
+    for (i = 0; range && i < count; i++) {
+        if (kind == SNN_KIND_ZP && e[i] >= SNN_P)
+            return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, outside Z_%d", want, i,
+                                           (unsigned)e[i], SNN_P));
+        if (kind == SNN_KIND_BIT && e[i] > 1)
+            return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, not a bit", want, i,
+                                           (unsigned)e[i]));
+    }
+    if (count) memcpy(x, e, count);                /* one byte each */
+    return 0;
+}
+
+/* Counts a frame received: nbytes of payload, its round stamp. */
+static void count_recv(snn_party *p, int proto, int step, int kind, size_t nbytes, uint32_t stamp)
+{
+    snn_stats *st = &p->net.stats;
+    if (!is_handshake(proto, step, kind)) {
+        st->recv[proto] += nbytes;
+        st->bytes_recv += nbytes;
+    }
+    st->msgs_recv++;
+    if (stamp > p->net.round) p->net.round = stamp;
+    if (stamp > st->rounds) st->rounds = stamp;
 }
 
 /*
@@ -1411,131 +1624,38 @@ static int wan_deliver(snn_party *p, int from, size_t len, const char *ctx)
  */
 int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, size_t count)
 {
-    const msg_type *t;
     snn_inbox *b;
     unsigned char *h;
-    size_t esz, nbytes, i, off = 0, tail = 0, body = 0;
+    size_t nbytes = 0, off = 0, tail = 0, body = 0;
     uint32_t stamp;
     snn_frame fr;
-    char want[128], got[128];
-    int range = 1;                 /* check each element's ring */
+    char want[128];
 
     if (p->err) return -1;
     if (!valid_kind(kind))
         return snn_fail(p, SNN_ERR_ARG, "bad element kind %d", kind);
     describe(want, sizeof want, proto, step, kind, count, from);
-    t = find_type(proto, step, kind);
-    if (!t || from < 0 || from >= SNN_NEND || !(t->from & (1u << from)) || !(t->to & (1u << p->id))
-        || test_frame_refused(p, proto))
-        return snn_fail(p, SNN_ERR_ARG, "%s is not in the message inventory", want);
-    if (!valid_peer(p, from))
-        return snn_fail(p, SNN_ERR_ARG, "no connection to %s (expecting %s)", who(from), want);
-    esz = kind_size[kind];
-    if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
-        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", want);
-    nbytes = count * esz;
-    if (p->net.keyed && !p->net.chan[from].sealed && !is_handshake(proto, step, kind))
-        return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (expecting %s)", who(from), want);
-
+    if (frame_check(p, 0, from, proto, step, kind, count, want, &nbytes) != 0) return -1;
     b = &p->net.in[from];
-next_frame:
-    if (p->net.chan[from].sealed) {
-        SNN_GUARD(open_sealed(p, from, want, HDR_LEN + (nbytes > ABORT_MAX ? nbytes : ABORT_MAX), &body));
-        off = SEAL_PRE;
-        tail = SEAL_TAG;
-    } else {
-        SNN_GUARD(pump(p, from, HDR_LEN, -1, 0, want));
-    }
+    if (next_header(p, from, proto, step, nbytes, want, &off, &tail, &body) != 0) return -1;
     h = b->buf + off;
-    if (h[0] == 'S' && h[1] == 'N' && h[2] == WIRE_VERSION && h[3] == from && h[4] == SNN_PROTO_SETUP
-        && (h[5] == CTL_ABORT || h[5] == CTL_STALLED) && h[6] == SNN_KIND_BYTES && snn_load32_le(h + 12) <= ABORT_MAX
-        && !(proto == SNN_PROTO_SETUP && step == h[5])) {
-        /* a control frame: the peer stopped (or is busy) and says why; or
-         * it stalled, and its abort follows */
-        size_t n = snn_load32_le(h + 12);
-        if (off && body != HDR_LEN + n)
-            return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body));
-        if (!off) SNN_GUARD(pump(p, from, HDR_LEN + n, -1, 0, want));
-        h = b->buf + off;
-        if (h[5] == CTL_ABORT) return peer_aborted(p, from, h + HDR_LEN, n);
-        if (n >= 1 && h[HDR_LEN] == p->id) {
-            /* it says it waits for this party, which waits for it */
-            char what[ABORT_MAX + 1];
-            ctl_text(what, h + HDR_LEN + 1, n - 1);
-            return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a notice that %s waits for %s",
-                                           want, who(from), what));
-        }
-        b->len -= off + HDR_LEN + n + tail;           /* skip the notice */
-        memmove(b->buf, b->buf + off + HDR_LEN + n + tail, b->len);
-        arrival_consume(b, off + HDR_LEN + n + tail);
-        off = tail = 0;
-        goto next_frame;
-    }
-    if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
-        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
-                                       want, WIRE_VERSION));
-    if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || snn_load32_le(h + 12) != count) {
-        describe(got, sizeof got, h[4], h[5], h[6], snn_load32_le(h + 12), h[3]);
-        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got));
-    }
+    if (check_header(p, h, from, proto, step, kind, count, want) != 0) return -1;
     if (off && body != HDR_LEN + nbytes)
         return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body));
     stamp = snn_load32_le(h + 8);
-    if (!off) SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, 0, want));
-    if (wan_on(p)) SNN_GUARD(wan_deliver(p, from, off + HDR_LEN + nbytes + tail, want));
+    if (!off && pump(p, from, HDR_LEN + nbytes, -1, 0, want) != 0) return -1;
+    if (wan_on(p) && wan_deliver(p, from, off + HDR_LEN + nbytes + tail, want) != 0) return -1;
     h = b->buf + off;
 
-    fr.dir = 1; fr.from = from; fr.to = p->id; fr.proto = proto; fr.step = step; fr.kind = kind;
-    fr.round = stamp; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
-    fr.header = h; fr.action = SNN_FRAME_SEND;
+    frame_view(&fr, 1, from, p->id, proto, step, kind, stamp, count, h, nbytes);
     if (p->net.hook) p->net.hook(p->net.hook_ctx, p, &fr);
-
-#ifdef SNN_TEST_HOOKS
-    range = !SNN_TEST_ON(p, SNN_TEST_RECV_NO_RANGE);                 /* test runner only */
-#endif
-    if (esz == 8) {
-        uint64_t *v = x;
-        for (i = 0; i < count; i++) {
-            const unsigned char *e = h + HDR_LEN + 8 * i;
-            v[i] = snn_load64_le(e);
-            if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1 && range)
-                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}",
-                                               want, i));
-        }
-    } else {
-        const unsigned char *e = h + HDR_LEN;
-        for (i = 0; i < count; i++) {
-            if (!range) break;
-            if (kind == SNN_KIND_ZP && e[i] >= SNN_P)
-                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, outside Z_%d", want, i,
-                                               (unsigned)e[i], SNN_P));
-            if (kind == SNN_KIND_BIT && e[i] > 1)
-                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, not a bit", want, i,
-                                               (unsigned)e[i]));
-        }
-        if (nbytes) memcpy(x, e, nbytes);
-    }
-
-    /* consume the frame (the inbox is wiped when the party closes) */
-    {
-        size_t used = off + HDR_LEN + nbytes + tail;
-        b->len -= used;
-        memmove(b->buf, b->buf + used, b->len);
-        arrival_consume(b, used);
-    }
-    if (!is_handshake(proto, step, kind)) {
-        p->net.stats.recv[proto] += nbytes;
-        p->net.stats.bytes_recv += nbytes;
-    }
-    p->net.stats.msgs_recv++;
-    if (stamp > p->net.round) p->net.round = stamp;
-    if (stamp > p->net.stats.rounds) p->net.stats.rounds = stamp;
+    if (get_elements(p, from, kind, x, count, h + HDR_LEN, want) != 0) return -1;
+    inbox_consume(b, off + HDR_LEN + nbytes + tail);
+    count_recv(p, proto, step, kind, nbytes, stamp);
     return 0;
-cleanup:
-    return -1;
 }
 
-/* ==== Connecting ======================================================== */
+/* ==== 12. Connecting: addresses and sockets ============================ */
 
 /* Splits "host:port" (IPv6 as "[::1]:7000") into host and port. */
 static int split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn)
@@ -1634,7 +1754,7 @@ static int try_connect(const struct addrinfo *ai, int64_t deadline, int *err)
     return fd;
 }
 
-/* ==== The channel handshake (Setup steps 0, 4, 5) ======================== */
+/* ==== 13. The channel handshake (Setup steps 0, 4, 5) =================== */
 
 static void put64(unsigned char *b, uint64_t x) { snn_store32_le(b, (uint32_t)x); snn_store32_le(b + 4, (uint32_t)(x >> 32)); }
 static uint64_t get64(const unsigned char *b) { return (uint64_t)snn_load32_le(b) | (uint64_t)snn_load32_le(b + 4) << 32; }
@@ -1731,7 +1851,7 @@ cleanup:
     return rc;
 }
 
-/* ==== The policy without keys: loopback only, unless --insecure ========== */
+/* ==== 14. The policy without keys: loopback only, unless --insecure ===== */
 
 int snn_is_loopback(const void *sockaddr)
 {
@@ -1760,6 +1880,8 @@ static int policy_allows(const snn_party *p, const struct sockaddr *sa)
 
 #define POLICY_HINT "not a loopback address, and without keys the channel would be in the clear " \
                     "(give every party --keys DIR, or --insecure)"
+
+/* ==== 15. The mesh and the owner: connecting, listening, accepting ===== */
 
 /* Connects to peer k at addr, retrying until the timeout, then runs the
  * handshake.  Without keys, an address off loopback is refused first. */
@@ -2093,7 +2215,7 @@ void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep)
             if (i != keep && fds[i][k] >= 0) { close(fds[i][k]); fds[i][k] = -1; }
 }
 
-/* ==== Operating-system randomness and wiping ============================ */
+/* ==== 16. Operating-system randomness and wiping ======================== */
 
 /*
  * snn_os_random -- n bytes from the operating system's randomness source
@@ -2143,7 +2265,7 @@ void snn_free_wiped(void *buf, size_t n)
     free(buf);
 }
 
-/* ==== Channel keys: files made by keygen, loaded by --keys ================ */
+/* ==== 17. Channel keys: files made by keygen, loaded by --keys ========== */
 
 const char *snn_key_file(int a, int b)
 {
