@@ -10,6 +10,8 @@
 #   make check-globals   fail if any object holds mutable global state
 #   make check-layers    fail if net.c calls into the files above it, or securenn.c
 #                        into nn.c or mnist.c
+#   make check-hooks     fail if the program's sources, preprocessed as ./securenn
+#                        is built, name a test hook (test_flags, SNN_TEST_*)
 #   make mnist    unpack data/*.gz (the official MNIST) and check data/CKSUMS;
 #                 test, check, valgrind and demo do this first
 #   make fuzz     libFuzzer on the IDX reader, the model and checkpoint readers
@@ -18,7 +20,7 @@
 #   make check-32 the library compiled as for a 32-bit size_t (needs -m32)
 
 .POSIX:
-.PHONY: check-layers all test check sanitized asan ubsan valgrind check-globals demo bench clean mnist fuzz check-32
+.PHONY: check-hooks check-layers all test check sanitized asan ubsan valgrind check-globals demo bench clean mnist fuzz check-32
 
 CC      = cc
 CFLAGS  = -std=c99 -pedantic -Wall -Wextra -Wshadow -Wconversion -Wstrict-prototypes \
@@ -90,6 +92,16 @@ check-layers:
 	rm -f securenn.o net.o nn.o mnist.o; \
 	if [ $$fail != 0 ]; then exit 1; fi; \
 	echo "check-layers: net.c below securenn.c below nn.c; mnist.c below nn.c"
+
+# The test hooks (securenn.h, SNN_TEST_ON) weaken protocols: they exist in
+# the test runner's build alone.  The program's sources, preprocessed as
+# ./securenn is built, must not name the flags or any hook (an #ifdef
+# SNN_TEST_HOOKS left out shows here, or fails to compile).
+check-hooks:
+	@src=`$(CC) -E -DSNN_PROGRAM $(LIB)` || exit 1; \
+	out=`echo "$$src" | grep -a -n 'test_flags\|SNN_TEST_' || true`; \
+	if [ -n "$$out" ]; then echo "test hooks in the program's build:"; echo "$$out" | head -20; exit 1; fi; \
+	echo "check-hooks: no test hook in ./securenn"
 
 # The program part of nn.c is compiled too (-DSNN_PROGRAM): no mutable
 # globals anywhere in ./securenn.

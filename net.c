@@ -6,6 +6,25 @@
  * calls nothing in securenn.c (the pairwise keys of SPEC 1.4 are set up
  * there, over these channels).
  *
+ * Sections:
+ *   1. ChaCha20, the block function below the PRG and the channel
+ *   2. Names and the message inventory
+ *   3. The party context and errors
+ *   4. Time and descriptors
+ *   5. The inboxes: bytes read ahead from each peer
+ *   6. Aborts and stalls
+ *   7. The channel's cryptography: Poly1305, ChaCha20-Poly1305
+ *   8. WAN emulation
+ *   9. The choke point: what sending and receiving share
+ *  10. The choke point: sending (snn_send)
+ *  11. The choke point: receiving (snn_recv)
+ *  12. Connecting: addresses and sockets
+ *  13. The channel handshake
+ *  14. The policy without keys
+ *  15. The mesh and the owner: connecting, listening, accepting
+ *  16. Operating-system randomness and wiping
+ *  17. Channel keys: files made by keygen, loaded by --keys
+ *
  * ---------------------------------------------------------------------------
  * Frame (16-byte header, then count elements, all little-endian):
  *
@@ -60,7 +79,7 @@
  * flow, their sizes and their timing.
  *
  * Without keys, frames travel in the clear as in the table above, and a
- * party refuses any peer that is not on loopback unless p->insecure
+ * party refuses any peer that is not on loopback unless p->net.insecure
  * (--insecure).  Socketpair meshes (tests) have no handshake unless keyed.
  *
  * ---------------------------------------------------------------------------
@@ -99,7 +118,7 @@
  *   DMaxpool Alg. 10  2 Z_L      Pj -> P2          P0: <ind>_0 + r, P1: <ind>_1
  *   DMaxpool Alg. 10  3 Z_L      P2 -> Pj          shares of the one-hot e_k
  *   Test              n any      any -> any        test-suite vectors; refused
- *                                                  unless p->test_frames (set
+ *                                                  unless p->net.test_frames (set
  *                                                  by the test runner only)
  *
  * SelectShare, DReLU, ReLU, Division and Maxpool send nothing of their own:
@@ -152,7 +171,106 @@
 #define CONFIG_WORD  ((uint64_t)WIRE_VERSION << 32 | (uint64_t)SNN_ELL << 16 | \
                       (uint64_t)SNN_P << 8 | (uint64_t)SNN_F)
 
-/* ==== Names and the message inventory =================================== */
+/* ==== 1. ChaCha20 [RFC8439 2.3]: below the PRG and the channel ========== */
+
+/*
+ * The ChaCha20 block function [RFC8439 2.3], the lowest layer: the PRG of
+ * securenn.c and the channel below use this one definition.  State:
+ * constants | key | counter | nonce; 20 rounds (10 column + diagonal double
+ * rounds); plus the input.
+ */
+static uint32_t rotl32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
+
+/* The quarter round [RFC8439 2.1]. */
+#define CHACHA_QR(a, b, c, d)                                       \
+    do {                                                            \
+        a += b; d ^= a; d = rotl32(d, 16);                          \
+        c += d; b ^= c; b = rotl32(b, 12);                          \
+        a += b; d ^= a; d = rotl32(d, 8);                           \
+        c += d; b ^= c; b = rotl32(b, 7);                           \
+    } while (0)
+
+/* The initial state of block `counter` [RFC8439 2.3]. */
+static void chacha20_init(uint32_t s[16], const uint32_t key[8], uint32_t counter, const uint32_t nonce[3])
+{
+    int i;
+    s[0] = 0x61707865; s[1] = 0x3320646e; s[2] = 0x79622d32; s[3] = 0x6b206574;
+    for (i = 0; i < 8; i++) s[4 + i] = key[i];
+    s[12] = counter;
+    s[13] = nonce[0]; s[14] = nonce[1]; s[15] = nonce[2];
+}
+
+/* out = ChaCha20(key, counter, nonce), one block; the working state (which
+ * holds the key) is erased before returning. */
+void snn_chacha20_block(uint32_t out[16], const uint32_t key[8], uint32_t counter, const uint32_t nonce[3])
+{
+    uint32_t s[16], x[16];
+    volatile uint32_t *vs = s, *vx = x;
+    int i;
+
+    chacha20_init(s, key, counter, nonce);
+    for (i = 0; i < 16; i++) x[i] = s[i];
+    for (i = 0; i < 10; i++) {
+        CHACHA_QR(x[0], x[4], x[8],  x[12]); CHACHA_QR(x[1], x[5], x[9],  x[13]);
+        CHACHA_QR(x[2], x[6], x[10], x[14]); CHACHA_QR(x[3], x[7], x[11], x[15]);
+        CHACHA_QR(x[0], x[5], x[10], x[15]); CHACHA_QR(x[1], x[6], x[11], x[12]);
+        CHACHA_QR(x[2], x[7], x[8],  x[13]); CHACHA_QR(x[3], x[4], x[9],  x[14]);
+    }
+    for (i = 0; i < 16; i++) out[i] = x[i] + s[i];
+    for (i = 0; i < 16; i++) vs[i] = vx[i] = 0;
+}
+
+/*
+ * SNN_PRG_BLOCKS consecutive blocks, counter, counter + 1, ..., as little-
+ * endian bytes: the same block function run on the blocks side by side
+ * (lane b is block counter + b, row i of x holds word i of every lane), so
+ * that the compiler keeps the lanes in vector registers.  A block number
+ * that wraps past 2^32 - 1 carries into nonce word 1 (see snn_prg_init).
+ * Byte for byte the keystream of snn_chacha20_block per block (test.c).
+ */
+void snn_chacha20_blocks(uint8_t out[SNN_PRG_BUF], const uint32_t key[8], uint32_t counter,
+                         const uint32_t nonce[3])
+{
+    uint32_t s[16][SNN_PRG_BLOCKS], x[16][SNN_PRG_BLOCKS];
+    size_t b, i;
+
+    for (b = 0; b < SNN_PRG_BLOCKS; b++) {
+        const uint32_t ctr = counter + (uint32_t)b;
+        s[0][b] = 0x61707865; s[1][b] = 0x3320646e; s[2][b] = 0x79622d32; s[3][b] = 0x6b206574;
+        for (i = 0; i < 8; i++) s[4 + i][b] = key[i];
+        s[12][b] = ctr;
+        s[13][b] = nonce[0];
+        s[14][b] = nonce[1] + (uint32_t)(ctr < counter);   /* the carry */
+        s[15][b] = nonce[2];
+    }
+    for (i = 0; i < 16; i++)
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) x[i][b] = s[i][b];
+#define CHACHA_QRN(a, bb, c, d)                                                            \
+    for (b = 0; b < SNN_PRG_BLOCKS; b++) CHACHA_QR(x[a][b], x[bb][b], x[c][b], x[d][b])
+    for (i = 0; i < 10; i++) {
+        CHACHA_QRN(0, 4, 8,  12); CHACHA_QRN(1, 5, 9,  13);
+        CHACHA_QRN(2, 6, 10, 14); CHACHA_QRN(3, 7, 11, 15);
+        CHACHA_QRN(0, 5, 10, 15); CHACHA_QRN(1, 6, 11, 12);
+        CHACHA_QRN(2, 7, 8,  13); CHACHA_QRN(3, 4, 9,  14);
+    }
+#undef CHACHA_QRN
+    for (i = 0; i < 16; i++)
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) x[i][b] += s[i][b];
+    for (b = 0; b < SNN_PRG_BLOCKS; b++)
+        for (i = 0; i < 16; i++) {
+            uint8_t *o = out + 64 * b + 4 * i;
+            const uint32_t w = x[i][b];
+            o[0] = (uint8_t)w; o[1] = (uint8_t)(w >> 8); o[2] = (uint8_t)(w >> 16); o[3] = (uint8_t)(w >> 24);
+        }
+    /* The key words of the input block (rows 4-11).  The other rows are
+     * public, and x now holds exactly the keystream written to out. */
+    for (i = 4; i < 12; i++) {
+        volatile uint32_t *in = s[i];
+        for (b = 0; b < SNN_PRG_BLOCKS; b++) in[b] = 0;
+    }
+}
+
+/* ==== 2. Names and the message inventory ================================ */
 
 static const char proto_names[SNN_PROTO_COUNT][16] = {
     "Setup", "Share", "Reveal", "MatMul", "SelectShare", "PrivateCompare",
@@ -253,27 +371,21 @@ static int blame(snn_party *p, int k, int rc)
     return rc;
 }
 
-/* ==== The party context and errors ===================================== */
+/* ==== 3. The party context and errors ================================== */
 
 void snn_party_init(snn_party *p, int id, int timeout_ms)
 {
     int k;
     memset(p, 0, sizeof *p);
     p->id = id;
-    p->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
-    p->listen_fd = -1;
+    p->net.timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
+    p->net.listen_fd = -1;
     p->err_from = -1;
-    for (k = 0; k < SNN_NEND; k++) p->fd[k] = -1;
+    for (k = 0; k < SNN_NEND; k++) p->net.fd[k] = -1;
 }
 
-void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s)
-{
-    memset(&p->wan, 0, sizeof p->wan);
-    p->wan.latency_us = (int64_t)latency_ms * 1000;
-    p->wan.bytes_per_s = (uint64_t)mbytes_per_s * 1000000u;
-}
-
-static int wan_on(const snn_party *p) { return p->wan.latency_us > 0 || p->wan.bytes_per_s > 0; }
+/* Whether WAN emulation is on (section 8). */
+static int wan_on(const snn_party *p) { return p->net.wan.latency_us > 0 || p->net.wan.bytes_per_s > 0; }
 
 static void send_abort(snn_party *p);
 
@@ -282,24 +394,24 @@ void snn_party_close(snn_party *p)
     int k;
     send_abort(p);
     for (k = 0; k < SNN_NEND; k++) {
-        if (p->fd[k] >= 0) close(p->fd[k]);
-        p->fd[k] = -1;
-        if (p->in[k].buf) snn_wipe(p->in[k].buf, p->in[k].cap);   /* received keys */
-        free(p->in[k].buf);
-        p->in[k].buf = NULL;
-        p->in[k].len = p->in[k].cap = 0;
+        if (p->net.fd[k] >= 0) close(p->net.fd[k]);
+        p->net.fd[k] = -1;
+        if (p->net.in[k].buf) snn_wipe(p->net.in[k].buf, p->net.in[k].cap);   /* received keys */
+        free(p->net.in[k].buf);
+        p->net.in[k].buf = NULL;
+        p->net.in[k].len = p->net.in[k].cap = 0;
     }
-    if (p->listen_fd >= 0) close(p->listen_fd);
-    p->listen_fd = -1;
+    if (p->net.listen_fd >= 0) close(p->net.listen_fd);
+    p->net.listen_fd = -1;
     snn_wipe(p->pair, sizeof p->pair);
-    snn_wipe(p->chan, sizeof p->chan);
-    p->keyed = 0;
+    snn_wipe(p->net.chan, sizeof p->net.chan);
+    p->net.keyed = 0;
     snn_wipe(&p->own, sizeof p->own);
     memset(p->have_pair, 0, sizeof p->have_pair);
     for (k = 0; k < SNN_SPARE; k++) {     /* wiped when they were put back */
-        free(p->spare[k]);
-        p->spare[k] = NULL;
-        p->spare_size[k] = 0;
+        free(p->spare.block[k]);
+        p->spare.block[k] = NULL;
+        p->spare.size[k] = 0;
     }
 }
 
@@ -319,11 +431,11 @@ int snn_fail(snn_party *p, enum snn_err e, const char *fmt, ...)
 
 void snn_stats_reset(snn_party *p)
 {
-    memset(&p->stats, 0, sizeof p->stats);
-    p->round = 0;
+    memset(&p->net.stats, 0, sizeof p->net.stats);
+    p->net.round = 0;
 }
 
-/* ==== Time and descriptors ============================================= */
+/* ==== 4. Time and descriptors ========================================== */
 
 static int64_t now_ms(void)
 {
@@ -375,7 +487,7 @@ static void tune_socket(int fd)
 #endif
 }
 
-/* ==== The inboxes: bytes read ahead from each peer ====================== */
+/* ==== 5. The inboxes: bytes read ahead from each peer =================== */
 
 /*
  * Every wait drains all peers into their inboxes, so no pattern of large
@@ -383,7 +495,7 @@ static void tune_socket(int fd)
  */
 static int inbox_reserve(snn_party *p, int k, size_t extra)
 {
-    snn_inbox *b = &p->in[k];
+    snn_inbox *b = &p->net.in[k];
     size_t cap = b->cap ? b->cap : 65536;
     unsigned char *nb;
     if (extra <= b->cap - b->len) return 0;
@@ -436,10 +548,10 @@ static void arrival_consume(snn_inbox *b, size_t n)
 /* Reads what fd k has now.  Returns bytes read, 0 if none, -2 on EOF. */
 static long inbox_fill(snn_party *p, int k)
 {
-    snn_inbox *b = &p->in[k];
+    snn_inbox *b = &p->net.in[k];
     ssize_t r;
     if (inbox_reserve(p, k, 65536) != 0) return -1;
-    r = recv(p->fd[k], b->buf + b->len, b->cap - b->len, 0);
+    r = recv(p->net.fd[k], b->buf + b->len, b->cap - b->len, 0);
     if (r > 0) {
         b->len += (size_t)r;
         if (wan_on(p)) arrival_note(b, now_us());
@@ -461,30 +573,30 @@ static int stalled(snn_party *p, int k, const char *ctx);
  * or, with out_fd >= 0, until out_fd is writable, or, with until_us > 0,
  * until that time (WAN emulation); meanwhile reads every peer.  `ctx`
  * names the frame for error messages.  A wait with no progress for
- * p->timeout_ms fails (stalled: first the peers hear of it, and a chain
+ * p->net.timeout_ms fails (stalled: first the peers hear of it, and a chain
  * of stalls is named); so does one whose peer closed, with the reason a
  * peer's abort gives if any.  A server that is serving its owner answers
  * any other owner that connects that it is busy.
  */
 static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, const char *ctx)
 {
-    int64_t deadline = now_ms() + p->timeout_ms;
+    int64_t deadline = now_ms() + p->net.timeout_ms;
     int eof[SNN_NEND] = { 0 };
     /* a server with its mesh and its owner: any new connection is another owner */
-    int busy = p->id < SNN_NPARTY && p->listen_fd >= 0 && p->fd[SNN_CLIENT] >= 0
-               && p->fd[(p->id + 1) % SNN_NPARTY] >= 0 && p->fd[(p->id + 2) % SNN_NPARTY] >= 0;
+    int busy = p->id < SNN_NPARTY && p->net.listen_fd >= 0 && p->net.fd[SNN_CLIENT] >= 0
+               && p->net.fd[(p->id + 1) % SNN_NPARTY] >= 0 && p->net.fd[(p->id + 2) % SNN_NPARTY] >= 0;
 
     for (;;) {
         struct pollfd pf[SNN_NEND + 2];
         int ids[SNN_NEND + 2], np = 0, i, rc;
         int64_t left;
 
-        if (k >= 0 && p->in[k].len >= want) return 0;
+        if (k >= 0 && p->net.in[k].len >= want) return 0;
         if (until_us > 0) {
             const int64_t wait_us = until_us - now_us();
             if (wait_us <= 0) return 0;
-            deadline = now_ms() + p->timeout_ms;   /* waiting on the clock is progress */
-            if (wait_us / 1000 + 1 < p->timeout_ms) deadline = now_ms() + wait_us / 1000 + 1;
+            deadline = now_ms() + p->net.timeout_ms;   /* waiting on the clock is progress */
+            if (wait_us / 1000 + 1 < p->net.timeout_ms) deadline = now_ms() + wait_us / 1000 + 1;
         }
         if (k >= 0 && eof[k]) {
             if (find_abort(p, k) != 0) return -1;
@@ -492,8 +604,8 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
                                         who(k), ctx));
         }
         for (i = 0; i < SNN_NEND; i++) {
-            if (p->fd[i] < 0 || eof[i]) continue;
-            pf[np].fd = p->fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
+            if (p->net.fd[i] < 0 || eof[i]) continue;
+            pf[np].fd = p->net.fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
             ids[np++] = i;
         }
         if (out_fd >= 0) {
@@ -501,7 +613,7 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
             ids[np++] = -1;
         }
         if (busy) {
-            pf[np].fd = p->listen_fd; pf[np].events = POLLIN; pf[np].revents = 0;
+            pf[np].fd = p->net.listen_fd; pf[np].events = POLLIN; pf[np].revents = 0;
             ids[np++] = -2;
         }
         left = deadline - now_ms();
@@ -511,7 +623,7 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
             drain_now(p);
             if (find_abort(p, -1) != 0) return -1;
             return snn_fail(p, SNN_ERR_TIMEOUT, "no progress for %d s (waiting for %s)",
-                            p->timeout_ms / 1000, ctx);
+                            p->net.timeout_ms / 1000, ctx);
         }
         rc = poll(pf, (nfds_t)np, (int)(left > 1000000 ? 1000000 : left));
         if (rc < 0) {
@@ -531,7 +643,7 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
                 long got = inbox_fill(p, ids[i]);
                 if (got == -1) return -1;
                 if (got == -2) eof[ids[i]] = 1;
-                if (got > 0 && ids[i] == k) deadline = now_ms() + p->timeout_ms;
+                if (got > 0 && ids[i] == k) deadline = now_ms() + p->net.timeout_ms;
             }
         }
     }
@@ -541,11 +653,11 @@ static int pump(snn_party *p, int k, size_t want, int out_fd, int64_t until_us, 
 static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, const char *ctx)
 {
     while (n > 0) {
-        ssize_t w = send(p->fd[k], buf, n, MSG_NOSIGNAL);
+        ssize_t w = send(p->net.fd[k], buf, n, MSG_NOSIGNAL);
         if (w > 0) { buf += w; n -= (size_t)w; continue; }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (pump(p, -1, 0, p->fd[k], 0, ctx) != 0) return -1;
+            if (pump(p, -1, 0, p->net.fd[k], 0, ctx) != 0) return -1;
             continue;
         }
         if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) {
@@ -558,7 +670,7 @@ static int write_all(snn_party *p, int k, const unsigned char *buf, size_t n, co
     return 0;
 }
 
-/* ==== Aborts and stalls: a party that stops tells its peers why ========= */
+/* ==== 6. Aborts and stalls: a party that stops tells its peers why ====== */
 
 /*
  * Two control frames, outside the protocols and never counted, sealed like
@@ -622,7 +734,7 @@ static void send_abort(snn_party *p)
     if (strncmp(why, who(p->id), 2) == 0 && why[2] == ':' && why[3] == ' ') why += 4;
     snprintf(msg, sizeof msg, "stopped: %s", why);
     for (k = 0; k < SNN_NEND; k++)
-        if (k != p->id && p->fd[k] >= 0) write_ctl(p->fd[k], &p->chan[k], p->id, CTL_ABORT, &about, 1, msg);
+        if (k != p->id && p->net.fd[k] >= 0) write_ctl(p->net.fd[k], &p->net.chan[k], p->id, CTL_ABORT, &about, 1, msg);
 }
 
 /* The printable text of n payload bytes at b. */
@@ -658,8 +770,8 @@ static void scan_ctl(const snn_party *p, ctl_scan *s)
 {
     int k;
     for (k = 0; k < SNN_NEND; k++) {
-        const snn_inbox *b = &p->in[k];
-        const snn_channel *ch = &p->chan[k];
+        const snn_inbox *b = &p->net.in[k];
+        const snn_channel *ch = &p->net.chan[k];
         uint64_t number = ch->rx_count;
         size_t off = 0;
         s->waits[k] = s->alen[k] = -1;
@@ -736,8 +848,8 @@ static void drain_now(snn_party *p)
     int k;
     for (k = 0; k < SNN_NEND; k++) {
         struct pollfd pf;
-        if (p->fd[k] < 0) continue;
-        pf.fd = p->fd[k]; pf.events = POLLIN; pf.revents = 0;
+        if (p->net.fd[k] < 0) continue;
+        pf.fd = p->net.fd[k]; pf.events = POLLIN; pf.revents = 0;
         while (poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN) && inbox_fill(p, k) > 0) {}
     }
 }
@@ -750,7 +862,7 @@ static void drain_now(snn_party *p)
  */
 static int stalled(snn_party *p, int k, const char *ctx)
 {
-    int grace = p->timeout_ms / 4 < 2000 ? p->timeout_ms / 4 : 2000;
+    int grace = p->net.timeout_ms / 4 < 2000 ? p->net.timeout_ms / 4 : 2000;
     int64_t end = now_ms() + grace;
     int eof[SNN_NEND] = { 0 }, seen[SNN_NEND] = { 0 }, j, i;
     unsigned char wk = (unsigned char)k;
@@ -758,7 +870,7 @@ static int stalled(snn_party *p, int k, const char *ctx)
     ctl_scan s;
 
     for (j = 0; j < SNN_NEND; j++)
-        if (j != p->id && p->fd[j] >= 0) write_ctl(p->fd[j], &p->chan[j], p->id, CTL_STALLED, &wk, 1, ctx);
+        if (j != p->id && p->net.fd[j] >= 0) write_ctl(p->net.fd[j], &p->net.chan[j], p->id, CTL_STALLED, &wk, 1, ctx);
     drain_now(p);
     for (;;) {
         struct pollfd pf[SNN_NEND];
@@ -768,8 +880,8 @@ static int stalled(snn_party *p, int k, const char *ctx)
         for (j = 0; j < SNN_NEND; j++)
             if (s.alen[j] >= 0 && s.waits[j] < 0) return peer_aborted(p, j, s.abort[j], (size_t)s.alen[j]);
         for (i = 0; i < SNN_NEND; i++) {
-            if (p->fd[i] < 0 || eof[i]) continue;
-            pf[np].fd = p->fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
+            if (p->net.fd[i] < 0 || eof[i]) continue;
+            pf[np].fd = p->net.fd[i]; pf[np].events = POLLIN; pf[np].revents = 0;
             ids[np++] = i;
         }
         if (left <= 0 || np == 0) break;
@@ -792,7 +904,7 @@ static int stalled(snn_party *p, int k, const char *ctx)
     }
     (void)blame(p, j >= 0 && j < SNN_NEND && !seen[j] ? j : k, 0);
     return snn_fail(p, SNN_ERR_TIMEOUT, "no progress for %d s (waiting for %s%s)",
-                    p->timeout_ms / 1000, ctx, chain);
+                    p->net.timeout_ms / 1000, ctx, chain);
 }
 
 #define BUSY_TEXT "is busy: it serves another owner's job (try again when that job ends)"
@@ -805,7 +917,7 @@ static void refuse_busy(snn_party *p)
     const unsigned char none = 255;
     unsigned char hello[64];
     struct pollfd pf;
-    int fd = accept(p->listen_fd, NULL, NULL);
+    int fd = accept(p->net.listen_fd, NULL, NULL);
     if (fd < 0) return;
     pf.fd = fd; pf.events = POLLIN; pf.revents = 0;
     if (poll(&pf, 1, 200) == 1) (void)recv(fd, hello, sizeof hello, MSG_DONTWAIT);
@@ -813,7 +925,7 @@ static void refuse_busy(snn_party *p)
     close(fd);
 }
 
-/* ==== The channel's cryptography: Poly1305, ChaCha20-Poly1305 [RFC8439] === */
+/* ==== 7. The channel's cryptography: Poly1305, ChaCha20-Poly1305 [RFC8439] */
 
 /*
  * Everything a protected channel needs, written out here beside the frames
@@ -979,7 +1091,7 @@ static void chacha_block_bytes(uint8_t out[64], const uint32_t kw[8], uint32_t c
 }
 
 /* KS_BLOCKS consecutive keystream blocks from `counter` as bytes: the
- * eight-lane block function of securenn.h, the PRG's (a frame is at most
+ * eight-lane block function above, the PRG's (a frame is at most
  * 2^26 blocks, so the 32-bit counter never wraps into the nonce). */
 #define KS_BLOCKS SNN_PRG_BLOCKS
 #define KS_BYTES  (64 * KS_BLOCKS)
@@ -1116,7 +1228,36 @@ void snn_channel_kdf(uint8_t out[32], const uint8_t psk[32], int from, int to,
     snn_wipe(kw, sizeof kw);
 }
 
-/* ==== The choke point: every frame is sent and received here ============= */
+/* ==== 8. WAN emulation (snn_set_wan; off unless set) ==================== */
+
+void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s)
+{
+    memset(&p->net.wan, 0, sizeof p->net.wan);
+    p->net.wan.latency_us = (int64_t)latency_ms * 1000;
+    p->net.wan.bytes_per_s = (uint64_t)mbytes_per_s * 1000000u;
+}
+
+/*
+ * wan_deliver -- WAN emulation, for the frame of `len` bytes at the head of
+ * the inbox of peer `from`: it crosses the link from that peer once the
+ * link is free after its earlier frames (len / bandwidth), then takes the
+ * latency; the party waits until then, reading every peer meanwhile so
+ * that what arrives is stamped when it arrives.  Time starts when the
+ * frame's first byte was read here: a frame that arrives while this party
+ * computes is stamped when it next reads, so emulated times are upper
+ * bounds of the network's.
+ */
+static int wan_deliver(snn_party *p, int from, size_t len, const char *ctx)
+{
+    const snn_inbox *b = &p->net.in[from];
+    int64_t t0 = b->narr > 0 ? b->arr_us[0] : now_us(), done;
+    int64_t tx = p->net.wan.bytes_per_s ? (int64_t)((double)len * 1e6 / (double)p->net.wan.bytes_per_s) : 0;
+    done = (t0 > p->net.wan.link_free_us[from] ? t0 : p->net.wan.link_free_us[from]) + tx;
+    p->net.wan.link_free_us[from] = done;
+    return pump(p, -1, 0, -1, done + p->net.wan.latency_us, ctx);
+}
+
+/* ==== 9. The choke point: what sending and receiving share ============== */
 
 
 
@@ -1128,7 +1269,7 @@ static void describe(char *buf, size_t n, int proto, int step, int kind, size_t 
 
 static int valid_peer(const snn_party *p, int k)
 {
-    return k >= 0 && k < SNN_NEND && k != p->id && p->fd[k] >= 0;
+    return k >= 0 && k < SNN_NEND && k != p->id && p->net.fd[k] >= 0;
 }
 
 static int valid_kind(int kind) { return kind >= 0 && kind < SNN_KIND_COUNT; }
@@ -1150,10 +1291,110 @@ static void frame_nonce(uint8_t nonce[12], uint64_t number)
     snn_store32_le(nonce + 8, (uint32_t)(number >> 32));
 }
 
-/* Test frames exist for the test runner only (p->test_frames). */
+/* Test frames exist for the test runner only (p->net.test_frames). */
 static int test_frame_refused(const snn_party *p, int proto)
 {
-    return proto == SNN_PROTO_TEST && !p->test_frames;
+    return proto == SNN_PROTO_TEST && !p->net.test_frames;
+}
+
+/*
+ * frame_check -- what snn_send and snn_recv both check before a byte
+ * moves: the frame (proto, step, kind) is in the inventory from its sender
+ * to its receiver (sending: this party to peer; else peer to this party),
+ * the peer is connected, count elements fit one frame, and a keyed party's
+ * channel to the peer is sealed (but for the handshake).  ctx describes
+ * the frame for messages; *nbytes gets its payload's size.
+ */
+static int frame_check(snn_party *p, int sending, int peer, int proto, int step, int kind, size_t count,
+                       const char *ctx, size_t *nbytes)
+{
+    const msg_type *t = find_type(proto, step, kind);
+    const int src = sending ? p->id : peer, dst = sending ? peer : p->id;
+    const char *doing = sending ? "sending" : "expecting";
+    size_t esz;
+
+    if (!t || peer < 0 || peer >= SNN_NEND || !(t->from & (1u << src)) || !(t->to & (1u << dst))
+        || test_frame_refused(p, proto)) {
+        if (sending) return snn_fail(p, SNN_ERR_ARG, "%s to %s is not in the message inventory", ctx, who(peer));
+        return snn_fail(p, SNN_ERR_ARG, "%s is not in the message inventory", ctx);
+    }
+    if (!valid_peer(p, peer))
+        return snn_fail(p, SNN_ERR_ARG, "no connection to %s (%s %s)", who(peer), doing, ctx);
+    esz = kind_size[kind];
+    if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
+        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
+    *nbytes = count * esz;
+    if (p->net.keyed && !p->net.chan[peer].sealed && !is_handshake(proto, step, kind))
+        return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (%s %s)", who(peer), doing, ctx);
+    return 0;
+}
+
+/* The frame as the hook sees it (dir 0: sent, 1: received). */
+static void frame_view(snn_frame *fr, int dir, int from, int to, int proto, int step, int kind, uint32_t round,
+                       size_t count, unsigned char *h, size_t nbytes)
+{
+    fr->dir = dir; fr->from = from; fr->to = to; fr->proto = proto; fr->step = step; fr->kind = kind;
+    fr->round = round; fr->count = count; fr->payload = h + HDR_LEN; fr->nbytes = nbytes;
+    fr->header = h; fr->action = SNN_FRAME_SEND;
+}
+
+/* ==== 10. The choke point: sending ===================================== */
+
+/* The 16-byte header of a frame this party sends (format at the top). */
+static void put_header(unsigned char *h, const snn_party *p, int proto, int step, int kind, size_t count)
+{
+    h[0] = 'S'; h[1] = 'N'; h[2] = WIRE_VERSION; h[3] = (unsigned char)p->id;
+    h[4] = (unsigned char)proto; h[5] = (unsigned char)step; h[6] = (unsigned char)kind; h[7] = 0;
+    snn_store32_le(h + 8, p->net.round + 1);             /* Lamport stamp */
+    snn_store32_le(h + 12, (uint32_t)count);
+}
+
+/* count elements of esz bytes as wire bytes, little-endian. */
+static void put_elements(unsigned char *o, const void *x, size_t count, size_t esz)
+{
+    size_t i;
+    if (esz == 8) {
+        const uint64_t *v = x;
+        for (i = 0; i < count; i++) snn_store64_le(o + 8 * i, v[i]);
+    } else if (count) {
+        memcpy(o, x, count * esz);
+    }
+}
+
+/* Writes the frame at f + SEAL_PRE (header and wire payload bytes) to
+ * `to`, sealed if the channel is: f[0..3] then take its sealed length
+ * (frame format at the top).  *total: the bytes written. */
+static int write_frame(snn_party *p, int to, unsigned char *f, size_t wire, const char *ctx, size_t *total)
+{
+    snn_channel *ch = &p->net.chan[to];
+    unsigned char *h = f + SEAL_PRE;
+    if (ch->sealed) {
+        /* [RFC8439 2.8]: aad = the length, nonce = this direction's count */
+        uint8_t nonce[12];
+        snn_store32_le(f, (uint32_t)(HDR_LEN + wire));
+        frame_nonce(nonce, ch->tx_count++);
+        snn_aead_seal(h, h + HDR_LEN + wire, ch->tx_key, nonce, f, SEAL_PRE, h, HDR_LEN + wire);
+        *total = SEAL_PRE + HDR_LEN + wire + SEAL_TAG;
+        return write_all(p, to, f, *total, ctx);
+    }
+    *total = HDR_LEN + wire;
+    return write_all(p, to, h, *total, ctx);
+}
+
+/* Counts a frame sent: total bytes written, nbytes of them its payload. */
+static void count_sent(snn_party *p, int proto, int step, int kind, size_t nbytes, size_t total)
+{
+    snn_stats *st = &p->net.stats;
+    if (is_handshake(proto, step, kind)) {
+        st->channel_bytes += total;
+    } else {
+        st->sent[proto] += nbytes;
+        st->bytes_sent += nbytes;
+        st->header_bytes += HDR_LEN;
+        st->channel_bytes += total - HDR_LEN - nbytes;
+    }
+    st->msgs_sent++;
+    if (p->net.round + 1 > st->rounds) st->rounds = p->net.round + 1;
 }
 
 /*
@@ -1165,90 +1406,43 @@ static int test_frame_refused(const snn_party *p, int proto)
  */
 int snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x, size_t count)
 {
-    const msg_type *t;
-    snn_channel *ch;
     unsigned char *f = NULL, *h;
-    size_t esz, nbytes, i, total = 0, wire;
+    size_t nbytes = 0, total = 0, wire;
     snn_frame fr;
     char ctx[128];
     int rc = -1;
 
     if (p->err) return -1;
-    t = find_type(proto, step, kind);
     if (!valid_kind(kind) || step < 0 || step > 255)
         return snn_fail(p, SNN_ERR_ARG, "bad frame %s step %d kind %d", snn_proto_name(proto), step, kind);
     describe(ctx, sizeof ctx, proto, step, kind, count, p->id);
-    if (!t || !(t->from & (1u << p->id)) || to < 0 || to >= SNN_NEND || !(t->to & (1u << to))
-        || test_frame_refused(p, proto))
-        return snn_fail(p, SNN_ERR_ARG, "%s to %s is not in the message inventory", ctx, who(to));
-    if (!valid_peer(p, to))
-        return snn_fail(p, SNN_ERR_ARG, "no connection to %s (sending %s)", who(to), ctx);
-    esz = kind_size[kind];
-    if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
-        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", ctx);
-    nbytes = count * esz;
-    ch = &p->chan[to];
-    if (p->keyed && !ch->sealed && !is_handshake(proto, step, kind))
-        return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (sending %s)", who(to), ctx);
+    if (frame_check(p, 1, to, proto, step, kind, count, ctx, &nbytes) != 0) return -1;
     f = malloc(SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);
     if (!f) return snn_fail(p, SNN_ERR_NOMEM, "out of memory framing %s", ctx);
     h = f + SEAL_PRE;                            /* the frame; f[0..3]: its sealed length */
+    put_header(h, p, proto, step, kind, count);
+    put_elements(h + HDR_LEN, x, count, kind_size[kind]);
 
-    h[0] = 'S'; h[1] = 'N'; h[2] = WIRE_VERSION; h[3] = (unsigned char)p->id;
-    h[4] = (unsigned char)proto; h[5] = (unsigned char)step; h[6] = (unsigned char)kind; h[7] = 0;
-    snn_store32_le(h + 8, p->round + 1);                 /* Lamport stamp */
-    snn_store32_le(h + 12, (uint32_t)count);
-    if (esz == 8) {
-        const uint64_t *v = x;
-        for (i = 0; i < count; i++) {
-            unsigned char *b = h + HDR_LEN + 8 * i;
-            snn_store64_le(b, v[i]);
-        }
-    } else if (nbytes) {
-        memcpy(h + HDR_LEN, x, nbytes);
-    }
-
-    fr.dir = 0; fr.from = p->id; fr.to = to; fr.proto = proto; fr.step = step; fr.kind = kind;
-    fr.round = p->round + 1; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
-    fr.header = h; fr.action = SNN_FRAME_SEND;
-    if (p->hook) p->hook(p->hook_ctx, p, &fr);
+    frame_view(&fr, 0, p->id, to, proto, step, kind, p->net.round + 1, count, h, nbytes);
+    if (p->net.hook) p->net.hook(p->net.hook_ctx, p, &fr);
     if (fr.action == SNN_FRAME_DROP) { rc = 0; goto cleanup; }
     if (fr.action == SNN_FRAME_CLOSE) {
-        close(p->fd[to]);
-        p->fd[to] = -1;
+        close(p->net.fd[to]);
+        p->net.fd[to] = -1;
         rc = 0;
         goto cleanup;
     }
     wire = fr.nbytes < nbytes ? fr.nbytes : nbytes;     /* a hook may shorten it */
-
-    if (ch->sealed) {
-        /* [RFC8439 2.8]: aad = the length, nonce = this direction's count */
-        uint8_t nonce[12];
-        snn_store32_le(f, (uint32_t)(HDR_LEN + wire));
-        frame_nonce(nonce, ch->tx_count++);
-        snn_aead_seal(h, h + HDR_LEN + wire, ch->tx_key, nonce, f, SEAL_PRE, h, HDR_LEN + wire);
-        total = SEAL_PRE + HDR_LEN + wire + SEAL_TAG;
-        SNN_GUARD(write_all(p, to, f, total, ctx));
-    } else {
-        total = HDR_LEN + wire;
-        SNN_GUARD(write_all(p, to, h, total, ctx));
-    }
-    if (is_handshake(proto, step, kind)) {
-        p->stats.channel_bytes += total;
-    } else {
-        p->stats.sent[proto] += nbytes;
-        p->stats.bytes_sent += nbytes;
-        p->stats.header_bytes += HDR_LEN;
-        p->stats.channel_bytes += total - HDR_LEN - nbytes;
-    }
-    p->stats.msgs_sent++;
-    if (p->round + 1 > p->stats.rounds) p->stats.rounds = p->round + 1;
+    SNN_GUARD(write_frame(p, to, f, wire, ctx, &total));
+    count_sent(p, proto, step, kind, nbytes, total);
     rc = 0;
 cleanup:
     if (f) snn_wipe(f, SEAL_PRE + HDR_LEN + nbytes + SEAL_TAG);   /* it may hold a key (Setup step 1) */
     free(f);
     return rc;
 }
+
+/* ==== 11. The choke point: receiving =================================== */
 
 /*
  * open_sealed -- waits for the next sealed frame from `from` and opens it
@@ -1259,8 +1453,8 @@ cleanup:
  */
 static int open_sealed(snn_party *p, int from, const char *want, size_t max_body, size_t *body)
 {
-    snn_channel *ch = &p->chan[from];
-    snn_inbox *b = &p->in[from];
+    snn_channel *ch = &p->net.chan[from];
+    snn_inbox *b = &p->net.in[from];
     uint8_t nonce[12];
     size_t len;
 
@@ -1284,24 +1478,142 @@ static int open_sealed(snn_party *p, int from, const char *want, size_t max_body
     return 0;
 }
 
-/*
- * wan_deliver -- WAN emulation, for the frame of `len` bytes at the head of
- * the inbox of peer `from`: it crosses the link from that peer once the
- * link is free after its earlier frames (len / bandwidth), then takes the
- * latency; the party waits until then, reading every peer meanwhile so
- * that what arrives is stamped when it arrives.  Time starts when the
- * frame's first byte was read here: a frame that arrives while this party
- * computes is stamped when it next reads, so emulated times are upper
- * bounds of the network's.
- */
-static int wan_deliver(snn_party *p, int from, size_t len, const char *ctx)
+/* Drops the first `used` bytes of an inbox (it is wiped when the party
+ * closes). */
+static void inbox_consume(snn_inbox *b, size_t used)
 {
-    const snn_inbox *b = &p->in[from];
-    int64_t t0 = b->narr > 0 ? b->arr_us[0] : now_us(), done;
-    int64_t tx = p->wan.bytes_per_s ? (int64_t)((double)len * 1e6 / (double)p->wan.bytes_per_s) : 0;
-    done = (t0 > p->wan.link_free_us[from] ? t0 : p->wan.link_free_us[from]) + tx;
-    p->wan.link_free_us[from] = done;
-    return pump(p, -1, 0, -1, done + p->wan.latency_us, ctx);
+    b->len -= used;
+    memmove(b->buf, b->buf + used, b->len);
+    arrival_consume(b, used);
+}
+
+/* Whether header h from `from` is a control frame (Setup step 6, abort,
+ * or 7, stalled) rather than the frame (proto, step) expected. */
+static int is_control(const unsigned char *h, int from, int proto, int step)
+{
+    return h[0] == 'S' && h[1] == 'N' && h[2] == WIRE_VERSION && h[3] == from && h[4] == SNN_PROTO_SETUP
+           && (h[5] == CTL_ABORT || h[5] == CTL_STALLED) && h[6] == SNN_KIND_BYTES
+           && snn_load32_le(h + 12) <= ABORT_MAX && !(proto == SNN_PROTO_SETUP && step == h[5]);
+}
+
+/*
+ * control_frame -- a control frame at offset off of the inbox of `from`:
+ * the peer stopped (or is busy) and says why, an error; or it stalled,
+ * and its abort follows: a notice that it waits for this party, which
+ * waits for it, is an error, any other notice is skipped (1).
+ */
+static int control_frame(snn_party *p, int from, const char *want, size_t off, size_t tail, size_t body)
+{
+    snn_inbox *b = &p->net.in[from];
+    const unsigned char *h = b->buf + off;
+    const size_t n = snn_load32_le(h + 12);
+
+    if (off && body != HDR_LEN + n)
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body));
+    if (!off && pump(p, from, HDR_LEN + n, -1, 0, want) != 0) return -1;
+    h = b->buf + off;
+    if (h[5] == CTL_ABORT) return peer_aborted(p, from, h + HDR_LEN, n);
+    if (n >= 1 && h[HDR_LEN] == p->id) {
+        /* it says it waits for this party, which waits for it */
+        char what[ABORT_MAX + 1];
+        ctl_text(what, h + HDR_LEN + 1, n - 1);
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a notice that %s waits for %s",
+                                       want, who(from), what));
+    }
+    inbox_consume(b, off + HDR_LEN + n + tail);       /* skip the notice */
+    return 1;
+}
+
+/*
+ * next_header -- waits for the header of the next frame from `from` that
+ * is not a skipped notice (see control_frame): afterwards it is at offset
+ * *off of the inbox; *off and *tail are the sealed framing around the
+ * frame (SEAL_PRE, SEAL_TAG; 0 in the clear), *body a sealed frame's
+ * length.  nbytes: the expected payload, the most a sealed frame may hold
+ * (or a control frame's ABORT_MAX).
+ */
+static int next_header(snn_party *p, int from, int proto, int step, size_t nbytes, const char *want,
+                       size_t *off, size_t *tail, size_t *body)
+{
+    int rc;
+    for (;;) {
+        *off = *tail = 0;
+        if (p->net.chan[from].sealed) {
+            if (open_sealed(p, from, want, HDR_LEN + (nbytes > ABORT_MAX ? nbytes : ABORT_MAX), body) != 0)
+                return -1;
+            *off = SEAL_PRE;
+            *tail = SEAL_TAG;
+        } else if (pump(p, from, HDR_LEN, -1, 0, want) != 0) {
+            return -1;
+        }
+        if (!is_control(p->net.in[from].buf + *off, from, proto, step)) return 0;
+        rc = control_frame(p, from, want, *off, *tail, *body);
+        if (rc != 1) return rc;
+    }
+}
+
+/* The header h must be a version-1 frame, and the one expected: sender,
+ * protocol, step, kind and count. */
+static int check_header(snn_party *p, const unsigned char *h, int from, int proto, int step, int kind,
+                        size_t count, const char *want)
+{
+    char got[128];
+    if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
+                                       want, WIRE_VERSION));
+    if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || snn_load32_le(h + 12) != count) {
+        describe(got, sizeof got, h[4], h[5], h[6], snn_load32_le(h + 12), h[3]);
+        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got));
+    }
+    return 0;
+}
+
+/*
+ * get_elements -- count elements of `kind` from the wire bytes e into x,
+ * each checked against its ring (Z_{L-1} < 2^64-1, Z_p < 67, bits 0/1):
+ * one outside is an error naming the frame and the element.
+ */
+static int get_elements(snn_party *p, int from, int kind, void *x, size_t count, const unsigned char *e,
+                        const char *want)
+{
+    size_t i;
+    int range = 1;                 /* check each element's ring */
+#ifdef SNN_TEST_HOOKS
+    range = !SNN_TEST_ON(p, SNN_TEST_RECV_NO_RANGE);                 /* test runner only */
+#endif
+    if (kind_size[kind] == 8) {
+        uint64_t *v = x;
+        for (i = 0; i < count; i++) {
+            v[i] = snn_load64_le(e + 8 * i);
+            if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1 && range)
+                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}",
+                                               want, i));
+        }
+        return 0;
+    }
+    for (i = 0; range && i < count; i++) {
+        if (kind == SNN_KIND_ZP && e[i] >= SNN_P)
+            return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, outside Z_%d", want, i,
+                                           (unsigned)e[i], SNN_P));
+        if (kind == SNN_KIND_BIT && e[i] > 1)
+            return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, not a bit", want, i,
+                                           (unsigned)e[i]));
+    }
+    if (count) memcpy(x, e, count);                /* one byte each */
+    return 0;
+}
+
+/* Counts a frame received: nbytes of payload, its round stamp. */
+static void count_recv(snn_party *p, int proto, int step, int kind, size_t nbytes, uint32_t stamp)
+{
+    snn_stats *st = &p->net.stats;
+    if (!is_handshake(proto, step, kind)) {
+        st->recv[proto] += nbytes;
+        st->bytes_recv += nbytes;
+    }
+    st->msgs_recv++;
+    if (stamp > p->net.round) p->net.round = stamp;
+    if (stamp > st->rounds) st->rounds = stamp;
 }
 
 /*
@@ -1312,127 +1624,38 @@ static int wan_deliver(snn_party *p, int from, size_t len, const char *ctx)
  */
 int snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, size_t count)
 {
-    const msg_type *t;
     snn_inbox *b;
     unsigned char *h;
-    size_t esz, nbytes, i, off = 0, tail = 0, body = 0;
+    size_t nbytes = 0, off = 0, tail = 0, body = 0;
     uint32_t stamp;
     snn_frame fr;
-    char want[128], got[128];
+    char want[128];
 
     if (p->err) return -1;
     if (!valid_kind(kind))
         return snn_fail(p, SNN_ERR_ARG, "bad element kind %d", kind);
     describe(want, sizeof want, proto, step, kind, count, from);
-    t = find_type(proto, step, kind);
-    if (!t || from < 0 || from >= SNN_NEND || !(t->from & (1u << from)) || !(t->to & (1u << p->id))
-        || test_frame_refused(p, proto))
-        return snn_fail(p, SNN_ERR_ARG, "%s is not in the message inventory", want);
-    if (!valid_peer(p, from))
-        return snn_fail(p, SNN_ERR_ARG, "no connection to %s (expecting %s)", who(from), want);
-    esz = kind_size[kind];
-    if (count > UINT32_MAX || count > (INBOX_MAX - SEAL_PRE - HDR_LEN - SEAL_TAG) / esz)
-        return snn_fail(p, SNN_ERR_ARG, "%s: too many elements for one frame", want);
-    nbytes = count * esz;
-    if (p->keyed && !p->chan[from].sealed && !is_handshake(proto, step, kind))
-        return snn_fail(p, SNN_ERR_ARG, "the channel to %s is not sealed (expecting %s)", who(from), want);
-
-    b = &p->in[from];
-next_frame:
-    if (p->chan[from].sealed) {
-        SNN_GUARD(open_sealed(p, from, want, HDR_LEN + (nbytes > ABORT_MAX ? nbytes : ABORT_MAX), &body));
-        off = SEAL_PRE;
-        tail = SEAL_TAG;
-    } else {
-        SNN_GUARD(pump(p, from, HDR_LEN, -1, 0, want));
-    }
+    if (frame_check(p, 0, from, proto, step, kind, count, want, &nbytes) != 0) return -1;
+    b = &p->net.in[from];
+    if (next_header(p, from, proto, step, nbytes, want, &off, &tail, &body) != 0) return -1;
     h = b->buf + off;
-    if (h[0] == 'S' && h[1] == 'N' && h[2] == WIRE_VERSION && h[3] == from && h[4] == SNN_PROTO_SETUP
-        && (h[5] == CTL_ABORT || h[5] == CTL_STALLED) && h[6] == SNN_KIND_BYTES && snn_load32_le(h + 12) <= ABORT_MAX
-        && !(proto == SNN_PROTO_SETUP && step == h[5])) {
-        /* a control frame: the peer stopped (or is busy) and says why; or
-         * it stalled, and its abort follows */
-        size_t n = snn_load32_le(h + 12);
-        if (off && body != HDR_LEN + n)
-            return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body));
-        if (!off) SNN_GUARD(pump(p, from, HDR_LEN + n, -1, 0, want));
-        h = b->buf + off;
-        if (h[5] == CTL_ABORT) return peer_aborted(p, from, h + HDR_LEN, n);
-        if (n >= 1 && h[HDR_LEN] == p->id) {
-            /* it says it waits for this party, which waits for it */
-            char what[ABORT_MAX + 1];
-            ctl_text(what, h + HDR_LEN + 1, n - 1);
-            return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a notice that %s waits for %s",
-                                           want, who(from), what));
-        }
-        b->len -= off + HDR_LEN + n + tail;           /* skip the notice */
-        memmove(b->buf, b->buf + off + HDR_LEN + n + tail, b->len);
-        arrival_consume(b, off + HDR_LEN + n + tail);
-        off = tail = 0;
-        goto next_frame;
-    }
-    if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || h[7] != 0)
-        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got bytes that are not a version-%d frame",
-                                       want, WIRE_VERSION));
-    if (h[3] != from || h[4] != proto || h[5] != step || h[6] != kind || snn_load32_le(h + 12) != count) {
-        describe(got, sizeof got, h[4], h[5], h[6], snn_load32_le(h + 12), h[3]);
-        return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got %s", want, got));
-    }
+    if (check_header(p, h, from, proto, step, kind, count, want) != 0) return -1;
     if (off && body != HDR_LEN + nbytes)
         return blame(p, from, snn_fail(p, SNN_ERR_PROTO, "expected %s, got a sealed frame of %zu bytes", want, body));
     stamp = snn_load32_le(h + 8);
-    if (!off) SNN_GUARD(pump(p, from, HDR_LEN + nbytes, -1, 0, want));
-    if (wan_on(p)) SNN_GUARD(wan_deliver(p, from, off + HDR_LEN + nbytes + tail, want));
+    if (!off && pump(p, from, HDR_LEN + nbytes, -1, 0, want) != 0) return -1;
+    if (wan_on(p) && wan_deliver(p, from, off + HDR_LEN + nbytes + tail, want) != 0) return -1;
     h = b->buf + off;
 
-    fr.dir = 1; fr.from = from; fr.to = p->id; fr.proto = proto; fr.step = step; fr.kind = kind;
-    fr.round = stamp; fr.count = count; fr.payload = h + HDR_LEN; fr.nbytes = nbytes;
-    fr.header = h; fr.action = SNN_FRAME_SEND;
-    if (p->hook) p->hook(p->hook_ctx, p, &fr);
-
-    if (esz == 8) {
-        uint64_t *v = x;
-        for (i = 0; i < count; i++) {
-            const unsigned char *e = h + HDR_LEN + 8 * i;
-            v[i] = snn_load64_le(e);
-            if (kind == SNN_KIND_ZLM1 && v[i] == SNN_LM1 && !SNN_TEST_ON(p, SNN_TEST_RECV_NO_RANGE))
-                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is 2^64-1, outside Z_{L-1}",
-                                               want, i));
-        }
-    } else {
-        const unsigned char *e = h + HDR_LEN;
-        for (i = 0; i < count; i++) {
-            if (SNN_TEST_ON(p, SNN_TEST_RECV_NO_RANGE)) break;         /* test runner only */
-            if (kind == SNN_KIND_ZP && e[i] >= SNN_P)
-                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, outside Z_%d", want, i,
-                                               (unsigned)e[i], SNN_P));
-            if (kind == SNN_KIND_BIT && e[i] > 1)
-                return blame(p, from, snn_fail(p, SNN_ERR_RANGE, "%s: element %zu is %u, not a bit", want, i,
-                                               (unsigned)e[i]));
-        }
-        if (nbytes) memcpy(x, e, nbytes);
-    }
-
-    /* consume the frame (the inbox is wiped when the party closes) */
-    {
-        size_t used = off + HDR_LEN + nbytes + tail;
-        b->len -= used;
-        memmove(b->buf, b->buf + used, b->len);
-        arrival_consume(b, used);
-    }
-    if (!is_handshake(proto, step, kind)) {
-        p->stats.recv[proto] += nbytes;
-        p->stats.bytes_recv += nbytes;
-    }
-    p->stats.msgs_recv++;
-    if (stamp > p->round) p->round = stamp;
-    if (stamp > p->stats.rounds) p->stats.rounds = stamp;
+    frame_view(&fr, 1, from, p->id, proto, step, kind, stamp, count, h, nbytes);
+    if (p->net.hook) p->net.hook(p->net.hook_ctx, p, &fr);
+    if (get_elements(p, from, kind, x, count, h + HDR_LEN, want) != 0) return -1;
+    inbox_consume(b, off + HDR_LEN + nbytes + tail);
+    count_recv(p, proto, step, kind, nbytes, stamp);
     return 0;
-cleanup:
-    return -1;
 }
 
-/* ==== Connecting ======================================================== */
+/* ==== 12. Connecting: addresses and sockets ============================ */
 
 /* Splits "host:port" (IPv6 as "[::1]:7000") into host and port. */
 static int split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn)
@@ -1501,7 +1724,7 @@ static int listen_on(snn_party *p, const char *addr)
         close(fd);
         return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
     }
-    p->listen_fd = fd;
+    p->net.listen_fd = fd;
     return 0;
 }
 
@@ -1531,7 +1754,7 @@ static int try_connect(const struct addrinfo *ai, int64_t deadline, int *err)
     return fd;
 }
 
-/* ==== The channel handshake (Setup steps 0, 4, 5) ======================== */
+/* ==== 13. The channel handshake (Setup steps 0, 4, 5) =================== */
 
 static void put64(unsigned char *b, uint64_t x) { snn_store32_le(b, (uint32_t)x); snn_store32_le(b + 4, (uint32_t)(x >> 32)); }
 static uint64_t get64(const unsigned char *b) { return (uint64_t)snn_load32_le(b) | (uint64_t)snn_load32_le(b + 4) << 32; }
@@ -1540,7 +1763,7 @@ static uint64_t get64(const unsigned char *b) { return (uint64_t)snn_load32_le(b
 static int hello_nonce(snn_party *p, uint8_t nonce[12], int step)
 {
     memset(nonce, 0, 12);
-    if (p->keyed && snn_os_random(nonce, 12) != 0)
+    if (p->net.keyed && snn_os_random(nonce, 12) != 0)
         return snn_fail(p, SNN_ERR_IO, "cannot read the operating system's randomness (Setup step %d)", step);
     return 0;
 }
@@ -1550,13 +1773,13 @@ static int keys_agree(snn_party *p, int k, uint32_t peer_keyed, int step)
 {
     if (peer_keyed > 1)
         return snn_fail(p, SNN_ERR_PROTO, "%s sent a malformed handshake (Setup step %d)", who(k), step);
-    if (p->keyed && !peer_keyed)
+    if (p->net.keyed && !peer_keyed)
         return snn_fail(p, SNN_ERR_PROTO, "%s has no channel keys and this party will not run in the clear: "
                         "start every party with --keys (Setup step %d)", who(k), step);
-    if (!p->keyed && peer_keyed)
+    if (!p->net.keyed && peer_keyed)
         return snn_fail(p, SNN_ERR_PROTO, "%s requires sealed channels and this party has no keys: "
                         "start it with --keys (Setup step %d)", who(k), step);
-    if (p->keyed && !p->chan[k].have_psk)
+    if (p->net.keyed && !p->net.chan[k].have_psk)
         return snn_fail(p, SNN_ERR_ARG, "no key for the pair with %s (Setup step %d)", who(k), step);
     return 0;
 }
@@ -1569,7 +1792,7 @@ static int keys_agree(snn_party *p, int k, uint32_t peer_keyed, int step)
  */
 static int seal_channel(snn_party *p, int k, const uint8_t n_init[12], const uint8_t n_resp[12], int initiator)
 {
-    snn_channel *ch = &p->chan[k];
+    snn_channel *ch = &p->net.chan[k];
     uint64_t cfg = CONFIG_WORD, got = 0;
     snn_channel_kdf(ch->tx_key, ch->psk, p->id, k, n_init, n_resp);
     snn_channel_kdf(ch->rx_key, ch->psk, k, p->id, n_init, n_resp);
@@ -1595,12 +1818,12 @@ static int handshake_initiate(snn_party *p, int k)
     uint8_t hello[HELLO_LEN], reply[REPLY_LEN];
     int rc = -1;
     put64(hello, CONFIG_WORD);
-    snn_store32_le(hello + 8, (uint32_t)(p->keyed != 0));
+    snn_store32_le(hello + 8, (uint32_t)(p->net.keyed != 0));
     SNN_GUARD(hello_nonce(p, hello + 12, 0));
     SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN));
     SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 4, SNN_KIND_BYTES, reply, REPLY_LEN));
     SNN_GUARD(keys_agree(p, k, snn_load32_le(reply), 4));
-    if (p->keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 1));
+    if (p->net.keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 1));
     rc = 0;
 cleanup:
     snn_wipe(hello, sizeof hello);
@@ -1617,18 +1840,18 @@ static int handshake_respond(snn_party *p, int k, const uint8_t hello[HELLO_LEN]
     if (get64(hello) != CONFIG_WORD)
         return snn_fail(p, SNN_ERR_PROTO, "%s runs another configuration (Setup step 0: %016llx, mine %016llx)",
                         who(k), (unsigned long long)get64(hello), (unsigned long long)CONFIG_WORD);
-    snn_store32_le(reply, (uint32_t)(p->keyed != 0));
+    snn_store32_le(reply, (uint32_t)(p->net.keyed != 0));
     SNN_GUARD(hello_nonce(p, reply + 4, 4));
     SNN_GUARD(snn_send(p, k, SNN_PROTO_SETUP, 4, SNN_KIND_BYTES, reply, REPLY_LEN));
     SNN_GUARD(keys_agree(p, k, snn_load32_le(hello + 8), 0));
-    if (p->keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 0));
+    if (p->net.keyed) SNN_GUARD(seal_channel(p, k, hello + 12, reply + 4, 0));
     rc = 0;
 cleanup:
     snn_wipe(reply, sizeof reply);
     return rc;
 }
 
-/* ==== The policy without keys: loopback only, unless --insecure ========== */
+/* ==== 14. The policy without keys: loopback only, unless --insecure ===== */
 
 int snn_is_loopback(const void *sockaddr)
 {
@@ -1652,18 +1875,20 @@ int snn_is_loopback(const void *sockaddr)
  * sealed), without keys only on loopback or with --insecure. */
 static int policy_allows(const snn_party *p, const struct sockaddr *sa)
 {
-    return p->keyed || p->insecure || snn_is_loopback(sa);
+    return p->net.keyed || p->net.insecure || snn_is_loopback(sa);
 }
 
 #define POLICY_HINT "not a loopback address, and without keys the channel would be in the clear " \
                     "(give every party --keys DIR, or --insecure)"
+
+/* ==== 15. The mesh and the owner: connecting, listening, accepting ===== */
 
 /* Connects to peer k at addr, retrying until the timeout, then runs the
  * handshake.  Without keys, an address off loopback is refused first. */
 static int connect_to(snn_party *p, int k, const char *addr)
 {
     struct addrinfo *res, *ai;
-    int64_t deadline = now_ms() + p->timeout_ms;
+    int64_t deadline = now_ms() + p->net.timeout_ms;
     int fd = -1, err = 0;
 
     if (resolve(p, addr, 0, &res) != 0) return -1;
@@ -1680,9 +1905,9 @@ static int connect_to(snn_party *p, int k, const char *addr)
     freeaddrinfo(res);
     if (fd < 0)
         return snn_fail(p, SNN_ERR_TIMEOUT, "cannot connect to %s at %s within %d s: %s",
-                        who(k), addr, p->timeout_ms / 1000, strerror(err));
+                        who(k), addr, p->net.timeout_ms / 1000, strerror(err));
     tune_socket(fd);
-    p->fd[k] = fd;
+    p->net.fd[k] = fd;
     return handshake_initiate(p, k);
 }
 
@@ -1690,7 +1915,7 @@ static int connect_to(snn_party *p, int k, const char *addr)
  * opening -- a connection just accepted on fd (from sa) must open as an
  * expected peer: a version-1 hello whose sender is one of `allowed` and
  * not yet connected, the policy (without keys: loopback only), and the
- * handshake, all within OPENING_MS (or p->timeout_ms if shorter).  0: the
+ * handshake, all within OPENING_MS (or p->net.timeout_ms if shorter).  0: the
  * peer is connected.  1: a stray, closed, with why it was refused in
  * `why`; the party is as it was before (no error, no counts, no round).
  * A second owner while this server has one is told that it is busy.
@@ -1698,9 +1923,9 @@ static int connect_to(snn_party *p, int k, const char *addr)
 static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, socklen_t sl, unsigned allowed,
                    char *why, size_t wn)
 {
-    const int saved_timeout = p->timeout_ms;
-    const uint32_t saved_round = p->round;
-    const snn_stats saved_stats = p->stats;
+    const int saved_timeout = p->net.timeout_ms;
+    const uint32_t saved_round = p->net.round;
+    const snn_stats saved_stats = p->net.stats;
     int64_t deadline;
     unsigned char h[HDR_LEN];
     uint8_t hello[HELLO_LEN];
@@ -1713,7 +1938,7 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         return 1;
     }
     tune_socket(fd);
-    deadline = now_ms() + (p->timeout_ms < OPENING_MS ? p->timeout_ms : OPENING_MS);
+    deadline = now_ms() + (p->net.timeout_ms < OPENING_MS ? p->net.timeout_ms : OPENING_MS);
     /* The hello's header says who this is */
     while (got < HDR_LEN) {
         struct pollfd pf;
@@ -1739,7 +1964,7 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         }
     }
     k = h[3];
-    if (h[0] == 'S' && h[1] == 'N' && k == SNN_CLIENT && p->fd[k] >= 0 && p->id < SNN_NPARTY) {
+    if (h[0] == 'S' && h[1] == 'N' && k == SNN_CLIENT && p->net.fd[k] >= 0 && p->id < SNN_NPARTY) {
         const unsigned char none = 255;
         write_ctl(fd, NULL, p->id, CTL_ABORT, &none, 1, BUSY_TEXT);
         snprintf(why, wn, "a second owner, told that this server is busy");
@@ -1747,7 +1972,7 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         return 1;
     }
     if (h[0] != 'S' || h[1] != 'N' || h[2] != WIRE_VERSION || k >= SNN_NEND || !(allowed & (1u << k))
-        || p->fd[k] >= 0) {
+        || p->net.fd[k] >= 0) {
         snprintf(why, wn, "not a SecureNN hello from an expected peer");
         close(fd);
         return 1;
@@ -1760,16 +1985,16 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         close(fd);
         return 1;
     }
-    p->fd[k] = fd;
-    p->timeout_ms = (int)(deadline - now_ms() > 1 ? deadline - now_ms() : 1);
+    p->net.fd[k] = fd;
+    p->net.timeout_ms = (int)(deadline - now_ms() > 1 ? deadline - now_ms() : 1);
     rc = inbox_reserve(p, k, HDR_LEN);
     if (rc == 0) {
-        memcpy(p->in[k].buf, h, HDR_LEN);
-        p->in[k].len = HDR_LEN;
+        memcpy(p->net.in[k].buf, h, HDR_LEN);
+        p->net.in[k].len = HDR_LEN;
         rc = snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN);
     }
     if (rc == 0) rc = handshake_respond(p, k, hello);
-    p->timeout_ms = saved_timeout;
+    p->net.timeout_ms = saved_timeout;
     snn_wipe(hello, sizeof hello);
     if (rc == 0) return 0;
     /* A stray that claimed to be k: closed, and every trace of it undone */
@@ -1779,12 +2004,12 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
         snprintf(why, wn, "%s", m);
     }
     close(fd);
-    p->fd[k] = -1;
-    if (p->in[k].buf) snn_wipe(p->in[k].buf, p->in[k].cap);
-    p->in[k].len = 0;
-    p->in[k].narr = 0;
+    p->net.fd[k] = -1;
+    if (p->net.in[k].buf) snn_wipe(p->net.in[k].buf, p->net.in[k].cap);
+    p->net.in[k].len = 0;
+    p->net.in[k].narr = 0;
     {
-        snn_channel *ch = &p->chan[k];
+        snn_channel *ch = &p->net.chan[k];
         snn_wipe(ch->tx_key, sizeof ch->tx_key);
         snn_wipe(ch->rx_key, sizeof ch->rx_key);
         ch->tx_count = ch->rx_count = 0;
@@ -1793,8 +2018,8 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
     p->err = SNN_OK;
     p->err_from = -1;
     p->errmsg[0] = '\0';
-    p->round = saved_round;
-    p->stats = saved_stats;
+    p->net.round = saved_round;
+    p->net.stats = saved_stats;
     return 1;
 }
 
@@ -1827,10 +2052,10 @@ static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *a
             if (wait_ms > 0 && left <= 0)
                 return snn_fail(p, SNN_ERR_TIMEOUT, "%s never connected within %d s (Setup step 0)%s%s", awaited,
                                 wait_ms / 1000, last[0] ? "; the last connection refused: " : "", last);
-            pf[np].fd = p->listen_fd; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = -1;
+            pf[np].fd = p->net.listen_fd; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = -1;
             for (k = 0; k < SNN_NPARTY; k++)
-                if (k != p->id && p->fd[k] >= 0) {
-                    pf[np].fd = p->fd[k]; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = k;
+                if (k != p->id && p->net.fd[k] >= 0) {
+                    pf[np].fd = p->net.fd[k]; pf[np].events = POLLIN; pf[np].revents = 0; ids[np++] = k;
                 }
             if (poll(pf, (nfds_t)np, wait_ms > 0 ? (int)(left < 1000000 ? left : 1000000) : 1000000) < 0) {
                 if (errno == EINTR) continue;
@@ -1854,7 +2079,7 @@ static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *a
             }
             if (!(pf[0].revents & POLLIN)) continue;
             sl = sizeof sa;
-            fd = accept(p->listen_fd, (struct sockaddr *)&sa, &sl);
+            fd = accept(p->net.listen_fd, (struct sockaddr *)&sa, &sl);
             if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 return snn_fail(p, SNN_ERR_IO, "accept: %s", strerror(errno));
         }
@@ -1880,7 +2105,7 @@ int snn_listen(snn_party *p, const char *addr)
 {
     if (p->err) return -1;
     if (p->id < 0 || p->id >= SNN_NPARTY) return snn_fail(p, SNN_ERR_ARG, "party id must be 0, 1 or 2");
-    if (p->listen_fd >= 0) return 0;
+    if (p->net.listen_fd >= 0) return 0;
     return listen_on(p, addr);
 }
 
@@ -1898,14 +2123,14 @@ int snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY])
         unsigned want = 0;
         char missing[32] = "";
         for (k = p->id + 1; k < SNN_NPARTY; k++)
-            if (p->fd[k] < 0) {
+            if (p->net.fd[k] < 0) {
                 want |= 1u << k;
                 snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
                          missing[0] ? " and " : "", who(k));   /* name the parties still missing */
             }
         if (!want) break;
-        if (p->fd[SNN_CLIENT] < 0) want |= 1u << SNN_CLIENT;
-        SNN_GUARD(accept_one(p, want, p->timeout_ms, missing, &strays, last));
+        if (p->net.fd[SNN_CLIENT] < 0) want |= 1u << SNN_CLIENT;
+        SNN_GUARD(accept_one(p, want, p->net.timeout_ms, missing, &strays, last));
     }
     return 0;
 cleanup:
@@ -1924,7 +2149,7 @@ cleanup:
 
 int snn_accept_client(snn_party *p)
 {
-    return snn_accept_owner(p, p->timeout_ms);
+    return snn_accept_owner(p, p->net.timeout_ms);
 }
 
 int snn_accept_owner(snn_party *p, int wait_ms)
@@ -1932,8 +2157,8 @@ int snn_accept_owner(snn_party *p, int wait_ms)
     char last[STRAY_WHY] = "";
     int strays = 0;
     if (p->err) return -1;
-    if (p->fd[SNN_CLIENT] >= 0) return 0;       /* it connected during the mesh setup */
-    if (p->listen_fd < 0) return snn_fail(p, SNN_ERR_ARG, "not listening for the owner");
+    if (p->net.fd[SNN_CLIENT] >= 0) return 0;       /* it connected during the mesh setup */
+    if (p->net.listen_fd < 0) return snn_fail(p, SNN_ERR_ARG, "not listening for the owner");
     return accept_one(p, 1u << SNN_CLIENT, wait_ms, "the owner", &strays, last);
 }
 
@@ -1945,14 +2170,14 @@ int snn_connect_fds(snn_party *p, const int fd[SNN_NEND])
     for (k = 0; k < SNN_NEND; k++) {
         if (k == p->id || fd[k] < 0) continue;
         if (set_nonblock(fd[k]) != 0) return snn_fail(p, SNN_ERR_IO, "fcntl: %s", strerror(errno));
-        p->fd[k] = fd[k];
+        p->net.fd[k] = fd[k];
     }
-    if (!p->keyed) return 0;
+    if (!p->net.keyed) return 0;
     /* as over TCP: greet every lower id, then answer every higher one */
     for (k = 0; k < p->id; k++)
-        if (p->fd[k] >= 0) SNN_GUARD(handshake_initiate(p, k));
+        if (p->net.fd[k] >= 0) SNN_GUARD(handshake_initiate(p, k));
     for (k = p->id + 1; k < SNN_NEND; k++) {
-        if (p->fd[k] < 0) continue;
+        if (p->net.fd[k] < 0) continue;
         SNN_GUARD(snn_recv(p, k, SNN_PROTO_SETUP, 0, SNN_KIND_BYTES, hello, HELLO_LEN));
         SNN_GUARD(handshake_respond(p, k, hello));
     }
@@ -1990,7 +2215,7 @@ void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep)
             if (i != keep && fds[i][k] >= 0) { close(fds[i][k]); fds[i][k] = -1; }
 }
 
-/* ==== Operating-system randomness and wiping ============================ */
+/* ==== 16. Operating-system randomness and wiping ======================== */
 
 /*
  * snn_os_random -- n bytes from the operating system's randomness source
@@ -2040,7 +2265,7 @@ void snn_free_wiped(void *buf, size_t n)
     free(buf);
 }
 
-/* ==== Channel keys: files made by keygen, loaded by --keys ================ */
+/* ==== 17. Channel keys: files made by keygen, loaded by --keys ========== */
 
 const char *snn_key_file(int a, int b)
 {
@@ -2183,7 +2408,7 @@ cleanup:
 void snn_set_channel_key(snn_party *p, int peer, const uint8_t key[32])
 {
     if (peer < 0 || peer >= SNN_NEND || peer == p->id) return;
-    memcpy(p->chan[peer].psk, key, 32);
-    p->chan[peer].have_psk = 1;
-    p->keyed = 1;
+    memcpy(p->net.chan[peer].psk, key, 32);
+    p->net.chan[peer].have_psk = 1;
+    p->net.keyed = 1;
 }

@@ -2431,9 +2431,9 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
     B = 0;
     if (p->err) return -1;
     if (snn_job_check(&job, msg, sizeof msg) != 0) return snn_fail(p, SNN_ERR_ARG, "%s", msg);
-    tr.c = 0; tr.prev = p->hook; tr.prev_ctx = p->hook_ctx;
-    p->hook = traffic_hook;
-    p->hook_ctx = &tr;
+    tr.c = 0; tr.prev = p->net.hook; tr.prev_ctx = p->net.hook_ctx;
+    p->net.hook = traffic_hook;
+    p->net.hook_ctx = &tr;
     hooked = 1;
     snn_net_init(&net, (int)job.net);
     B = job.batch;
@@ -2483,7 +2483,7 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
     }
     rc = 0;
 cleanup:
-    if (hooked) { p->hook = tr.prev; p->hook_ctx = tr.prev_ctx; }
+    if (hooked) { p->net.hook = tr.prev; p->net.hook_ctx = tr.prev_ctx; }
     snn_nn_state_free(&s);
     nn_free(param, net.nparam);
     nn_free(x, B * SNN_NN_IN);
@@ -2672,7 +2672,7 @@ cleanup:
 /*
  * A transcript is what one party sees: every frame it sends or receives,
  * with the randomness it drew before each, and totals per protocol.  It is
- * written by a frame hook (snn_party.hook, called by net.c's choke point
+ * written by a frame hook (snn_party.net.hook, called by net.c's choke point
  * for every frame) that only reads: the frame, and the positions of the
  * party's ChaCha20 streams.  So a run with a transcript computes and sends
  * exactly what it does without one (test transcript_same).
@@ -2824,10 +2824,10 @@ int snn_transcript_open(snn_transcript *t, snn_party *p, const char *path, int a
     t->p = p;
     tr_positions(p, t->pos);
     fprintf(t->f, "# SecureNN transcript of %s, format 1 (see nn.c, section 15)\n", snn_endpoint_name(p->id));
-    t->prev = p->hook;
-    t->prev_ctx = p->hook_ctx;
-    p->hook = tr_hook;
-    p->hook_ctx = t;
+    t->prev = p->net.hook;
+    t->prev_ctx = p->net.hook_ctx;
+    p->net.hook = tr_hook;
+    p->net.hook_ctx = t;
     return 0;
 }
 
@@ -2837,9 +2837,9 @@ int snn_transcript_close(snn_transcript *t, char *err, size_t errlen)
     snn_tr_sum all;
     int k, rc = 0;
     if (!t->f) return 0;
-    if (t->p->hook == tr_hook && t->p->hook_ctx == t) {
-        t->p->hook = t->prev;
-        t->p->hook_ctx = t->prev_ctx;
+    if (t->p->net.hook == tr_hook && t->p->net.hook_ctx == t) {
+        t->p->net.hook = t->prev;
+        t->p->net.hook_ctx = t->prev_ctx;
     }
     tr_end_call(t);
     memset(&all, 0, sizeof all);
@@ -3458,16 +3458,16 @@ static void party_summary(const snn_party *p, double secs)
     char b1[32], b2[32], line[1024];
     size_t len = 0;
     int k;
-    fmt_bytes(b1, sizeof b1, (double)p->stats.bytes_sent);
-    fmt_bytes(b2, sizeof b2, (double)p->stats.bytes_recv);
+    fmt_bytes(b1, sizeof b1, (double)p->net.stats.bytes_sent);
+    fmt_bytes(b2, sizeof b2, (double)p->net.stats.bytes_recv);
     printf("%s: job done in %.1f s: sent %s, received %s in %u rounds (%llu frames sent, %llu received)\n",
-           snn_endpoint_name(p->id), secs, b1, b2, (unsigned)p->stats.rounds,
-           (unsigned long long)p->stats.msgs_sent, (unsigned long long)p->stats.msgs_recv);
+           snn_endpoint_name(p->id), secs, b1, b2, (unsigned)p->net.stats.rounds,
+           (unsigned long long)p->net.stats.msgs_sent, (unsigned long long)p->net.stats.msgs_recv);
     line[0] = '\0';
     for (k = 0; k < SNN_PROTO_COUNT && len < sizeof line; k++) {
-        if (!p->stats.sent[k] && !p->stats.recv[k]) continue;
-        fmt_bytes(b1, sizeof b1, (double)p->stats.sent[k]);
-        fmt_bytes(b2, sizeof b2, (double)p->stats.recv[k]);
+        if (!p->net.stats.sent[k] && !p->net.stats.recv[k]) continue;
+        fmt_bytes(b1, sizeof b1, (double)p->net.stats.sent[k]);
+        fmt_bytes(b2, sizeof b2, (double)p->net.stats.recv[k]);
         len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %s/%s", len ? ", " : "",
                                 snn_proto_name(k), b1, b2);
     }
@@ -3559,7 +3559,7 @@ static int channel_setup(snn_party *p, const opts *o)
 {
     if (o->given & OPT_KEYS) return snn_load_keys(p, o->keys);
     if (o->given & OPT_INSECURE) {
-        p->insecure = 1;
+        p->net.insecure = 1;
         PERR("%s: --insecure: channels are neither encrypted nor authenticated, and peers off loopback "
              "are allowed", snn_endpoint_name(p->id));
     }
@@ -4068,7 +4068,7 @@ static int owner_run(const opts *o, const snn_job *job, snn_owner_io *io, double
         io->infer_progress = NULL;
         io->ctx = NULL;
     }
-    if (owner_bytes) *owner_bytes = own.stats.bytes_sent + own.stats.bytes_recv;
+    if (owner_bytes) *owner_bytes = own.net.stats.bytes_sent + own.net.stats.bytes_recv;
     if (transcript_end(&tr) != 0) rc = -1;
     snn_party_close(&own);
     return rc;
@@ -4868,8 +4868,8 @@ static int bench_party(int id, const opts *o, const bench_item *it, unsigned rep
         /* a tick per repetition: the launcher's wait is bounded per repetition */
         (void)(write(out_fd, "t", 1) == 1);
         if (r == 0) continue;
-        if (r == 1) rec->stats = p.stats;
-        else if (p.stats.bytes_sent != rec->stats.bytes_sent || p.stats.rounds != rec->stats.rounds)
+        if (r == 1) rec->stats = p.net.stats;
+        else if (p.net.stats.bytes_sent != rec->stats.bytes_sent || p.net.stats.rounds != rec->stats.rounds)
             rec->same_stats = 0;
     }
     rec->reps = reps;
@@ -5444,8 +5444,8 @@ static int ex_party(snn_party *p, ex_run *run, ex_report *rep)
     memset(y, 0, sizeof y);
     memset(z, 0, sizeof z);
     memset(bp, 0, sizeof bp);
-    p->hook = ex_hook;
-    p->hook_ctx = rep;
+    p->net.hook = ex_hook;
+    p->net.hook_ctx = rep;
     switch (run->x->proto) {
     case SNN_PROTO_MATMUL:
         rc = snn_matmul(p, Y, A, B, 1, n, 1, 0, 0);
@@ -5491,8 +5491,8 @@ static int ex_party(snn_party *p, ex_run *run, ex_report *rep)
         rep->nout = run->k;
         break;
     }
-    p->hook = NULL;
-    p->hook_ctx = NULL;
+    p->net.hook = NULL;
+    p->net.hook_ctx = NULL;
     memcpy(rep->out, y, rep->nout * sizeof *y);
     snn_wipe(y, sizeof y);
     return rc;

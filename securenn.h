@@ -6,17 +6,22 @@
  * Algorithm, table and section numbers follow SPEC.md, which this
  * project cites as its specification.
  *
- * Sections:
+ * Part I, the library a reader of the paper needs:
  *   1. Parameters and compile-time checks
  *   2. Errors, protocol ids, wire element kinds
  *   3. Rings: Z_L (L = 2^64), Z_{L-1}, Z_p (p = 67), fixed point (f = 13)
  *   4. ChaCha20 PRG [RFC8439]                                   (securenn.c)
- *   5. The party context                                         (net.c)
- *   6. Network: connection, the message choke point, counters,
- *      operating-system randomness, wiping                       (net.c)
- *   7. Sharing, reconstruction and the protocols of [SNN]        (securenn.c)
- *   8. MNIST data in IDX format                                  (mnist.c)
- *   9. Layers, networks, training and inference                  (nn.c)
+ *   5. The party and its errors
+ *   6. Pairwise keys, sharing and the protocols of [SNN]         (securenn.c)
+ *   7. Layers, networks and training                             (nn.c)
+ * Part II, running it:
+ *   8. Bytes and sizes: the one definition of each
+ *   9. The party's definition and its transport state
+ *  10. Network: connecting, channels and keys, the message choke point,
+ *      counters, operating-system randomness, wiping             (net.c)
+ *  11. MNIST data in IDX format                                  (mnist.c)
+ *  12. Files, training and inference runs, jobs, transcripts     (nn.c)
+ *  13. For the test runner only: test hooks
  *
  * Conventions: every function that talks to peers takes the party first,
  * then outputs, then inputs, then counts.  It returns 0, or -1 with the
@@ -29,6 +34,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+
+/* ######################################################################## */
+/* ##  Part I: the library a reader of the paper needs                   ## */
+/* ######################################################################## */
 
 /* ==== 1. Parameters ==================================================== */
 
@@ -150,53 +160,6 @@ static inline uint64_t snn_sar(uint64_t x, unsigned d)
     return (x >> d) | (sign & ~(SNN_LM1 >> d));  /* d = 0: ~SNN_LM1 = 0 */
 }
 
-/* ---- Bytes and sizes: the one definition of each, used by every file ---- */
-
-/* Little-endian loads and stores: the byte order of frames, model files,
- * job blocks and ChaCha20 keys, whatever the host's. */
-static inline uint32_t snn_load16_le(const uint8_t *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8;
-}
-static inline uint32_t snn_load32_le(const uint8_t *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-static inline void snn_store32_le(uint8_t *b, uint32_t x)
-{
-    b[0] = (uint8_t)x; b[1] = (uint8_t)(x >> 8); b[2] = (uint8_t)(x >> 16); b[3] = (uint8_t)(x >> 24);
-}
-static inline uint64_t snn_load64_le(const uint8_t *b)
-{
-    return (uint64_t)snn_load32_le(b) | (uint64_t)snn_load32_le(b + 4) << 32;
-}
-static inline void snn_store64_le(uint8_t *b, uint64_t x)
-{
-    snn_store32_le(b, (uint32_t)x);
-    snn_store32_le(b + 4, (uint32_t)(x >> 32));
-}
-
-/* *out = a * b for a count of elements or bytes; 0, or -1 (*out untouched)
- * if a * b exceeds SIZE_MAX / 16, so that the product may still be scaled
- * to the bytes of 64-bit elements and to a frame with its header. */
-static inline int snn_size_mul(size_t *out, size_t a, size_t b)
-{
-    if (a != 0 && b > ((size_t)-1 / 16) / a) return -1;
-    *out = a * b;
-    return 0;
-}
-
-/* The 256-bit key material of a public seed: the seed's 8 bytes
- * (little-endian), then tag (at most 24 bytes), then zeros.  Reproducible
- * runs only: whoever knows the seed knows the key (--seed, the tests). */
-static inline void snn_seed_key(uint8_t key[32], uint64_t seed, const char *tag)
-{
-    size_t i;
-    for (i = 0; i < 32; i++) key[i] = 0;
-    snn_store64_le(key, seed);
-    for (i = 0; i < 24 && tag[i] != '\0'; i++) key[8 + i] = (uint8_t)tag[i];
-}
-
 /* Fixed point, f = 13 (SPEC 1.3 [USE]): v -> round(v * 2^13) mod 2^64. */
 uint64_t snn_encode(double v);
 double   snn_decode(uint64_t x);
@@ -216,105 +179,6 @@ typedef struct {
     uint8_t  block[SNN_PRG_BUF]; /* current keystream blocks             */
     unsigned used;           /* bytes of block consumed (SNN_PRG_BUF = empty) */
 } snn_prg;
-
-/*
- * The ChaCha20 block function [RFC8439 2.3], inline here so that every file
- * (the PRG in securenn.c, the channel in net.c) uses this one definition
- * without a call into another file.  State: constants | key | counter |
- * nonce; 20 rounds (10 column + diagonal double rounds); plus the input.
- */
-static inline uint32_t snn_rotl32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
-
-/* The quarter round [RFC8439 2.1]. */
-#define SNN_CHACHA_QR(a, b, c, d)                                   \
-    do {                                                            \
-        a += b; d ^= a; d = snn_rotl32(d, 16);                      \
-        c += d; b ^= c; b = snn_rotl32(b, 12);                      \
-        a += b; d ^= a; d = snn_rotl32(d, 8);                       \
-        c += d; b ^= c; b = snn_rotl32(b, 7);                       \
-    } while (0)
-
-/* The initial state of block `counter` [RFC8439 2.3]. */
-static inline void snn_chacha20_init(uint32_t s[16], const uint32_t key[8], uint32_t counter,
-                                     const uint32_t nonce[3])
-{
-    int i;
-    s[0] = 0x61707865; s[1] = 0x3320646e; s[2] = 0x79622d32; s[3] = 0x6b206574;
-    for (i = 0; i < 8; i++) s[4 + i] = key[i];
-    s[12] = counter;
-    s[13] = nonce[0]; s[14] = nonce[1]; s[15] = nonce[2];
-}
-
-/* out = ChaCha20(key, counter, nonce), one block; the working state (which
- * holds the key) is erased before returning. */
-static inline void snn_chacha20_block(uint32_t out[16], const uint32_t key[8], uint32_t counter,
-                                      const uint32_t nonce[3])
-{
-    uint32_t s[16], x[16];
-    volatile uint32_t *vs = s, *vx = x;
-    int i;
-
-    snn_chacha20_init(s, key, counter, nonce);
-    for (i = 0; i < 16; i++) x[i] = s[i];
-    for (i = 0; i < 10; i++) {
-        SNN_CHACHA_QR(x[0], x[4], x[8],  x[12]); SNN_CHACHA_QR(x[1], x[5], x[9],  x[13]);
-        SNN_CHACHA_QR(x[2], x[6], x[10], x[14]); SNN_CHACHA_QR(x[3], x[7], x[11], x[15]);
-        SNN_CHACHA_QR(x[0], x[5], x[10], x[15]); SNN_CHACHA_QR(x[1], x[6], x[11], x[12]);
-        SNN_CHACHA_QR(x[2], x[7], x[8],  x[13]); SNN_CHACHA_QR(x[3], x[4], x[9],  x[14]);
-    }
-    for (i = 0; i < 16; i++) out[i] = x[i] + s[i];
-    for (i = 0; i < 16; i++) vs[i] = vx[i] = 0;
-}
-
-/*
- * SNN_PRG_BLOCKS consecutive blocks, counter, counter + 1, ..., as little-
- * endian bytes: the same block function run on the blocks side by side
- * (lane b is block counter + b, row i of x holds word i of every lane), so
- * that the compiler keeps the lanes in vector registers.  A block number
- * that wraps past 2^32 - 1 carries into nonce word 1 (see snn_prg_init).
- * Byte for byte the keystream of snn_chacha20_block per block (test.c).
- */
-static inline void snn_chacha20_blocks(uint8_t out[SNN_PRG_BUF], const uint32_t key[8], uint32_t counter,
-                                       const uint32_t nonce[3])
-{
-    uint32_t s[16][SNN_PRG_BLOCKS], x[16][SNN_PRG_BLOCKS];
-    size_t b, i;
-
-    for (b = 0; b < SNN_PRG_BLOCKS; b++) {
-        const uint32_t ctr = counter + (uint32_t)b;
-        s[0][b] = 0x61707865; s[1][b] = 0x3320646e; s[2][b] = 0x79622d32; s[3][b] = 0x6b206574;
-        for (i = 0; i < 8; i++) s[4 + i][b] = key[i];
-        s[12][b] = ctr;
-        s[13][b] = nonce[0];
-        s[14][b] = nonce[1] + (uint32_t)(ctr < counter);   /* the carry */
-        s[15][b] = nonce[2];
-    }
-    for (i = 0; i < 16; i++)
-        for (b = 0; b < SNN_PRG_BLOCKS; b++) x[i][b] = s[i][b];
-#define SNN_CHACHA_QRN(a, bb, c, d)                                                        \
-    for (b = 0; b < SNN_PRG_BLOCKS; b++) SNN_CHACHA_QR(x[a][b], x[bb][b], x[c][b], x[d][b])
-    for (i = 0; i < 10; i++) {
-        SNN_CHACHA_QRN(0, 4, 8,  12); SNN_CHACHA_QRN(1, 5, 9,  13);
-        SNN_CHACHA_QRN(2, 6, 10, 14); SNN_CHACHA_QRN(3, 7, 11, 15);
-        SNN_CHACHA_QRN(0, 5, 10, 15); SNN_CHACHA_QRN(1, 6, 11, 12);
-        SNN_CHACHA_QRN(2, 7, 8,  13); SNN_CHACHA_QRN(3, 4, 9,  14);
-    }
-#undef SNN_CHACHA_QRN
-    for (i = 0; i < 16; i++)
-        for (b = 0; b < SNN_PRG_BLOCKS; b++) x[i][b] += s[i][b];
-    for (b = 0; b < SNN_PRG_BLOCKS; b++)
-        for (i = 0; i < 16; i++) {
-            uint8_t *o = out + 64 * b + 4 * i;
-            const uint32_t w = x[i][b];
-            o[0] = (uint8_t)w; o[1] = (uint8_t)(w >> 8); o[2] = (uint8_t)(w >> 16); o[3] = (uint8_t)(w >> 24);
-        }
-    /* The key words of the input block (rows 4-11).  The other rows are
-     * public, and x now holds exactly the keystream written to out. */
-    for (i = 4; i < 12; i++) {
-        volatile uint32_t *in = s[i];
-        for (b = 0; b < SNN_PRG_BLOCKS; b++) in[b] = 0;
-    }
-}
 
 /* Starts a stream from a 256-bit key; stream_id separates streams that
  * share a key.  The 32-bit block counter carries into nonce word 1. */
@@ -349,187 +213,17 @@ uint64_t snn_prg_position(const snn_prg *g);
  * keystream (a resumed training run's rounding stream). */
 void     snn_prg_seek(snn_prg *g, uint64_t pos);
 
-/* ==== 5. The party context ============================================= */
-
-/* Bytes received from one peer and not yet consumed (net.c). */
-#define SNN_ARRIVALS 16
-typedef struct {
-    unsigned char *buf;
-    size_t len;              /* bytes held                              */
-    size_t cap;
-    /* WAN emulation only: when the held bytes were read, as runs of bytes
-     * ending at offset arr_end[i], read at arr_us[i] (monotonic
-     * microseconds), oldest first */
-    size_t   narr;
-    size_t   arr_end[SNN_ARRIVALS];
-    int64_t  arr_us[SNN_ARRIVALS];
-} snn_inbox;
-
-/* WAN emulation (net.c; off when both are 0): a frame is delivered
- * latency_us after it arrives, and the frames from each peer are paced at
- * bytes_per_s (each waits for the link after the previous one). */
-typedef struct {
-    int64_t  latency_us;
-    uint64_t bytes_per_s;
-    int64_t  link_free_us[SNN_NEND];   /* when each incoming link is idle */
-} snn_wan;
-
-/* Communication counters.  Payload bytes are what [SNN, Table 1] counts
- * (Z_p elements as one byte, SPEC 1.5, 3); frame headers and the channel's
- * own bytes are counted apart. */
-typedef struct {
-    uint64_t sent[SNN_PROTO_COUNT];   /* payload bytes sent, by protocol */
-    uint64_t recv[SNN_PROTO_COUNT];   /* payload bytes received          */
-    uint64_t bytes_sent, bytes_recv;  /* payload totals                  */
-    uint64_t header_bytes;            /* frame headers sent              */
-    uint64_t channel_bytes;           /* channel overhead sent: handshake
-                                       * frames, and per sealed frame its
-                                       * 4-byte length and 16-byte tag   */
-    uint64_t msgs_sent, msgs_recv;
-    uint32_t rounds;                  /* highest round stamp seen        */
-} snn_stats;
-
-/* What snn_send does with a frame after its hook (fault injection in the
- * test runner; the program never asks for anything but SNN_FRAME_SEND). */
-enum snn_frame_action {
-    SNN_FRAME_SEND = 0,      /* write header and nbytes of payload       */
-    SNN_FRAME_DROP,          /* write nothing: a silent sender           */
-    SNN_FRAME_CLOSE          /* close the connection to `to` instead     */
-};
-
-/* One frame as the choke point sees it (for counters, transcripts, fault
- * injection).  dir is 0 for a frame being sent, 1 for one received. */
-typedef struct {
-    int      dir;
-    int      from, to;
-    int      proto, step, kind;
-    uint32_t round;
-    size_t   count;          /* elements                                */
-    unsigned char *payload;  /* wire bytes; a send hook may change them  */
-    size_t   nbytes;         /* a send hook may lower it (never raise)   */
-    unsigned char *header;   /* the 16 wire header bytes (net.c); a send
-                              * hook may change them                     */
-    int      action;         /* enum snn_frame_action; a send hook sets it */
-} snn_frame;
-struct snn_party_;
-typedef void (*snn_hook)(void *ctx, const struct snn_party_ *p, snn_frame *f);
-
-/* The channel to one peer (net.c).  With the pair's pre-shared key, the
- * handshake derives one session key per direction, and from then on every
- * frame is sealed with ChaCha20-Poly1305 [RFC8439 2.8], its nonce the
- * direction's frame counter. */
-typedef struct {
-    uint8_t  psk[32];              /* the pair's pre-shared key (--keys)  */
-    int      have_psk;
-    int      sealed;               /* handshake done: every frame sealed  */
-    uint8_t  tx_key[32];           /* session key, this party -> peer     */
-    uint8_t  rx_key[32];           /* session key, peer -> this party     */
-    uint64_t tx_count, rx_count;   /* frames sealed / opened: next nonces */
-} snn_channel;
-
-/* A party keeps up to SNN_SPARE freed scratch blocks of at most
- * SNN_SPARE_MAX bytes each, so that a protocol call reuses the pages of the
- * last one instead of faulting in fresh ones (at most 16 MiB of blocks per
- * party; more of peak memory, as the heap fragments around them). */
-#define SNN_SPARE     4
-#define SNN_SPARE_MAX ((size_t)4 << 20)
-
-typedef struct snn_party_ {
-    int       id;                  /* 0, 1, 2, or SNN_CLIENT             */
-    int       fd[SNN_NEND];        /* socket to each endpoint, or -1     */
-    int       listen_fd;           /* kept open by P0..P2 for the owner  */
-    snn_inbox in[SNN_NEND];
-    int       timeout_ms;          /* bound on every wait                */
-    snn_prg   pair[SNN_NEND];      /* pair[k]: stream shared with Pk     */
-    snn_prg   own;                 /* this party's private stream        */
-    int       have_pair[SNN_NEND];
-    uint32_t  round;               /* highest round received (Lamport)   */
-    snn_stats stats;
-    enum snn_err err;              /* sticky: the first error wins       */
-    char      errmsg[512];
-    int       err_from;            /* the peer the error is about, or -1 */
-    snn_hook  hook;                /* optional, sees every frame          */
-    void     *hook_ctx;
-    unsigned  test_flags;          /* SNN_TEST_* bits: set by the test
-                                    * runner only, 0 everywhere else      */
-    snn_channel chan[SNN_NEND];    /* chan[k]: the channel to endpoint k  */
-    int       keyed;               /* holds channel keys: every channel
-                                    * must be sealed                      */
-    int       insecure;            /* without keys, peers off loopback are
-                                    * allowed in the clear (--insecure)   */
-    snn_wan   wan;                 /* WAN emulation, off unless set       */
-    int       test_frames;         /* 1: Test frames allowed (the test
-                                    * runner only; the program never)     */
-    unsigned char *spare[SNN_SPARE]; /* protocol scratch blocks kept for the
-                                    * next call (securenn.c, scratch_open):
-                                    * all zero, wiped when put back; freed
-                                    * by snn_party_close                  */
-    size_t    spare_size[SNN_SPARE];
-} snn_party;
+/* ==== 5. The party ===================================================== */
 
 /*
- * Test hooks (snn_party.test_flags).  Each removes or weakens one
- * security-relevant step, so that the test runner can run the weakened
- * protocol and show that its view tests and recovery search notice.  Only
- * test.c sets them, and the code that obeys them is compiled only into the
- * test runner (-DSNN_TEST_HOOKS, see SNN_TEST_ON below): in ./securenn
- * every hook is the constant 0.  README "Deliberate breaks" lists each
- * with the tests that catch it.
+ * One party's context: its id (P0, P1, P2, or the owner), the pair streams
+ * K01, K02, K12 of SPEC 1.4 (reached through snn_k01 .. snn_k12 below) and
+ * its own stream, the sticky error, and its transport (sockets, channels,
+ * counters, frame hook), which the protocols reach only through snn_send
+ * and snn_recv.  Defined in Part II, section 9.
  */
-enum {
-    SNN_TEST_PC_NO_PERM     = 1u << 0, /* Pi_PC step 3: pi is the identity       */
-    SNN_TEST_PC_NO_MASK     = 1u << 1, /* Pi_PC step 3: the zero-share m_k is 0  */
-    SNN_TEST_SC_R_ZERO      = 1u << 2, /* Pi_SC: the first (r_0, r_1) drawn for
-                                        * each element has r = 0, which the
-                                        * resampling must reject             */
-    SNN_TEST_SC_NO_RESAMPLE = 1u << 3, /* Pi_SC: r is not resampled, so with
-                                        * SNN_TEST_SC_R_ZERO, r = 0          */
-    SNN_TEST_SWAP_PAIRS     = 1u << 4, /* this party's pair streams swapped:
-                                        * P0 K01<->K02, P1 K01<->K12, P2 K02<->K12 */
-    /* Compiled only with SNN_TEST_HOOKS (the test runner's build): */
-    SNN_TEST_SHARE_NO_MASK  = 1u << 5, /* Share step 1: the owner's s_0 = 0      */
-    SNN_TEST_MM_NO_MASK     = 1u << 6, /* Pi_MatMul step 1: U = V = 0 (all three) */
-    SNN_TEST_NO_REFRESH     = 1u << 7, /* every zero-share refresh of output
-                                        * shares (snn_refresh; Pi_SC step 5's u,
-                                        * Pi_Div step 1's w_i) left out      */
-    SNN_TEST_PC_NO_BLIND    = 1u << 8, /* Pi_PC step 3: s_i = 1                 */
-    SNN_TEST_PC_NO_U        = 1u << 9, /* Pi_PC step 2, r = 2^l - 1: u_i = 0     */
-    SNN_TEST_SC_ETA_ZERO    = 1u << 10, /* Pi_SC: eta'' = 0                     */
-    SNN_TEST_MSB_BETA_ZERO  = 1u << 11, /* Pi_MSB step 3: beta = 0              */
-    SNN_TEST_MSB_X_ZERO     = 1u << 12, /* Pi_MSB step 1: P2's x = 0            */
-    SNN_TEST_DEAL_NO_MASK   = 1u << 13, /* P2 deals its shares with P0's = 0
-                                        * (Pi_SC steps 2, 4; Pi_MSB steps 1, 4;
-                                        * Pi_DMaxpool step 3)                */
-    SNN_TEST_DMP_NO_R       = 1u << 14, /* Pi_DMaxpool step 2: r = 0            */
-    SNN_TEST_RECV_NO_RANGE  = 1u << 15  /* snn_recv: no ring check of elements  */
-};
+typedef struct snn_party_ snn_party;
 
-/* Whether test hook f is on for p: only in the test runner's build
- * (-DSNN_TEST_HOOKS), where -DSNN_TEST_FORCE=F also turns hooks F on for
- * every party, to check by hand that the suite catches each removal. */
-#ifdef SNN_TEST_HOOKS
-#ifndef SNN_TEST_FORCE
-#define SNN_TEST_FORCE 0u
-#endif
-#define SNN_TEST_FLAGS(v) ((unsigned)(v) | (unsigned)(SNN_TEST_FORCE))
-#else
-#define SNN_TEST_FLAGS(v) 0u
-#endif
-#define SNN_TEST_ON(p, f) ((SNN_TEST_FLAGS((p)->test_flags) & (unsigned)(f)) != 0)
-
-/* ==== 6. Network (net.c) ================================================ */
-
-/* Zeroes p and sets its id and timeout; no sockets yet. */
-void snn_party_init(snn_party *p, int id, int timeout_ms);
-/* WAN emulation for every frame this party receives (off by default):
- * each is delivered latency_ms after it arrives, and the bytes from each
- * peer are paced at mbytes_per_s (10^6 bytes per second; 0: unpaced).
- * Bytes, rounds and values are unchanged; only time passes. */
-void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s);
-/* Closes every socket, frees inboxes and wipes every key (snn_wipe).  A
- * server whose sticky error is set first tells each peer why, in one
- * Setup step 6 frame (not if the error is a peer's own abort; net.c). */
-void snn_party_close(snn_party *p);
 /* Sets the sticky error (first one wins) and returns -1.  The message is
  * prefixed with "P<id>: ". */
 int  snn_fail(snn_party *p, enum snn_err e, const char *fmt, ...)
@@ -540,108 +234,7 @@ int  snn_fail(snn_party *p, enum snn_err e, const char *fmt, ...)
 /* Propagates a failure: the success path reads top to bottom. */
 #define SNN_GUARD(x) do { if ((x) != 0) goto cleanup; } while (0)
 
-/* Channel keys (--keys).  snn_keygen writes one fresh 256-bit key per
- * pair of endpoints into dir (created mode 0700 if absent), from the
- * operating system's randomness, one 32-byte file per pair, mode 0600:
- * p0-p1.key p0-p2.key p1-p2.key p0-owner.key p1-owner.key p2-owner.key.
- * It never overwrites a key.  0, or -1 with a one-line message in err. */
-int  snn_keygen(const char *dir, char *err, size_t errlen);
-/* The file name of the key of endpoints a and b ("p0-owner.key"). */
-const char *snn_key_file(int a, int b);
-/* Loads the keys p holds (those of its own pairs; others are not read)
- * from dir and makes p keyed.  A missing, short or long file, or one that
- * group or others may read or write, is an error naming the file. */
-int  snn_load_keys(snn_party *p, const char *dir);
-/* Sets the key of p's pair with endpoint peer from memory (tests, bench)
- * and makes p keyed. */
-void snn_set_channel_key(snn_party *p, int peer, const uint8_t key[32]);
-/* The policy without keys: 1 if sockaddr (a struct sockaddr of any
- * family) is on loopback (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104) or a
- * local socket; a party without keys talks to no other peer unless
- * p->insecure. */
-int  snn_is_loopback(const void *sockaddr);
-
-/* Full mesh of P0, P1, P2 over TCP (IPv4 or IPv6).  peers[k] is "host:port"
- * of Pk; party k listens on its own port and connects to lower ids, retrying
- * until the timeout.  Every connection starts with the channel handshake
- * (Setup steps 0, 4, 5; net.c): sealed if p is keyed, refused if the peer
- * disagrees about keys, fails authentication, or (without keys) is not on
- * loopback and p->insecure is not set. */
-int  snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
-/* Pk's listening socket on addr ("host:port"), opened before
- * snn_connect_tcp (which then keeps it) so that a caller can say it
- * listens; 0, or -1 (SNN_ERR_ADDR: cannot resolve, bind or listen). */
-int  snn_listen(snn_party *p, const char *addr);
-/* The data/model owner (id SNN_CLIENT) connects to P0, P1 and P2 at the
- * same addresses; a server accepts it on the socket it kept listening. */
-int  snn_connect_client_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
-int  snn_accept_client(snn_party *p);
-/* As snn_accept_client, but the wait for the owner's connection has its
- * own bound: wait_ms milliseconds, 0 for none (its hello is still bounded
- * by the timeout).  SNN_ERR_TIMEOUT: "the owner never connected ...". */
-int  snn_accept_owner(snn_party *p, int wait_ms);
-/* Uses already connected stream sockets, fd[k] to endpoint k (-1: none);
- * if p is keyed, runs the handshake on each (lower ids first, as TCP). */
-int  snn_connect_fds(snn_party *p, const int fd[SNN_NEND]);
-/* Socketpairs for all endpoints below nend: fds[i][k] is i's end to k.
- * On failure (-1, errno set) every descriptor it made is closed again. */
-int  snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend);
-/* Closes every descriptor of the mesh that is not endpoint keep's. */
-void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep);
-
-/* n bytes from the operating system's randomness source (/dev/urandom):
- * 0, or -1 with errno set.  The one reader of it in the program. */
-int  snn_os_random(void *buf, size_t n);
-/* Erases n bytes through a volatile pointer (keys, seeds, shares). */
-void snn_wipe(void *buf, size_t n);
-/* The one policy for secrets in memory: snn_wipe the n bytes at buf, then
- * free it.  NULL is fine.  Every buffer that may hold a share, a key or the
- * owner's data is released through it. */
-void snn_free_wiped(void *buf, size_t n);
-/* "P0", "P1", "P2" or "owner" for endpoint id (error messages). */
-const char *snn_endpoint_name(int id);
-
-/* The channel's cryptography (net.c), beside the frames it protects.
- * Poly1305 [RFC8439 2.5]: a 16-byte tag of m (n bytes) under a one-time
- * 32-byte key (r | s). */
-void snn_poly1305(uint8_t tag[16], const uint8_t key[32], const uint8_t *m, size_t n);
-/* AEAD_CHACHA20_POLY1305 [RFC8439 2.8]: 32-byte key, 12-byte nonce, aad of
- * na bytes, message of n bytes; c (n bytes, may be m) and a 16-byte tag. */
-void snn_aead_seal(uint8_t *c, uint8_t tag[16], const uint8_t key[32], const uint8_t nonce[12],
-                   const uint8_t *aad, size_t na, const uint8_t *m, size_t n);
-/* The inverse: 0 and m (may be c) if the tag is right, else -1, m untouched. */
-int  snn_aead_open(uint8_t *m, const uint8_t key[32], const uint8_t nonce[12],
-                   const uint8_t *aad, size_t na, const uint8_t *c, size_t n, const uint8_t tag[16]);
-/* The session key for frames from endpoint `from` to `to`: a ChaCha20
- * cascade PRF of the pair's pre-shared key and the two 12-byte handshake
- * nonces (formula at its definition in net.c). */
-void snn_channel_kdf(uint8_t out[32], const uint8_t psk[32], int from, int to,
-                     const uint8_t n_init[12], const uint8_t n_resp[12]);
-
-/* The one place every frame passes: framing, checks, counters, hook.
- * count elements of the given kind; the receiver requires the exact
- * sender, protocol, step, kind and count, and checks every element's range. */
-int  snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x, size_t count);
-int  snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, size_t count);
-/* Typed forms: Z_L and Z_{L-1} as uint64_t, Z_p and bits as uint8_t. */
-#define snn_send_zl(p, to, pr, st, x, n)    snn_send((p), (to), (pr), (st), SNN_KIND_ZL, (x), (n))
-#define snn_recv_zl(p, fr, pr, st, x, n)    snn_recv((p), (fr), (pr), (st), SNN_KIND_ZL, (x), (n))
-#define snn_send_lm1(p, to, pr, st, x, n)   snn_send((p), (to), (pr), (st), SNN_KIND_ZLM1, (x), (n))
-#define snn_recv_lm1(p, fr, pr, st, x, n)   snn_recv((p), (fr), (pr), (st), SNN_KIND_ZLM1, (x), (n))
-#define snn_send_zp(p, to, pr, st, x, n)    snn_send((p), (to), (pr), (st), SNN_KIND_ZP, (x), (n))
-#define snn_recv_zp(p, fr, pr, st, x, n)    snn_recv((p), (fr), (pr), (st), SNN_KIND_ZP, (x), (n))
-
-const char *snn_proto_name(int proto);
-const char *snn_kind_name(int kind);
-/* What a frame (proto, step, kind) carries, from the message inventory at
- * the top of net.c; NULL if the inventory has no such message.  A frame
- * not in the inventory is never sent or accepted. */
-const char *snn_step_name(int proto, int step, int kind);
-/* Zeroes the counters and the round clock (used around a measured call;
- * all three parties must do it at the same point). */
-void snn_stats_reset(snn_party *p);
-
-/* ==== 7. Sharing and protocols (securenn.c) ============================= */
+/* ==== 6. Pairwise keys, sharing and protocols (securenn.c) ============== */
 
 /* Pair streams, by the paper's key names (SPEC 1.4).  K01 is only for
  * P0/P1, K02 for P0/P2, K12 for P1/P2.  A party that does not hold the key
@@ -714,29 +307,11 @@ int  snn_maxpool(snn_party *p, uint64_t *max, uint64_t *ind, const uint64_t *x,
 /* Pi_DMaxpool [SNN, Alg. 10]: onehot (nwin*k) = e_ind per window; k | 2^64. */
 int  snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k);
 
-/* ==== 8. MNIST (mnist.c) ================================================= */
-
-/* One MNIST-format data set held in memory. */
-typedef struct {
-    size_t   n;       /* number of images                        */
-    size_t   rows;    /* 28                                      */
-    size_t   cols;    /* 28                                      */
-    uint8_t *images;  /* n*rows*cols pixels, row-major, 0..255   */
-    uint8_t *labels;  /* n labels, each 0..9                     */
-} snn_mnist;
-
-/* Loads a pair of IDX files; -1 with a one-line message in err. */
-int  snn_mnist_load_files(snn_mnist *d, const char *images_path, const char *labels_path,
-                          char *err, size_t errlen);
-/* Loads split "train" (train-*) or "test" (t10k-*) from directory dir. */
-int  snn_mnist_load(snn_mnist *d, const char *dir, const char *split, char *err, size_t errlen);
-void snn_mnist_free(snn_mnist *d);
-
-/* ==== 9. Neural networks (nn.c) ========================================== */
+/* ==== 7. Layers, networks and training (nn.c) =========================== */
 /*
  * Layers as forward/backward pairs over shares, the networks A-D of [SNN,
- * App. B] (SPEC 5), training [SNN, App. B] (SPEC 2.12), the plaintext
- * fixed-point twin, and model files.  Activations are row-major with the
+ * App. B] (SPEC 5), training [SNN, App. B] (SPEC 2.12) and the plaintext
+ * fixed-point twin (model files, runs and jobs: section 12).  Activations are row-major with the
  * batch first; images and feature maps are NHWC (channels fastest).
  *
  * Every secure function snn_nn_X(p, ...) has a twin snn_plain_X(...) that
@@ -891,6 +466,330 @@ void snn_nn_layer_name(char *buf, size_t n, const snn_net *net, int l);
 void snn_nn_encode_images(uint64_t *x, const uint8_t *pixels, size_t n);
 void snn_nn_encode_labels(uint64_t *y, const uint8_t *labels, size_t n);
 void snn_nn_init_params(const snn_net *net, uint64_t *param, snn_prg *g);
+
+
+/* ######################################################################## */
+/* ##  Part II: running it                                                ## */
+/* ######################################################################## */
+
+/* ==== 8. Bytes and sizes: the one definition of each, used by every file */
+
+/* Little-endian loads and stores: the byte order of frames, model files,
+ * job blocks and ChaCha20 keys, whatever the host's. */
+static inline uint32_t snn_load16_le(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8;
+}
+static inline uint32_t snn_load32_le(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static inline void snn_store32_le(uint8_t *b, uint32_t x)
+{
+    b[0] = (uint8_t)x; b[1] = (uint8_t)(x >> 8); b[2] = (uint8_t)(x >> 16); b[3] = (uint8_t)(x >> 24);
+}
+static inline uint64_t snn_load64_le(const uint8_t *b)
+{
+    return (uint64_t)snn_load32_le(b) | (uint64_t)snn_load32_le(b + 4) << 32;
+}
+static inline void snn_store64_le(uint8_t *b, uint64_t x)
+{
+    snn_store32_le(b, (uint32_t)x);
+    snn_store32_le(b + 4, (uint32_t)(x >> 32));
+}
+
+/* *out = a * b for a count of elements or bytes; 0, or -1 (*out untouched)
+ * if a * b exceeds SIZE_MAX / 16, so that the product may still be scaled
+ * to the bytes of 64-bit elements and to a frame with its header. */
+static inline int snn_size_mul(size_t *out, size_t a, size_t b)
+{
+    if (a != 0 && b > ((size_t)-1 / 16) / a) return -1;
+    *out = a * b;
+    return 0;
+}
+
+/* The 256-bit key material of a public seed: the seed's 8 bytes
+ * (little-endian), then tag (at most 24 bytes), then zeros.  Reproducible
+ * runs only: whoever knows the seed knows the key (--seed, the tests). */
+static inline void snn_seed_key(uint8_t key[32], uint64_t seed, const char *tag)
+{
+    size_t i;
+    for (i = 0; i < 32; i++) key[i] = 0;
+    snn_store64_le(key, seed);
+    for (i = 0; i < 24 && tag[i] != '\0'; i++) key[8 + i] = (uint8_t)tag[i];
+}
+
+/* ==== 9. The party's definition and its transport state =============== */
+
+/* Bytes received from one peer and not yet consumed (net.c). */
+#define SNN_ARRIVALS 16
+typedef struct {
+    unsigned char *buf;
+    size_t len;              /* bytes held                              */
+    size_t cap;
+    /* WAN emulation only: when the held bytes were read, as runs of bytes
+     * ending at offset arr_end[i], read at arr_us[i] (monotonic
+     * microseconds), oldest first */
+    size_t   narr;
+    size_t   arr_end[SNN_ARRIVALS];
+    int64_t  arr_us[SNN_ARRIVALS];
+} snn_inbox;
+
+/* WAN emulation (net.c; off when both are 0): a frame is delivered
+ * latency_us after it arrives, and the frames from each peer are paced at
+ * bytes_per_s (each waits for the link after the previous one). */
+typedef struct {
+    int64_t  latency_us;
+    uint64_t bytes_per_s;
+    int64_t  link_free_us[SNN_NEND];   /* when each incoming link is idle */
+} snn_wan;
+
+/* Communication counters.  Payload bytes are what [SNN, Table 1] counts
+ * (Z_p elements as one byte, SPEC 1.5, 3); frame headers and the channel's
+ * own bytes are counted apart. */
+typedef struct {
+    uint64_t sent[SNN_PROTO_COUNT];   /* payload bytes sent, by protocol */
+    uint64_t recv[SNN_PROTO_COUNT];   /* payload bytes received          */
+    uint64_t bytes_sent, bytes_recv;  /* payload totals                  */
+    uint64_t header_bytes;            /* frame headers sent              */
+    uint64_t channel_bytes;           /* channel overhead sent: handshake
+                                       * frames, and per sealed frame its
+                                       * 4-byte length and 16-byte tag   */
+    uint64_t msgs_sent, msgs_recv;
+    uint32_t rounds;                  /* highest round stamp seen        */
+} snn_stats;
+
+/* What snn_send does with a frame after its hook (fault injection in the
+ * test runner; the program never asks for anything but SNN_FRAME_SEND). */
+enum snn_frame_action {
+    SNN_FRAME_SEND = 0,      /* write header and nbytes of payload       */
+    SNN_FRAME_DROP,          /* write nothing: a silent sender           */
+    SNN_FRAME_CLOSE          /* close the connection to `to` instead     */
+};
+
+/* One frame as the choke point sees it (for counters, transcripts, fault
+ * injection).  dir is 0 for a frame being sent, 1 for one received. */
+typedef struct {
+    int      dir;
+    int      from, to;
+    int      proto, step, kind;
+    uint32_t round;
+    size_t   count;          /* elements                                */
+    unsigned char *payload;  /* wire bytes; a send hook may change them  */
+    size_t   nbytes;         /* a send hook may lower it (never raise)   */
+    unsigned char *header;   /* the 16 wire header bytes (net.c); a send
+                              * hook may change them                     */
+    int      action;         /* enum snn_frame_action; a send hook sets it */
+} snn_frame;
+struct snn_party_;
+typedef void (*snn_hook)(void *ctx, const struct snn_party_ *p, snn_frame *f);
+
+/* The channel to one peer (net.c).  With the pair's pre-shared key, the
+ * handshake derives one session key per direction, and from then on every
+ * frame is sealed with ChaCha20-Poly1305 [RFC8439 2.8], its nonce the
+ * direction's frame counter. */
+typedef struct {
+    uint8_t  psk[32];              /* the pair's pre-shared key (--keys)  */
+    int      have_psk;
+    int      sealed;               /* handshake done: every frame sealed  */
+    uint8_t  tx_key[32];           /* session key, this party -> peer     */
+    uint8_t  rx_key[32];           /* session key, peer -> this party     */
+    uint64_t tx_count, rx_count;   /* frames sealed / opened: next nonces */
+} snn_channel;
+
+/* Protocol scratch blocks a party keeps (securenn.c, scratch_open): up to
+ * SNN_SPARE freed blocks of at most SNN_SPARE_MAX bytes each, so that a
+ * protocol call reuses the pages of the last one instead of faulting in
+ * fresh ones (at most 16 MiB of blocks per party; more of peak memory, as
+ * the heap fragments around them).  All zero, wiped when put back; freed
+ * by snn_party_close. */
+#define SNN_SPARE     4
+#define SNN_SPARE_MAX ((size_t)4 << 20)
+typedef struct {
+    unsigned char *block[SNN_SPARE];
+    size_t    size[SNN_SPARE];
+} snn_spares;
+
+/* What a party needs to run the protocols over a network (net.c). */
+typedef struct {
+    int       fd[SNN_NEND];        /* socket to each endpoint, or -1     */
+    int       listen_fd;           /* kept open by P0..P2 for the owner  */
+    snn_inbox in[SNN_NEND];
+    int       timeout_ms;          /* bound on every wait                */
+    uint32_t  round;               /* highest round received (Lamport)   */
+    snn_stats stats;
+    snn_hook  hook;                /* optional, sees every frame          */
+    void     *hook_ctx;
+    snn_channel chan[SNN_NEND];    /* chan[k]: the channel to endpoint k  */
+    int       keyed;               /* holds channel keys: every channel
+                                    * must be sealed                      */
+    int       insecure;            /* without keys, peers off loopback are
+                                    * allowed in the clear (--insecure)   */
+    snn_wan   wan;                 /* WAN emulation, off unless set       */
+    int       test_frames;         /* 1: Test frames allowed (the test
+                                    * runner only; the program never)     */
+} snn_transport;
+
+/* The party (section 5). */
+struct snn_party_ {
+    int       id;                  /* 0, 1, 2, or SNN_CLIENT             */
+    snn_prg   pair[SNN_NEND];      /* pair[k]: stream shared with Pk     */
+    int       have_pair[SNN_NEND];
+    snn_prg   own;                 /* this party's private stream        */
+    enum snn_err err;              /* sticky: the first error wins       */
+    char      errmsg[512];
+    int       err_from;            /* the peer the error is about, or -1 */
+#ifdef SNN_TEST_HOOKS
+    unsigned  test_flags;          /* SNN_TEST_* bits (section 13): set by
+                                    * the test runner only               */
+#endif
+    snn_transport net;             /* sockets, channels, counters, hook  */
+    snn_spares spare;              /* protocol scratch blocks            */
+};
+
+/* ==== 10. Network (net.c) =============================================== */
+
+/* Zeroes p and sets its id and timeout; no sockets yet. */
+void snn_party_init(snn_party *p, int id, int timeout_ms);
+/* WAN emulation for every frame this party receives (off by default):
+ * each is delivered latency_ms after it arrives, and the bytes from each
+ * peer are paced at mbytes_per_s (10^6 bytes per second; 0: unpaced).
+ * Bytes, rounds and values are unchanged; only time passes. */
+void snn_set_wan(snn_party *p, unsigned latency_ms, unsigned mbytes_per_s);
+/* Closes every socket, frees inboxes and wipes every key (snn_wipe).  A
+ * server whose sticky error is set first tells each peer why, in one
+ * Setup step 6 frame (not if the error is a peer's own abort; net.c). */
+void snn_party_close(snn_party *p);
+/* Channel keys (--keys).  snn_keygen writes one fresh 256-bit key per
+ * pair of endpoints into dir (created mode 0700 if absent), from the
+ * operating system's randomness, one 32-byte file per pair, mode 0600:
+ * p0-p1.key p0-p2.key p1-p2.key p0-owner.key p1-owner.key p2-owner.key.
+ * It never overwrites a key.  0, or -1 with a one-line message in err. */
+int  snn_keygen(const char *dir, char *err, size_t errlen);
+/* The file name of the key of endpoints a and b ("p0-owner.key"). */
+const char *snn_key_file(int a, int b);
+/* Loads the keys p holds (those of its own pairs; others are not read)
+ * from dir and makes p keyed.  A missing, short or long file, or one that
+ * group or others may read or write, is an error naming the file. */
+int  snn_load_keys(snn_party *p, const char *dir);
+/* Sets the key of p's pair with endpoint peer from memory (tests, bench)
+ * and makes p keyed. */
+void snn_set_channel_key(snn_party *p, int peer, const uint8_t key[32]);
+/* The policy without keys: 1 if sockaddr (a struct sockaddr of any
+ * family) is on loopback (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104) or a
+ * local socket; a party without keys talks to no other peer unless
+ * p->net.insecure. */
+int  snn_is_loopback(const void *sockaddr);
+
+/* Full mesh of P0, P1, P2 over TCP (IPv4 or IPv6).  peers[k] is "host:port"
+ * of Pk; party k listens on its own port and connects to lower ids, retrying
+ * until the timeout.  Every connection starts with the channel handshake
+ * (Setup steps 0, 4, 5; net.c): sealed if p is keyed, refused if the peer
+ * disagrees about keys, fails authentication, or (without keys) is not on
+ * loopback and p->net.insecure is not set. */
+int  snn_connect_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
+/* Pk's listening socket on addr ("host:port"), opened before
+ * snn_connect_tcp (which then keeps it) so that a caller can say it
+ * listens; 0, or -1 (SNN_ERR_ADDR: cannot resolve, bind or listen). */
+int  snn_listen(snn_party *p, const char *addr);
+/* The data/model owner (id SNN_CLIENT) connects to P0, P1 and P2 at the
+ * same addresses; a server accepts it on the socket it kept listening. */
+int  snn_connect_client_tcp(snn_party *p, const char *const peers[SNN_NPARTY]);
+int  snn_accept_client(snn_party *p);
+/* As snn_accept_client, but the wait for the owner's connection has its
+ * own bound: wait_ms milliseconds, 0 for none (its hello is still bounded
+ * by the timeout).  SNN_ERR_TIMEOUT: "the owner never connected ...". */
+int  snn_accept_owner(snn_party *p, int wait_ms);
+/* Uses already connected stream sockets, fd[k] to endpoint k (-1: none);
+ * if p is keyed, runs the handshake on each (lower ids first, as TCP). */
+int  snn_connect_fds(snn_party *p, const int fd[SNN_NEND]);
+/* Socketpairs for all endpoints below nend: fds[i][k] is i's end to k.
+ * On failure (-1, errno set) every descriptor it made is closed again. */
+int  snn_socketpair_mesh(int fds[SNN_NEND][SNN_NEND], int nend);
+/* Closes every descriptor of the mesh that is not endpoint keep's. */
+void snn_socketpair_keep(int fds[SNN_NEND][SNN_NEND], int nend, int keep);
+
+/* n bytes from the operating system's randomness source (/dev/urandom):
+ * 0, or -1 with errno set.  The one reader of it in the program. */
+int  snn_os_random(void *buf, size_t n);
+/* Erases n bytes through a volatile pointer (keys, seeds, shares). */
+void snn_wipe(void *buf, size_t n);
+/* The one policy for secrets in memory: snn_wipe the n bytes at buf, then
+ * free it.  NULL is fine.  Every buffer that may hold a share, a key or the
+ * owner's data is released through it. */
+void snn_free_wiped(void *buf, size_t n);
+/* "P0", "P1", "P2" or "owner" for endpoint id (error messages). */
+const char *snn_endpoint_name(int id);
+
+/* The ChaCha20 block function [RFC8439 2.3] (net.c, below both the PRG and
+ * the channel): out = ChaCha20(key, counter, nonce), one block as words;
+ * snn_chacha20_blocks: SNN_PRG_BLOCKS consecutive blocks counter,
+ * counter + 1, ... as little-endian bytes, a block number that wraps past
+ * 2^32 - 1 carrying into nonce word 1 (see snn_prg_init).  Byte for byte
+ * the same keystream (test.c). */
+void snn_chacha20_block(uint32_t out[16], const uint32_t key[8], uint32_t counter, const uint32_t nonce[3]);
+void snn_chacha20_blocks(uint8_t out[SNN_PRG_BUF], const uint32_t key[8], uint32_t counter,
+                         const uint32_t nonce[3]);
+
+/* The channel's cryptography (net.c), beside the frames it protects.
+ * Poly1305 [RFC8439 2.5]: a 16-byte tag of m (n bytes) under a one-time
+ * 32-byte key (r | s). */
+void snn_poly1305(uint8_t tag[16], const uint8_t key[32], const uint8_t *m, size_t n);
+/* AEAD_CHACHA20_POLY1305 [RFC8439 2.8]: 32-byte key, 12-byte nonce, aad of
+ * na bytes, message of n bytes; c (n bytes, may be m) and a 16-byte tag. */
+void snn_aead_seal(uint8_t *c, uint8_t tag[16], const uint8_t key[32], const uint8_t nonce[12],
+                   const uint8_t *aad, size_t na, const uint8_t *m, size_t n);
+/* The inverse: 0 and m (may be c) if the tag is right, else -1, m untouched. */
+int  snn_aead_open(uint8_t *m, const uint8_t key[32], const uint8_t nonce[12],
+                   const uint8_t *aad, size_t na, const uint8_t *c, size_t n, const uint8_t tag[16]);
+/* The session key for frames from endpoint `from` to `to`: a ChaCha20
+ * cascade PRF of the pair's pre-shared key and the two 12-byte handshake
+ * nonces (formula at its definition in net.c). */
+void snn_channel_kdf(uint8_t out[32], const uint8_t psk[32], int from, int to,
+                     const uint8_t n_init[12], const uint8_t n_resp[12]);
+
+/* The one place every frame passes: framing, checks, counters, hook.
+ * count elements of the given kind; the receiver requires the exact
+ * sender, protocol, step, kind and count, and checks every element's range. */
+int  snn_send(snn_party *p, int to, int proto, int step, int kind, const void *x, size_t count);
+int  snn_recv(snn_party *p, int from, int proto, int step, int kind, void *x, size_t count);
+/* Typed forms: Z_L and Z_{L-1} as uint64_t, Z_p and bits as uint8_t. */
+#define snn_send_zl(p, to, pr, st, x, n)    snn_send((p), (to), (pr), (st), SNN_KIND_ZL, (x), (n))
+#define snn_recv_zl(p, fr, pr, st, x, n)    snn_recv((p), (fr), (pr), (st), SNN_KIND_ZL, (x), (n))
+#define snn_send_lm1(p, to, pr, st, x, n)   snn_send((p), (to), (pr), (st), SNN_KIND_ZLM1, (x), (n))
+#define snn_recv_lm1(p, fr, pr, st, x, n)   snn_recv((p), (fr), (pr), (st), SNN_KIND_ZLM1, (x), (n))
+#define snn_send_zp(p, to, pr, st, x, n)    snn_send((p), (to), (pr), (st), SNN_KIND_ZP, (x), (n))
+#define snn_recv_zp(p, fr, pr, st, x, n)    snn_recv((p), (fr), (pr), (st), SNN_KIND_ZP, (x), (n))
+
+const char *snn_proto_name(int proto);
+const char *snn_kind_name(int kind);
+/* What a frame (proto, step, kind) carries, from the message inventory at
+ * the top of net.c; NULL if the inventory has no such message.  A frame
+ * not in the inventory is never sent or accepted. */
+const char *snn_step_name(int proto, int step, int kind);
+/* Zeroes the counters and the round clock (used around a measured call;
+ * all three parties must do it at the same point). */
+void snn_stats_reset(snn_party *p);
+
+/* ==== 11. MNIST (mnist.c) ================================================ */
+
+/* One MNIST-format data set held in memory. */
+typedef struct {
+    size_t   n;       /* number of images                        */
+    size_t   rows;    /* 28                                      */
+    size_t   cols;    /* 28                                      */
+    uint8_t *images;  /* n*rows*cols pixels, row-major, 0..255   */
+    uint8_t *labels;  /* n labels, each 0..9                     */
+} snn_mnist;
+
+/* Loads a pair of IDX files; -1 with a one-line message in err. */
+int  snn_mnist_load_files(snn_mnist *d, const char *images_path, const char *labels_path,
+                          char *err, size_t errlen);
+/* Loads split "train" (train-*) or "test" (t10k-*) from directory dir. */
+int  snn_mnist_load(snn_mnist *d, const char *dir, const char *split, char *err, size_t errlen);
+void snn_mnist_free(snn_mnist *d);
+
+/* ==== 12. Files, training and inference runs, jobs, transcripts (nn.c) == */
 
 /* Model files (format in nn.c): network id and the parameter vector. */
 typedef struct {
@@ -1082,5 +981,52 @@ int  snn_nn_recv_job(snn_party *p, snn_job *job);
 int  snn_nn_run_job(snn_party *p, const snn_job *job);
 /* The owner (connected, private stream set) runs one job on the servers. */
 int  snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io);
+
+/* ==== 13. For the test runner only: test hooks ========================== */
+
+/*
+ * Test hooks (snn_party.test_flags).  Each removes or weakens one
+ * security-relevant step, so that the test runner can run the weakened
+ * protocol and show that its view tests and recovery search notice.  Only
+ * test.c sets them, and the code that obeys them is compiled only into the
+ * test runner (-DSNN_TEST_HOOKS): ./securenn has neither the flags nor
+ * the names (make check-hooks).  README "Deliberate breaks" lists each
+ * with the tests that catch it.
+ */
+#ifdef SNN_TEST_HOOKS
+enum {
+    SNN_TEST_PC_NO_PERM     = 1u << 0, /* Pi_PC step 3: pi is the identity       */
+    SNN_TEST_PC_NO_MASK     = 1u << 1, /* Pi_PC step 3: the zero-share m_k is 0  */
+    SNN_TEST_SC_R_ZERO      = 1u << 2, /* Pi_SC: the first (r_0, r_1) drawn for
+                                        * each element has r = 0, which the
+                                        * resampling must reject             */
+    SNN_TEST_SC_NO_RESAMPLE = 1u << 3, /* Pi_SC: r is not resampled, so with
+                                        * SNN_TEST_SC_R_ZERO, r = 0          */
+    SNN_TEST_SWAP_PAIRS     = 1u << 4, /* this party's pair streams swapped:
+                                        * P0 K01<->K02, P1 K01<->K12, P2 K02<->K12 */
+    SNN_TEST_SHARE_NO_MASK  = 1u << 5, /* Share step 1: the owner's s_0 = 0      */
+    SNN_TEST_MM_NO_MASK     = 1u << 6, /* Pi_MatMul step 1: U = V = 0 (all three) */
+    SNN_TEST_NO_REFRESH     = 1u << 7, /* every zero-share refresh of output
+                                        * shares (snn_refresh; Pi_SC step 5's u,
+                                        * Pi_Div step 1's w_i) left out      */
+    SNN_TEST_PC_NO_BLIND    = 1u << 8, /* Pi_PC step 3: s_i = 1                 */
+    SNN_TEST_PC_NO_U        = 1u << 9, /* Pi_PC step 2, r = 2^l - 1: u_i = 0     */
+    SNN_TEST_SC_ETA_ZERO    = 1u << 10, /* Pi_SC: eta'' = 0                     */
+    SNN_TEST_MSB_BETA_ZERO  = 1u << 11, /* Pi_MSB step 3: beta = 0              */
+    SNN_TEST_MSB_X_ZERO     = 1u << 12, /* Pi_MSB step 1: P2's x = 0            */
+    SNN_TEST_DEAL_NO_MASK   = 1u << 13, /* P2 deals its shares with P0's = 0
+                                        * (Pi_SC steps 2, 4; Pi_MSB steps 1, 4;
+                                        * Pi_DMaxpool step 3)                */
+    SNN_TEST_DMP_NO_R       = 1u << 14, /* Pi_DMaxpool step 2: r = 0            */
+    SNN_TEST_RECV_NO_RANGE  = 1u << 15  /* snn_recv: no ring check of elements  */
+};
+
+/* Whether test hook f is on for p.  -DSNN_TEST_FORCE=F also turns hooks F
+ * on for every party, to check by hand that the suite catches each removal. */
+#ifndef SNN_TEST_FORCE
+#define SNN_TEST_FORCE 0u
+#endif
+#define SNN_TEST_ON(p, f) ((((unsigned)(p)->test_flags | (unsigned)(SNN_TEST_FORCE)) & (unsigned)(f)) != 0)
+#endif /* SNN_TEST_HOOKS */
 
 #endif /* SECURENN_H */

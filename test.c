@@ -342,12 +342,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (k = 0; k < SNN_NEND; k++) fds[k] = -1;
     fds[from] = sv[0];
     snn_party_init(&p, id, 1000);
-    p.test_frames = data[7] & 1;
+    p.net.test_frames = data[7] & 1;
     if (data[7] & 6) {
         static const uint8_t key[32] = { 0x42 };
-        memcpy(p.chan[from].rx_key, key, 32);
-        memcpy(p.chan[from].tx_key, key, 32);
-        p.chan[from].sealed = 1;
+        memcpy(p.net.chan[from].rx_key, key, 32);
+        memcpy(p.net.chan[from].tx_key, key, 32);
+        p.net.chan[from].sealed = 1;
     }
     buf = malloc(count * esz + 1);
     if (!buf || snn_connect_fds(&p, fds) != 0) { fprintf(stderr, "fuzz: setup\n"); exit(2); }
@@ -608,7 +608,7 @@ static void child_main(int id, const run_opts *o, int fds[SNN_NEND][SNN_NEND], c
     int rc;
 
     snn_party_init(&p, id, o->timeout_ms);
-    p.test_frames = 1;                  /* the runner's Test frames (net.c) */
+    p.net.test_frames = 1;                  /* the runner's Test frames (net.c) */
     pp[0] = peers[0]; pp[1] = peers[1]; pp[2] = peers[2];
     if (o->proxy_port && id == 1) {
         snprintf(proxied, sizeof proxied, "127.0.0.1:%d", o->proxy_port);
@@ -641,7 +641,7 @@ static void child_main(int id, const run_opts *o, int fds[SNN_NEND][SNN_NEND], c
     r.rc = rc;
     r.err = (int)p.err;
     memcpy(r.errmsg, p.errmsg, sizeof r.errmsg);
-    r.stats = p.stats;
+    r.stats = p.net.stats;
     r.n = out.n;
     snn_party_close(&p);
     (void)(write_full(wfd, &r, sizeof r) == 0 && write_full(wfd, out.v, out.n * sizeof *out.v) == 0);
@@ -1579,13 +1579,13 @@ static int pf_bad(snn_party *p, const void *ctx, outbuf *o)
             /* a whole frame of one Z_L element whose reserved byte is 1 */
             static const unsigned char frame[24] = { 'S', 'N', 1, 0, SNN_PROTO_TEST, 1, SNN_KIND_ZL, 1,
                                                      1, 0, 0, 0, 1, 0, 0, 0, 5 };
-            if (write(p->fd[1], frame, sizeof frame) < 0) return snn_fail(p, SNN_ERR_IO, "write");
+            if (write(p->net.fd[1], frame, sizeof frame) < 0) return snn_fail(p, SNN_ERR_IO, "write");
             return 0;
         }
         if (c->truncate) {
             /* half a frame, then close: the receiver must not hang */
             static const unsigned char partial[10] = { 'S', 'N', 1, 0, SNN_PROTO_TEST, 1, SNN_KIND_ZL, 0, 1, 0 };
-            if (write(p->fd[1], partial, sizeof partial) < 0) return snn_fail(p, SNN_ERR_IO, "write");
+            if (write(p->net.fd[1], partial, sizeof partial) < 0) return snn_fail(p, SNN_ERR_IO, "write");
             return 0;
         }
         if (c->kind_sent == SNN_KIND_ZL || c->kind_sent == SNN_KIND_ZLM1)
@@ -1788,7 +1788,7 @@ static int pf_inventory_program(snn_party *p, const void *ctx, outbuf *o)
     uint64_t x = 1;
     (void)o;
     if (*what == 0) return p->id < 2 ? snn_reveal(p, 2, NULL, &x, 1) : 0;
-    p->test_frames = 0;
+    p->net.test_frames = 0;
     return p->id == 0 ? snn_send_zl(p, 1, SNN_PROTO_TEST, 1, &x, 1)
          : p->id == 1 ? snn_recv_zl(p, 0, SNN_PROTO_TEST, 1, &x, 1) : 0;
 }
@@ -2247,10 +2247,10 @@ static int pf_pc(snn_party *p, const void *vc, outbuf *o)
     t.d[0] = xcalloc(t.nd, 1);
     t.d[1] = xcalloc(t.nd, 1);
     bp = xcalloc(c->n, 1);
-    p->hook = pc_hook;
-    p->hook_ctx = &t;
+    p->net.hook = pc_hook;
+    p->net.hook_ctx = &t;
     rc = snn_private_compare(p, bp, NULL, NULL, NULL, c->n);
-    p->hook = NULL;
+    p->net.hook = NULL;
     if (rc == 0 && t.seen[0] && t.seen[1]) {
         for (e = 0; e < c->n; e++) {
             uint64_t v[2] = { bp[e], 0 };
@@ -2711,9 +2711,9 @@ static int pf_msb(snn_party *p, const void *vc, outbuf *o)
     t.n = c->n;
     t.x = xcalloc(c->n, 8);
     t.c = xcalloc(c->n, 8);
-    if (c->trace) { p->hook = msb_hook; p->hook_ctx = &t; }
+    if (c->trace) { p->net.hook = msb_hook; p->net.hook_ctx = &t; }
     rc = snn_compute_msb(p, al, mine(p, c->a), c->n);
-    p->hook = NULL;
+    p->net.hook = NULL;
     if (rc == 0 && p->id < 2) {
         out_put(o, al, c->n);
         if (c->trace) { out_put(o, t.x, c->n); out_put(o, t.c, c->n); }
@@ -3161,10 +3161,10 @@ static int pf_spares(snn_party *p, const void *vc, outbuf *o)
     /* a 2 x (n/2) by (n/2) x 2 product, for other block sizes */
     if (rc == 0) rc = snn_matmul(p, w, mine(p, c->a), mine(p, c->b), 2, c->n / 2, 2, 0, 0);
     for (k = 0; k < SNN_SPARE; k++) {
-        if (!p->spare[k]) continue;
+        if (!p->spare.block[k]) continue;
         rep[0]++;
-        if (p->spare_size[k] > SNN_SPARE_MAX) rep[2]++;
-        for (i = 0; i < p->spare_size[k]; i++) rep[1] += p->spare[k][i] != 0;
+        if (p->spare.size[k] > SNN_SPARE_MAX) rep[2]++;
+        for (i = 0; i < p->spare.size[k]; i++) rep[1] += p->spare.block[k][i] != 0;
     }
     if (rc == 0 && p->id < 2) out_put(o, z, c->n);
     if (rc == 0) out_put(o, rep, 3);
@@ -3352,10 +3352,10 @@ static int pf_golden(snn_party *p, const void *vc, outbuf *o)
     int rc;
     memset(&gv, 0, sizeof gv);
     gv.h = 0xcbf29ce484222325u;
-    p->hook = gold_hook;
-    p->hook_ctx = &gv;
+    p->net.hook = gold_hook;
+    p->net.hook_ctx = &gv;
     rc = g->fn(p, g->c, &mo);
-    p->hook = NULL;
+    p->net.hook = NULL;
     if (rc == 0) {
         for (i = 0; i < mo.n; i++) {
             unsigned char b[8];
@@ -3555,8 +3555,8 @@ static int pf_view(snn_party *p, const void *vc, outbuf *o)
     int rc = -1, j = p->id;
     p->test_flags = c->flags[p->id];
     rec.o = &mine_o;
-    p->hook = view_hook;
-    p->hook_ctx = &rec;
+    p->net.hook = view_hook;
+    p->net.hook_ctx = &rec;
     switch (c->proto) {
     case VIEW_MUL: rc = snn_mul(p, j < 2 ? y : NULL, j < 2 ? c->a[j] : NULL, j < 2 ? c->b[j] : NULL, c->n); break;
     case VIEW_PC:
@@ -3567,7 +3567,7 @@ static int pf_view(snn_party *p, const void *vc, outbuf *o)
     case VIEW_SC: rc = snn_share_convert(p, j < 2 ? y : NULL, j < 2 ? c->a[j] : NULL, c->n); break;
     default: rc = snn_compute_msb(p, j < 2 ? y : NULL, j < 2 ? c->a[j] : NULL, c->n); break;
     }
-    p->hook = NULL;
+    p->net.hook = NULL;
     if (rc == 0) {
         cnt = c->n;
         out_put(o, &cnt, 1);
@@ -4530,9 +4530,9 @@ static int pf_mal(snn_party *p, const void *vc, outbuf *o)
     m.n = c->n;
     m.d0 = xcalloc(64 * c->n, 1);
     m.zero = xcalloc(c->n, 1);
-    if (p->id == 2) { p->hook = mal_hook; p->hook_ctx = &m; }
+    if (p->id == 2) { p->net.hook = mal_hook; p->net.hook_ctx = &m; }
     rc = snn_drelu(p, p->id < 2 ? y : NULL, mine(p, c->a), c->n);
-    p->hook = NULL;
+    p->net.hook = NULL;
     if (rc == 0 && p->id < 2) out_put(o, y, c->n);
     if (rc == 0 && p->id == 2)
         for (e = 0; e < c->n; e++) { uint64_t z = m.zero[e]; out_put(o, &z, 1); }
@@ -4680,15 +4680,15 @@ static int pf_fault(snn_party *p, const void *vc, outbuf *o)
     st.kind = c->kind;
     st.range_kind = p->id == 0 ? SNN_KIND_ZP : SNN_KIND_ZLM1;
     if (p->id == c->party) {
-        p->hook = fault_hook;
-        p->hook_ctx = &st;
+        p->net.hook = fault_hook;
+        p->net.hook_ctx = &st;
         /* a silent party says nothing at all: its own wait outlasts the
          * others' (it sends no stall notice before they stop) */
-        if (c->kind == FAULT_SILENT) p->timeout_ms *= 10;
+        if (c->kind == FAULT_SILENT) p->net.timeout_ms *= 10;
     }
     rc = snn_drelu(p, y, mine(p, c->a), c->n);
     if (p->id == c->party) {
-        p->hook = NULL;
+        p->net.hook = NULL;
         if (rc != 0) p->err = SNN_ERR_ABORTED;     /* it sends no abort frame */
     }
     return finish(p, o, rc, y, c->n);
@@ -6714,7 +6714,7 @@ typedef struct { size_t held; } flow_rec;
 static void flow_hook(void *ctx, const snn_party *p, snn_frame *f)
 {
     flow_rec *r = ctx;
-    size_t held = p->in[SNN_CLIENT].len;
+    size_t held = p->net.in[SNN_CLIENT].len;
     if (f->dir != 1) return;
     if (f->from == SNN_CLIENT) held -= 16 + f->nbytes;      /* the 16-byte header and the payload */
     if (held > r->held) r->held = held;
@@ -6730,10 +6730,10 @@ static int pf_nn_flow(snn_party *p, const void *vctx, outbuf *o)
     uint64_t held;
     int rc;
     if (p->id != SNN_CLIENT) {
-        p->hook = flow_hook;
-        p->hook_ctx = &r;
+        p->net.hook = flow_hook;
+        p->net.hook_ctx = &r;
         rc = snn_nn_serve(p);
-        p->hook = NULL;
+        p->net.hook = NULL;
         held = r.held;
         out_put(o, &held, 1);
         return rc;
@@ -6833,7 +6833,7 @@ static int pf_nn_range(snn_party *p, const void *vctx, outbuf *o)
 {
     const nn_range_ctx *c = vctx;
     corrupt_ctx bad = c->bad;
-    if (p->id == 0 && bad.count) { p->hook = corrupt_hook; p->hook_ctx = &bad; }
+    if (p->id == 0 && bad.count) { p->net.hook = corrupt_hook; p->net.hook_ctx = &bad; }
     return pf_nn_job(p, &c->job, o);
 }
 
@@ -7009,7 +7009,7 @@ static int pf_nn_sf(snn_party *p, const void *vctx, outbuf *o)
     char path[256], err[256];
     int rc;
     memset(&tr, 0, sizeof tr);
-    if (p->id == 0) { d.prev = p->hook; d.prev_ctx = p->hook_ctx; p->hook = delta_hook; p->hook_ctx = &d; }
+    if (p->id == 0) { d.prev = p->net.hook; d.prev_ctx = p->net.hook_ctx; p->net.hook = delta_hook; p->net.hook_ctx = &d; }
     if (p->id != SNN_CLIENT) {
         snprintf(path, sizeof path, "%s/P%d.log", c->dir, p->id);
         if (snn_transcript_open(&tr, p, path, 0, err, sizeof err) != 0) return snn_fail(p, SNN_ERR_IO, "%s", err);
