@@ -1253,9 +1253,10 @@ cleanup:
 /*
  * open_sealed -- waits for the next sealed frame from `from` and opens it
  * in place: afterwards the inbox holds length | frame | tag, the frame in
- * the clear, and *body is the frame's length, at most max_body.  A frame whose tag does not
- * check (altered, replayed, reordered, dropped, or sealed under another
- * key) is an error naming the peer and the frame expected.
+ * the clear, and *body is the frame's length, at most max_body.  A frame
+ * whose tag does not check (altered, replayed, reordered, dropped, or
+ * sealed under another key) is an error naming the peer and the frame
+ * expected.
  */
 static int open_sealed(snn_party *p, int from, const char *want, size_t max_body, size_t *body)
 {
@@ -1775,7 +1776,8 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
     /* A stray that claimed to be k: closed, and every trace of it undone */
     {
         const char *m = p->errmsg;
-        if (strncmp(m, who(p->id), strlen(who(p->id))) == 0 && m[strlen(who(p->id))] == ':') m += strlen(who(p->id)) + 2;
+        const size_t me = strlen(who(p->id));           /* without "P0: " */
+        if (strncmp(m, who(p->id), me) == 0 && m[me] == ':') m += me + 2;
         snprintf(why, wn, "%s", m);
     }
     close(fd);
