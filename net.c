@@ -1847,6 +1847,14 @@ static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *a
                     if (find_abort(p, ids[i]) == 0)
                         blame(p, ids[i], snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection while this "
                                                   "party waited for %s (Setup step 0)", who(ids[i]), awaited));
+                    else if (wait_ms > 0 && strstr(p->errmsg, "stopped: the owner never connected")) {
+                        /* it gave up on the owner first, within the same
+                         * --owner-wait: this party's own wait is as good as over */
+                        p->err = SNN_OK;
+                        p->err_from = -1;
+                        return snn_fail(p, SNN_ERR_TIMEOUT, "%s never connected within %d s (Setup step 0)",
+                                        awaited, wait_ms / 1000);
+                    }
                     if (last[0]) {        /* perhaps why it stopped: the stray was the peer it waits for */
                         const size_t n = strlen(p->errmsg);
                         snprintf(p->errmsg + n, sizeof p->errmsg - n, "; the last connection refused: %s", last);
