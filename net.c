@@ -1447,9 +1447,10 @@ cleanup:
 /*
  * open_sealed -- waits for the next sealed frame from `from` and opens it
  * in place: afterwards the inbox holds length | frame | tag, the frame in
- * the clear, and *body is the frame's length, at most max_body.  A frame whose tag does not
- * check (altered, replayed, reordered, dropped, or sealed under another
- * key) is an error naming the peer and the frame expected.
+ * the clear, and *body is the frame's length, at most max_body.  A frame
+ * whose tag does not check (altered, replayed, reordered, dropped, or
+ * sealed under another key) is an error naming the peer and the frame
+ * expected.
  */
 static int open_sealed(snn_party *p, int from, const char *want, size_t max_body, size_t *body)
 {
@@ -2000,7 +2001,8 @@ static int opening(snn_party *p, int fd, const struct sockaddr_storage *sa, sock
     /* A stray that claimed to be k: closed, and every trace of it undone */
     {
         const char *m = p->errmsg;
-        if (strncmp(m, who(p->id), strlen(who(p->id))) == 0 && m[strlen(who(p->id))] == ':') m += strlen(who(p->id)) + 2;
+        const size_t me = strlen(who(p->id));           /* without "P0: " */
+        if (strncmp(m, who(p->id), me) == 0 && m[me] == ':') m += me + 2;
         snprintf(why, wn, "%s", m);
     }
     close(fd);
@@ -2070,6 +2072,14 @@ static int accept_one(snn_party *p, unsigned allowed, int wait_ms, const char *a
                     if (find_abort(p, ids[i]) == 0)
                         blame(p, ids[i], snn_fail(p, SNN_ERR_PEER_CLOSED, "%s closed the connection while this "
                                                   "party waited for %s (Setup step 0)", who(ids[i]), awaited));
+                    else if (wait_ms > 0 && strstr(p->errmsg, "stopped: the owner never connected")) {
+                        /* it gave up on the owner first, within the same
+                         * --owner-wait: this party's own wait is as good as over */
+                        p->err = SNN_OK;
+                        p->err_from = -1;
+                        return snn_fail(p, SNN_ERR_TIMEOUT, "%s never connected within %d s (Setup step 0)",
+                                        awaited, wait_ms / 1000);
+                    }
                     if (last[0]) {        /* perhaps why it stopped: the stray was the peer it waits for */
                         const size_t n = strlen(p->errmsg);
                         snprintf(p->errmsg + n, sizeof p->errmsg - n, "; the last connection refused: %s", last);

@@ -3325,7 +3325,8 @@ static void gold_hook(void *ctx, const snn_party *p, snn_frame *f)
     if (f->dir != 1) return;
     gold_fnv(&g->h, f->payload, f->nbytes);
     if (f->proto == SNN_PROTO_DMAXPOOL && f->step == 2 && f->from < 2)
-        for (i = 0; i < f->count && g->nt[f->from] < 8; i++) g->t[f->from][g->nt[f->from]++] = snn_load64_le(f->payload + 8 * i);
+        for (i = 0; i < f->count && g->nt[f->from] < 8; i++)
+            g->t[f->from][g->nt[f->from]++] = snn_load64_le(f->payload + 8 * i);
 }
 
 static int pf_pc_plain(snn_party *p, const void *vc, outbuf *o)
