@@ -9,6 +9,22 @@
  * SGD as one truncation) and 5 (networks A-D, hyperparameters), on top of
  * Pi_MatMul, Pi_ReLU, Pi_Division, Pi_Maxpool and Pi_DMaxpool (securenn.c).
  *
+ * Sections.  The core first, readable in one go (as llm.c's train_gpt2.c):
+ *    1. Networks A-D [SNN, App. B]: the layer descriptors
+ *    2. Operations and their plaintext twins: the one context of both
+ *    3. Local reshaping: im2col, col2im, windows, SGD
+ *    4-7. Layers as forward/backward pairs: FC, convolution, ReLU, Maxpool
+ *    8. Layers: dispatch
+ *    9. Networks: forward, ASM, predict, the training step (net_train_step)
+ *   10. The training loop: batches, the twin's training and inference
+ * then what surrounds it:
+ *   11. The error bound of secure inference, the range check of a model
+ *   12. Owner-side encodings and initial weights
+ *   13. Model files, checkpoints, .npy import
+ *   14. Jobs: the servers' side (their training loop) and the owner's side
+ *   15. Transcripts: a party's view, frame by frame
+ * and the program ./securenn (16, under SNN_PROGRAM), with its own index.
+ *
  * Layout: activations are row-major with the batch first; images and
  * feature maps are NHWC (channels fastest), so the product of an im2col
  * patch matrix with the filters is the next layer's input as it stands.
@@ -1065,7 +1081,205 @@ int snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
     return net_train_step(&c, s, param, x, y, lr_shift);
 }
 
-/* ==== 10. The error bound of secure inference ============================ */
+/* ==== 10. The training loop: batches, the twin's training, inference ===== */
+
+/* Training batches: an epoch is a fresh permutation of the training set
+ * (Fisher-Yates from the owner's stream); the last partial batch of an
+ * epoch is dropped.  The owner and the twin use the same code, so with the
+ * same stream they see the same batches. */
+typedef struct {
+    size_t *perm;
+    size_t  n, pos;
+} batcher;
+
+/* The identity order; the first batcher_next shuffles. */
+static int batcher_init(batcher *b, size_t n)
+{
+    size_t i;
+    b->n = n;
+    b->pos = n;                       /* empty: the first call shuffles */
+    if (!(b->perm = malloc((n ? n : 1) * sizeof *b->perm))) return -1;
+    for (i = 0; i < n; i++) b->perm[i] = i;
+    return 0;
+}
+
+/* The order is the owner's: wiped with the rest of its secrets. */
+static void batcher_free(batcher *b)
+{
+    snn_free_wiped(b->perm, (b->n ? b->n : 1) * sizeof *b->perm);
+    b->perm = NULL;
+}
+
+/* Starts the next batch of B samples: a new epoch (a fresh shuffle) when
+ * fewer than B are left in this one. */
+static void batcher_turn(batcher *b, snn_prg *g, size_t B)
+{
+    size_t i;
+    if (b->pos + B > b->n) {
+        for (i = b->n; i > 1; i--) {
+            size_t k = (size_t)snn_prg_below(g, (uint64_t)i), t = b->perm[i - 1];
+            b->perm[i - 1] = b->perm[k];
+            b->perm[k] = t;
+        }
+        b->pos = 0;
+    }
+}
+
+/* Passes over the batches of `steps` training steps as batcher_next would
+ * make them (the same draws from g), without making them: a resumed run
+ * replays the order of the steps its checkpoint had done. */
+static void batcher_skip(batcher *b, snn_prg *g, size_t B, size_t steps)
+{
+    size_t it;
+    for (it = 0; it < steps; it++) {
+        batcher_turn(b, g, B);
+        b->pos += B;
+    }
+}
+
+/* The next B samples: x (B x 784) and y (B x 10) in fixed point, lab. */
+static void batcher_next(batcher *b, snn_prg *g, const snn_mnist *d, size_t B,
+                         uint64_t *x, uint64_t *y, uint8_t *lab)
+{
+    size_t i;
+    batcher_turn(b, g, B);
+    for (i = 0; i < B; i++) {
+        size_t k = b->perm[b->pos++];
+        snn_nn_encode_images(x + i * SNN_NN_IN, d->images + k * SNN_NN_IN, 1);
+        lab[i] = d->labels[k];
+    }
+    snn_nn_encode_labels(y, lab, B);
+}
+
+/* Index of the largest of v[0..9] by the rule of Pi_Maxpool (ties: later):
+ * the twin's maxpool over one window of 10. */
+static size_t argmax10(const uint64_t *v)
+{
+    uint64_t m, at;
+    plain_maxpool(&m, &at, v, 1, SNN_NN_OUT);
+    return (size_t)at;
+}
+
+/* Adds one batch's ASM outputs q to the running progress figures. */
+static void progress_add(snn_progress *pr, const uint64_t *q, const uint8_t *lab, size_t B)
+{
+    size_t i, k;
+    for (i = 0; i < B; i++) {
+        for (k = 0; k < SNN_NN_OUT; k++) {
+            uint64_t d = abs_signed(q[i * SNN_NN_OUT + k] - (k == lab[i] ? (uint64_t)1 << F : 0));
+            pr->sqerr += d * d;
+        }
+        pr->correct += argmax10(q + i * SNN_NN_OUT) == lab[i];
+        pr->seen++;
+    }
+}
+
+/* Whether iteration it (0-based) of iters ends a progress report. */
+static int report_due(size_t it, size_t iters, size_t every)
+{
+    return every != 0 && ((it + 1) % every == 0 || it + 1 == iters);
+}
+
+/* Whether iteration it (0-based) of iters ends with a checkpoint: every
+ * `every` steps of the whole run, but not the last (the run's result). */
+static int ckpt_due(size_t it, size_t iters, size_t every)
+{
+    return every != 0 && (it + 1) % every == 0 && it + 1 < iters;
+}
+
+/* snn_plain_train -- the twin trains on d exactly as the owner batches it. */
+int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
+                    size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round, size_t every,
+                    snn_progress_fn fn, void *ctx, const snn_ckpt *ck, char *err, size_t errlen)
+{
+    const size_t start = ck ? ck->start : 0, ck_every = ck ? ck->every : 0;
+    nn_ctx c;
+    snn_nn_state s;
+    batcher bt;
+    uint64_t *x = NULL, *y = NULL;
+    uint8_t *lab = NULL;
+    snn_progress pr;
+    size_t it;
+    int rc = -1;
+
+    ctx_twin(&c, round, err, errlen);
+    memset(&s, 0, sizeof s);
+    memset(&bt, 0, sizeof bt);
+    memset(&pr, 0, sizeof pr);
+    if (batch == 0 || d->n < batch)
+        return nn_fail(&c, SNN_ERR_ARG, "train: batch %zu, %zu training images", batch, d->n);
+    if ((start && start >= iters) || (ck_every && !ck->save))
+        return nn_fail(&c, SNN_ERR_ARG, "train: resume at step %zu of %zu", start, iters);
+    if (snn_nn_state_alloc(&s, net, batch) != 0 || batcher_init(&bt, d->n) != 0
+        || !(x = nn_alloc(batch * SNN_NN_IN)) || !(y = nn_alloc(batch * SNN_NN_OUT))
+        || !(lab = malloc(batch))) {
+        nn_nomem(&c, "plaintext training");
+        goto cleanup;
+    }
+    s.round = round;
+    pr.iters = iters;
+    pr.start = start;
+    batcher_skip(&bt, order, batch, start);
+    for (it = start; it < iters; it++) {
+        batcher_next(&bt, order, d, batch, x, y, lab);
+        SNN_GUARD(net_train_step(&c, &s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
+        progress_add(&pr, s.out, lab, batch);
+        if (report_due(it, iters, every) && fn) {
+            pr.iter = it + 1;
+            fn(ctx, &pr);
+            pr.seen = pr.correct = 0;
+            pr.sqerr = 0;
+        }
+        if (ckpt_due(it, iters, ck_every)) {
+            char why[200] = "";
+            if (ck->save(ck->ctx, it + 1, param, round, why, sizeof why) != 0) {
+                nn_fail(&c, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s", it + 1, why);
+                goto cleanup;
+            }
+        }
+    }
+    rc = 0;
+cleanup:
+    snn_nn_state_free(&s);
+    batcher_free(&bt);
+    nn_free(x, batch * SNN_NN_IN);
+    nn_free(y, batch * SNN_NN_OUT);
+    snn_free_wiped(lab, batch);
+    return rc;
+}
+
+/* snn_plain_infer -- the twin classifies the first n images of d. */
+int snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
+                    size_t batch, uint64_t *pred, char *err, size_t errlen)
+{
+    nn_ctx c;
+    snn_nn_state s;
+    uint64_t *x = NULL;
+    size_t done, m;
+    int rc = -1;
+
+    ctx_twin(&c, NULL, err, errlen);
+    memset(&s, 0, sizeof s);
+    if (batch == 0 || n > d->n)
+        return nn_fail(&c, SNN_ERR_ARG, "infer: batch %zu, %zu of %zu test images", batch, n, d->n);
+    if (snn_nn_state_alloc(&s, net, batch) != 0 || !(x = nn_alloc(batch * SNN_NN_IN))) {
+        nn_nomem(&c, "plaintext inference");
+        goto cleanup;
+    }
+    for (done = 0; done < n; done += m) {
+        m = n - done < batch ? n - done : batch;
+        snn_nn_encode_images(x, d->images + done * SNN_NN_IN, m);
+        SNN_GUARD(net_forward(&c, &s, param, x, m));
+        SNN_GUARD(net_predict(&c, pred + done, &s, m));
+    }
+    rc = 0;
+cleanup:
+    snn_nn_state_free(&s);
+    nn_free(x, batch * SNN_NN_IN);
+    return rc;
+}
+
+/* ==== 11. The error bound of secure inference ============================ */
 
 /* a b, saturated at 2^64 - 1. */
 static uint64_t sat_mul(uint64_t a, uint64_t b)
@@ -1238,7 +1452,7 @@ int snn_nn_check_range(const snn_net *net, const uint64_t *param, size_t batch, 
     return r->layer < 0 ? 0 : -1;
 }
 
-/* ==== 11. Owner-side encodings and initial weights ======================= */
+/* ==== 12. Owner-side encodings and initial weights ======================= */
 
 /*
  * The owner standardises pixels, x = 4 p/255 - 1/2 = 4 (p/255 - 1/8): about
@@ -1300,7 +1514,7 @@ void snn_nn_init_params(const snn_net *net, uint64_t *param, snn_prg *g)
     }
 }
 
-/* ==== 12. Model files ==================================================== */
+/* ==== 13. Model files ==================================================== */
 /*
  * Format, all little-endian:
  *   off      size  field
@@ -2031,205 +2245,7 @@ cleanup:
     return rc;
 }
 
-/* ==== 13. Batches, plaintext training and inference ====================== */
-
-/* Training batches: an epoch is a fresh permutation of the training set
- * (Fisher-Yates from the owner's stream); the last partial batch of an
- * epoch is dropped.  The owner and the twin use the same code, so with the
- * same stream they see the same batches. */
-typedef struct {
-    size_t *perm;
-    size_t  n, pos;
-} batcher;
-
-/* The identity order; the first batcher_next shuffles. */
-static int batcher_init(batcher *b, size_t n)
-{
-    size_t i;
-    b->n = n;
-    b->pos = n;                       /* empty: the first call shuffles */
-    if (!(b->perm = malloc((n ? n : 1) * sizeof *b->perm))) return -1;
-    for (i = 0; i < n; i++) b->perm[i] = i;
-    return 0;
-}
-
-/* The order is the owner's: wiped with the rest of its secrets. */
-static void batcher_free(batcher *b)
-{
-    snn_free_wiped(b->perm, (b->n ? b->n : 1) * sizeof *b->perm);
-    b->perm = NULL;
-}
-
-/* Starts the next batch of B samples: a new epoch (a fresh shuffle) when
- * fewer than B are left in this one. */
-static void batcher_turn(batcher *b, snn_prg *g, size_t B)
-{
-    size_t i;
-    if (b->pos + B > b->n) {
-        for (i = b->n; i > 1; i--) {
-            size_t k = (size_t)snn_prg_below(g, (uint64_t)i), t = b->perm[i - 1];
-            b->perm[i - 1] = b->perm[k];
-            b->perm[k] = t;
-        }
-        b->pos = 0;
-    }
-}
-
-/* Passes over the batches of `steps` training steps as batcher_next would
- * make them (the same draws from g), without making them: a resumed run
- * replays the order of the steps its checkpoint had done. */
-static void batcher_skip(batcher *b, snn_prg *g, size_t B, size_t steps)
-{
-    size_t it;
-    for (it = 0; it < steps; it++) {
-        batcher_turn(b, g, B);
-        b->pos += B;
-    }
-}
-
-/* The next B samples: x (B x 784) and y (B x 10) in fixed point, lab. */
-static void batcher_next(batcher *b, snn_prg *g, const snn_mnist *d, size_t B,
-                         uint64_t *x, uint64_t *y, uint8_t *lab)
-{
-    size_t i;
-    batcher_turn(b, g, B);
-    for (i = 0; i < B; i++) {
-        size_t k = b->perm[b->pos++];
-        snn_nn_encode_images(x + i * SNN_NN_IN, d->images + k * SNN_NN_IN, 1);
-        lab[i] = d->labels[k];
-    }
-    snn_nn_encode_labels(y, lab, B);
-}
-
-/* Index of the largest of v[0..9] by the rule of Pi_Maxpool (ties: later):
- * the twin's maxpool over one window of 10. */
-static size_t argmax10(const uint64_t *v)
-{
-    uint64_t m, at;
-    plain_maxpool(&m, &at, v, 1, SNN_NN_OUT);
-    return (size_t)at;
-}
-
-/* Adds one batch's ASM outputs q to the running progress figures. */
-static void progress_add(snn_progress *pr, const uint64_t *q, const uint8_t *lab, size_t B)
-{
-    size_t i, k;
-    for (i = 0; i < B; i++) {
-        for (k = 0; k < SNN_NN_OUT; k++) {
-            uint64_t d = abs_signed(q[i * SNN_NN_OUT + k] - (k == lab[i] ? (uint64_t)1 << F : 0));
-            pr->sqerr += d * d;
-        }
-        pr->correct += argmax10(q + i * SNN_NN_OUT) == lab[i];
-        pr->seen++;
-    }
-}
-
-/* Whether iteration it (0-based) of iters ends a progress report. */
-static int report_due(size_t it, size_t iters, size_t every)
-{
-    return every != 0 && ((it + 1) % every == 0 || it + 1 == iters);
-}
-
-/* Whether iteration it (0-based) of iters ends with a checkpoint: every
- * `every` steps of the whole run, but not the last (the run's result). */
-static int ckpt_due(size_t it, size_t iters, size_t every)
-{
-    return every != 0 && (it + 1) % every == 0 && it + 1 < iters;
-}
-
-/* snn_plain_train -- the twin trains on d exactly as the owner batches it. */
-int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
-                    size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round, size_t every,
-                    snn_progress_fn fn, void *ctx, const snn_ckpt *ck, char *err, size_t errlen)
-{
-    const size_t start = ck ? ck->start : 0, ck_every = ck ? ck->every : 0;
-    nn_ctx c;
-    snn_nn_state s;
-    batcher bt;
-    uint64_t *x = NULL, *y = NULL;
-    uint8_t *lab = NULL;
-    snn_progress pr;
-    size_t it;
-    int rc = -1;
-
-    ctx_twin(&c, round, err, errlen);
-    memset(&s, 0, sizeof s);
-    memset(&bt, 0, sizeof bt);
-    memset(&pr, 0, sizeof pr);
-    if (batch == 0 || d->n < batch)
-        return nn_fail(&c, SNN_ERR_ARG, "train: batch %zu, %zu training images", batch, d->n);
-    if ((start && start >= iters) || (ck_every && !ck->save))
-        return nn_fail(&c, SNN_ERR_ARG, "train: resume at step %zu of %zu", start, iters);
-    if (snn_nn_state_alloc(&s, net, batch) != 0 || batcher_init(&bt, d->n) != 0
-        || !(x = nn_alloc(batch * SNN_NN_IN)) || !(y = nn_alloc(batch * SNN_NN_OUT))
-        || !(lab = malloc(batch))) {
-        nn_nomem(&c, "plaintext training");
-        goto cleanup;
-    }
-    s.round = round;
-    pr.iters = iters;
-    pr.start = start;
-    batcher_skip(&bt, order, batch, start);
-    for (it = start; it < iters; it++) {
-        batcher_next(&bt, order, d, batch, x, y, lab);
-        SNN_GUARD(net_train_step(&c, &s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
-        progress_add(&pr, s.out, lab, batch);
-        if (report_due(it, iters, every) && fn) {
-            pr.iter = it + 1;
-            fn(ctx, &pr);
-            pr.seen = pr.correct = 0;
-            pr.sqerr = 0;
-        }
-        if (ckpt_due(it, iters, ck_every)) {
-            char why[200] = "";
-            if (ck->save(ck->ctx, it + 1, param, round, why, sizeof why) != 0) {
-                nn_fail(&c, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s", it + 1, why);
-                goto cleanup;
-            }
-        }
-    }
-    rc = 0;
-cleanup:
-    snn_nn_state_free(&s);
-    batcher_free(&bt);
-    nn_free(x, batch * SNN_NN_IN);
-    nn_free(y, batch * SNN_NN_OUT);
-    snn_free_wiped(lab, batch);
-    return rc;
-}
-
-/* snn_plain_infer -- the twin classifies the first n images of d. */
-int snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
-                    size_t batch, uint64_t *pred, char *err, size_t errlen)
-{
-    nn_ctx c;
-    snn_nn_state s;
-    uint64_t *x = NULL;
-    size_t done, m;
-    int rc = -1;
-
-    ctx_twin(&c, NULL, err, errlen);
-    memset(&s, 0, sizeof s);
-    if (batch == 0 || n > d->n)
-        return nn_fail(&c, SNN_ERR_ARG, "infer: batch %zu, %zu of %zu test images", batch, n, d->n);
-    if (snn_nn_state_alloc(&s, net, batch) != 0 || !(x = nn_alloc(batch * SNN_NN_IN))) {
-        nn_nomem(&c, "plaintext inference");
-        goto cleanup;
-    }
-    for (done = 0; done < n; done += m) {
-        m = n - done < batch ? n - done : batch;
-        snn_nn_encode_images(x, d->images + done * SNN_NN_IN, m);
-        SNN_GUARD(net_forward(&c, &s, param, x, m));
-        SNN_GUARD(net_predict(&c, pred + done, &s, m));
-    }
-    rc = 0;
-cleanup:
-    snn_nn_state_free(&s);
-    nn_free(x, batch * SNN_NN_IN);
-    return rc;
-}
-
-/* ==== 14. Jobs: the servers' side and the owner's side ================== */
+/* ==== 14. Jobs: the servers' side and the owner's side =================== */
 /*
  * The job block, 48 bytes, little-endian, sent by the owner to P0, P1 and
  * P2 as Setup step 2 (bytes).  All of it is public:

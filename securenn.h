@@ -909,7 +909,7 @@ int  snn_model_writable(const char *path, char *err, size_t errlen);
 int  snn_model_load(snn_model *m, const char *path, int want_net, char *err, size_t errlen);
 void snn_model_free(snn_model *m);
 
-/* A checkpoint file (format in nn.c, section 12): the owner's weights after
+/* A checkpoint file (format in nn.c, section 13): the owner's weights after
  * `done` of `iters` training steps and what continuing the run needs.  All
  * of it is the owner's (the seed fixes its initial weights and batch
  * order): keep it as private as a model. */
