@@ -15,7 +15,7 @@
  *    3. Local reshaping: im2col, col2im, windows, SGD
  *    4-7. Layers as forward/backward pairs: FC, convolution, ReLU, Maxpool
  *    8. Layers: dispatch
- *    9. Networks: forward, ASM, predict, the training step (net_train_step)
+ *    9. Networks: forward, ASM, predict, the training step (snn_nn_train_step)
  *   10. The training loop: batches, the twin's training and inference
  * then what surrounds it:
  *   11. The error bound of secure inference, the range check of a model
@@ -65,7 +65,7 @@
  *   - The output error is delta = ASM(u) - y + 2^-6 u: the gradient of
  *     SPEC 2.12's error plus a logit penalty 2^-7 |u|^2 (SPEC 4.5 b), one local
  *     truncation.  Without it the logits grow without bound and B and C
- *     do not train (see net_train_step).
+ *     do not train (see snn_nn_train_step).
  *   - The twin truncates by exact floor, except that when its state holds
  *     a rounding stream (training in the demo and --plain) it rounds
  *     stochastically, which is the distribution of the protocol's own
@@ -105,7 +105,7 @@
 #define NN_MAX_BATCH 256              /* memory: C's conv2 backward is ~1.4 MB per sample */
 #define NN_MAX_ITERS 10000000u
 #define NN_MAX_LR_SHIFT 30u
-#define NN_LOGIT_SHIFT 6u             /* the output error's logit penalty 2^-6 u (net_train_step) */
+#define NN_LOGIT_SHIFT 6u             /* the output error's logit penalty 2^-6 u (snn_nn_train_step) */
 
 /* ==== 1. Networks [SNN, App. B], SPEC 5 ================================== */
 
@@ -245,35 +245,47 @@ int snn_net_parse(const char *s)
 
 /* ==== 2. Operations and their plaintext twins ============================ */
 /*
- * Every layer goes through these.  c->p is the executing server (P0, P1 or
- * P2), or NULL for the plaintext twin, which then runs the plain_ function
- * beside each operation on the values themselves.
+ * Every layer goes through these, with one context (snn_nn_ctx, in
+ * securenn.h) for both paths: c->p is the executing server (P0, P1 or P2),
+ * or NULL for the plaintext twin, which then runs the plain_ function
+ * beside each operation on the values themselves.  Every public layer and
+ * network function below takes that context: there is no second, twin
+ * copy of any of them.
  */
 
-typedef struct {
-    snn_party *p;             /* NULL: the plaintext twin */
-    snn_prg   *round;         /* twin only: stochastic truncation, or NULL */
-    char      *err;           /* twin only: its first error, or NULL      */
-    size_t     errlen;
-    snn_trunc_stats *trunc;   /* twin only: counts truncations, or NULL */
-} nn_ctx;
+typedef snn_nn_ctx nn_ctx;
 
 /* |s(x)|, the absolute value of the signed view, as an unsigned. */
 static uint64_t abs_signed(uint64_t x) { return (x >> 63) ? (uint64_t)0 - x : x; }
 
-/* The context of a secure call: 0, or -1 if p already holds an error. */
-static int ctx_secure(nn_ctx *c, snn_party *p)
+/* Whether a secure context's party already holds an error (sticky: every
+ * public function then returns -1 at once). */
+static int ctx_failed(const nn_ctx *c)
 {
-    c->p = p;
-    c->round = NULL;
-    c->err = NULL;
-    c->errlen = 0;
-    c->trunc = NULL;
-    return p->err ? -1 : 0;
+    return c->p != NULL && c->p->err != SNN_OK;
 }
 
-/* The context of the twin: SGD rounding from round (or NULL: floor), its
- * first error into err (or NULL: none kept). */
+/* snn_nn_secure -- the context of the secure computation at server p. */
+snn_nn_ctx snn_nn_secure(snn_party *p)
+{
+    snn_nn_ctx c;
+    memset(&c, 0, sizeof c);
+    c.p = p;
+    return c;
+}
+
+/* snn_nn_twin -- the context of the plaintext twin: truncation rounds
+ * from round (NULL: exact floor); trunc (or NULL) counts truncations. */
+snn_nn_ctx snn_nn_twin(snn_prg *round, snn_trunc_stats *trunc)
+{
+    snn_nn_ctx c;
+    memset(&c, 0, sizeof c);
+    c.round = round;
+    c.trunc = trunc;
+    return c;
+}
+
+/* The twin's context with its first error kept in err (errlen 0: none). */
 static nn_ctx *ctx_twin(nn_ctx *c, snn_prg *round, char *err, size_t errlen)
 {
     c->p = NULL;
@@ -781,10 +793,12 @@ cleanup:
 
 /* ==== 8. Layers: dispatch ================================================ */
 
-/* One layer's forward pass, by kind. */
-static int layer_forward(nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t *keep,
+/* snn_nn_layer_forward -- one layer's forward pass, by kind (secure or
+ * twin, as c says; see securenn.h). */
+int snn_nn_layer_forward(nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t *keep,
                          const uint64_t *in, const uint64_t *param, size_t n)
 {
+    if (ctx_failed(c)) return -1;
     switch (L->kind) {
     case SNN_LAYER_FC:      return fc_forward(c, L, out, in, param, n);
     case SNN_LAYER_CONV:    return conv_forward(c, L, out, in, param, n);
@@ -795,11 +809,13 @@ static int layer_forward(nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t 
     }
 }
 
-/* One layer's backward pass (dprev NULL: none), FC/conv also SGD. */
-static int layer_backward(nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64_t *param,
+/* snn_nn_layer_backward -- one layer's backward pass (dprev NULL: none);
+ * FC and convolution also take their SGD step. */
+int snn_nn_layer_backward(nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64_t *param,
                           const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
                           size_t n, unsigned shift)
 {
+    if (ctx_failed(c)) return -1;
     switch (L->kind) {
     case SNN_LAYER_FC:      return fc_backward(c, L, dprev, param, in, delta, n, shift);
     case SNN_LAYER_CONV:    return conv_backward(c, L, dprev, param, in, delta, n, shift);
@@ -808,43 +824,6 @@ static int layer_backward(nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64
     default:
         return nn_fail(c, SNN_ERR_ARG, "unknown layer kind %d", L->kind);
     }
-}
-
-/* The public forms below only build the context (ctx_secure, ctx_twin)
- * and call the one definition of each step. */
-
-/* snn_nn_layer_forward -- one layer on shares (see securenn.h). */
-int snn_nn_layer_forward(snn_party *p, const snn_layer *L, uint64_t *out, uint64_t *keep,
-                         const uint64_t *in, const uint64_t *param, size_t n)
-{
-    nn_ctx c;
-    return ctx_secure(&c, p) ? -1 : layer_forward(&c, L, out, keep, in, param, n);
-}
-
-/* snn_plain_layer_forward -- its twin. */
-int snn_plain_layer_forward(const snn_layer *L, uint64_t *out, uint64_t *keep,
-                            const uint64_t *in, const uint64_t *param, size_t n)
-{
-    nn_ctx c;
-    return layer_forward(ctx_twin(&c, NULL, NULL, 0), L, out, keep, in, param, n);
-}
-
-/* snn_nn_layer_backward -- one layer's backward pass and SGD step on shares. */
-int snn_nn_layer_backward(snn_party *p, const snn_layer *L, uint64_t *dprev, uint64_t *param,
-                          const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
-                          size_t n, unsigned shift)
-{
-    nn_ctx c;
-    return ctx_secure(&c, p) ? -1 : layer_backward(&c, L, dprev, param, keep, in, delta, n, shift);
-}
-
-/* snn_plain_layer_backward -- its twin. */
-int snn_plain_layer_backward(const snn_layer *L, uint64_t *dprev, uint64_t *param,
-                             const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
-                             size_t n, unsigned shift)
-{
-    nn_ctx c;
-    return layer_backward(ctx_twin(&c, NULL, NULL, 0), L, dprev, param, keep, in, delta, n, shift);
 }
 
 /* ==== 9. Networks: state, forward, ASM, predict, train step ============== */
@@ -891,49 +870,37 @@ void snn_nn_state_free(snn_nn_state *s)
     s->out = NULL;
 }
 
-/* The network's forward pass: act[0] = x, act[l+1] = layer l (act[l]). */
-static int net_forward(nn_ctx *c, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
+/* snn_nn_forward -- the network's forward pass: act[0] = x, act[l+1] =
+ * layer l (act[l]); the logits u in act[nlayer]. */
+int snn_nn_forward(nn_ctx *c, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
 {
     const snn_net *net = s->net;
     size_t l;
+    if (ctx_failed(c)) return -1;
     if (n > s->batch) return nn_fail(c, SNN_ERR_ARG, "forward: %zu samples, state holds %zu", n, s->batch);
     if (x) memcpy(s->act[0], x, n * SNN_NN_IN * sizeof *x);
     else memset(s->act[0], 0, n * SNN_NN_IN * sizeof *x);      /* P2 holds no input */
     for (l = 0; l < net->nlayer; l++)
-        if (layer_forward(c, &net->layer[l], s->act[l + 1], s->keep[l], s->act[l], param, n) != 0)
+        if (snn_nn_layer_forward(c, &net->layer[l], s->act[l + 1], s->keep[l], s->act[l], param, n) != 0)
             return -1;
     return 0;
 }
 
-/* snn_nn_forward -- the network on shares; logits in s->act[nlayer]. */
-int snn_nn_forward(snn_party *p, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
-{
-    nn_ctx c;
-    return ctx_secure(&c, p) ? -1 : net_forward(&c, s, param, x, n);
-}
-
-/* snn_plain_forward -- its twin. */
-int snn_plain_forward(snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
-{
-    nn_ctx c;
-    ctx_twin(&c, NULL, NULL, 0)->trunc = s->trunc;
-    return net_forward(&c, s, param, x, n);
-}
-
 /*
- * net_asm -- ASM [SNN, App. B], SPEC 2.12, on u (n x 10):
+ * snn_nn_asm -- ASM [SNN, App. B], SPEC 2.12, on u (n x 10):
  *   r = ReLU(u)                                  Pi_ReLU
  *   den_i = sum_k r_ik + 1  (one LSB: never 0)   local, P0 adds the 1
  *   q_ik = floor(r_ik 2^f / den_i)               Pi_Div, l_D = f + 1
  * Pi_Div's preconditions (SPEC 2.8): r 2^f < 2^62 and 2^f den < 2^62 hold
  * while |u| < 2^35 (2^22 in real units); q < 2^f < 2^(f+1) since r < den.
  */
-static int net_asm(nn_ctx *c, uint64_t *q, const uint64_t *u, size_t n)
+int snn_nn_asm(nn_ctx *c, uint64_t *q, const uint64_t *u, size_t n)
 {
     size_t m = n * SNN_NN_OUT, i, k;
     uint64_t *r = NULL, *den = NULL;
     int rc = -1;
 
+    if (ctx_failed(c)) return -1;
     if (!(r = nn_alloc(m)) || !(den = nn_alloc(m))) {
         rc = nn_nomem(c, "ASM");
         goto cleanup;
@@ -954,43 +921,17 @@ cleanup:
     return rc;
 }
 
-/* snn_nn_asm -- ASM on shares (net_asm). */
-int snn_nn_asm(snn_party *p, uint64_t *q, const uint64_t *u, size_t n)
+/* snn_nn_predict -- argmax of the logits by Pi_Maxpool's index over
+ * windows of 10: the classes (shares, or values for the twin). */
+int snn_nn_predict(nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n)
 {
-    nn_ctx c;
-    return ctx_secure(&c, p) ? -1 : net_asm(&c, q, u, n);
-}
-
-/* snn_plain_asm -- its twin. */
-int snn_plain_asm(uint64_t *q, const uint64_t *u, size_t n)
-{
-    nn_ctx c;
-    return net_asm(ctx_twin(&c, NULL, NULL, 0), q, u, n);
-}
-
-/* Argmax of the logits by Pi_Maxpool's index over windows of 10. */
-static int net_predict(nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n)
-{
-    uint64_t *mx = nn_alloc(n);
+    uint64_t *mx;
     int rc;
-    if (!mx) return nn_nomem(c, "predict");
+    if (ctx_failed(c)) return -1;
+    if (!(mx = nn_alloc(n))) return nn_nomem(c, "predict");
     rc = nn_maxpool(c, mx, cls, s->act[s->net->nlayer], n, SNN_NN_OUT);
     nn_free(mx, n);
     return rc;
-}
-
-/* snn_nn_predict -- shares of the argmax class of each sample. */
-int snn_nn_predict(snn_party *p, uint64_t *cls, const snn_nn_state *s, size_t n)
-{
-    nn_ctx c;
-    return ctx_secure(&c, p) ? -1 : net_predict(&c, cls, s, n);
-}
-
-/* snn_plain_predict -- its twin. */
-int snn_plain_predict(uint64_t *cls, const snn_nn_state *s, size_t n)
-{
-    nn_ctx c;
-    return net_predict(ctx_twin(&c, NULL, NULL, 0), cls, s, n);
 }
 
 /* The least k with 2^k >= b. */
@@ -1003,7 +944,7 @@ static unsigned log2_exact(size_t b)
 }
 
 /*
- * net_train_step -- one SGD step on a batch of B = s->batch samples
+ * snn_nn_train_step -- one SGD step on a batch of B = s->batch samples
  * (SPEC 2.12): forward; q = ASM(u); delta = q - y + trunc(u, 6); then, last
  * layer first, each layer's backward pass (input gradient with the weights
  * of this step's forward pass, then its SGD update with shift log2 B +
@@ -1020,7 +961,7 @@ static unsigned log2_exact(size_t b)
  * stays bounded and B and C train to 97-98%.  One local truncation: no
  * messages.
  */
-static int net_train_step(nn_ctx *c, snn_nn_state *s, uint64_t *param, const uint64_t *x,
+int snn_nn_train_step(nn_ctx *c, snn_nn_state *s, uint64_t *param, const uint64_t *x,
                           const uint64_t *y, unsigned lr_shift)
 {
     const snn_net *net = s->net;
@@ -1029,10 +970,11 @@ static int net_train_step(nn_ctx *c, snn_nn_state *s, uint64_t *param, const uin
     uint64_t *delta = NULL, *dprev = NULL;
     int rc = -1;
 
+    if (ctx_failed(c)) return -1;
     if (((size_t)1 << log2_exact(B)) != B)
         return nn_fail(c, SNN_ERR_ARG, "train: batch %zu is not a power of two", B);
-    SNN_GUARD(net_forward(c, s, param, x, B));
-    SNN_GUARD(net_asm(c, s->out, s->act[net->nlayer], B));
+    SNN_GUARD(snn_nn_forward(c, s, param, x, B));
+    SNN_GUARD(snn_nn_asm(c, s->out, s->act[net->nlayer], B));
     /* delta = ASM(u) - y: the error of the logits (SPEC 2.12), local;
      * then + 2^-6 u, with dprev holding trunc(u, 6) (local) */
     if (!(delta = nn_alloc(ndelta)) || !(dprev = nn_alloc(nprev))) {
@@ -1051,7 +993,7 @@ static int net_train_step(nn_ctx *c, snn_nn_state *s, uint64_t *param, const uin
             rc = nn_nomem(c, "train");
             goto cleanup;
         }
-        SNN_GUARD(layer_backward(c, L, dprev, param, s->keep[l], s->act[l], delta, B, shift));
+        SNN_GUARD(snn_nn_layer_backward(c, L, dprev, param, s->keep[l], s->act[l], delta, B, shift));
         nn_free(delta, ndelta);
         delta = dprev;                 /* NULL after the first layer */
         ndelta = nprev;
@@ -1062,23 +1004,6 @@ cleanup:
     if (delta) nn_free(delta, ndelta);
     if (dprev) nn_free(dprev, nprev);
     return rc;
-}
-
-/* snn_nn_train_step -- one SGD step on shares (net_train_step). */
-int snn_nn_train_step(snn_party *p, snn_nn_state *s, uint64_t *param, const uint64_t *x,
-                      const uint64_t *y, unsigned lr_shift)
-{
-    nn_ctx c;
-    return ctx_secure(&c, p) ? -1 : net_train_step(&c, s, param, x, y, lr_shift);
-}
-
-/* snn_plain_train_step -- its twin; SGD rounding as s->round says. */
-int snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
-                         const uint64_t *y, unsigned lr_shift)
-{
-    nn_ctx c;
-    ctx_twin(&c, s->round, NULL, 0)->trunc = s->trunc;
-    return net_train_step(&c, s, param, x, y, lr_shift);
 }
 
 /* ==== 10. The training loop: batches, the twin's training, inference ===== */
@@ -1216,13 +1141,12 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
         nn_nomem(&c, "plaintext training");
         goto cleanup;
     }
-    s.round = round;
     pr.iters = iters;
     pr.start = start;
     batcher_skip(&bt, order, batch, start);
     for (it = start; it < iters; it++) {
         batcher_next(&bt, order, d, batch, x, y, lab);
-        SNN_GUARD(net_train_step(&c, &s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
+        SNN_GUARD(snn_nn_train_step(&c, &s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
         progress_add(&pr, s.out, lab, batch);
         if (report_due(it, iters, every) && fn) {
             pr.iter = it + 1;
@@ -1269,8 +1193,8 @@ int snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *
     for (done = 0; done < n; done += m) {
         m = n - done < batch ? n - done : batch;
         snn_nn_encode_images(x, d->images + done * SNN_NN_IN, m);
-        SNN_GUARD(net_forward(&c, &s, param, x, m));
-        SNN_GUARD(net_predict(&c, pred + done, &s, m));
+        SNN_GUARD(snn_nn_forward(&c, &s, param, x, m));
+        SNN_GUARD(snn_nn_predict(&c, pred + done, &s, m));
     }
     rc = 0;
 cleanup:
@@ -2434,6 +2358,7 @@ int snn_nn_serve(snn_party *p)
 int snn_nn_run_job(snn_party *p, const snn_job *jp)
 {
     snn_job job = *jp;
+    snn_nn_ctx c = snn_nn_secure(p);
     char msg[160];
     snn_net net;
     snn_nn_state s;
@@ -2471,7 +2396,7 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
             }
             SNN_GUARD(snn_share(p, SNN_CLIENT, x, NULL, B * SNN_NN_IN));
             SNN_GUARD(snn_share(p, SNN_CLIENT, y, NULL, B * SNN_NN_OUT));
-            SNN_GUARD(snn_nn_train_step(p, &s, param, x, y, snn_lr_shift_at(job.lr_shift, job.lr_step, it)));
+            SNN_GUARD(snn_nn_train_step(&c, &s, param, x, y, snn_lr_shift_at(job.lr_shift, job.lr_step, it)));
             if (job.report) {
                 /* progress, to the owner only: this step's ASM outputs */
                 SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, s.out, B * SNN_NN_OUT));
@@ -2490,8 +2415,8 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
         for (done = 0; done < job.n_infer; done += m) {
             m = job.n_infer - done < B ? job.n_infer - done : B;
             SNN_GUARD(snn_share(p, SNN_CLIENT, x, NULL, m * SNN_NN_IN));
-            SNN_GUARD(snn_nn_forward(p, &s, param, p->id == 2 ? NULL : x, m));
-            SNN_GUARD(snn_nn_predict(p, cls, &s, m));
+            SNN_GUARD(snn_nn_forward(&c, &s, param, p->id == 2 ? NULL : x, m));
+            SNN_GUARD(snn_nn_predict(&c, cls, &s, m));
             SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, cls, m));
         }
         base = tr.c - base;
@@ -4795,6 +4720,7 @@ cleanup:
 /* bench_run -- the measured call of the row. */
 static int bench_run(snn_party *p, const bench_item *it, bench_buf *bb)
 {
+    snn_nn_ctx c = snn_nn_secure(p);
     switch (it->kind) {
     case B_CONV: case B_MATMUL:
         return snn_matmul(p, bb->z, bb->x, bb->y, bb->m, bb->k, bb->v, 0, 0);
@@ -4808,11 +4734,11 @@ static int bench_run(snn_party *p, const bench_item *it, bench_buf *bb)
     case B_RELU:
         return snn_mul(p, bb->z, bb->y, bb->x, bb->n);
     case B_NET:
-        if (snn_nn_forward(p, &bb->st, bb->param, bb->x, bb->n) != 0) return -1;
-        return snn_nn_predict(p, bb->cls, &bb->st, bb->n);
+        if (snn_nn_forward(&c, &bb->st, bb->param, bb->x, bb->n) != 0) return -1;
+        return snn_nn_predict(&c, bb->cls, &bb->st, bb->n);
     case B_TRAIN:
         /* the paper's learning rates: 2^-7 for A, 2^-5 for B and C */
-        return snn_nn_train_step(p, &bb->st, bb->param, p->id == 2 ? NULL : bb->x,
+        return snn_nn_train_step(&c, &bb->st, bb->param, p->id == 2 ? NULL : bb->x,
                                  p->id == 2 ? NULL : bb->y, it->a == SNN_NET_A ? 7u : 5u);
     default:
         return 0;

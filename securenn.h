@@ -739,8 +739,9 @@ void snn_mnist_free(snn_mnist *d);
  * fixed-point twin, and model files.  Activations are row-major with the
  * batch first; images and feature maps are NHWC (channels fastest).
  *
- * Every secure function snn_nn_X(p, ...) has a twin snn_plain_X(...) that
- * runs the same integer steps in the clear (exact floor truncation, exact
+ * Every layer and network function takes one context, snn_nn_ctx: with a
+ * party it runs on shares at that server, without one it is the plaintext
+ * twin, the same integer steps in the clear (exact floor truncation, exact
  * DReLU, division and argmax): the reference of the tests and of --plain.
  */
 
@@ -813,14 +814,27 @@ typedef struct {
     uint64_t *act[SNN_NN_MAXLAYER + 1];
     uint64_t *keep[SNN_NN_MAXLAYER];
     uint64_t *out;
-    snn_prg  *round;   /* twin only: if set, SGD steps round stochastically
-                        * from this stream, as the protocol's truncation
-                        * does (see nn.c sgd_update); NULL: exact floor */
-    struct snn_trunc_stats_ *trunc;  /* twin only: if set, counts every
-                        * truncation (see snn_trunc_stats); NULL: none */
 } snn_nn_state;
 int  snn_nn_state_alloc(snn_nn_state *s, const snn_net *net, size_t batch);
 void snn_nn_state_free(snn_nn_state *s);
+
+/* The context of every call below, secure or twin.  p: the executing
+ * server (P0, P1 or P2) on shares; NULL: the plaintext twin.  The twin's
+ * other fields (NULL when p is set): round, if set, makes every truncation
+ * round stochastically from this stream, as the protocol's truncation
+ * does (see nn.c sgd_update; NULL: exact floor); trunc, if set, counts
+ * every truncation; err (errlen bytes), if set, gets the twin's first
+ * error (a party keeps its own, sticky).  A secure call whose party
+ * already holds an error returns -1 at once. */
+typedef struct {
+    snn_party       *p;
+    snn_prg         *round;
+    snn_trunc_stats *trunc;
+    char            *err;
+    size_t           errlen;
+} snn_nn_ctx;
+snn_nn_ctx snn_nn_secure(snn_party *p);
+snn_nn_ctx snn_nn_twin(snn_prg *round, snn_trunc_stats *trunc);
 
 /* im2col (SPEC 2.11): x is n x h x w x c (NHWC); cols gets
  * (n*oh*ow) x (k*k*c), row (b, oy, ox), column (ky, kx, ci), zero outside
@@ -830,39 +844,29 @@ void snn_im2col(uint64_t *cols, const uint64_t *x, size_t n, size_t c, size_t h,
 
 /* One layer forward over n samples: out (n x out), keep as in snn_nn_state.
  * param is the network's parameter vector. */
-int  snn_nn_layer_forward(snn_party *p, const snn_layer *L, uint64_t *out, uint64_t *keep,
+int  snn_nn_layer_forward(snn_nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t *keep,
                           const uint64_t *in, const uint64_t *param, size_t n);
-int  snn_plain_layer_forward(const snn_layer *L, uint64_t *out, uint64_t *keep,
-                             const uint64_t *in, const uint64_t *param, size_t n);
 /* One layer backward: dprev (n x in; NULL: not needed) from delta (n x out);
  * FC and convolution also update their parameters in param by SGD,
  * W -= trunc(grad, f + shift), b -= trunc(sum delta, shift), where
  * shift = log2(batch) + log2(1/lr) (SPEC 2.12). */
-int  snn_nn_layer_backward(snn_party *p, const snn_layer *L, uint64_t *dprev, uint64_t *param,
+int  snn_nn_layer_backward(snn_nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64_t *param,
                            const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
                            size_t n, unsigned shift);
-int  snn_plain_layer_backward(const snn_layer *L, uint64_t *dprev, uint64_t *param,
-                              const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
-                              size_t n, unsigned shift);
 
 /* The whole network forward on n <= batch samples x (n x 784 shares;
  * P2: NULL); the logits u are left in s->act[s->net->nlayer]. */
-int  snn_nn_forward(snn_party *p, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n);
-int  snn_plain_forward(snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n);
+int  snn_nn_forward(snn_nn_ctx *c, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n);
 /* ASM(u)_i = ReLU(u_i) / (sum_k ReLU(u_k) + 2^-f), in fixed point (n x 10). */
-int  snn_nn_asm(snn_party *p, uint64_t *q, const uint64_t *u, size_t n);
-int  snn_plain_asm(uint64_t *q, const uint64_t *u, size_t n);
+int  snn_nn_asm(snn_nn_ctx *c, uint64_t *q, const uint64_t *u, size_t n);
 /* Predicted classes of the last forward: cls[i] = argmax_k u[i][k] via
  * Pi_Maxpool's index (ties to the later class); shares of 0..9. */
-int  snn_nn_predict(snn_party *p, uint64_t *cls, const snn_nn_state *s, size_t n);
-int  snn_plain_predict(uint64_t *cls, const snn_nn_state *s, size_t n);
+int  snn_nn_predict(snn_nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n);
 /* One SGD step on a full batch (s->batch samples, a power of two):
  * x (batch x 784), y one-hot in fixed point (batch x 10); the ASM output
  * is left in s->out.  lr = 2^-lr_shift. */
-int  snn_nn_train_step(snn_party *p, snn_nn_state *s, uint64_t *param, const uint64_t *x,
+int  snn_nn_train_step(snn_nn_ctx *c, snn_nn_state *s, uint64_t *param, const uint64_t *x,
                        const uint64_t *y, unsigned lr_shift);
-int  snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
-                          const uint64_t *y, unsigned lr_shift);
 
 /* Bound, in units of 2^-f, on |secure - twin| of every logit for the same
  * parameters and inputs (see nn.c): truncation errors through the layers. */
