@@ -1112,12 +1112,29 @@ static int ckpt_due(size_t it, size_t iters, size_t every)
     return every != 0 && (it + 1) % every == 0 && it + 1 < iters;
 }
 
-/* snn_plain_train -- the twin trains on d exactly as the owner batches it. */
-int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
-                    size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round, size_t every,
-                    snn_progress_fn fn, void *ctx, const snn_ckpt *ck, char *err, size_t errlen)
+/* snn_ckpt_step -- the after-step callback of checkpoints (snn_ckpt):
+ * ck->save after every ck->every steps of the run, but not the last. */
+int snn_ckpt_step(void *ck, size_t done, size_t iters, const uint64_t *param, const snn_prg *round, char *err,
+                  size_t errlen)
 {
-    const size_t start = ck ? ck->start : 0, ck_every = ck ? ck->every : 0;
+    const snn_ckpt *k = ck;
+    char why[200] = "";
+    if (!k->save || !ckpt_due(done - 1, iters, k->every)) return 0;
+    if (k->save(k->ctx, done, param, round, why, sizeof why) == 0) return 0;
+    snprintf(err, errlen, "the checkpoint after step %zu was not saved: %s", done, why);
+    return -1;
+}
+
+/*
+ * snn_plain_train -- the twin's training loop: it trains on d exactly as
+ * the owner batches it (cfg->order), one snn_nn_train_step per batch.
+ * Progress (cfg->progress) and anything else after a step, such as a
+ * checkpoint (cfg->after_step), hang off the loop.
+ */
+int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, const snn_train_cfg *cfg,
+                    char *err, size_t errlen)
+{
+    const size_t B = cfg->batch, iters = cfg->iters;
     nn_ctx c;
     snn_nn_state s;
     batcher bt;
@@ -1127,37 +1144,35 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
     size_t it;
     int rc = -1;
 
-    ctx_twin(&c, round, err, errlen);
+    ctx_twin(&c, cfg->round, err, errlen);
     memset(&s, 0, sizeof s);
     memset(&bt, 0, sizeof bt);
     memset(&pr, 0, sizeof pr);
-    if (batch == 0 || d->n < batch)
-        return nn_fail(&c, SNN_ERR_ARG, "train: batch %zu, %zu training images", batch, d->n);
-    if ((start && start >= iters) || (ck_every && !ck->save))
-        return nn_fail(&c, SNN_ERR_ARG, "train: resume at step %zu of %zu", start, iters);
-    if (snn_nn_state_alloc(&s, net, batch) != 0 || batcher_init(&bt, d->n) != 0
-        || !(x = nn_alloc(batch * SNN_NN_IN)) || !(y = nn_alloc(batch * SNN_NN_OUT))
-        || !(lab = malloc(batch))) {
+    if (B == 0 || d->n < B) return nn_fail(&c, SNN_ERR_ARG, "train: batch %zu, %zu training images", B, d->n);
+    if (cfg->start && cfg->start >= iters)
+        return nn_fail(&c, SNN_ERR_ARG, "train: resume at step %zu of %zu", cfg->start, iters);
+    if (snn_nn_state_alloc(&s, net, B) != 0 || batcher_init(&bt, d->n) != 0 || !(x = nn_alloc(B * SNN_NN_IN))
+        || !(y = nn_alloc(B * SNN_NN_OUT)) || !(lab = malloc(B))) {
         nn_nomem(&c, "plaintext training");
         goto cleanup;
     }
     pr.iters = iters;
-    pr.start = start;
-    batcher_skip(&bt, order, batch, start);
-    for (it = start; it < iters; it++) {
-        batcher_next(&bt, order, d, batch, x, y, lab);
-        SNN_GUARD(snn_nn_train_step(&c, &s, param, x, y, snn_lr_shift_at(lr_shift, lr_step, it)));
-        progress_add(&pr, s.out, lab, batch);
-        if (report_due(it, iters, every) && fn) {
+    pr.start = cfg->start;
+    batcher_skip(&bt, cfg->order, B, cfg->start);
+    for (it = cfg->start; it < iters; it++) {
+        batcher_next(&bt, cfg->order, d, B, x, y, lab);
+        SNN_GUARD(snn_nn_train_step(&c, &s, param, x, y, snn_lr_shift_at(cfg->lr_shift, cfg->lr_step, it)));
+        progress_add(&pr, s.out, lab, B);
+        if (report_due(it, iters, cfg->every) && cfg->progress) {
             pr.iter = it + 1;
-            fn(ctx, &pr);
+            cfg->progress(cfg->progress_ctx, &pr);
             pr.seen = pr.correct = 0;
             pr.sqerr = 0;
         }
-        if (ckpt_due(it, iters, ck_every)) {
-            char why[200] = "";
-            if (ck->save(ck->ctx, it + 1, param, round, why, sizeof why) != 0) {
-                nn_fail(&c, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s", it + 1, why);
+        if (cfg->after_step) {
+            char why[300] = "";
+            if (cfg->after_step(cfg->step_ctx, it + 1, iters, param, cfg->round, why, sizeof why) != 0) {
+                nn_fail(&c, SNN_ERR_IO, "%s", why);
                 goto cleanup;
             }
         }
@@ -1166,9 +1181,9 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, siz
 cleanup:
     snn_nn_state_free(&s);
     batcher_free(&bt);
-    nn_free(x, batch * SNN_NN_IN);
-    nn_free(y, batch * SNN_NN_OUT);
-    snn_free_wiped(lab, batch);
+    nn_free(x, B * SNN_NN_IN);
+    nn_free(y, B * SNN_NN_OUT);
+    snn_free_wiped(lab, B);
     return rc;
 }
 
@@ -2350,6 +2365,76 @@ int snn_nn_serve(snn_party *p)
 }
 
 /*
+ * What the owner asked to see after training step it: with progress
+ * (job->report), the step's ASM outputs and, at a report, the traffic so
+ * far; at a checkpoint, the weights.  In this order: the owner expects it.
+ */
+static int serve_step_end(snn_party *p, const snn_job *job, size_t it, const snn_nn_state *s,
+                          const uint64_t *param, const serve_traffic *tr)
+{
+    if (job->report) {
+        /* progress, to the owner only: this step's ASM outputs */
+        if (snn_reveal(p, SNN_CLIENT, NULL, s->out, job->batch * SNN_NN_OUT) != 0) return -1;
+        if (report_due(it, job->iters, job->report) && snn_reveal(p, SNN_CLIENT, NULL, &tr->c, 1) != 0)
+            return -1;
+    }
+    /* a checkpoint: the weights to their owner, mid-run */
+    if (ckpt_due(it, job->iters, job->checkpoint))
+        return snn_reveal(p, SNN_CLIENT, NULL, param, s->net->nparam);
+    return 0;
+}
+
+/*
+ * The servers' training loop: per step, the batch's shares from the owner
+ * (P0 first asks for it), one secure training step, and what the step
+ * reveals to the owner (serve_step_end); then the trained model, to its
+ * owner.  x, y: room for one batch.
+ */
+static int serve_train(nn_ctx *c, const snn_job *job, snn_nn_state *s, uint64_t *param, uint64_t *x,
+                       uint64_t *y, const serve_traffic *tr)
+{
+    snn_party *p = c->p;
+    const size_t B = job->batch;
+    size_t it;
+    for (it = job->start; it < job->iters; it++) {
+        /* Flow control: P0 asks for batch it, so the owner sends one
+         * batch per step (the servers never hold more than one ahead)
+         * and hears from the servers once a step, however quiet */
+        if (p->id == 0) {
+            uint64_t want = it;
+            if (snn_send_zl(p, SNN_CLIENT, SNN_PROTO_SETUP, 4, &want, 1) != 0) return -1;
+        }
+        if (snn_share(p, SNN_CLIENT, x, NULL, B * SNN_NN_IN) != 0
+            || snn_share(p, SNN_CLIENT, y, NULL, B * SNN_NN_OUT) != 0
+            || snn_nn_train_step(c, s, param, x, y, snn_lr_shift_at(job->lr_shift, job->lr_step, it)) != 0
+            || serve_step_end(p, job, it, s, param, tr) != 0)
+            return -1;
+    }
+    return snn_reveal(p, SNN_CLIENT, NULL, param, s->net->nparam);
+}
+
+/* The servers' inference: batches of images from the owner, their classes
+ * to the owner, then the servers' traffic of the inference. */
+static int serve_infer(nn_ctx *c, const snn_job *job, snn_nn_state *s, const uint64_t *param, uint64_t *x,
+                       uint64_t *cls, const serve_traffic *tr)
+{
+    snn_party *p = c->p;
+    const size_t B = job->batch;
+    uint64_t base = tr->c;
+    size_t done, m;
+    for (done = 0; done < job->n_infer; done += m) {
+        m = job->n_infer - done < B ? job->n_infer - done : B;
+        if (snn_share(p, SNN_CLIENT, x, NULL, m * SNN_NN_IN) != 0
+            || snn_nn_forward(c, s, param, p->id == 2 ? NULL : x, m) != 0
+            || snn_nn_predict(c, cls, s, m) != 0
+            || snn_reveal(p, SNN_CLIENT, NULL, cls, m) != 0)
+            return -1;
+    }
+    base = tr->c - base;
+    return snn_reveal(p, SNN_CLIENT, NULL, &base, 1);
+}
+
+/*
  * snn_nn_run_job -- the servers' side of one received job (P0, P1, P2
  * alike): receive the parameter shares, run it, and reveal to the owner
  * what it is entitled to (see the file comment).  Returns 0, or -1 with
@@ -2363,8 +2448,8 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
     snn_net net;
     snn_nn_state s;
     serve_traffic tr;
-    uint64_t *param = NULL, *x = NULL, *y = NULL, *cls = NULL, base;
-    size_t it, done, m, B;
+    uint64_t *param = NULL, *x = NULL, *y = NULL, *cls = NULL;
+    size_t B;
     int rc = -1, hooked = 0;
 
     memset(&s, 0, sizeof s);
@@ -2385,43 +2470,8 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
     }
     /* The owner's initial weights or model, shared to P0 and P1 */
     SNN_GUARD(snn_share(p, SNN_CLIENT, param, NULL, net.nparam));
-    if (job.cmd & SNN_JOB_TRAIN) {
-        for (it = job.start; it < job.iters; it++) {
-            /* Flow control: P0 asks for batch it, so the owner sends one
-             * batch per step (the servers never hold more than one ahead)
-             * and hears from the servers once a step, however quiet */
-            if (p->id == 0) {
-                uint64_t want = it;
-                SNN_GUARD(snn_send_zl(p, SNN_CLIENT, SNN_PROTO_SETUP, 4, &want, 1));
-            }
-            SNN_GUARD(snn_share(p, SNN_CLIENT, x, NULL, B * SNN_NN_IN));
-            SNN_GUARD(snn_share(p, SNN_CLIENT, y, NULL, B * SNN_NN_OUT));
-            SNN_GUARD(snn_nn_train_step(&c, &s, param, x, y, snn_lr_shift_at(job.lr_shift, job.lr_step, it)));
-            if (job.report) {
-                /* progress, to the owner only: this step's ASM outputs */
-                SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, s.out, B * SNN_NN_OUT));
-                if (report_due(it, job.iters, job.report))
-                    SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, &tr.c, 1));
-            }
-            /* a checkpoint: the weights to their owner, mid-run */
-            if (ckpt_due(it, job.iters, job.checkpoint))
-                SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, param, net.nparam));
-        }
-        /* the trained model, to its owner */
-        SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, param, net.nparam));
-    }
-    if (job.cmd & SNN_JOB_INFER) {
-        base = tr.c;
-        for (done = 0; done < job.n_infer; done += m) {
-            m = job.n_infer - done < B ? job.n_infer - done : B;
-            SNN_GUARD(snn_share(p, SNN_CLIENT, x, NULL, m * SNN_NN_IN));
-            SNN_GUARD(snn_nn_forward(&c, &s, param, p->id == 2 ? NULL : x, m));
-            SNN_GUARD(snn_nn_predict(&c, cls, &s, m));
-            SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, cls, m));
-        }
-        base = tr.c - base;
-        SNN_GUARD(snn_reveal(p, SNN_CLIENT, NULL, &base, 1));
-    }
+    if (job.cmd & SNN_JOB_TRAIN) SNN_GUARD(serve_train(&c, &job, &s, param, x, y, &tr));
+    if (job.cmd & SNN_JOB_INFER) SNN_GUARD(serve_infer(&c, &job, &s, param, x, cls, &tr));
     rc = 0;
 cleanup:
     if (hooked) { p->hook = tr.prev; p->hook_ctx = tr.prev_ctx; }
@@ -2465,6 +2515,124 @@ static int asm_check(char *why, size_t n, const uint64_t *q, size_t B, size_t it
     return 0;
 }
 
+/* The owner's side of one job while it runs: what snn_nn_owner's steps
+ * share.  failed: the first failed check, reported at the end. */
+typedef struct {
+    snn_party     *o;
+    const snn_job *job;
+    snn_owner_io  *io;
+    snn_net        net;
+    batcher        bt;
+    uint64_t      *x, *y, *q;       /* one batch: images, labels, ASM outputs */
+    uint8_t       *lab;
+    char           failed[512];
+} owner_job;
+
+/* The weights revealed at step `done` (or at the end: done = 0) checked
+ * against the protocols' ranges; a failure is noted in oj->failed. */
+static void owner_check_weights(owner_job *oj, size_t done)
+{
+    snn_nn_range range;
+    char where[160], when[64];
+    if (oj->failed[0] || snn_nn_check_range(&oj->net, oj->io->param, oj->job->batch, done != 0, &range) == 0)
+        return;
+    snn_nn_layer_name(where, sizeof where, &oj->net, range.layer);
+    if (done) snprintf(when, sizeof when, "the weights at step %zu", done);
+    else snprintf(when, sizeof when, "the trained weights");
+    snprintf(oj->failed, sizeof oj->failed, "Reveal step 1: %s allow, at %s, %s: a failed truncation or a "
+             "diverging training", when, where, range.why);
+}
+
+/* After training step it, what the servers reveal (serve_step_end):
+ * progress, reported to io->progress, and a checkpoint, saved by
+ * io->checkpoint, each only while no check has failed. */
+static int owner_step_end(owner_job *oj, size_t it, snn_progress *pr)
+{
+    snn_party *o = oj->o;
+    const snn_job *job = oj->job;
+    const size_t B = job->batch;
+    uint64_t traffic;
+    if (job->report) {
+        if (snn_reveal(o, SNN_CLIENT, oj->q, NULL, B * SNN_NN_OUT) != 0) return -1;
+        if (!oj->failed[0]) (void)asm_check(oj->failed, sizeof oj->failed, oj->q, B, it);
+        progress_add(pr, oj->q, oj->lab, B);
+        if (report_due(it, job->iters, job->report)) {
+            if (snn_reveal(o, SNN_CLIENT, &traffic, NULL, 1) != 0) return -1;
+            pr->iter = it + 1;
+            pr->bytes = traffic;
+            if (oj->io->progress && !oj->failed[0]) oj->io->progress(oj->io->ctx, pr);
+            pr->seen = pr->correct = 0;
+            pr->sqerr = 0;
+        }
+    }
+    if (ckpt_due(it, job->iters, job->checkpoint)) {
+        if (snn_reveal(o, SNN_CLIENT, oj->io->param, NULL, oj->net.nparam) != 0) return -1;
+        owner_check_weights(oj, it + 1);
+        if (!oj->failed[0]) {
+            char why[200] = "";
+            if (oj->io->checkpoint(oj->io->checkpoint_ctx, it + 1, oj->io->param, NULL, why, sizeof why) != 0)
+                return snn_fail(o, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s; stopping", it + 1,
+                                why);
+        }
+    }
+    return 0;
+}
+
+/* The owner's training loop: per step, the batch P0 asks for, shared to
+ * P0 and P1, then what the step reveals (owner_step_end); then the
+ * trained weights into io->param. */
+static int owner_train(owner_job *oj)
+{
+    snn_party *o = oj->o;
+    const snn_job *job = oj->job;
+    const size_t B = job->batch;
+    snn_progress pr;
+    size_t it;
+    memset(&pr, 0, sizeof pr);
+    pr.iters = job->iters;
+    pr.start = job->start;
+    batcher_skip(&oj->bt, oj->io->order, B, job->start);      /* a resumed run: the order so far */
+    for (it = job->start; it < job->iters; it++) {
+        uint64_t want;
+        /* Flow control: batch it goes out when P0 asks for it */
+        if (snn_recv_zl(o, 0, SNN_PROTO_SETUP, 4, &want, 1) != 0) return -1;
+        if (want != it)
+            return snn_fail(o, SNN_ERR_PROTO, "Setup step 4: P0 asks for the batch of step %llu, expected %zu",
+                            (unsigned long long)want, it);
+        batcher_next(&oj->bt, oj->io->order, oj->io->train, B, oj->x, oj->y, oj->lab);
+        if (snn_share(o, SNN_CLIENT, NULL, oj->x, B * SNN_NN_IN) != 0
+            || snn_share(o, SNN_CLIENT, NULL, oj->y, B * SNN_NN_OUT) != 0 || owner_step_end(oj, it, &pr) != 0)
+            return -1;
+    }
+    if (snn_reveal(o, SNN_CLIENT, oj->io->param, NULL, oj->net.nparam) != 0) return -1;
+    owner_check_weights(oj, 0);
+    return 0;
+}
+
+/* The owner's inference: the test images in batches, their classes into
+ * io->pred (each checked to be 0..9), then the servers' traffic. */
+static int owner_infer(owner_job *oj)
+{
+    snn_party *o = oj->o;
+    snn_owner_io *io = oj->io;
+    const size_t B = oj->job->batch, n = oj->job->n_infer;
+    size_t done, m, i;
+    if (io->infer_progress) io->infer_progress(io->ctx, 0, n);
+    for (done = 0; done < n; done += m) {
+        m = n - done < B ? n - done : B;
+        snn_nn_encode_images(oj->x, io->test->images + done * SNN_NN_IN, m);
+        if (snn_share(o, SNN_CLIENT, NULL, oj->x, m * SNN_NN_IN) != 0
+            || snn_reveal(o, SNN_CLIENT, io->pred + done, NULL, m) != 0)
+            return -1;
+        for (i = done; i < done + m && !oj->failed[0]; i++)
+            if (io->pred[i] >= SNN_NN_OUT)
+                snprintf(oj->failed, sizeof oj->failed, "Reveal step 1: predicted class %llu of image %zu is not 0..9",
+                         (unsigned long long)io->pred[i], i);
+        if (io->infer_progress) io->infer_progress(io->ctx, done + m, n);
+    }
+    return snn_reveal(o, SNN_CLIENT, &io->infer_bytes, NULL, 1);
+}
+
 /*
  * snn_nn_owner -- the owner's side of one job: send the job block to P0, P1
  * and P2, secret-share the parameters (io->param) to P0 and P1, then per
@@ -2486,33 +2654,31 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
 {
     unsigned char jb[SNN_JOB_BYTES];
     char msg[160];
-    snn_net net;
-    batcher bt;
-    snn_progress pr;
-    uint64_t *x = NULL, *y = NULL, *q = NULL, traffic;
-    uint8_t *lab = NULL;
-    size_t it, done, m, B = job->batch, k;
+    owner_job oj;
+    const size_t B = job->batch;
     snn_nn_range range;
-    char failed[512] = "";     /* the first failed check, reported at the end */
+    size_t k;
     int rc = -1;
 
-    memset(&bt, 0, sizeof bt);
-    memset(&pr, 0, sizeof pr);
+    memset(&oj, 0, sizeof oj);
+    oj.o = o;
+    oj.job = job;
+    oj.io = io;
     if (o->err) return -1;
     if (snn_job_check(job, msg, sizeof msg) != 0) return snn_fail(o, SNN_ERR_ARG, "%s", msg);
     if ((job->cmd & SNN_JOB_TRAIN) && (!io->train || io->train->n < B))
         return snn_fail(o, SNN_ERR_ARG, "fewer training images than one batch of %zu", B);
     if ((job->cmd & SNN_JOB_INFER) && (!io->test || io->test->n < job->n_infer))
         return snn_fail(o, SNN_ERR_ARG, "fewer test images than %u", (unsigned)job->n_infer);
-    snn_net_init(&net, (int)job->net);
+    snn_net_init(&oj.net, (int)job->net);
     /* The model must keep every value within the protocols' ranges for
      * any image, or the results would be silently wrong (SPEC 4.2 c, d) */
-    if (snn_nn_check_range(&net, io->param, B, (job->cmd & SNN_JOB_TRAIN) != 0, &range) != 0) {
-        snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
+    if (snn_nn_check_range(&oj.net, io->param, B, (job->cmd & SNN_JOB_TRAIN) != 0, &range) != 0) {
+        snn_nn_layer_name(msg, sizeof msg, &oj.net, range.layer);
         return snn_fail(o, SNN_ERR_RANGE, "the model's weights allow, at %s, %s; refusing the job", msg, range.why);
     }
-    if (!(x = nn_alloc(B * SNN_NN_IN)) || !(y = nn_alloc(B * SNN_NN_OUT)) || !(q = nn_alloc(B * SNN_NN_OUT))
-        || !(lab = malloc(B)) || ((job->cmd & SNN_JOB_TRAIN) && batcher_init(&bt, io->train->n) != 0)) {
+    if (!(oj.x = nn_alloc(B * SNN_NN_IN)) || !(oj.y = nn_alloc(B * SNN_NN_OUT)) || !(oj.q = nn_alloc(B * SNN_NN_OUT))
+        || !(oj.lab = malloc(B)) || ((job->cmd & SNN_JOB_TRAIN) && batcher_init(&oj.bt, io->train->n) != 0)) {
         snn_fail(o, SNN_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
@@ -2523,89 +2689,23 @@ int snn_nn_owner(snn_party *o, const snn_job *job, snn_owner_io *io)
     job_encode(jb, job);
     for (k = 0; k < SNN_NPARTY; k++)
         SNN_GUARD(snn_send(o, (int)k, SNN_PROTO_SETUP, 2, SNN_KIND_BYTES, jb, sizeof jb));
-    SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, io->param, net.nparam));
-    if (job->cmd & SNN_JOB_TRAIN) {
-        pr.iters = job->iters;
-        pr.start = job->start;
-        batcher_skip(&bt, io->order, B, job->start);      /* a resumed run: the order so far */
-        for (it = job->start; it < job->iters; it++) {
-            uint64_t want;
-            /* Flow control: batch it goes out when P0 asks for it */
-            SNN_GUARD(snn_recv_zl(o, 0, SNN_PROTO_SETUP, 4, &want, 1));
-            if (want != it) {
-                snn_fail(o, SNN_ERR_PROTO, "Setup step 4: P0 asks for the batch of step %llu, expected %zu",
-                         (unsigned long long)want, it);
-                goto cleanup;
-            }
-            batcher_next(&bt, io->order, io->train, B, x, y, lab);
-            SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, x, B * SNN_NN_IN));
-            SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, y, B * SNN_NN_OUT));
-            if (job->report) {
-                SNN_GUARD(snn_reveal(o, SNN_CLIENT, q, NULL, B * SNN_NN_OUT));
-                if (!failed[0]) (void)asm_check(failed, sizeof failed, q, B, it);
-                progress_add(&pr, q, lab, B);
-                if (report_due(it, job->iters, job->report)) {
-                    SNN_GUARD(snn_reveal(o, SNN_CLIENT, &traffic, NULL, 1));
-                    pr.iter = it + 1;
-                    pr.bytes = traffic;
-                    if (io->progress && !failed[0]) io->progress(io->ctx, &pr);
-                    pr.seen = pr.correct = 0;
-                    pr.sqerr = 0;
-                }
-            }
-            if (ckpt_due(it, job->iters, job->checkpoint)) {
-                SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
-                if (!failed[0] && snn_nn_check_range(&net, io->param, B, 1, &range) != 0) {
-                    snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
-                    snprintf(failed, sizeof failed, "Reveal step 1: the weights at step %zu allow, at %s, %s: a "
-                             "failed truncation or a diverging training", it + 1, msg, range.why);
-                }
-                if (!failed[0]) {
-                    char why[200] = "";
-                    if (io->checkpoint(io->checkpoint_ctx, it + 1, io->param, NULL, why, sizeof why) != 0) {
-                        snn_fail(o, SNN_ERR_IO, "the checkpoint after step %zu was not saved: %s; stopping", it + 1,
-                                 why);
-                        goto cleanup;
-                    }
-                }
-            }
-        }
-        SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->param, NULL, net.nparam));
-        if (!failed[0] && snn_nn_check_range(&net, io->param, B, 0, &range) != 0) {
-            snn_nn_layer_name(msg, sizeof msg, &net, range.layer);
-            snprintf(failed, sizeof failed, "Reveal step 1: the trained weights allow, at %s, %s: a failed "
-                     "truncation or a diverging training", msg, range.why);
-        }
-    }
-    if (job->cmd & SNN_JOB_INFER) {
-        if (io->infer_progress) io->infer_progress(io->ctx, 0, job->n_infer);
-        for (done = 0; done < job->n_infer; done += m) {
-            m = job->n_infer - done < B ? job->n_infer - done : B;
-            snn_nn_encode_images(x, io->test->images + done * SNN_NN_IN, m);
-            SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, x, m * SNN_NN_IN));
-            SNN_GUARD(snn_reveal(o, SNN_CLIENT, io->pred + done, NULL, m));
-            for (it = done; it < done + m && !failed[0]; it++)
-                if (io->pred[it] >= SNN_NN_OUT)
-                    snprintf(failed, sizeof failed, "Reveal step 1: predicted class %llu of image %zu is not 0..9",
-                             (unsigned long long)io->pred[it], it);
-            if (io->infer_progress) io->infer_progress(io->ctx, done + m, job->n_infer);
-        }
-        SNN_GUARD(snn_reveal(o, SNN_CLIENT, &io->infer_bytes, NULL, 1));
-    }
+    SNN_GUARD(snn_share(o, SNN_CLIENT, NULL, io->param, oj.net.nparam));
+    if (job->cmd & SNN_JOB_TRAIN) SNN_GUARD(owner_train(&oj));
+    if (job->cmd & SNN_JOB_INFER) SNN_GUARD(owner_infer(&oj));
     /* Every frame of the job has gone as it would have: now, and only
      * here, the owner says what failed */
-    if (failed[0]) {
+    if (oj.failed[0]) {
         snn_fail(o, SNN_ERR_RANGE, "%s; the job was run to its end so that no server could tell, and its "
-                 "results are not kept", failed);
+                 "results are not kept", oj.failed);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    batcher_free(&bt);
-    nn_free(x, B * SNN_NN_IN);
-    nn_free(y, B * SNN_NN_OUT);
-    nn_free(q, B * SNN_NN_OUT);
-    snn_free_wiped(lab, B);
+    batcher_free(&oj.bt);
+    nn_free(oj.x, B * SNN_NN_IN);
+    nn_free(oj.y, B * SNN_NN_OUT);
+    nn_free(oj.q, B * SNN_NN_OUT);
+    snn_free_wiped(oj.lab, B);
     return rc;
 }
 
@@ -3628,6 +3728,19 @@ typedef struct {
     snn_ckpt_file resume;       /* --resume: the checkpoint (param NULL if not) */
 } plan;
 
+/* The twin's training run of plan pl: a new run, no progress, no
+ * checkpoints (the caller adds them). */
+static void plan_train_cfg(snn_train_cfg *cfg, const plan *pl, snn_prg *order, snn_prg *round)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->batch = pl->batch;
+    cfg->iters = pl->iters;
+    cfg->lr_shift = pl->lr_shift;
+    cfg->lr_step = pl->lr_step;
+    cfg->order = order;
+    cfg->round = round;
+}
+
 /*
  * load_resume -- --resume FILE: the checkpoint into c, checked against the
  * options (none may change the run's batch, schedule or seed; --net, if
@@ -4069,6 +4182,7 @@ static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, con
     snn_prg g, r;
     prog_progress pc;
     char err[200];
+    snn_train_cfg cfg;
     snn_ckpt ck;
     ckpt_ctx cc;
     memset(&pc, 0, sizeof pc);
@@ -4078,10 +4192,13 @@ static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, con
     snn_nn_init_params(&pl->net, param, &g);
     owner_prg(&g, pl->seed, 2);
     owner_prg(&r, pl->seed, 3);
-    memset(&ck, 0, sizeof ck);
+    plan_train_cfg(&cfg, pl, &g, &r);
+    cfg.every = verbose ? pl->every : 0;
+    cfg.progress = print_progress;
+    cfg.progress_ctx = &pc;
     if (pl->resume.param) {             /* where the checkpoint's run stood */
         memcpy(param, pl->resume.param, pl->net.nparam * sizeof *param);
-        ck.start = pl->resume.done;
+        cfg.start = pl->resume.done;
         snn_prg_seek(&r, pl->resume.round_pos);
     }
     if (checkpoints && pl->ckpt_every) {
@@ -4091,10 +4208,10 @@ static int twin_run(const plan *pl, uint64_t *param, const snn_mnist *train, con
         ck.every = pl->ckpt_every;
         ck.save = save_checkpoint;
         ck.ctx = &cc;
+        cfg.after_step = snn_ckpt_step;
+        cfg.step_ctx = &ck;
     }
-    if (pl->iters && snn_plain_train(&pl->net, param, train, pl->batch, pl->iters, pl->lr_shift, pl->lr_step,
-                                     &g, &r, verbose ? pl->every : 0, print_progress, &pc, &ck, err,
-                                     sizeof err) != 0) {
+    if (pl->iters && snn_plain_train(&pl->net, param, train, &cfg, err, sizeof err) != 0) {
         PERR("plaintext training: %s", err);
         return -1;
     }
@@ -4195,11 +4312,12 @@ static int demo_job(demo_run *d, snn_job *job, snn_prg *order)
         owner_prepare(&d->pl, SNN_JOB_TRAIN | SNN_JOB_INFER, d->param, order, job);
     } else {
         snn_prg r;
+        snn_train_cfg cfg;
         owner_prepare(&d->pl, SNN_JOB_INFER, d->param, order, job);
         printf("network D is inference only: the owner trains it in the clear (%zu iterations)\n", d->pl.iters);
         owner_prg(&r, d->pl.seed, 3);
-        if (snn_plain_train(&d->pl.net, d->param, &d->train, d->pl.batch, d->pl.iters, d->pl.lr_shift,
-                            d->pl.lr_step, order, &r, 0, NULL, NULL, NULL, err, sizeof err) != 0) {
+        plan_train_cfg(&cfg, &d->pl, order, &r);
+        if (snn_plain_train(&d->pl.net, d->param, &d->train, &cfg, err, sizeof err) != 0) {
             PERR("plaintext training: %s", err);
             return -1;
         }

@@ -978,40 +978,61 @@ typedef void (*snn_progress_fn)(void *ctx, const snn_progress *pr);
  * floor(it / lr_step), a step schedule; lr_step = 0: constant. */
 unsigned snn_lr_shift_at(unsigned lr_shift, size_t lr_step, size_t it);
 
+/* After each step of a training run: `done` steps of the whole run of
+ * `iters` are done; the weights (the network's nparam, Z_L) and the twin's
+ * rounding stream (NULL in a secure run).  Returns 0 to go on, or -1 with
+ * a one-line reason in err (errlen bytes) to stop the run. */
+typedef int (*snn_step_fn)(void *ctx, size_t done, size_t iters, const uint64_t *param, const snn_prg *round,
+                           char *err, size_t errlen);
+
 /*
  * Checkpoints: a long training run saves the owner's weights every `every`
  * steps and can continue from them.  save is called once `done` steps of
  * the whole run are done, for every multiple done of `every` with start <
  * done < iters (the final weights are the run's result, not a checkpoint),
- * with the weights (the network's nparam, Z_L) and the twin's rounding
- * stream (NULL in a secure run); it returns 0, or -1 with a one-line
- * reason in err (errlen bytes) to stop the run.  start: steps already
- * done, so the run replays the batch order of steps 0 .. start-1 from the
- * order stream without using them, and continues at step start with the
- * schedule of step start.
+ * with the weights and the twin's rounding stream (NULL in a secure run);
+ * it returns 0, or -1 with a one-line reason in err to stop the run.
+ * snn_ckpt_step is the after-step callback (snn_step_fn) that does this,
+ * with ctx a snn_ckpt.
  */
 typedef int (*snn_ckpt_fn)(void *ctx, size_t done, const uint64_t *param, const snn_prg *round, char *err,
                            size_t errlen);
 typedef struct {
-    size_t      start;        /* steps done before this run; 0: a new run  */
     size_t      every;        /* save every so many steps; 0: never        */
     snn_ckpt_fn save;         /* may be NULL if every = 0                  */
     void       *ctx;
 } snn_ckpt;
+int  snn_ckpt_step(void *ck, size_t done, size_t iters, const uint64_t *param, const snn_prg *round, char *err,
+                   size_t errlen);
+
+/* A training run of the twin.  Learning rate 2^-shift with shift =
+ * snn_lr_shift_at(lr_shift, lr_step, step).  start: steps already done (a
+ * resumed run), so the run replays the batch order of steps 0 .. start-1
+ * from the order stream without using them, and continues at step start
+ * with the schedule of step start (round must then stand where the
+ * checkpoint's run left it). */
+typedef struct {
+    size_t          batch, iters;  /* images per step; steps of the whole run */
+    unsigned        lr_shift;
+    size_t          lr_step;       /* 0: a constant rate                    */
+    size_t          start;         /* 0: a new run                          */
+    snn_prg        *order;         /* the owner's batch order stream        */
+    snn_prg        *round;         /* stochastic SGD rounding (see
+                                    * snn_nn_ctx), or NULL: exact floor     */
+    size_t          every;         /* progress every so many steps; 0: none */
+    snn_progress_fn progress;      /* may be NULL                           */
+    void           *progress_ctx;
+    snn_step_fn     after_step;    /* after every step (e.g. snn_ckpt_step),
+                                    * or NULL                               */
+    void           *step_ctx;
+} snn_train_cfg;
 
 /* The twin's training and inference on MNIST, batches exactly as the owner
- * makes them (same order stream, same batches); learning rate 2^-shift
- * with shift = snn_lr_shift_at(lr_shift, lr_step, step); round:
- * stochastic SGD rounding stream (see snn_nn_state), or NULL; report every
- * `every` iterations (0: never); ck: resume and checkpoints, or NULL (a
- * new run without checkpoints; with ck->start > 0, round must stand where
- * the checkpoint's run left it).  Return 0, or -1 with the reason (out of
- * memory, a bad size or shape, a failed save) in err (errlen bytes;
- * errlen 0: none). */
-int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
-                     size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round,
-                     size_t every, snn_progress_fn fn, void *ctx, const snn_ckpt *ck, char *err,
-                     size_t errlen);
+ * makes them (same order stream, same batches).  Return 0, or -1 with the
+ * reason (out of memory, a bad size or shape, a failed save) in err
+ * (errlen bytes; errlen 0: none). */
+int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, const snn_train_cfg *cfg,
+                     char *err, size_t errlen);
 int  snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
                      size_t batch, uint64_t *pred, char *err, size_t errlen);
 

@@ -5929,13 +5929,30 @@ static void test_nn_model_file(void)
 
 /* ---- secure against the twin ---- */
 
+/* The twin's training run: batch, iters, the rate 2^-lr_shift halved every
+ * lr_step, the streams; a new run without progress or checkpoints. */
+static snn_train_cfg nn_t_cfg(size_t batch, size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order,
+                              snn_prg *round)
+{
+    snn_train_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.batch = batch;
+    cfg.iters = iters;
+    cfg.lr_shift = lr_shift;
+    cfg.lr_step = lr_step;
+    cfg.order = order;
+    cfg.round = round;
+    return cfg;
+}
+
 /* Plaintext training of net on the bundled data (the test's weights). */
 static int nn_t_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t iters, size_t batch)
 {
     snn_prg order = *trng();
     snn_nn_init_params(net, param, trng());
     snn_prg_u64(trng());
-    return snn_plain_train(net, param, d, batch, iters, 5, 0, &order, NULL, 0, NULL, NULL, NULL, NULL, 0);
+    snn_train_cfg cfg = nn_t_cfg(batch, iters, 5, 0, &order, NULL);
+    return snn_plain_train(net, param, d, &cfg, NULL, 0);
 }
 
 typedef struct {
@@ -6211,6 +6228,7 @@ static void test_nn_train(void)
  */
 static void test_nn_learn(void)
 {
+    snn_train_cfg cfg;
     snn_mnist train, test;
     snn_net net;
     snn_prg order, round;
@@ -6230,7 +6248,8 @@ static void test_nn_learn(void)
     snn_prg_u64(trng());
     round = *trng();
     snn_prg_u64(trng());
-    CHECK(snn_plain_train(&net, param, &train, 16, 300, 5, 0, &order, &round, 0, NULL, NULL, NULL, NULL, 0) == 0
+    cfg = nn_t_cfg(16, 300, 5, 0, &order, &round);
+    CHECK(snn_plain_train(&net, param, &train, &cfg, NULL, 0) == 0
           && snn_plain_infer(&net, param, &test, n, 16, pred, NULL, 0) == 0, "B: plaintext training and inference");
     for (i = 0; i < n; i++) correct += pred[i] == test.labels[i];
     CHECK(correct * 100 >= 85 * n, "B: 300 steps of 16 in the clear: %zu of %zu test digits right (%.1f%%; at "
@@ -6301,14 +6320,13 @@ static uint64_t nn_t_spread(const snn_net *net, const uint64_t *init, const uint
 {
     uint64_t spread = 0, d;
     size_t i;
-    snn_ckpt ck;
-    memset(&ck, 0, sizeof ck);
-    ck.start = start;
     for (i = 0; i < NN_SPREAD; i++) {
         snn_prg r = *trng(), order = *order0;
+        snn_train_cfg cfg = nn_t_cfg(16, iters, shift, step, &order, &r);
+        cfg.start = start;
         snn_prg_u64(trng());
         memcpy(rt, init, net->nparam * 8);
-        CHECK(snn_plain_train(net, rt, train, 16, iters, shift, step, &order, &r, 0, NULL, NULL, &ck, NULL, 0) == 0,
+        CHECK(snn_plain_train(net, rt, train, &cfg, NULL, 0) == 0,
               "%s: rounding twin %zu trains", what, i);
         if ((d = nn_maxdiff(rt, tw, net->nparam)) > spread) spread = d;
     }
@@ -6322,6 +6340,7 @@ static uint64_t nn_t_spread(const snn_net *net, const uint64_t *init, const uint
  * servers must refuse. */
 static void test_nn_job(void)
 {
+    snn_train_cfg cfg;
     snn_mnist train, test;
     snn_net net;
     nn_job_ctx c;
@@ -6364,7 +6383,8 @@ static void test_nn_job(void)
     if (run_parties(&ro, pf_nn_job, &c, out) == 0 && out[3].n == np + n + 2) {
         memcpy(tw, init, np * 8);
         order = c.order;
-        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0, "job: the twin trains");
+        cfg = nn_t_cfg(16, T, 5, 2, &order, NULL);
+        CHECK(snn_plain_train(&net, tw, &train, &cfg, NULL, 0) == 0, "job: the twin trains");
         maxdiff = nn_maxdiff(out[3].v, tw, np);
         spread = nn_t_spread(&net, init, tw, rt, &train, T, 5, 2, &c.order, 0, "job");
         CHECK(maxdiff <= 2 * spread + T, "job: trained weights revealed to the owner, within the bound of the "
@@ -6449,16 +6469,19 @@ static int ck_twin(const snn_net *net, uint64_t *out, const uint64_t *from, cons
 {
     snn_prg order, round;
     snn_ckpt ck;
+    snn_train_cfg cfg = nn_t_cfg(16, iters, 5, 4, &order, &round);
     snn_prg_init(&order, key, 2);
     snn_prg_init(&round, key, 3);
     if (seek) snn_prg_seek(&round, round_pos);
     memset(&ck, 0, sizeof ck);
-    ck.start = start;
     ck.every = rec ? every : 0;
     ck.save = ck_record;
     ck.ctx = rec;
+    cfg.start = start;
+    cfg.after_step = snn_ckpt_step;
+    cfg.step_ctx = &ck;
     memcpy(out, from, net->nparam * 8);
-    return snn_plain_train(net, out, d, 16, iters, 5, 4, &order, &round, 0, NULL, NULL, &ck, NULL, 0);
+    return snn_plain_train(net, out, d, &cfg, NULL, 0);
 }
 
 /*
@@ -6617,6 +6640,7 @@ static int pf_nn_resume(snn_party *p, const void *vctx, outbuf *o)
 #define NN_RESUME_LR 3     /* 2^-3: a batch moves the weights well beyond the rounding */
 static void test_nn_resume(void)
 {
+    snn_train_cfg cfg;
     snn_mnist train, test;
     snn_net net;
     nn_job_ctx c;
@@ -6662,13 +6686,16 @@ static void test_nn_resume(void)
         memset(&rec, 0, sizeof rec);
         rec.np = np;
         memset(&ck, 0, sizeof ck);
-        ck.start = 2;
         ck.every = 2;
         ck.save = ck_record;
         ck.ctx = &rec;
         memcpy(tw, init, np * 8);
         order = c.order;
-        CHECK(snn_plain_train(&net, tw, &train, 16, 5, NN_RESUME_LR, 3, &order, NULL, 0, NULL, NULL, &ck, NULL, 0) == 0
+        cfg = nn_t_cfg(16, 5, NN_RESUME_LR, 3, &order, NULL);
+        cfg.start = 2;
+        cfg.after_step = snn_ckpt_step;
+        cfg.step_ctx = &ck;
+        CHECK(snn_plain_train(&net, tw, &train, &cfg, NULL, 0) == 0
               && rec.calls == 1, "resume: the twin resumed at step 2 trains");
         if (rec.calls == 1) memcpy(tck, rec.param[0], np * 8);
         ck_rec_free(&rec);
@@ -6676,7 +6703,8 @@ static void test_nn_resume(void)
         /* the wrong position: from W over the first three batches */
         order = c.order;
         memcpy(wrong, init, np * 8);
-        CHECK(snn_plain_train(&net, wrong, &train, 16, 3, NN_RESUME_LR, 3, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0,
+        cfg = nn_t_cfg(16, 3, NN_RESUME_LR, 3, &order, NULL);
+        CHECK(snn_plain_train(&net, wrong, &train, &cfg, NULL, 0) == 0,
               "resume: the twin from W on the first batches trains");
         d_end = nn_maxdiff(out[3].v + 2, tw, np);
         d_ck = nn_maxdiff(out[3].v + 2 + np, tck, np);
