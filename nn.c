@@ -3656,8 +3656,9 @@ static int run_party(int id, const opts *o, int ready_fd)
         goto cleanup;
     if (talk) {
         int a = id == 0 ? 1 : 0, b = id == 2 ? 1 : 2;
-        printf("%s: listening on %s; peers %s at %s, %s at %s (waiting up to %u s for each)\n", me, peers[id],
-               snn_endpoint_name(a), peers[a], snn_endpoint_name(b), peers[b], (unsigned)o->timeout);
+        printf("%s: listening on %s; peers %s at %s, %s at %s (waiting up to %u s for each); channels %s%s\n",
+               me, peers[id], snn_endpoint_name(a), peers[a], snn_endpoint_name(b), peers[b], (unsigned)o->timeout,
+               o->keys ? "sealed with the keys in " : "in the clear (no --keys)", o->keys ? o->keys : "");
         fflush(stdout);
     }
     if (snn_connect_tcp(&p, peers) != 0 || snn_setup_keys(&p, key_seed(o)) != 0)
