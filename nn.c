@@ -20,7 +20,7 @@
  * then what surrounds it:
  *   11. The error bound of secure inference, the range check of a model
  *   12. Owner-side encodings and initial weights
- *   13. Model files, checkpoints, .npy import
+ *   13. Model files, checkpoints, a model from NumPy (.npy: mnist.c)
  *   14. Jobs: the servers' side (their training loop) and the owner's side
  *   15. Transcripts: a party's view, frame by frame
  * and the program ./securenn (16, under SNN_PROGRAM), with its own index.
@@ -1916,170 +1916,12 @@ void snn_ckpt_free(snn_ckpt_file *c)
     snn_wipe(c, sizeof *c);
 }
 
-/* ---- Models in from NumPy: .npy files, one per weight and bias ---------- */
+/* ---- Models in from NumPy: one .npy file per weight and bias ----------- */
 /*
- * The .npy format (NumPy's numpy/lib/format.py, "format version 1.0" to
- * "3.0"): the magic "\x93NUMPY", major and minor version bytes, the header
- * length (2 bytes little-endian in version 1, 4 bytes in 2 and 3), then
- * that many bytes of ASCII header, a Python dict literal such as
- *     {'descr': '<f4', 'fortran_order': False, 'shape': (128, 784), }
- * padded with spaces and a newline, then the raw data.  This reader takes
- * little-endian float32 ('<f4') and float64 ('<f8') in C order only, at
- * most 4 dimensions, and requires the data to fill the file exactly.
+ * The .npy reader itself (snn_npy_load) is one of the owner's files, in
+ * mnist.c beside the IDX reader; here its arrays become a network's
+ * parameters.
  */
-
-#define NPY_MAX_FILE  ((size_t)1 << 28)   /* 256 MiB, far above network C */
-#define NPY_MAX_DIM   4
-
-/* The value of key in the header dict: a pointer just past "'key':" and
- * its spaces, or NULL. */
-static const char *npy_key(const char *hdr, const char *key)
-{
-    char pat[32];
-    const char *v;
-    snprintf(pat, sizeof pat, "'%s':", key);
-    if (!(v = strstr(hdr, pat))) {
-        snprintf(pat, sizeof pat, "\"%s\":", key);
-        if (!(v = strstr(hdr, pat))) return NULL;
-    }
-    v += strlen(pat);
-    while (*v == ' ') v++;
-    return v;
-}
-
-/* snn_npy_load -- see securenn.h. */
-int snn_npy_load(const char *path, double **out, size_t shape[4], size_t *ndim, char *err, size_t errlen)
-{
-    unsigned char *buf = NULL;
-    char *hdr = NULL;
-    const char *v;
-    size_t len = 0, cap = 1 << 16, hlen, hoff, esz, count = 1, i, d = 0;
-    double *x = NULL;
-    FILE *f = NULL;
-    int rc = -1;
-
-    *out = NULL;
-    *ndim = 0;
-    if (!(f = fopen(path, "rb"))) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    for (;;) {
-        size_t got;
-        if (!buf && !(buf = malloc(cap))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
-        if (len == cap) {
-            unsigned char *nb;
-            if (cap >= NPY_MAX_FILE) {
-                snprintf(err, errlen, "%s: larger than %zu MiB, more than any layer of networks A-D", path,
-                         NPY_MAX_FILE >> 20);
-                goto cleanup;
-            }
-            if (!(nb = realloc(buf, cap * 2))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
-            buf = nb;
-            cap *= 2;
-        }
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) { snprintf(err, errlen, "%s: read error", path); goto cleanup; }
-    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
-        snprintf(err, errlen, "%s: not a NumPy .npy file (bad magic)", path);
-        goto cleanup;
-    }
-    if (buf[6] < 1 || buf[6] > 3) {
-        snprintf(err, errlen, "%s: .npy format version %u.%u, this program reads 1.0 to 3.0", path,
-                 (unsigned)buf[6], (unsigned)buf[7]);
-        goto cleanup;
-    }
-    if (buf[6] == 1) { hlen = (size_t)snn_load16_le(buf + 8); hoff = 10; }
-    else if (len >= 12) { hlen = (size_t)snn_load32_le(buf + 8); hoff = 12; }
-    else { snprintf(err, errlen, "%s: truncated .npy header", path); goto cleanup; }
-    if (hlen > len - hoff) {
-        snprintf(err, errlen, "%s: truncated .npy header (%zu bytes announced, %zu in the file)", path, hlen,
-                 len - hoff);
-        goto cleanup;
-    }
-    if (!(hdr = malloc(hlen + 1))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
-    memcpy(hdr, buf + hoff, hlen);
-    hdr[hlen] = '\0';
-    if (strlen(hdr) != hlen) { snprintf(err, errlen, "%s: a NUL byte in the .npy header", path); goto cleanup; }
-
-    /* 'descr': '<f4' or '<f8' */
-    if (!(v = npy_key(hdr, "descr")) || (*v != '\'' && *v != '"')) {
-        snprintf(err, errlen, "%s: .npy header without 'descr'", path);
-        goto cleanup;
-    }
-    if (strncmp(v + 1, "<f4", 3) == 0 && v[4] == v[0]) esz = 4;
-    else if (strncmp(v + 1, "<f8", 3) == 0 && v[4] == v[0]) esz = 8;
-    else {
-        const char *e = strchr(v + 1, v[0]);
-        snprintf(err, errlen, "%s: data type %.*s; this program reads little-endian float32 ('<f4') and "
-                 "float64 ('<f8')", path, e ? (int)(e - v + 1) : 8, v);
-        goto cleanup;
-    }
-    /* 'fortran_order': False */
-    if (!(v = npy_key(hdr, "fortran_order")) || (strncmp(v, "False", 5) != 0 && strncmp(v, "True", 4) != 0)) {
-        snprintf(err, errlen, "%s: .npy header without 'fortran_order'", path);
-        goto cleanup;
-    }
-    if (v[0] == 'T') {
-        snprintf(err, errlen, "%s: Fortran order; save a C-order array (numpy.ascontiguousarray)", path);
-        goto cleanup;
-    }
-    /* 'shape': (d0, d1, ...) */
-    if (!(v = npy_key(hdr, "shape")) || *v != '(') {
-        snprintf(err, errlen, "%s: .npy header without 'shape'", path);
-        goto cleanup;
-    }
-    for (v++;;) {
-        uint64_t dim = 0;
-        while (*v == ' ') v++;
-        if (*v == ')') break;
-        if (*v < '0' || *v > '9' || d == NPY_MAX_DIM) {
-            snprintf(err, errlen, "%s: bad or more than %d-dimensional 'shape' in the .npy header", path, NPY_MAX_DIM);
-            goto cleanup;
-        }
-        while (*v >= '0' && *v <= '9') {
-            dim = dim * 10 + (uint64_t)(*v++ - '0');
-            if (dim > NPY_MAX_FILE) { snprintf(err, errlen, "%s: a dimension too large", path); goto cleanup; }
-        }
-        shape[d++] = (size_t)dim;
-        count *= (size_t)dim;
-        if (count > NPY_MAX_FILE) { snprintf(err, errlen, "%s: too many elements", path); goto cleanup; }
-        while (*v == ' ') v++;
-        if (*v == ',') v++;
-        else if (*v != ')') { snprintf(err, errlen, "%s: bad 'shape' in the .npy header", path); goto cleanup; }
-    }
-    if (len - hoff - hlen != count * esz) {
-        snprintf(err, errlen, "%s: %zu data bytes, the header's shape and type need %zu", path, len - hoff - hlen,
-                 count * esz);
-        goto cleanup;
-    }
-    if (!(x = malloc((count ? count : 1) * sizeof *x))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
-    for (i = 0; i < count; i++) {
-        const unsigned char *e = buf + hoff + hlen + esz * i;
-        if (esz == 4) {
-            uint32_t w = snn_load32_le(e);
-            float fv;
-            memcpy(&fv, &w, 4);
-            x[i] = (double)fv;
-        } else {
-            uint64_t w = snn_load64_le(e);
-            memcpy(&x[i], &w, 8);
-        }
-    }
-    *out = x;
-    x = NULL;
-    *ndim = d;
-    rc = 0;
-cleanup:
-    if (f) fclose(f);
-    free(buf);
-    free(hdr);
-    free(x);
-    return rc;
-}
 
 /* "(128, 784)" */
 static void shape_text(char *buf, size_t n, const size_t *shape, size_t ndim)
@@ -2114,7 +1956,7 @@ int snn_model_import(const char *dir, int id, uint64_t *param, char *err, size_t
     if (snn_net_init(&net, id) != 0) { snprintf(err, errlen, "unknown network id %d", id); return -1; }
     for (l = 0; l < net.nlayer; l++) {
         const snn_layer *L = &net.layer[l];
-        size_t shape[NPY_MAX_DIM], ndim, wshape[4], wn, i, o, ci, ky, kx;
+        size_t shape[4], ndim, wshape[4], wn, i, o, ci, ky, kx;
         /* the input of an FC layer as a feature map: PyTorch flattens it
          * channel first (c, y, x), this program channel last (y, x, c) */
         size_t C = 1, H = 1, W = 1;

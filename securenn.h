@@ -947,7 +947,7 @@ int  snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
  * all zero, or a failed load. */
 void snn_ckpt_free(snn_ckpt_file *c);
 
-/* A NumPy .npy file (format 1.0-3.0; NumPy's numpy/lib/format.py): little-
+/* A NumPy .npy file (mnist.c; format 1.0-3.0, numpy/lib/format.py): little-
  * endian float32 ('<f4') or float64 ('<f8'), C order, at most 4 dimensions,
  * the data filling the file exactly.  0 with *out (malloc'd, free it) the
  * values as double, shape[0..*ndim-1]; or -1 and a one-line message. */
