@@ -16,12 +16,14 @@
  *    4-7. Layers as forward/backward pairs: FC, convolution, ReLU, Maxpool
  *    8. Layers: dispatch
  *    9. Networks: forward, ASM, predict, the training step (snn_nn_train_step)
- *   10. The training loop: batches, the twin's training and inference
+ *   10. The training loops: the twin's (snn_plain_train) and the servers'
+ *       (serve_train), batches; the twin's inference
  * then what surrounds it:
  *   11. The error bound of secure inference, the range check of a model
  *   12. Owner-side encodings and initial weights
  *   13. Model files, checkpoints, a model from NumPy (.npy: mnist.c)
- *   14. Jobs: the servers' side (their training loop) and the owner's side
+ *   14. Jobs: the job block, the servers' side (snn_nn_run_job) and the
+ *       owner's side (snn_nn_owner)
  *   15. Transcripts: a party's view, frame by frame
  * and the program ./securenn (16, under SNN_PROGRAM), with its own index.
  *
@@ -1006,7 +1008,7 @@ cleanup:
     return rc;
 }
 
-/* ==== 10. The training loop: batches, the twin's training, inference ===== */
+/* ==== 10. The training loops: the twin's and the servers' ================ */
 
 /* Training batches: an epoch is a fresh permutation of the training set
  * (Fisher-Yates from the owner's stream); the last partial batch of an
@@ -1185,6 +1187,57 @@ cleanup:
     nn_free(y, B * SNN_NN_OUT);
     snn_free_wiped(lab, B);
     return rc;
+}
+
+/*
+ * What the owner asked to see after training step it: with progress
+ * (job->report), the step's ASM outputs and, at a report, the traffic so
+ * far; at a checkpoint, the weights.  In this order: the owner expects it.
+ */
+static int serve_step_end(snn_party *p, const snn_job *job, size_t it, const snn_nn_state *s,
+                          const uint64_t *param, const uint64_t *traffic)
+{
+    if (job->report) {
+        /* progress, to the owner only: this step's ASM outputs */
+        if (snn_reveal(p, SNN_CLIENT, NULL, s->out, job->batch * SNN_NN_OUT) != 0) return -1;
+        if (report_due(it, job->iters, job->report) && snn_reveal(p, SNN_CLIENT, NULL, traffic, 1) != 0)
+            return -1;
+    }
+    /* a checkpoint: the weights to their owner, mid-run */
+    if (ckpt_due(it, job->iters, job->checkpoint))
+        return snn_reveal(p, SNN_CLIENT, NULL, param, s->net->nparam);
+    return 0;
+}
+
+/*
+ * serve_train -- the servers' training loop (P0, P1, P2 alike, in a job
+ * of the owner, section 14): per step, the batch's shares from the owner
+ * (P0 first asks for it), one secure training step, and what the step
+ * reveals to the owner (serve_step_end: progress, with the servers'
+ * traffic so far, *traffic; a checkpoint); then the trained model, to its
+ * owner.  x, y: room for one batch.
+ */
+static int serve_train(nn_ctx *c, const snn_job *job, snn_nn_state *s, uint64_t *param, uint64_t *x,
+                       uint64_t *y, const uint64_t *traffic)
+{
+    snn_party *p = c->p;
+    const size_t B = job->batch;
+    size_t it;
+    for (it = job->start; it < job->iters; it++) {
+        /* Flow control: P0 asks for batch it, so the owner sends one
+         * batch per step (the servers never hold more than one ahead)
+         * and hears from the servers once a step, however quiet */
+        if (p->id == 0) {
+            uint64_t want = it;
+            if (snn_send_zl(p, SNN_CLIENT, SNN_PROTO_SETUP, 4, &want, 1) != 0) return -1;
+        }
+        if (snn_share(p, SNN_CLIENT, x, NULL, B * SNN_NN_IN) != 0
+            || snn_share(p, SNN_CLIENT, y, NULL, B * SNN_NN_OUT) != 0
+            || snn_nn_train_step(c, s, param, x, y, snn_lr_shift_at(job->lr_shift, job->lr_step, it)) != 0
+            || serve_step_end(p, job, it, s, param, traffic) != 0)
+            return -1;
+    }
+    return snn_reveal(p, SNN_CLIENT, NULL, param, s->net->nparam);
 }
 
 /* snn_plain_infer -- the twin classifies the first n images of d. */
@@ -2206,55 +2259,6 @@ int snn_nn_serve(snn_party *p)
     return snn_nn_run_job(p, &job);
 }
 
-/*
- * What the owner asked to see after training step it: with progress
- * (job->report), the step's ASM outputs and, at a report, the traffic so
- * far; at a checkpoint, the weights.  In this order: the owner expects it.
- */
-static int serve_step_end(snn_party *p, const snn_job *job, size_t it, const snn_nn_state *s,
-                          const uint64_t *param, const serve_traffic *tr)
-{
-    if (job->report) {
-        /* progress, to the owner only: this step's ASM outputs */
-        if (snn_reveal(p, SNN_CLIENT, NULL, s->out, job->batch * SNN_NN_OUT) != 0) return -1;
-        if (report_due(it, job->iters, job->report) && snn_reveal(p, SNN_CLIENT, NULL, &tr->c, 1) != 0)
-            return -1;
-    }
-    /* a checkpoint: the weights to their owner, mid-run */
-    if (ckpt_due(it, job->iters, job->checkpoint))
-        return snn_reveal(p, SNN_CLIENT, NULL, param, s->net->nparam);
-    return 0;
-}
-
-/*
- * The servers' training loop: per step, the batch's shares from the owner
- * (P0 first asks for it), one secure training step, and what the step
- * reveals to the owner (serve_step_end); then the trained model, to its
- * owner.  x, y: room for one batch.
- */
-static int serve_train(nn_ctx *c, const snn_job *job, snn_nn_state *s, uint64_t *param, uint64_t *x,
-                       uint64_t *y, const serve_traffic *tr)
-{
-    snn_party *p = c->p;
-    const size_t B = job->batch;
-    size_t it;
-    for (it = job->start; it < job->iters; it++) {
-        /* Flow control: P0 asks for batch it, so the owner sends one
-         * batch per step (the servers never hold more than one ahead)
-         * and hears from the servers once a step, however quiet */
-        if (p->id == 0) {
-            uint64_t want = it;
-            if (snn_send_zl(p, SNN_CLIENT, SNN_PROTO_SETUP, 4, &want, 1) != 0) return -1;
-        }
-        if (snn_share(p, SNN_CLIENT, x, NULL, B * SNN_NN_IN) != 0
-            || snn_share(p, SNN_CLIENT, y, NULL, B * SNN_NN_OUT) != 0
-            || snn_nn_train_step(c, s, param, x, y, snn_lr_shift_at(job->lr_shift, job->lr_step, it)) != 0
-            || serve_step_end(p, job, it, s, param, tr) != 0)
-            return -1;
-    }
-    return snn_reveal(p, SNN_CLIENT, NULL, param, s->net->nparam);
-}
-
 /* The servers' inference: batches of images from the owner, their classes
  * to the owner, then the servers' traffic of the inference. */
 static int serve_infer(nn_ctx *c, const snn_job *job, snn_nn_state *s, const uint64_t *param, uint64_t *x,
@@ -2312,7 +2316,7 @@ int snn_nn_run_job(snn_party *p, const snn_job *jp)
     }
     /* The owner's initial weights or model, shared to P0 and P1 */
     SNN_GUARD(snn_share(p, SNN_CLIENT, param, NULL, net.nparam));
-    if (job.cmd & SNN_JOB_TRAIN) SNN_GUARD(serve_train(&c, &job, &s, param, x, y, &tr));
+    if (job.cmd & SNN_JOB_TRAIN) SNN_GUARD(serve_train(&c, &job, &s, param, x, y, &tr.c));
     if (job.cmd & SNN_JOB_INFER) SNN_GUARD(serve_infer(&c, &job, &s, param, x, cls, &tr));
     rc = 0;
 cleanup:
@@ -4440,6 +4444,43 @@ static void infer_forget(void *ctx)
     snn_model_free(c->m);
 }
 
+/* infer's options that go together: 0, or -1 with the error printed. */
+static int infer_usage(const opts *o)
+{
+    if (!o->model) {
+        PERR("infer: --model FILE is required");
+        return -1;
+    }
+    if ((o->given & OPT_LOCAL) && (o->given & OPT_PEERS)) {
+        PERR("infer: --local forks its own parties on 127.0.0.1 (--port); --peers is for running ones");
+        return -1;
+    }
+    if (!(o->given & OPT_LOCAL) && (o->given & OPT_PORT)) {
+        PERR("infer: --port is for --local (the parties' addresses are --peers)");
+        return -1;
+    }
+    return 0;
+}
+
+/* The model --model (of --net, if given) into m, its network into net,
+ * and what its weights allow into range, refused if it leaves the
+ * protocols' ranges.  0, or -1 with the error printed. */
+static int infer_model(const opts *o, snn_model *m, snn_net *net, snn_nn_range *range)
+{
+    char err[256];
+    if (snn_model_load(m, o->model, (o->given & OPT_NET) ? o->net : -1, err, sizeof err) != 0) {
+        PERR("%s", err);
+        return -1;
+    }
+    snn_net_init(net, m->net);
+    if (snn_nn_check_range(net, m->param, 1, 0, range) != 0) {
+        snn_nn_layer_name(err, sizeof err, net, range->layer);
+        PERR("%s: its weights allow, at %s, %s; refusing the model (nothing was run)", o->model, err, range->why);
+        return -1;
+    }
+    return 0;
+}
+
 /* infer's entry in the command list (and infer --help). */
 static const char help_infer[] =
 "  infer           the owner: classify the test split with --model FILE on three\n"
@@ -4458,7 +4499,7 @@ static int cmd_infer(opts *o, int nop, char **op)
     size_t n = 0, correct;
     double secs = 0;
     int rc = 1;
-    char err[256], b1[32], b2[32];
+    char b1[32], b2[32];
     snn_net net;
     snn_nn_range range;
     infer_secrets secrets;
@@ -4470,28 +4511,8 @@ static int cmd_infer(opts *o, int nop, char **op)
     memset(&test, 0, sizeof test);
     memset(&m, 0, sizeof m);
     if (!(o->given & OPT_DATA)) o->data = "data";
-    if (!o->model) {
-        PERR("infer: --model FILE is required");
-        return 2;
-    }
-    if ((o->given & OPT_LOCAL) && (o->given & OPT_PEERS)) {
-        PERR("infer: --local forks its own parties on 127.0.0.1 (--port); --peers is for running ones");
-        return 2;
-    }
-    if (!(o->given & OPT_LOCAL) && (o->given & OPT_PORT)) {
-        PERR("infer: --port is for --local (the parties' addresses are --peers)");
-        return 2;
-    }
-    if (snn_model_load(&m, o->model, (o->given & OPT_NET) ? o->net : -1, err, sizeof err) != 0) {
-        PERR("%s", err);
-        goto cleanup;
-    }
-    snn_net_init(&net, m.net);
-    if (snn_nn_check_range(&net, m.param, 1, 0, &range) != 0) {
-        snn_nn_layer_name(err, sizeof err, &net, range.layer);
-        PERR("%s: its weights allow, at %s, %s; refusing the model (nothing was run)", o->model, err, range.why);
-        goto cleanup;
-    }
+    if (infer_usage(o) != 0) return 2;
+    if (infer_model(o, &m, &net, &range) != 0) goto cleanup;
     if (load_split(&test, o, "test") != 0 || open_predictions(o, &predf) != 0) goto cleanup;
     n = o->test_n && o->test_n < test.n ? (size_t)o->test_n : test.n;
     if (!(pred = nn_alloc(n))) { PERR("out of memory"); goto cleanup; }
@@ -5514,6 +5535,85 @@ static int ex_party(snn_party *p, ex_run *run, ex_report *rep)
     return rc;
 }
 
+/* Item i's values within the protocol's domain (SPEC's preconditions);
+ * Division's l_D and DMaxpool's n follow from them.  0, or -1 printed. */
+static int ex_check_item(ex_run *run, const ex_proto *x, size_t i)
+{
+    int64_t a = run->in[0][i], b = run->in[1][i], c = run->in[2][i];
+    uint64_t ua = snn_from_signed(a);
+    switch (x->proto) {
+    case SNN_PROTO_SS:
+        if (a != 0 && a != 1) { PERR("explain SelectShare: alpha is 0 or 1, not %lld", (long long)a); return -1; }
+        break;
+    case SNN_PROTO_PC:
+        if (a < 0 || b < 0 || (c != 0 && c != 1)) {
+            PERR("explain PrivateCompare: x and r are not negative, beta is 0 or 1");
+            return -1;
+        }
+        break;
+    case SNN_PROTO_SC:
+        if (a == -1) { PERR("explain ShareConvert: a = -1 is L - 1, outside its domain (SPEC 2.4)"); return -1; }
+        break;
+    case SNN_PROTO_DRELU: case SNN_PROTO_RELU:
+        if (ua + ((uint64_t)1 << 62) >= ((uint64_t)1 << 63)) {
+            PERR("explain %s: |a| must stay below 2^62 (SPEC 2.6)", x->name);
+            return -1;
+        }
+        break;
+    case SNN_PROTO_DIV:
+        if (a < 0 || a >= (1 << 20) || b <= 0 || b >= (1 << 20)) {
+            PERR("explain Division: 0 <= x < 2^20 and 0 < y < 2^20");
+            return -1;
+        }
+        while (((uint64_t)1 << run->ell_d) <= (uint64_t)(a / b)) run->ell_d++;
+        break;
+    case SNN_PROTO_DMAXPOOL:
+        if (b < 1 || b > 8 || (b & (b - 1)) != 0 || a < 0 || a >= b) {
+            PERR("explain DMaxpool: n is 1, 2, 4 or 8 and 0 <= ind < n");
+            return -1;
+        }
+        run->k = (size_t)b;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* The dealer's shares of every item: <v>_0 uniform, <v>_1 = v - <v>_0
+ * (ComputeMSB's input over Z_{L-1}; PrivateCompare's bits over Z_p). */
+static void ex_share(ex_run *run, const ex_proto *x, snn_prg *g)
+{
+    size_t i;
+    int k;
+    for (i = 0; i < run->n; i++) {
+        for (k = 0; k < 3; k++) {
+            uint64_t *s0 = k == 0 ? run->a[0] : k == 1 ? run->b[0] : run->c[0];
+            uint64_t *s1 = k == 0 ? run->a[1] : k == 1 ? run->b[1] : run->c[1];
+            uint64_t v0 = snn_prg_u64(g), vv = snn_from_signed(run->in[k][i]);
+            if (x->proto == SNN_PROTO_MSB && k == 0) {        /* over Z_{L-1} */
+                vv = run->in[0][i] < 0 ? SNN_LM1 - (uint64_t)(-(run->in[0][i] + 1)) - 1 : vv;
+                v0 = snn_prg_lm1(g);
+                s0[i] = v0;
+                s1[i] = snn_sub_lm1(vv, v0);
+            } else {
+                s0[i] = v0;
+                s1[i] = vv - v0;
+            }
+        }
+        if (x->proto == SNN_PROTO_PC) {
+            uint64_t xv = (uint64_t)run->in[0][i];
+            run->r[i] = (uint64_t)run->in[1][i];
+            run->beta[i] = (uint8_t)run->in[2][i];
+            for (k = 0; k < 64; k++) {
+                uint8_t b0 = snn_prg_zp(g);
+                run->bits[0][i * 64 + (size_t)k] = b0;
+                run->bits[1][i * 64 + (size_t)k] = snn_sub_p((uint8_t)((xv >> k) & 1), b0);
+            }
+        }
+    }
+}
+
 /* Parses the values; fills the run with them and the dealt shares. */
 static int ex_deal(ex_run *run, const ex_proto *x, int nv, char **v, snn_prg *g)
 {
@@ -5549,74 +5649,10 @@ static int ex_deal(ex_run *run, const ex_proto *x, int nv, char **v, snn_prg *g)
     else
         for (i = 0; i < run->n; i++)
             for (k = 0; k < (int)per; k++) run->in[k][i] = val[i * per + (size_t)k];
-    for (i = 0; i < run->n; i++) {
-        int64_t a = run->in[0][i], b = run->in[1][i], c = run->in[2][i];
-        uint64_t ua = snn_from_signed(a);
-        switch (x->proto) {
-        case SNN_PROTO_SS:
-            if (a != 0 && a != 1) { PERR("explain SelectShare: alpha is 0 or 1, not %lld", (long long)a); return -1; }
-            break;
-        case SNN_PROTO_PC:
-            if (a < 0 || b < 0 || (c != 0 && c != 1)) {
-                PERR("explain PrivateCompare: x and r are not negative, beta is 0 or 1");
-                return -1;
-            }
-            break;
-        case SNN_PROTO_SC:
-            if (a == -1) { PERR("explain ShareConvert: a = -1 is L - 1, outside its domain (SPEC 2.4)"); return -1; }
-            break;
-        case SNN_PROTO_DRELU: case SNN_PROTO_RELU:
-            if (ua + ((uint64_t)1 << 62) >= ((uint64_t)1 << 63)) {
-                PERR("explain %s: |a| must stay below 2^62 (SPEC 2.6)", x->name);
-                return -1;
-            }
-            break;
-        case SNN_PROTO_DIV:
-            if (a < 0 || a >= (1 << 20) || b <= 0 || b >= (1 << 20)) {
-                PERR("explain Division: 0 <= x < 2^20 and 0 < y < 2^20");
-                return -1;
-            }
-            while (((uint64_t)1 << run->ell_d) <= (uint64_t)(a / b)) run->ell_d++;
-            break;
-        case SNN_PROTO_DMAXPOOL:
-            if (b < 1 || b > 8 || (b & (b - 1)) != 0 || a < 0 || a >= b) {
-                PERR("explain DMaxpool: n is 1, 2, 4 or 8 and 0 <= ind < n");
-                return -1;
-            }
-            run->k = (size_t)b;
-            break;
-        default:
-            break;
-        }
-    }
+    for (i = 0; i < run->n; i++)
+        if (ex_check_item(run, x, i) != 0) return -1;
     if (run->ell_d == 0) run->ell_d = 1;
-    /* the dealer's shares: <v>_0 uniform, <v>_1 = v - <v>_0 */
-    for (i = 0; i < run->n; i++) {
-        for (k = 0; k < 3; k++) {
-            uint64_t *s0 = k == 0 ? run->a[0] : k == 1 ? run->b[0] : run->c[0];
-            uint64_t *s1 = k == 0 ? run->a[1] : k == 1 ? run->b[1] : run->c[1];
-            uint64_t v0 = snn_prg_u64(g), vv = snn_from_signed(run->in[k][i]);
-            if (x->proto == SNN_PROTO_MSB && k == 0) {        /* over Z_{L-1} */
-                vv = run->in[0][i] < 0 ? SNN_LM1 - (uint64_t)(-(run->in[0][i] + 1)) - 1 : vv;
-                v0 = snn_prg_lm1(g);
-                s0[i] = v0;
-                s1[i] = snn_sub_lm1(vv, v0);
-            } else {
-                s0[i] = v0;
-                s1[i] = vv - v0;
-            }
-        }
-        if (x->proto == SNN_PROTO_PC) {
-            uint64_t xv = (uint64_t)run->in[0][i];
-            run->r[i] = (uint64_t)run->in[1][i];
-            run->beta[i] = (uint8_t)run->in[2][i];
-            for (k = 0; k < 64; k++) {
-                uint8_t b0 = snn_prg_zp(g);
-                run->bits[0][i * 64 + (size_t)k] = b0;
-                run->bits[1][i * 64 + (size_t)k] = snn_sub_p((uint8_t)((xv >> k) & 1), b0);
-            }
-        }
-    }
+    ex_share(run, x, g);
     return 0;
 }
 

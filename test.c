@@ -8745,10 +8745,28 @@ static void test_cli_help(void)
             }
             CHECK(text && wide == 0, "%s --help: every line within 80 columns (%zu wider)", cases[c].cmd, wide);
         }
+        if (strcmp(cases[c].cmd, "import") == 0)
+            CHECK(text && strstr(text, "the model file to write") && !strstr(text, "infer: the model to use"),
+                  "import --help: --model as import's own option, not as train's and infer's");
         free(text);
     }
     remove(out);
     rmdir(tmpl);
+    {
+        /* securenn alone: a short usage on stderr, exit 2 */
+        char *argv[] = { "./securenn", NULL };
+        cmd_result r;
+        run_cmd(&r, argv, 10);
+        CHECK(r.status == 2 && r.lines <= 4 && strstr(r.err, "usage: securenn COMMAND") && strstr(r.err, "COMMAND --help"),
+              "securenn alone: exit %d, a short usage on stderr (%d lines)", r.status, r.lines);
+    }
+    {
+        /* a protocol's name in any case */
+        char *argv[] = { "./securenn", "explain", "matmul", "1", "2", "3", "4", "--key-seed", "1", NULL };
+        cmd_result r;
+        run_cmd(&r, argv, 30);
+        CHECK(r.status == 0, "explain matmul (lower case): exit %d: %s", r.status, r.err);
+    }
 }
 
 static void test_cli(void)
