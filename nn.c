@@ -255,14 +255,12 @@ int snn_net_parse(const char *s)
  * copy of any of them.
  */
 
-typedef snn_nn_ctx nn_ctx;
-
 /* |s(x)|, the absolute value of the signed view, as an unsigned. */
 static uint64_t abs_signed(uint64_t x) { return (x >> 63) ? (uint64_t)0 - x : x; }
 
 /* Whether a secure context's party already holds an error (sticky: every
  * public function then returns -1 at once). */
-static int ctx_failed(const nn_ctx *c)
+static int ctx_failed(const snn_nn_ctx *c)
 {
     return c->p != NULL && c->p->err != SNN_OK;
 }
@@ -288,7 +286,7 @@ snn_nn_ctx snn_nn_twin(snn_prg *round, snn_trunc_stats *trunc)
 }
 
 /* The twin's context with its first error kept in err (errlen 0: none). */
-static nn_ctx *ctx_twin(nn_ctx *c, snn_prg *round, char *err, size_t errlen)
+static snn_nn_ctx *ctx_twin(snn_nn_ctx *c, snn_prg *round, char *err, size_t errlen)
 {
     c->p = NULL;
     c->round = round;
@@ -301,12 +299,12 @@ static nn_ctx *ctx_twin(nn_ctx *c, snn_prg *round, char *err, size_t errlen)
 
 /* A failure of either path with its reason: the party's sticky error, or
  * the twin's first message.  Returns -1. */
-static int nn_fail(nn_ctx *c, enum snn_err e, const char *fmt, ...)
+static int nn_fail(snn_nn_ctx *c, enum snn_err e, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-static int nn_fail(nn_ctx *c, enum snn_err e, const char *fmt, ...)
+static int nn_fail(snn_nn_ctx *c, enum snn_err e, const char *fmt, ...)
 {
     char msg[200];
     va_list ap;
@@ -334,13 +332,13 @@ static void nn_free(uint64_t *x, size_t n)
 }
 
 /* Out of memory, with where it happened. */
-static int nn_nomem(nn_ctx *c, const char *where)
+static int nn_nomem(snn_nn_ctx *c, const char *where)
 {
     return nn_fail(c, SNN_ERR_NOMEM, "%s: out of memory", where);
 }
 
 /* nn_matmul -- Pi_MatMul [SNN, Alg. 1]; no truncation. */
-static int nn_matmul(nn_ctx *c, uint64_t *W, const uint64_t *X, const uint64_t *Y,
+static int nn_matmul(snn_nn_ctx *c, uint64_t *W, const uint64_t *X, const uint64_t *Y,
                      size_t m, size_t n, size_t v, int tx, int ty)
 {
     if (c->p) return snn_matmul(c->p, W, X, Y, m, n, v, tx, ty);
@@ -356,7 +354,7 @@ static void plain_mul(uint64_t *z, const uint64_t *x, const uint64_t *y, size_t 
 }
 
 /* nn_mul -- element-wise Pi_MatMul; no truncation (one factor is 0/1). */
-static int nn_mul(nn_ctx *c, uint64_t *z, const uint64_t *x, const uint64_t *y, size_t n)
+static int nn_mul(snn_nn_ctx *c, uint64_t *z, const uint64_t *x, const uint64_t *y, size_t n)
 {
     if (c->p) return snn_mul(c->p, z, x, y, n);
     plain_mul(z, x, y, n);
@@ -389,7 +387,7 @@ static void plain_truncate(uint64_t *y, const uint64_t *x, size_t n, unsigned d,
 }
 
 /* nn_truncate -- [SNN, Alg. 11], local; y may equal x; d < 64. */
-static int nn_truncate(nn_ctx *c, uint64_t *y, const uint64_t *x, size_t n, unsigned d)
+static int nn_truncate(snn_nn_ctx *c, uint64_t *y, const uint64_t *x, size_t n, unsigned d)
 {
     if (c->p) {
         snn_truncate(c->p, y, x, n, d);
@@ -411,7 +409,7 @@ static void plain_relu(uint64_t *y, uint64_t *drelu, const uint64_t *x, size_t n
 }
 
 /* nn_relu -- Pi_ReLU [SNN, Alg. 7]; drelu (may be NULL) keeps the bits. */
-static int nn_relu(nn_ctx *c, uint64_t *y, uint64_t *drelu, const uint64_t *x, size_t n)
+static int nn_relu(snn_nn_ctx *c, uint64_t *y, uint64_t *drelu, const uint64_t *x, size_t n)
 {
     if (c->p) return snn_relu(c->p, y, drelu, x, n);
     plain_relu(y, drelu, x, n);
@@ -435,7 +433,7 @@ static void plain_maxpool(uint64_t *max, uint64_t *ind, const uint64_t *x, size_
 }
 
 /* nn_maxpool -- Pi_Maxpool [SNN, Alg. 9] over nwin windows of k. */
-static int nn_maxpool(nn_ctx *c, uint64_t *max, uint64_t *ind, const uint64_t *x, size_t nwin, size_t k)
+static int nn_maxpool(snn_nn_ctx *c, uint64_t *max, uint64_t *ind, const uint64_t *x, size_t nwin, size_t k)
 {
     if (c->p) return snn_maxpool(c->p, max, ind, x, nwin, k);
     plain_maxpool(max, ind, x, nwin, k);
@@ -452,7 +450,7 @@ static void plain_dmaxpool(uint64_t *onehot, const uint64_t *ind, size_t nwin, s
 }
 
 /* nn_dmaxpool -- Pi_DMaxpool [SNN, Alg. 10]: the one-hot of each index. */
-static int nn_dmaxpool(nn_ctx *c, uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k)
+static int nn_dmaxpool(snn_nn_ctx *c, uint64_t *onehot, const uint64_t *ind, size_t nwin, size_t k)
 {
     if (c->p) return snn_dmaxpool(c->p, onehot, ind, nwin, k);
     plain_dmaxpool(onehot, ind, nwin, k);
@@ -473,7 +471,7 @@ static void plain_division(uint64_t *q, const uint64_t *x, const uint64_t *y, si
 }
 
 /* nn_division -- Pi_Div [SNN, Alg. 8, version (a)]. */
-static int nn_division(nn_ctx *c, uint64_t *q, const uint64_t *x, const uint64_t *y, size_t n, unsigned ell)
+static int nn_division(snn_nn_ctx *c, uint64_t *q, const uint64_t *x, const uint64_t *y, size_t n, unsigned ell)
 {
     if (c->p) return snn_division(c->p, q, x, y, n, ell);
     plain_division(q, x, y, n, ell);
@@ -482,7 +480,7 @@ static int nn_division(nn_ctx *c, uint64_t *q, const uint64_t *x, const uint64_t
 
 /* x += v for a public v: only P0 adds it (a public constant is shared as
  * (v, 0)); the twin adds it to the value. */
-static void nn_add_public(nn_ctx *c, uint64_t *x, size_t n, uint64_t v)
+static void nn_add_public(snn_nn_ctx *c, uint64_t *x, size_t n, uint64_t v)
 {
     size_t i;
     if (c->p && c->p->id != 0) return;
@@ -609,7 +607,7 @@ static void sum_rows(uint64_t *g, const uint64_t *d, size_t rows, size_t cols)
  * truncation rounds stochastically (see plain_truncate), so steps below
  * one LSB still move the weight on average.
  */
-static int sgd_update(nn_ctx *c, uint64_t *W, uint64_t *g, size_t n, unsigned d)
+static int sgd_update(snn_nn_ctx *c, uint64_t *W, uint64_t *g, size_t n, unsigned d)
 {
     size_t i;
     if (nn_truncate(c, g, g, n, d) != 0) return -1;
@@ -624,7 +622,7 @@ static int sgd_update(nn_ctx *c, uint64_t *W, uint64_t *g, size_t n, unsigned d)
  * Shapes: x n x c, W c x oc, b oc, y n x oc.
  * One Pi_MatMul (n, c, oc) and one truncation by f.
  */
-static int fc_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, const uint64_t *x,
+static int fc_forward(snn_nn_ctx *c, const snn_layer *L, uint64_t *y, const uint64_t *x,
                       const uint64_t *param, size_t n)
 {
     if (nn_matmul(c, y, x, param + L->woff, n, L->c, L->oc, 0, 0) != 0) return -1;
@@ -639,7 +637,7 @@ static int fc_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, const uint64_t
  * Shapes: delta n x oc, dx n x c, x^T delta c x oc.
  * dx uses W before its update (backprop of the step's forward pass).
  */
-static int fc_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *param,
+static int fc_backward(snn_nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *param,
                        const uint64_t *x, const uint64_t *delta, size_t n, unsigned shift)
 {
     uint64_t *g = NULL;
@@ -668,7 +666,7 @@ cleanup:
  * Shapes: x n x h x w x c; im2col(x) (n*oh*ow) x (k*k*c); W (k*k*c) x oc;
  * y (n*oh*ow) x oc = n x oh x ow x oc.  One Pi_MatMul, one truncation.
  */
-static int conv_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, const uint64_t *x,
+static int conv_forward(snn_nn_ctx *c, const snn_layer *L, uint64_t *y, const uint64_t *x,
                         const uint64_t *param, size_t n)
 {
     size_t rows = n * L->oh * L->ow, kkc = L->k * L->k * L->c;
@@ -697,7 +695,7 @@ cleanup:
  *   W -= trunc(im2col(x)^T delta, f + shift), (k*k*c) x oc;
  *   b -= trunc(sum delta, shift).
  */
-static int conv_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *param,
+static int conv_backward(snn_nn_ctx *c, const snn_layer *L, uint64_t *dx, uint64_t *param,
                          const uint64_t *x, const uint64_t *delta, size_t n, unsigned shift)
 {
     size_t rows = n * L->oh * L->ow, kkc = L->k * L->k * L->c, ncols = rows * kkc;
@@ -729,7 +727,7 @@ cleanup:
 /* ==== 6. ReLU layer [SNN, Alg. 7] ======================================== */
 
 /* relu_forward -- y = ReLU(x), keeping the DReLU bits (n*size). */
-static int relu_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, uint64_t *drelu,
+static int relu_forward(snn_nn_ctx *c, const snn_layer *L, uint64_t *y, uint64_t *drelu,
                         const uint64_t *x, size_t n)
 {
     return nn_relu(c, y, drelu, x, n * snn_layer_in_size(L));
@@ -737,7 +735,7 @@ static int relu_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, uint64_t *dr
 
 /* relu_backward -- dx = delta * DReLU(x), one element-wise Pi_MatMul with
  * no truncation: the bits are the integers 0/1 (SPEC 1.3 [USE]). */
-static int relu_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, const uint64_t *drelu,
+static int relu_backward(snn_nn_ctx *c, const snn_layer *L, uint64_t *dx, const uint64_t *drelu,
                          const uint64_t *delta, size_t n)
 {
     return nn_mul(c, dx, delta, drelu, n * snn_layer_in_size(L));
@@ -749,7 +747,7 @@ static int relu_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, const uint
  * maxpool_forward -- k x k windows with stride k: y = the window maxima
  * (n x oh x ow x c), ind (same shape) the argmax within each window.
  */
-static int maxpool_forward(nn_ctx *c, const snn_layer *L, uint64_t *y, uint64_t *ind,
+static int maxpool_forward(snn_nn_ctx *c, const snn_layer *L, uint64_t *y, uint64_t *ind,
                            const uint64_t *x, size_t n)
 {
     size_t nwin = n * snn_layer_out_size(L), kk = L->k * L->k;
@@ -770,7 +768,7 @@ cleanup:
  * delta upsampled to the window (element-wise Pi_MatMul, no truncation),
  * put back in place (SPEC 2.12).  k*k must divide 2^64 (2x2 here).
  */
-static int maxpool_backward(nn_ctx *c, const snn_layer *L, uint64_t *dx, const uint64_t *ind,
+static int maxpool_backward(snn_nn_ctx *c, const snn_layer *L, uint64_t *dx, const uint64_t *ind,
                             const uint64_t *delta, size_t n)
 {
     size_t nwin = n * snn_layer_out_size(L), kk = L->k * L->k, w, i;
@@ -797,7 +795,7 @@ cleanup:
 
 /* snn_nn_layer_forward -- one layer's forward pass, by kind (secure or
  * twin, as c says; see securenn.h). */
-int snn_nn_layer_forward(nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t *keep,
+int snn_nn_layer_forward(snn_nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t *keep,
                          const uint64_t *in, const uint64_t *param, size_t n)
 {
     if (ctx_failed(c)) return -1;
@@ -813,7 +811,7 @@ int snn_nn_layer_forward(nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t 
 
 /* snn_nn_layer_backward -- one layer's backward pass (dprev NULL: none);
  * FC and convolution also take their SGD step. */
-int snn_nn_layer_backward(nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64_t *param,
+int snn_nn_layer_backward(snn_nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64_t *param,
                           const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
                           size_t n, unsigned shift)
 {
@@ -874,7 +872,7 @@ void snn_nn_state_free(snn_nn_state *s)
 
 /* snn_nn_forward -- the network's forward pass: act[0] = x, act[l+1] =
  * layer l (act[l]); the logits u in act[nlayer]. */
-int snn_nn_forward(nn_ctx *c, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
+int snn_nn_forward(snn_nn_ctx *c, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n)
 {
     const snn_net *net = s->net;
     size_t l;
@@ -896,7 +894,7 @@ int snn_nn_forward(nn_ctx *c, snn_nn_state *s, const uint64_t *param, const uint
  * Pi_Div's preconditions (SPEC 2.8): r 2^f < 2^62 and 2^f den < 2^62 hold
  * while |u| < 2^35 (2^22 in real units); q < 2^f < 2^(f+1) since r < den.
  */
-int snn_nn_asm(nn_ctx *c, uint64_t *q, const uint64_t *u, size_t n)
+int snn_nn_asm(snn_nn_ctx *c, uint64_t *q, const uint64_t *u, size_t n)
 {
     size_t m = n * SNN_NN_OUT, i, k;
     uint64_t *r = NULL, *den = NULL;
@@ -925,7 +923,7 @@ cleanup:
 
 /* snn_nn_predict -- argmax of the logits by Pi_Maxpool's index over
  * windows of 10: the classes (shares, or values for the twin). */
-int snn_nn_predict(nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n)
+int snn_nn_predict(snn_nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n)
 {
     uint64_t *mx;
     int rc;
@@ -963,7 +961,7 @@ static unsigned log2_exact(size_t b)
  * stays bounded and B and C train to 97-98%.  One local truncation: no
  * messages.
  */
-int snn_nn_train_step(nn_ctx *c, snn_nn_state *s, uint64_t *param, const uint64_t *x,
+int snn_nn_train_step(snn_nn_ctx *c, snn_nn_state *s, uint64_t *param, const uint64_t *x,
                           const uint64_t *y, unsigned lr_shift)
 {
     const snn_net *net = s->net;
@@ -1137,7 +1135,7 @@ int snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, con
                     char *err, size_t errlen)
 {
     const size_t B = cfg->batch, iters = cfg->iters;
-    nn_ctx c;
+    snn_nn_ctx c;
     snn_nn_state s;
     batcher bt;
     uint64_t *x = NULL, *y = NULL;
@@ -1217,7 +1215,7 @@ static int serve_step_end(snn_party *p, const snn_job *job, size_t it, const snn
  * traffic so far, *traffic; a checkpoint); then the trained model, to its
  * owner.  x, y: room for one batch.
  */
-static int serve_train(nn_ctx *c, const snn_job *job, snn_nn_state *s, uint64_t *param, uint64_t *x,
+static int serve_train(snn_nn_ctx *c, const snn_job *job, snn_nn_state *s, uint64_t *param, uint64_t *x,
                        uint64_t *y, const uint64_t *traffic)
 {
     snn_party *p = c->p;
@@ -1244,7 +1242,7 @@ static int serve_train(nn_ctx *c, const snn_job *job, snn_nn_state *s, uint64_t 
 int snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
                     size_t batch, uint64_t *pred, char *err, size_t errlen)
 {
-    nn_ctx c;
+    snn_nn_ctx c;
     snn_nn_state s;
     uint64_t *x = NULL;
     size_t done, m;
@@ -2261,7 +2259,7 @@ int snn_nn_serve(snn_party *p)
 
 /* The servers' inference: batches of images from the owner, their classes
  * to the owner, then the servers' traffic of the inference. */
-static int serve_infer(nn_ctx *c, const snn_job *job, snn_nn_state *s, const uint64_t *param, uint64_t *x,
+static int serve_infer(snn_nn_ctx *c, const snn_job *job, snn_nn_state *s, const uint64_t *param, uint64_t *x,
                        uint64_t *cls, const serve_traffic *tr)
 {
     snn_party *p = c->p;
