@@ -6271,8 +6271,8 @@ static void heap_keep(void)
 #endif
 }
 
-/* main -- the command table; exit 0, 1 on failure, 2 on bad usage. */
-int main(int argc, char **argv)
+/* The command table, then its dispatch (argc >= 2). */
+static int run_command(int argc, char **argv)
 {
     /* An automatic array: a static table of pointers would sit in
      * .data.rel.ro, which make check-globals counts as writable. */
@@ -6289,14 +6289,19 @@ int main(int argc, char **argv)
         { "bench", "[NAME...]", OPTS_BENCH, help_bench, "", OPERANDS_NAMES, NULL, cmd_bench },
         { "explain", "P [V..]", OPTS_EXPLAIN, help_explain, "", OPERANDS_WORDS, NULL, cmd_explain },
     };
+    return dispatch(commands, sizeof commands / sizeof commands[0], argc, argv);
+}
 
+/* main -- exit 0, 1 on failure, 2 on bad usage. */
+int main(int argc, char **argv)
+{
     heap_keep();
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         fputs(usage_short, stderr);
         return 2;
     }
-    return dispatch(commands, sizeof commands / sizeof commands[0], argc, argv);
+    return run_command(argc, argv);
 }
 
 #endif /* SNN_PROGRAM */
