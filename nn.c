@@ -6102,7 +6102,7 @@ static const char *print_entry(FILE *f, const char *l)
         size_t n = e ? (size_t)(e - l) + 1 : strlen(l);
         if (f) fwrite(l, 1, n, f);
         l += n;
-    } while (strncmp(l, "                  ", 18) == 0);
+    } while (strspn(l, " ") >= 18);
     return l;
 }
 
