@@ -6,6 +6,7 @@
 #                 directory under /tmp, leaving ./securenn and ./test), then run
 #   make valgrind the quick test subset under valgrind (memcheck)
 #   make demo     train network A securely on the official MNIST, three parties
+#                 (PORT=P: on ports P, P+1, P+2)
 #   make bench    time, bytes and rounds per protocol and network vs [SNN]
 #   make check-globals   fail if any object holds mutable global state
 #   make check-layers    fail if net.c calls into the files above it, or securenn.c
@@ -136,8 +137,9 @@ fuzz: $(LIB) test.c $(HDR)
 check-32:
 	$(CC) -m32 -fsyntax-only $(CFLAGS) -Werror $(LIB)
 
+# make demo PORT=7300: the parties listen on 7300-7302 (default 7000-7002)
 demo: securenn mnist
-	./securenn demo
+	p='$(PORT)'; ./securenn demo $${p:+--port "$$p"}
 
 bench: securenn
 	./securenn bench

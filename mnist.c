@@ -1,10 +1,13 @@
 /*
- * mnist.c -- loads MNIST digits from IDX files into memory.
+ * mnist.c -- the owner's files: MNIST digits from IDX files, and arrays
+ * from NumPy .npy files (a model's weights made elsewhere, which nn.c's
+ * snn_model_import turns into a network's parameters).
  *
  * Implements no part of [SNN]; it supplies the plaintext inputs and labels
  * that the data owner secret-shares (SPEC 5: all networks run on MNIST,
  * 28x28, 10 classes).  Runs before any protocol, so it reports failures
- * through its err buffer, not through a party's sticky error.
+ * through its err buffer, not through a party's sticky error.  It calls
+ * nothing in the other files (make check-layers): formats only.
  *
  * IDX format [MNIST] (http://yann.lecun.com/exdb/mnist/, "FILE FORMATS"):
  *   bytes 0..3   magic, big-endian: 0x00 0x00 <type> <ndims>;
@@ -419,4 +422,194 @@ void snn_mnist_free(snn_mnist *d)
     d->cols = 0;
     d->images = NULL;
     d->labels = NULL;
+}
+
+/* ==== The owner's NumPy files: .npy ==================================== */
+/*
+ * The .npy format (NumPy's numpy/lib/format.py, "format version 1.0" to
+ * "3.0"): the magic "\x93NUMPY", major and minor version bytes, the header
+ * length (2 bytes little-endian in version 1, 4 bytes in 2 and 3), then
+ * that many bytes of ASCII header, a Python dict literal such as
+ *     {'descr': '<f4', 'fortran_order': False, 'shape': (128, 784), }
+ * padded with spaces and a newline, then the raw data.  This reader takes
+ * little-endian float32 ('<f4') and float64 ('<f8') in C order only, at
+ * most 4 dimensions, and requires the data to fill the file exactly.
+ */
+
+#define NPY_MAX_FILE  ((size_t)1 << 28)   /* 256 MiB, far above network C */
+#define NPY_MAX_DIM   4
+
+/* The value of key in the header dict: a pointer just past "'key':" and
+ * its spaces, or NULL. */
+static const char *npy_key(const char *hdr, const char *key)
+{
+    char pat[32];
+    const char *v;
+    snprintf(pat, sizeof pat, "'%s':", key);
+    if (!(v = strstr(hdr, pat))) {
+        snprintf(pat, sizeof pat, "\"%s\":", key);
+        if (!(v = strstr(hdr, pat))) return NULL;
+    }
+    v += strlen(pat);
+    while (*v == ' ') v++;
+    return v;
+}
+
+/* The whole file at path into *buf (malloc'd; *len bytes), at most
+ * NPY_MAX_FILE.  0, or -1 with a message. */
+static int npy_read_file(const char *path, unsigned char **buf, size_t *len, char *err, size_t errlen)
+{
+    size_t cap = 1 << 16;
+    FILE *f;
+    int rc = -1;
+    *buf = NULL;
+    *len = 0;
+    if (!(f = fopen(path, "rb"))) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        size_t got;
+        if (!*buf && !(*buf = malloc(cap))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+        if (*len == cap) {
+            unsigned char *nb;
+            if (cap >= NPY_MAX_FILE) {
+                snprintf(err, errlen, "%s: larger than %zu MiB, more than any layer of networks A-D", path,
+                         NPY_MAX_FILE >> 20);
+                goto cleanup;
+            }
+            if (!(nb = realloc(*buf, cap * 2))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+            *buf = nb;
+            cap *= 2;
+        }
+        got = fread(*buf + *len, 1, cap - *len, f);
+        *len += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) { snprintf(err, errlen, "%s: read error", path); goto cleanup; }
+    rc = 0;
+cleanup:
+    fclose(f);
+    return rc;
+}
+
+/* The header dict hdr: the element size (4 or 8), the shape (*ndim
+ * dimensions) and the element count.  0, or -1 with a message. */
+static int npy_header(const char *path, const char *hdr, size_t *esz, size_t shape[4], size_t *ndim, size_t *count,
+                      char *err, size_t errlen)
+{
+    const char *v;
+    size_t d = 0;
+    *count = 1;
+    /* 'descr': '<f4' or '<f8' */
+    if (!(v = npy_key(hdr, "descr")) || (*v != '\'' && *v != '"')) {
+        snprintf(err, errlen, "%s: .npy header without 'descr'", path);
+        return -1;
+    }
+    if (strncmp(v + 1, "<f4", 3) == 0 && v[4] == v[0]) *esz = 4;
+    else if (strncmp(v + 1, "<f8", 3) == 0 && v[4] == v[0]) *esz = 8;
+    else {
+        const char *e = strchr(v + 1, v[0]);
+        snprintf(err, errlen, "%s: data type %.*s; this program reads little-endian float32 ('<f4') and "
+                 "float64 ('<f8')", path, e ? (int)(e - v + 1) : 8, v);
+        return -1;
+    }
+    /* 'fortran_order': False */
+    if (!(v = npy_key(hdr, "fortran_order")) || (strncmp(v, "False", 5) != 0 && strncmp(v, "True", 4) != 0)) {
+        snprintf(err, errlen, "%s: .npy header without 'fortran_order'", path);
+        return -1;
+    }
+    if (v[0] == 'T') {
+        snprintf(err, errlen, "%s: Fortran order; save a C-order array (numpy.ascontiguousarray)", path);
+        return -1;
+    }
+    /* 'shape': (d0, d1, ...) */
+    if (!(v = npy_key(hdr, "shape")) || *v != '(') {
+        snprintf(err, errlen, "%s: .npy header without 'shape'", path);
+        return -1;
+    }
+    for (v++;;) {
+        uint64_t dim = 0;
+        while (*v == ' ') v++;
+        if (*v == ')') break;
+        if (*v < '0' || *v > '9' || d == NPY_MAX_DIM) {
+            snprintf(err, errlen, "%s: bad or more than %d-dimensional 'shape' in the .npy header", path, NPY_MAX_DIM);
+            return -1;
+        }
+        while (*v >= '0' && *v <= '9') {
+            dim = dim * 10 + (uint64_t)(*v++ - '0');
+            if (dim > NPY_MAX_FILE) { snprintf(err, errlen, "%s: a dimension too large", path); return -1; }
+        }
+        shape[d++] = (size_t)dim;
+        *count *= (size_t)dim;
+        if (*count > NPY_MAX_FILE) { snprintf(err, errlen, "%s: too many elements", path); return -1; }
+        while (*v == ' ') v++;
+        if (*v == ',') v++;
+        else if (*v != ')') { snprintf(err, errlen, "%s: bad 'shape' in the .npy header", path); return -1; }
+    }
+    *ndim = d;
+    return 0;
+}
+
+/* snn_npy_load -- see securenn.h. */
+int snn_npy_load(const char *path, double **out, size_t shape[4], size_t *ndim, char *err, size_t errlen)
+{
+    unsigned char *buf = NULL;
+    char *hdr = NULL;
+    size_t len = 0, hlen, hoff, esz = 0, count = 0, i, d = 0;
+    double *x = NULL;
+    int rc = -1;
+
+    *out = NULL;
+    *ndim = 0;
+    if (npy_read_file(path, &buf, &len, err, errlen) != 0) goto cleanup;
+    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
+        snprintf(err, errlen, "%s: not a NumPy .npy file (bad magic)", path);
+        goto cleanup;
+    }
+    if (buf[6] < 1 || buf[6] > 3) {
+        snprintf(err, errlen, "%s: .npy format version %u.%u, this program reads 1.0 to 3.0", path,
+                 (unsigned)buf[6], (unsigned)buf[7]);
+        goto cleanup;
+    }
+    if (buf[6] == 1) { hlen = (size_t)snn_load16_le(buf + 8); hoff = 10; }
+    else if (len >= 12) { hlen = (size_t)snn_load32_le(buf + 8); hoff = 12; }
+    else { snprintf(err, errlen, "%s: truncated .npy header", path); goto cleanup; }
+    if (hlen > len - hoff) {
+        snprintf(err, errlen, "%s: truncated .npy header (%zu bytes announced, %zu in the file)", path, hlen,
+                 len - hoff);
+        goto cleanup;
+    }
+    if (!(hdr = malloc(hlen + 1))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+    memcpy(hdr, buf + hoff, hlen);
+    hdr[hlen] = '\0';
+    if (strlen(hdr) != hlen) { snprintf(err, errlen, "%s: a NUL byte in the .npy header", path); goto cleanup; }
+    if (npy_header(path, hdr, &esz, shape, &d, &count, err, errlen) != 0) goto cleanup;
+    if (len - hoff - hlen != count * esz) {
+        snprintf(err, errlen, "%s: %zu data bytes, the header's shape and type need %zu", path, len - hoff - hlen,
+                 count * esz);
+        goto cleanup;
+    }
+    if (!(x = malloc((count ? count : 1) * sizeof *x))) { snprintf(err, errlen, "%s: out of memory", path); goto cleanup; }
+    for (i = 0; i < count; i++) {
+        const unsigned char *e = buf + hoff + hlen + esz * i;
+        if (esz == 4) {
+            uint32_t w = snn_load32_le(e);
+            float fv;
+            memcpy(&fv, &w, 4);
+            x[i] = (double)fv;
+        } else {
+            uint64_t w = snn_load64_le(e);
+            memcpy(&x[i], &w, 8);
+        }
+    }
+    *out = x;
+    x = NULL;
+    *ndim = d;
+    rc = 0;
+cleanup:
+    free(buf);
+    free(hdr);
+    free(x);
+    return rc;
 }

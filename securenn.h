@@ -314,8 +314,9 @@ int  snn_dmaxpool(snn_party *p, uint64_t *onehot, const uint64_t *ind, size_t nw
  * fixed-point twin (model files, runs and jobs: section 12).  Activations are row-major with the
  * batch first; images and feature maps are NHWC (channels fastest).
  *
- * Every secure function snn_nn_X(p, ...) has a twin snn_plain_X(...) that
- * runs the same integer steps in the clear (exact floor truncation, exact
+ * Every layer and network function takes one context, snn_nn_ctx: with a
+ * party it runs on shares at that server, without one it is the plaintext
+ * twin, the same integer steps in the clear (exact floor truncation, exact
  * DReLU, division and argmax): the reference of the tests and of --plain.
  */
 
@@ -388,14 +389,27 @@ typedef struct {
     uint64_t *act[SNN_NN_MAXLAYER + 1];
     uint64_t *keep[SNN_NN_MAXLAYER];
     uint64_t *out;
-    snn_prg  *round;   /* twin only: if set, SGD steps round stochastically
-                        * from this stream, as the protocol's truncation
-                        * does (see nn.c sgd_update); NULL: exact floor */
-    struct snn_trunc_stats_ *trunc;  /* twin only: if set, counts every
-                        * truncation (see snn_trunc_stats); NULL: none */
 } snn_nn_state;
 int  snn_nn_state_alloc(snn_nn_state *s, const snn_net *net, size_t batch);
 void snn_nn_state_free(snn_nn_state *s);
+
+/* The context of every call below, secure or twin.  p: the executing
+ * server (P0, P1 or P2) on shares; NULL: the plaintext twin.  The twin's
+ * other fields (NULL when p is set): round, if set, makes every truncation
+ * round stochastically from this stream, as the protocol's truncation
+ * does (see nn.c sgd_update; NULL: exact floor); trunc, if set, counts
+ * every truncation; err (errlen bytes), if set, gets the twin's first
+ * error (a party keeps its own, sticky).  A secure call whose party
+ * already holds an error returns -1 at once. */
+typedef struct {
+    snn_party       *p;
+    snn_prg         *round;
+    snn_trunc_stats *trunc;
+    char            *err;
+    size_t           errlen;
+} snn_nn_ctx;
+snn_nn_ctx snn_nn_secure(snn_party *p);
+snn_nn_ctx snn_nn_twin(snn_prg *round, snn_trunc_stats *trunc);
 
 /* im2col (SPEC 2.11): x is n x h x w x c (NHWC); cols gets
  * (n*oh*ow) x (k*k*c), row (b, oy, ox), column (ky, kx, ci), zero outside
@@ -405,39 +419,29 @@ void snn_im2col(uint64_t *cols, const uint64_t *x, size_t n, size_t c, size_t h,
 
 /* One layer forward over n samples: out (n x out), keep as in snn_nn_state.
  * param is the network's parameter vector. */
-int  snn_nn_layer_forward(snn_party *p, const snn_layer *L, uint64_t *out, uint64_t *keep,
+int  snn_nn_layer_forward(snn_nn_ctx *c, const snn_layer *L, uint64_t *out, uint64_t *keep,
                           const uint64_t *in, const uint64_t *param, size_t n);
-int  snn_plain_layer_forward(const snn_layer *L, uint64_t *out, uint64_t *keep,
-                             const uint64_t *in, const uint64_t *param, size_t n);
 /* One layer backward: dprev (n x in; NULL: not needed) from delta (n x out);
  * FC and convolution also update their parameters in param by SGD,
  * W -= trunc(grad, f + shift), b -= trunc(sum delta, shift), where
  * shift = log2(batch) + log2(1/lr) (SPEC 2.12). */
-int  snn_nn_layer_backward(snn_party *p, const snn_layer *L, uint64_t *dprev, uint64_t *param,
+int  snn_nn_layer_backward(snn_nn_ctx *c, const snn_layer *L, uint64_t *dprev, uint64_t *param,
                            const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
                            size_t n, unsigned shift);
-int  snn_plain_layer_backward(const snn_layer *L, uint64_t *dprev, uint64_t *param,
-                              const uint64_t *keep, const uint64_t *in, const uint64_t *delta,
-                              size_t n, unsigned shift);
 
 /* The whole network forward on n <= batch samples x (n x 784 shares;
  * P2: NULL); the logits u are left in s->act[s->net->nlayer]. */
-int  snn_nn_forward(snn_party *p, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n);
-int  snn_plain_forward(snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n);
+int  snn_nn_forward(snn_nn_ctx *c, snn_nn_state *s, const uint64_t *param, const uint64_t *x, size_t n);
 /* ASM(u)_i = ReLU(u_i) / (sum_k ReLU(u_k) + 2^-f), in fixed point (n x 10). */
-int  snn_nn_asm(snn_party *p, uint64_t *q, const uint64_t *u, size_t n);
-int  snn_plain_asm(uint64_t *q, const uint64_t *u, size_t n);
+int  snn_nn_asm(snn_nn_ctx *c, uint64_t *q, const uint64_t *u, size_t n);
 /* Predicted classes of the last forward: cls[i] = argmax_k u[i][k] via
  * Pi_Maxpool's index (ties to the later class); shares of 0..9. */
-int  snn_nn_predict(snn_party *p, uint64_t *cls, const snn_nn_state *s, size_t n);
-int  snn_plain_predict(uint64_t *cls, const snn_nn_state *s, size_t n);
+int  snn_nn_predict(snn_nn_ctx *c, uint64_t *cls, const snn_nn_state *s, size_t n);
 /* One SGD step on a full batch (s->batch samples, a power of two):
  * x (batch x 784), y one-hot in fixed point (batch x 10); the ASM output
  * is left in s->out.  lr = 2^-lr_shift. */
-int  snn_nn_train_step(snn_party *p, snn_nn_state *s, uint64_t *param, const uint64_t *x,
+int  snn_nn_train_step(snn_nn_ctx *c, snn_nn_state *s, uint64_t *param, const uint64_t *x,
                        const uint64_t *y, unsigned lr_shift);
-int  snn_plain_train_step(snn_nn_state *s, uint64_t *param, const uint64_t *x,
-                          const uint64_t *y, unsigned lr_shift);
 
 /* Bound, in units of 2^-f, on |secure - twin| of every logit for the same
  * parameters and inputs (see nn.c): truncation errors through the layers. */
@@ -808,7 +812,7 @@ int  snn_model_writable(const char *path, char *err, size_t errlen);
 int  snn_model_load(snn_model *m, const char *path, int want_net, char *err, size_t errlen);
 void snn_model_free(snn_model *m);
 
-/* A checkpoint file (format in nn.c, section 12): the owner's weights after
+/* A checkpoint file (format in nn.c, section 13): the owner's weights after
  * `done` of `iters` training steps and what continuing the run needs.  All
  * of it is the owner's (the seed fixes its initial weights and batch
  * order): keep it as private as a model. */
@@ -842,7 +846,7 @@ int  snn_ckpt_load(snn_ckpt_file *c, const char *path, char *err, size_t errlen)
  * all zero, or a failed load. */
 void snn_ckpt_free(snn_ckpt_file *c);
 
-/* A NumPy .npy file (format 1.0-3.0; NumPy's numpy/lib/format.py): little-
+/* A NumPy .npy file (mnist.c; format 1.0-3.0, numpy/lib/format.py): little-
  * endian float32 ('<f4') or float64 ('<f8'), C order, at most 4 dimensions,
  * the data filling the file exactly.  0 with *out (malloc'd, free it) the
  * values as double, shape[0..*ndim-1]; or -1 and a one-line message. */
@@ -873,40 +877,61 @@ typedef void (*snn_progress_fn)(void *ctx, const snn_progress *pr);
  * floor(it / lr_step), a step schedule; lr_step = 0: constant. */
 unsigned snn_lr_shift_at(unsigned lr_shift, size_t lr_step, size_t it);
 
+/* After each step of a training run: `done` steps of the whole run of
+ * `iters` are done; the weights (the network's nparam, Z_L) and the twin's
+ * rounding stream (NULL in a secure run).  Returns 0 to go on, or -1 with
+ * a one-line reason in err (errlen bytes) to stop the run. */
+typedef int (*snn_step_fn)(void *ctx, size_t done, size_t iters, const uint64_t *param, const snn_prg *round,
+                           char *err, size_t errlen);
+
 /*
  * Checkpoints: a long training run saves the owner's weights every `every`
  * steps and can continue from them.  save is called once `done` steps of
  * the whole run are done, for every multiple done of `every` with start <
  * done < iters (the final weights are the run's result, not a checkpoint),
- * with the weights (the network's nparam, Z_L) and the twin's rounding
- * stream (NULL in a secure run); it returns 0, or -1 with a one-line
- * reason in err (errlen bytes) to stop the run.  start: steps already
- * done, so the run replays the batch order of steps 0 .. start-1 from the
- * order stream without using them, and continues at step start with the
- * schedule of step start.
+ * with the weights and the twin's rounding stream (NULL in a secure run);
+ * it returns 0, or -1 with a one-line reason in err to stop the run.
+ * snn_ckpt_step is the after-step callback (snn_step_fn) that does this,
+ * with ctx a snn_ckpt.
  */
 typedef int (*snn_ckpt_fn)(void *ctx, size_t done, const uint64_t *param, const snn_prg *round, char *err,
                            size_t errlen);
 typedef struct {
-    size_t      start;        /* steps done before this run; 0: a new run  */
     size_t      every;        /* save every so many steps; 0: never        */
     snn_ckpt_fn save;         /* may be NULL if every = 0                  */
     void       *ctx;
 } snn_ckpt;
+int  snn_ckpt_step(void *ck, size_t done, size_t iters, const uint64_t *param, const snn_prg *round, char *err,
+                   size_t errlen);
+
+/* A training run of the twin.  Learning rate 2^-shift with shift =
+ * snn_lr_shift_at(lr_shift, lr_step, step).  start: steps already done (a
+ * resumed run), so the run replays the batch order of steps 0 .. start-1
+ * from the order stream without using them, and continues at step start
+ * with the schedule of step start (round must then stand where the
+ * checkpoint's run left it). */
+typedef struct {
+    size_t          batch, iters;  /* images per step; steps of the whole run */
+    unsigned        lr_shift;
+    size_t          lr_step;       /* 0: a constant rate                    */
+    size_t          start;         /* 0: a new run                          */
+    snn_prg        *order;         /* the owner's batch order stream        */
+    snn_prg        *round;         /* stochastic SGD rounding (see
+                                    * snn_nn_ctx), or NULL: exact floor     */
+    size_t          every;         /* progress every so many steps; 0: none */
+    snn_progress_fn progress;      /* may be NULL                           */
+    void           *progress_ctx;
+    snn_step_fn     after_step;    /* after every step (e.g. snn_ckpt_step),
+                                    * or NULL                               */
+    void           *step_ctx;
+} snn_train_cfg;
 
 /* The twin's training and inference on MNIST, batches exactly as the owner
- * makes them (same order stream, same batches); learning rate 2^-shift
- * with shift = snn_lr_shift_at(lr_shift, lr_step, step); round:
- * stochastic SGD rounding stream (see snn_nn_state), or NULL; report every
- * `every` iterations (0: never); ck: resume and checkpoints, or NULL (a
- * new run without checkpoints; with ck->start > 0, round must stand where
- * the checkpoint's run left it).  Return 0, or -1 with the reason (out of
- * memory, a bad size or shape, a failed save) in err (errlen bytes;
- * errlen 0: none). */
-int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t batch,
-                     size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order, snn_prg *round,
-                     size_t every, snn_progress_fn fn, void *ctx, const snn_ckpt *ck, char *err,
-                     size_t errlen);
+ * makes them (same order stream, same batches).  Return 0, or -1 with the
+ * reason (out of memory, a bad size or shape, a failed save) in err
+ * (errlen bytes; errlen 0: none). */
+int  snn_plain_train(const snn_net *net, uint64_t *param, const snn_mnist *d, const snn_train_cfg *cfg,
+                     char *err, size_t errlen);
 int  snn_plain_infer(const snn_net *net, const uint64_t *param, const snn_mnist *d, size_t n,
                      size_t batch, uint64_t *pred, char *err, size_t errlen);
 

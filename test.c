@@ -5591,6 +5591,11 @@ static double nn_along(const uint64_t *s, const uint64_t *t, const uint64_t *w0,
     return tt > 0 ? st / tt : 0;
 }
 
+/* The contexts of the layer and network calls (snn_nn_ctx): the plaintext
+ * twin with exact floor, and the secure computation at party p. */
+#define TWIN (&(snn_nn_ctx){ NULL, NULL, NULL, NULL, 0 })
+#define SECURE(p) (&(snn_nn_ctx){ (p), NULL, NULL, NULL, 0 })
+
 /* max_i |a_i - b_i| over n weights */
 static uint64_t nn_maxdiff(const uint64_t *a, const uint64_t *b, size_t n)
 {
@@ -5618,7 +5623,7 @@ static void test_nn_im2col(void)
     param[0] = 1 * NN_ONE; param[1] = 10 * NN_ONE; param[2] = 100 * NN_ONE; param[3] = 1000 * NN_ONE;
     param[4] = 0;
     for (r = 0; r < 4; r++) wantc[r] = want[4 * r] + 10 * want[4 * r + 1] + 100 * want[4 * r + 2] + 1000 * want[4 * r + 3];
-    CHECK(snn_plain_layer_forward(&L, out, NULL, x, param, 1) == 0, "plain conv forward runs");
+    CHECK(snn_nn_layer_forward(TWIN, &L, out, NULL, x, param, 1) == 0, "plain conv forward runs");
     CHECK_EQ_ARR(out, wantc, 4, "SPEC 2.11 example: conv output = patches x kernel (integers, f shifts out)");
 }
 
@@ -5665,14 +5670,14 @@ static void test_nn_conv_direct(void)
         nn_rand_fx(x, nin, 4 * NN_ONE);
         nn_rand_fx(param, L.nw + L.nb, NN_ONE);
         nn_rand_fx(delta, nout, NN_ONE);
-        CHECK(snn_plain_layer_forward(&L, y, NULL, x, param, n) == 0, "conv %zu runs", t);
+        CHECK(snn_nn_layer_forward(TWIN, &L, y, NULL, x, param, n) == 0, "conv %zu runs", t);
         nn_direct_conv(yd, x, param, param + L.boff, &L, n);
         CHECK_EQ_ARR(y, yd, nout, "conv %zux%zux%zu -> %zu, k %zu stride %zu pad %zu: im2col = direct loops",
                      L.h, L.w, L.c, L.oc, L.k, L.stride, L.pad);
         /* backward: dx by direct loops (the adjoint of the convolution),
          * grad W = sum x delta, both truncated like the twin */
         memcpy(p2, param, (L.nw + L.nb) * 8);
-        CHECK(snn_plain_layer_backward(&L, dx, p2, NULL, x, delta, n, shift) == 0,
+        CHECK(snn_nn_layer_backward(TWIN, &L, dx, p2, NULL, x, delta, n, shift) == 0,
               "conv %zu backward runs", t);
         memset(wd, 0, L.nw * 8);
         memset(bd, 0, L.nb * 8);
@@ -5741,7 +5746,7 @@ static int pf_nn_conv_backward(snn_party *p, const void *vctx, outbuf *o)
         memcpy(x, c->x[p->id], nin * 8);
         memcpy(delta, c->delta[p->id], nout * 8);
     }
-    rc = snn_nn_layer_backward(p, c->L, dx, param, NULL, x, delta, c->n, c->shift);
+    rc = snn_nn_layer_backward(SECURE(p), c->L, dx, param, NULL, x, delta, c->n, c->shift);
     if (rc == 0 && p->id < 2) { out_put(o, dx, nin); out_put(o, param, np); }
     free(dx); free(param); free(x); free(delta);
     return rc;
@@ -5770,7 +5775,7 @@ static void test_nn_conv_secure(void)
         nn_rand_fx(param, np, NN_ONE);
         nn_rand_fx(delta, nout, NN_ONE);
         memcpy(tw, param, np * 8);
-        CHECK(snn_plain_layer_backward(&L, dx, tw, NULL, x, delta, n, 3) == 0, "secure conv %zu: the twin runs", t);
+        CHECK(snn_nn_layer_backward(TWIN, &L, dx, tw, NULL, x, delta, n, 3) == 0, "secure conv %zu: the twin runs", t);
         s[0] = xmalloc(nin * 8); s[1] = xmalloc(nin * 8); split(s[0], s[1], x, nin);
         s[2] = xmalloc(np * 8); s[3] = xmalloc(np * 8); split(s[2], s[3], param, np);
         s[4] = xmalloc(nout * 8); s[5] = xmalloc(nout * 8); split(s[4], s[5], delta, nout);
@@ -5815,13 +5820,13 @@ static void test_nn_fc_hand(void)
     param[0] = nn_fx(1, 1); param[1] = nn_fx(-1, 0); param[2] = nn_fx(1, 2); param[3] = nn_fx(1, 1);
     param[4] = nn_fx(1, 3); param[5] = 0;
     wy[0] = nn_fx(9, 3); wy[1] = 0;
-    CHECK(snn_plain_layer_forward(&L, y, NULL, x, param, 1) == 0, "FC forward runs");
+    CHECK(snn_nn_layer_forward(TWIN, &L, y, NULL, x, param, 1) == 0, "FC forward runs");
     CHECK_EQ_ARR(y, wy, 2, "hand-checked FC 2 -> 2 forward: (1.125, 0)");
     delta[0] = nn_fx(1, 0); delta[1] = nn_fx(-1, 1);
     wdx[0] = nn_fx(1, 0); wdx[1] = 0;
     wparam[0] = nn_fx(-1, 1); wparam[1] = nn_fx(-1, 1); wparam[2] = nn_fx(-7, 2); wparam[3] = nn_fx(3, 1);
     wparam[4] = nn_fx(-7, 3); wparam[5] = nn_fx(1, 1);
-    CHECK(snn_plain_layer_backward(&L, dx, param, NULL, x, delta, 1, 0) == 0, "FC backward runs");
+    CHECK(snn_nn_layer_backward(TWIN, &L, dx, param, NULL, x, delta, 1, 0) == 0, "FC backward runs");
     CHECK_EQ_ARR(dx, wdx, 2, "hand-checked FC backward: dx = (1, 0)");
     CHECK_EQ_ARR(param, wparam, 6, "hand-checked SGD step: W, b");
 }
@@ -5839,17 +5844,17 @@ static void test_nn_relu_maxpool(void)
     wy[1] = snn_from_signed(-1); wind[1] = 2;
     wy[2] = 0; wind[2] = 2;           /* (0 0 0 -1): the last 0 */
     wy[3] = 7; wind[3] = 3;           /* (7 2 2 7) */
-    CHECK(snn_plain_layer_forward(&L, y, ind, x, NULL, 1) == 0, "maxpool forward runs");
+    CHECK(snn_nn_layer_forward(TWIN, &L, y, ind, x, NULL, 1) == 0, "maxpool forward runs");
     CHECK_EQ_ARR(y, wy, 4, "maxpool 2x2: window maxima");
     CHECK_EQ_ARR(ind, wind, 4, "maxpool 2x2: argmax, ties to the later element");
     for (i = 0; i < 4; i++) d[i] = 100 + i;
     memset(wdx, 0, sizeof wdx);
     wdx[5] = 100; wdx[6] = 101; wdx[12] = 102; wdx[15] = 103;
-    CHECK(snn_plain_layer_backward(&L, dx, NULL, ind, x, d, 1, 0) == 0, "maxpool backward runs");
+    CHECK(snn_nn_layer_backward(TWIN, &L, dx, NULL, ind, x, d, 1, 0) == 0, "maxpool backward runs");
     CHECK_EQ_ARR(dx, wdx, 16, "maxpool backward: delta routed to each argmax");
     snn_layer_relu(&R, 1, 4, 4);
     for (i = 0; i < 16; i++) { wdr[i] = v[i] >= 0; wr[i] = v[i] >= 0 ? x[i] : 0; }
-    CHECK(snn_plain_layer_forward(&R, r, dr, x, NULL, 1) == 0, "ReLU forward runs");
+    CHECK(snn_nn_layer_forward(TWIN, &R, r, dr, x, NULL, 1) == 0, "ReLU forward runs");
     CHECK_EQ_ARR(r, wr, 16, "ReLU forward");
     CHECK_EQ_ARR(dr, wdr, 16, "ReLU keeps DReLU bits, DReLU(0) = 1");
 }
@@ -5925,13 +5930,30 @@ static void test_nn_model_file(void)
 
 /* ---- secure against the twin ---- */
 
+/* The twin's training run: batch, iters, the rate 2^-lr_shift halved every
+ * lr_step, the streams; a new run without progress or checkpoints. */
+static snn_train_cfg nn_t_cfg(size_t batch, size_t iters, unsigned lr_shift, size_t lr_step, snn_prg *order,
+                              snn_prg *round)
+{
+    snn_train_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.batch = batch;
+    cfg.iters = iters;
+    cfg.lr_shift = lr_shift;
+    cfg.lr_step = lr_step;
+    cfg.order = order;
+    cfg.round = round;
+    return cfg;
+}
+
 /* Plaintext training of net on the bundled data (the test's weights). */
 static int nn_t_train(const snn_net *net, uint64_t *param, const snn_mnist *d, size_t iters, size_t batch)
 {
     snn_prg order = *trng();
     snn_nn_init_params(net, param, trng());
     snn_prg_u64(trng());
-    return snn_plain_train(net, param, d, batch, iters, 5, 0, &order, NULL, 0, NULL, NULL, NULL, NULL, 0);
+    snn_train_cfg cfg = nn_t_cfg(batch, iters, 5, 0, &order, NULL);
+    return snn_plain_train(net, param, d, &cfg, NULL, 0);
 }
 
 typedef struct {
@@ -5950,8 +5972,8 @@ static int pf_nn_infer(snn_party *p, const void *vctx, outbuf *o)
     int rc = -1;
     if (snn_nn_state_alloc(&s, c->net, c->n) != 0) { free(param); free(cls); return snn_fail(p, SNN_ERR_NOMEM, "state"); }
     if (p->id < 2) memcpy(param, c->param[p->id], c->net->nparam * 8);
-    if (snn_nn_forward(p, &s, param, p->id < 2 ? c->x[p->id] : NULL, c->n) == 0
-        && snn_nn_predict(p, cls, &s, c->n) == 0) {
+    if (snn_nn_forward(SECURE(p), &s, param, p->id < 2 ? c->x[p->id] : NULL, c->n) == 0
+        && snn_nn_predict(SECURE(p), cls, &s, c->n) == 0) {
         if (p->id < 2) {
             out_put(o, s.act[c->net->nlayer], c->n * SNN_NN_OUT);
             out_put(o, cls, c->n);
@@ -5981,8 +6003,8 @@ static void nn_t_infer(int id, size_t iters, size_t batch, size_t n, int tcp, co
     CHECK(nn_t_train(&net, param, train, iters, batch) == 0, "net %s: plaintext training, %zu steps of %zu",
           snn_net_name(id), iters, batch);
     snn_nn_encode_images(x, test->images, n);
-    CHECK(snn_nn_state_alloc(&s, &net, n) == 0 && snn_plain_forward(&s, param, x, n) == 0
-          && snn_plain_predict(tcls, &s, n) == 0, "net %s: twin inference", snn_net_name(id));
+    CHECK(snn_nn_state_alloc(&s, &net, n) == 0 && snn_nn_forward(TWIN, &s, param, x, n) == 0
+          && snn_nn_predict(TWIN, tcls, &s, n) == 0, "net %s: twin inference", snn_net_name(id));
     bound = snn_nn_error_bound(&net, param);
     split(p0, p1, param, net.nparam);
     split(x0, x1, x, n * SNN_NN_IN);
@@ -6067,7 +6089,7 @@ static int pf_nn_train(snn_party *p, const void *vctx, outbuf *o)
     if (p->id < 2) memcpy(param, c->param[p->id], c->net->nparam * 8);
     for (t = 0; t < c->steps && rc == 0; t++) {
         const size_t xo = t * c->batch * SNN_NN_IN, yo = t * c->batch * SNN_NN_OUT;
-        rc = snn_nn_train_step(p, &s, param, p->id < 2 ? c->x[p->id] + xo : NULL,
+        rc = snn_nn_train_step(SECURE(p), &s, param, p->id < 2 ? c->x[p->id] + xo : NULL,
                                p->id < 2 ? c->y[p->id] + yo : NULL, c->lr_shift);
     }
     if (rc == 0 && p->id < 2) out_put(o, param, c->net->nparam);
@@ -6136,15 +6158,13 @@ static void test_nn_train(void)
     memcpy(tw, param, net.nparam * 8);
     CHECK(snn_nn_state_alloc(&s, &net, B) == 0, "twin state");
     for (t = 0; t < T; t++)
-        CHECK(snn_plain_train_step(&s, tw, x + t * B * SNN_NN_IN, y + t * B * SNN_NN_OUT, lr) == 0, "twin step %zu", t);
+        CHECK(snn_nn_train_step(TWIN, &s, tw, x + t * B * SNN_NN_IN, y + t * B * SNN_NN_OUT, lr) == 0, "twin step %zu", t);
     for (k = 0; k < NN_SPREAD; k++) {
         snn_prg r = *trng();
         snn_prg_u64(trng());
         memcpy(p0, param, net.nparam * 8);
-        s.round = &r;
         for (t = 0; t < T; t++)
-            if (snn_plain_train_step(&s, p0, x + t * B * SNN_NN_IN, y + t * B * SNN_NN_OUT, lr) != 0) break;
-        s.round = NULL;
+            if (snn_nn_train_step(&(snn_nn_ctx){ NULL, &r, NULL, NULL, 0 }, &s, p0, x + t * B * SNN_NN_IN, y + t * B * SNN_NN_OUT, lr) != 0) break;
         CHECK(t == T, "rounding twin %zu trains", k);
         if ((d = nn_maxdiff(p0, tw, net.nparam)) > spread) spread = d;
         for (l = 0; l < net.nlayer; l++) {
@@ -6209,6 +6229,7 @@ static void test_nn_train(void)
  */
 static void test_nn_learn(void)
 {
+    snn_train_cfg cfg;
     snn_mnist train, test;
     snn_net net;
     snn_prg order, round;
@@ -6228,7 +6249,8 @@ static void test_nn_learn(void)
     snn_prg_u64(trng());
     round = *trng();
     snn_prg_u64(trng());
-    CHECK(snn_plain_train(&net, param, &train, 16, 300, 5, 0, &order, &round, 0, NULL, NULL, NULL, NULL, 0) == 0
+    cfg = nn_t_cfg(16, 300, 5, 0, &order, &round);
+    CHECK(snn_plain_train(&net, param, &train, &cfg, NULL, 0) == 0
           && snn_plain_infer(&net, param, &test, n, 16, pred, NULL, 0) == 0, "B: plaintext training and inference");
     for (i = 0; i < n; i++) correct += pred[i] == test.labels[i];
     CHECK(correct * 100 >= 85 * n, "B: 300 steps of 16 in the clear: %zu of %zu test digits right (%.1f%%; at "
@@ -6299,14 +6321,13 @@ static uint64_t nn_t_spread(const snn_net *net, const uint64_t *init, const uint
 {
     uint64_t spread = 0, d;
     size_t i;
-    snn_ckpt ck;
-    memset(&ck, 0, sizeof ck);
-    ck.start = start;
     for (i = 0; i < NN_SPREAD; i++) {
         snn_prg r = *trng(), order = *order0;
+        snn_train_cfg cfg = nn_t_cfg(16, iters, shift, step, &order, &r);
+        cfg.start = start;
         snn_prg_u64(trng());
         memcpy(rt, init, net->nparam * 8);
-        CHECK(snn_plain_train(net, rt, train, 16, iters, shift, step, &order, &r, 0, NULL, NULL, &ck, NULL, 0) == 0,
+        CHECK(snn_plain_train(net, rt, train, &cfg, NULL, 0) == 0,
               "%s: rounding twin %zu trains", what, i);
         if ((d = nn_maxdiff(rt, tw, net->nparam)) > spread) spread = d;
     }
@@ -6320,6 +6341,7 @@ static uint64_t nn_t_spread(const snn_net *net, const uint64_t *init, const uint
  * servers must refuse. */
 static void test_nn_job(void)
 {
+    snn_train_cfg cfg;
     snn_mnist train, test;
     snn_net net;
     nn_job_ctx c;
@@ -6362,7 +6384,8 @@ static void test_nn_job(void)
     if (run_parties(&ro, pf_nn_job, &c, out) == 0 && out[3].n == np + n + 2) {
         memcpy(tw, init, np * 8);
         order = c.order;
-        CHECK(snn_plain_train(&net, tw, &train, 16, T, 5, 2, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0, "job: the twin trains");
+        cfg = nn_t_cfg(16, T, 5, 2, &order, NULL);
+        CHECK(snn_plain_train(&net, tw, &train, &cfg, NULL, 0) == 0, "job: the twin trains");
         maxdiff = nn_maxdiff(out[3].v, tw, np);
         spread = nn_t_spread(&net, init, tw, rt, &train, T, 5, 2, &c.order, 0, "job");
         CHECK(maxdiff <= 2 * spread + T, "job: trained weights revealed to the owner, within the bound of the "
@@ -6447,16 +6470,19 @@ static int ck_twin(const snn_net *net, uint64_t *out, const uint64_t *from, cons
 {
     snn_prg order, round;
     snn_ckpt ck;
+    snn_train_cfg cfg = nn_t_cfg(16, iters, 5, 4, &order, &round);
     snn_prg_init(&order, key, 2);
     snn_prg_init(&round, key, 3);
     if (seek) snn_prg_seek(&round, round_pos);
     memset(&ck, 0, sizeof ck);
-    ck.start = start;
     ck.every = rec ? every : 0;
     ck.save = ck_record;
     ck.ctx = rec;
+    cfg.start = start;
+    cfg.after_step = snn_ckpt_step;
+    cfg.step_ctx = &ck;
     memcpy(out, from, net->nparam * 8);
-    return snn_plain_train(net, out, d, 16, iters, 5, 4, &order, &round, 0, NULL, NULL, &ck, NULL, 0);
+    return snn_plain_train(net, out, d, &cfg, NULL, 0);
 }
 
 /*
@@ -6615,6 +6641,7 @@ static int pf_nn_resume(snn_party *p, const void *vctx, outbuf *o)
 #define NN_RESUME_LR 3     /* 2^-3: a batch moves the weights well beyond the rounding */
 static void test_nn_resume(void)
 {
+    snn_train_cfg cfg;
     snn_mnist train, test;
     snn_net net;
     nn_job_ctx c;
@@ -6660,13 +6687,16 @@ static void test_nn_resume(void)
         memset(&rec, 0, sizeof rec);
         rec.np = np;
         memset(&ck, 0, sizeof ck);
-        ck.start = 2;
         ck.every = 2;
         ck.save = ck_record;
         ck.ctx = &rec;
         memcpy(tw, init, np * 8);
         order = c.order;
-        CHECK(snn_plain_train(&net, tw, &train, 16, 5, NN_RESUME_LR, 3, &order, NULL, 0, NULL, NULL, &ck, NULL, 0) == 0
+        cfg = nn_t_cfg(16, 5, NN_RESUME_LR, 3, &order, NULL);
+        cfg.start = 2;
+        cfg.after_step = snn_ckpt_step;
+        cfg.step_ctx = &ck;
+        CHECK(snn_plain_train(&net, tw, &train, &cfg, NULL, 0) == 0
               && rec.calls == 1, "resume: the twin resumed at step 2 trains");
         if (rec.calls == 1) memcpy(tck, rec.param[0], np * 8);
         ck_rec_free(&rec);
@@ -6674,7 +6704,8 @@ static void test_nn_resume(void)
         /* the wrong position: from W over the first three batches */
         order = c.order;
         memcpy(wrong, init, np * 8);
-        CHECK(snn_plain_train(&net, wrong, &train, 16, 3, NN_RESUME_LR, 3, &order, NULL, 0, NULL, NULL, NULL, NULL, 0) == 0,
+        cfg = nn_t_cfg(16, 3, NN_RESUME_LR, 3, &order, NULL);
+        CHECK(snn_plain_train(&net, wrong, &train, &cfg, NULL, 0) == 0,
               "resume: the twin from W on the first batches trains");
         d_end = nn_maxdiff(out[3].v + 2, tw, np);
         d_ck = nn_maxdiff(out[3].v + 2 + np, tck, np);
@@ -6896,8 +6927,8 @@ static void test_nn_range(void)
         snn_nn_state s;
         nn_infer_ctx ic;
         snn_nn_encode_images(x, test.images, n);
-        CHECK(snn_nn_state_alloc(&s, &net, n) == 0 && snn_plain_forward(&s, big, x, n) == 0
-              && snn_plain_predict(tcls, &s, n) == 0, "trained A x 2^10: twin inference");
+        CHECK(snn_nn_state_alloc(&s, &net, n) == 0 && snn_nn_forward(TWIN, &s, big, x, n) == 0
+              && snn_nn_predict(TWIN, tcls, &s, n) == 0, "trained A x 2^10: twin inference");
         bound = snn_nn_error_bound(&net, big);
         split(p0, p1, big, net.nparam);
         split(x0, x1, x, n * SNN_NN_IN);
@@ -7138,11 +7169,10 @@ static void nn_t_budget(int id, size_t steps, size_t n, const snn_mnist *train, 
     /* inference: n images, in batches of up to 128 */
     if (snn_nn_state_alloc(&s, &net, B) != 0) { CHECK(0, "state"); return; }
     memset(&st, 0, sizeof st);
-    s.trunc = &st;
     for (i = 0; i < n; i += B) {
         size_t m = n - i < B ? n - i : B;
         snn_nn_encode_images(x, test->images + i * SNN_NN_IN, m);
-        if (snn_plain_forward(&s, param, x, m) != 0) break;
+        if (snn_nn_forward(&(snn_nn_ctx){ NULL, NULL, &st, NULL, 0 }, &s, param, x, m) != 0) break;
     }
     CHECK(st.count == want * n && st.fail / (double)n <= r.fail_infer,
           "net %s, inference (%s weights): %llu truncations per image (the layers' outputs: %zu); "
@@ -7166,7 +7196,9 @@ static void nn_t_budget(int id, size_t steps, size_t n, const snn_mnist *train, 
                 lab[k] = train->labels[at];
             }
             snn_nn_encode_labels(y, lab, B);
-            if (snn_plain_train_step(&s, param, x, y, id == SNN_NET_A ? 7 : 5) != 0) break;
+            if (snn_nn_train_step(&(snn_nn_ctx){ NULL, NULL, &st, NULL, 0 }, &s, param, x, y, id == SNN_NET_A ? 7 : 5)
+                != 0)
+                break;
         }
         CHECK(st.count == per * T && st.fail / (double)T <= r.fail_step,
               "net %s, training, batch 128: %llu truncations per step (forward, logit penalty, gradients: %zu); "
@@ -8714,10 +8746,28 @@ static void test_cli_help(void)
             }
             CHECK(text && wide == 0, "%s --help: every line within 80 columns (%zu wider)", cases[c].cmd, wide);
         }
+        if (strcmp(cases[c].cmd, "import") == 0)
+            CHECK(text && strstr(text, "the model file to write") && !strstr(text, "infer: the model to use"),
+                  "import --help: --model as import's own option, not as train's and infer's");
         free(text);
     }
     remove(out);
     rmdir(tmpl);
+    {
+        /* securenn alone: a short usage on stderr, exit 2 */
+        char *argv[] = { "./securenn", NULL };
+        cmd_result r;
+        run_cmd(&r, argv, 10);
+        CHECK(r.status == 2 && r.lines <= 4 && strstr(r.err, "usage: securenn COMMAND") && strstr(r.err, "COMMAND --help"),
+              "securenn alone: exit %d, a short usage on stderr (%d lines)", r.status, r.lines);
+    }
+    {
+        /* a protocol's name in any case */
+        char *argv[] = { "./securenn", "explain", "matmul", "1", "2", "3", "4", "--key-seed", "1", NULL };
+        cmd_result r;
+        run_cmd(&r, argv, 30);
+        CHECK(r.status == 0, "explain matmul (lower case): exit %d: %s", r.status, r.err);
+    }
 }
 
 static void test_cli(void)
@@ -9142,7 +9192,7 @@ static void test_nn_import(void)
         /* the imported network against PyTorch's semantics, in float */
         x = xcalloc(nimg * SNN_NN_IN, 8);
         snn_nn_encode_images(x, test.images, nimg);
-        if (snn_nn_state_alloc(&s, &net, nimg) == 0 && snn_plain_forward(&s, imp, x, nimg) == 0) {
+        if (snn_nn_state_alloc(&s, &net, nimg) == 0 && snn_nn_forward(TWIN, &s, imp, x, nimg) == 0) {
             for (i = 0; i < nimg; i++) {
                 double img[SNN_NN_IN], ref[SNN_NN_OUT];
                 for (k = 0; k < SNN_NN_IN; k++) img[k] = 4.0 * test.images[i * SNN_NN_IN + k] / 255.0 - 0.5;
@@ -9168,8 +9218,8 @@ static void test_nn_import(void)
             split(p0, p1, imp, net.nparam);
             split(x0, x1, x, 8 * SNN_NN_IN);
             c.net = &net; c.n = 8; c.param[0] = p0; c.param[1] = p1; c.x[0] = x0; c.x[1] = x1;
-            if (snn_nn_state_alloc(&s, &net, 8) == 0 && snn_plain_forward(&s, param, x, 8) == 0
-                && snn_plain_predict(tcls, &s, 8) == 0 && run3(pf_nn_infer, &c, 0, out) == 0 && out[0].n == 88) {
+            if (snn_nn_state_alloc(&s, &net, 8) == 0 && snn_nn_forward(TWIN, &s, param, x, 8) == 0
+                && snn_nn_predict(TWIN, tcls, &s, 8) == 0 && run3(pf_nn_infer, &c, 0, out) == 0 && out[0].n == 88) {
                 for (i = 0; i < 8; i++) same += out[0].v[80 + i] + out[1].v[80 + i] == tcls[i];
                 CHECK(same == 8, "net B imported from float32: secure inference gives the classes of the model it "
                       "mirrors on %zu of 8 digits", same);
