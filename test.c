@@ -270,6 +270,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* the checkpoint reader: a whole checkpoint of a network that
          * trains, every field in range, or a one-line error and nothing */
         snn_ckpt_file c;
+        size_t hdr;
         if (snn_ckpt_load(&c, path, err, sizeof err) == 0) {
             if (c.net < 0 || c.net > SNN_NET_C || !c.param || c.done < 1 || c.done >= c.iters || c.batch < 1
                 || c.batch > 256 || (c.batch & (c.batch - 1)) != 0 || c.data_n < c.batch
@@ -277,7 +278,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 || snn_lr_shift_at(c.lr_shift, c.lr_step, c.iters - 1) > 30)
                 fuzz_fail("a loaded checkpoint breaks its contract", err);
             snn_net_init(&net, c.net);
-            if (c.n != net.nparam || size - 2 != 96 + 8 * c.n) fuzz_fail("a loaded checkpoint of the wrong size", "");
+            /* header (88 bytes in format 1, 96 in format 2), parameters, checksum */
+            hdr = snn_load32_le(data + 2 + 4) == 1 ? 88 : 96;
+            if (c.n != net.nparam || size - 2 != hdr + 8 * c.n + 8)
+                fuzz_fail("a loaded checkpoint of the wrong size", "");
             c.param[c.n - 1] ^= 1;                      /* every parameter is there */
         } else {
             fuzz_one_line(err);
