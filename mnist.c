@@ -382,7 +382,8 @@ int snn_mnist_load(snn_mnist *d, const char *dir, const char *split, char *err, 
         return -1;
     }
     if (stat(dir, &st) != 0) {
-        MNIST_ERR(err, errlen, "data directory %s: %s", dir, strerror(errno));
+        MNIST_ERR(err, errlen, "data directory %s: %s%s", dir, strerror(errno),
+                  errno == ENOENT ? " (give --data DIR, or run where 'make mnist' unpacked data/)" : "");
         return -1;
     }
     if (!S_ISDIR(st.st_mode)) {
