@@ -394,10 +394,17 @@ static void check_(int ok, const char *file, int line, const char *detail, const
 static void check_(int ok, const char *file, int line, const char *detail, const char *fmt, ...)
 {
     va_list ap;
-    printf("%s %u - %s: ", ok ? "ok" : "not ok", n_pass + n_fail + 1, current_test);
+    char msg[2048], *nl;
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* one line per check: a child's stderr quoted in the message is cut
+     * to its first line */
+    if ((nl = strchr(msg, '\n')) != NULL) {
+        if (nl > msg + sizeof msg - 8) nl = msg + sizeof msg - 8;
+        memcpy(nl, " [...]", 7);
+    }
+    printf("%s %u - %s: %s", ok ? "ok" : "not ok", n_pass + n_fail + 1, current_test, msg);
     if (!ok) printf(" (%s:%d%s%s)", file, line, detail[0] ? ", " : "", detail);
     printf("\n");
     fflush(stdout);
@@ -515,6 +522,8 @@ typedef struct {
     uint8_t chan_keys[SNN_NEND][SNN_NEND][32];   /* filled by run_parties */
     int limit_ms;          /* kill a party still running after this;
                             * 0: 15 minutes                            */
+    int quiet;             /* the parties' stderr to /dev/null: for the
+                            * notices of stray connections a test makes */
 } run_opts;
 
 static int free_ports(int port[], int n)
@@ -730,6 +739,10 @@ static int run_parties(const run_opts *opts, party_fn fn, const void *ctx, party
         if (pid[k] == 0) {
             int m;
             for (m = 0; m <= k; m++) close(pipes[m][0]);
+            if (o->quiet) {
+                const int nul = open("/dev/null", O_WRONLY);
+                if (nul >= 0) { dup2(nul, 2); close(nul); }
+            }
             if (!o->tcp) snn_socketpair_keep(fds, n, k);
             child_main(k, o, fds, peers, kseed, fn, ctx, pipes[k][1]);
         }
@@ -4292,6 +4305,7 @@ static int run_mitm(party_fn fn, const void *ctx, const mitm_ctx *m, party_out o
     o.fixed_ports = 1;
     memcpy(o.ports, port, sizeof port);
     o.proxy_port = mitm_start(&pid, port[0], m);
+    o.quiet = 1;              /* P0 notes the connection it refuses */
     if (o.proxy_port < 0) return -2;
     rc = run_parties(&o, fn, ctx, out);
     if (pid > 0) { kill(pid, SIGKILL); waitpid(pid, NULL, 0); }
@@ -4404,6 +4418,7 @@ static void test_channel_refused(void)
         /* over TCP the refused peer's connection is closed as a stray, and the
          * party stops when its wait runs out, naming the last refusal */
         o.tcp = tcp; o.nparty = 3; o.timeout_ms = 4000; o.keyed = 1; o.wrong_key = 1;
+        o.quiet = 1;          /* P0 notes the connections it refuses */
         rc = run_parties(&o, pf_stream, NULL, out);
         CHECK(rc != 0 && !out[0].ok && strncmp(out[0].err, "P0: ", 4) == 0
               && strstr(out[0].err, "expected Setup step 5 (1 x Z_L) from P1, got a frame that fails authentication: "
