@@ -35,9 +35,11 @@
  *   - Alg. 9: ties go to the later element (SPEC 2.9, 4.1).
  *   - Alg. 10: windows must be powers of two (n | 2^64).
  *   - Bits are 0/1 integers and only fixed x fixed products are truncated
- *     (SPEC 1.3 [USE]); ReLU and Division take 9 and 9 ell_d rounds,
- *     not Table 1's 10 and 10 ell_d (measured critical path, net.c;
- *     SPEC 3, 4.5 c).
+ *     (SPEC 1.3 [USE]).
+ *   - Alg. 1: P1 receives Z_1 after it sends E_1, F_1, so MatMul and
+ *     SelectShare take 1 round, not Table 1's 2, and ReLU and Division 9
+ *     and 9 ell_d, not 10 and 10 ell_d (measured critical path, net.c;
+ *     SPEC 3, 4.5 c, 4.5 i).
  *   - Each key drives one running stream (SPEC 4.5 e; SPEC 1.4 [USE] suggests a
  *     sub-stream per (protocol, call)).  Both holders draw the same counts
  *     in the same order, which every protocol's public sizes fix; a
@@ -777,9 +779,9 @@ static void triple_product(const mm_triple *t, uint64_t *C, const uint64_t *A, c
 
 /*
  * matmul_deal -- Pi_MatMul step 1, the PRF triple (SPEC 1.4, 2.1).  It uses
- * no input, so it could be precomputed; P1 receives Z_1 here, before it
- * sends anything of step 2, so that frame never lengthens the round chain.
- * On P0/P1 fills t->U, t->V, t->Z (freed by triple_free).
+ * no input, so it could be precomputed.  On P0 fills t->U, t->V, t->Z and
+ * on P1 t->U, t->V (freed by triple_free); P1 receives Z_1 in matmul_open,
+ * after it has sent step 2, so MatMul takes one round, not two (SPEC 4.5 i).
  */
 static int matmul_deal(snn_party *p, mm_triple *t)
 {
@@ -802,13 +804,8 @@ static int matmul_deal(snn_party *p, mm_triple *t)
             memset(t->V, 0, t->nv * sizeof *t->V);
         }
 #endif
-        if (p->id == 0) {
-            /* Step 1 [P0,P2]: Z_0 from K02 */
-            draw_zl(g, t->Z, t->nz);
-        } else {
-            /* Step 1 [P1]: Z_1 from P2 */
-            SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_MATMUL, 1, t->Z, t->nz));
-        }
+        /* Step 1 [P0,P2]: Z_0 from K02 (P1's Z_1 is received in matmul_open) */
+        if (p->id == 0) draw_zl(g, t->Z, t->nz);
     } else {
         const scratch_arr plan[] = {
             SCRATCH_U64(U0, t->nu, 1), SCRATCH_U64(V0, t->nv, 1), SCRATCH_U64(Z0, t->nz, 1),
@@ -845,7 +842,8 @@ cleanup:
 /*
  * matmul_open -- Pi_MatMul steps 2-3 on a dealt triple: open E = X - U and
  * F = Y - V, then W_j = -j E F + X_j F + E Y_j + Z_j and the zero-share
- * refresh.  P2 has no part.  W may be the same array as X or Y.
+ * refresh.  P1 receives step 1's Z_1 here, after its step-2 frame is sent.
+ * P2 has no part.  W may be the same array as X or Y.
  */
 static int matmul_open(snn_party *p, const mm_triple *t, uint64_t *W, const uint64_t *X, const uint64_t *Y)
 {
@@ -875,6 +873,8 @@ static int matmul_open(snn_party *p, const mm_triple *t, uint64_t *W, const uint
     for (i = 0; i < nef; i++) EF[i] = EFj[i] + EFo[i];
     E = EF;
     F = EF + t->nu;
+    /* Step 1 [P1]: Z_1 from P2, dealt before step 2 and read only now */
+    if (j == 1) SNN_GUARD(snn_recv_zl(p, 2, SNN_PROTO_MATMUL, 1, t->Z, t->nz));
 
     /* Step 3 [P_j]: W_j = -j E F + X_j F + E Y_j + Z_j, evaluated as
      * (X_j - j E) F + E Y_j + Z_j (two products instead of three) */
@@ -898,11 +898,13 @@ cleanup:
  *         passes NULL for W, X, Y.
  * Pre:    none (no truncation inside: call snn_truncate after fixed x fixed).
  * Comm:   step 1 P2 -> P1: mv Z_L; step 2 P0 <-> P1: (mn + nv) Z_L each way.
- *         Total (2mn + 2nv + mv) * 8 bytes, 2 rounds [SNN, Table 1, PRF].
+ *         Total (2mn + 2nv + mv) * 8 bytes [SNN, Table 1, PRF]; 1 round, as
+ *         step 2 does not wait for step 1's frame (Table 1: 2; SPEC 4.5 i).
  * Returns 0, or -1 with p->err set (sticky).
  * Deviations: WP Alg. 1 prints -E.F for both parties; SPEC 4.1 [USE]: only
  *         P1 subtracts it.  Transposes are local: the shares of X^T are
- *         the X_j^T (CODE ignores its flags, SPEC 4.3 c).
+ *         the X_j^T (CODE ignores its flags, SPEC 4.3 c).  P1 reads Z_1
+ *         after step 2, one round instead of two (SPEC 4.5 i).
  */
 int snn_matmul(snn_party *p, uint64_t *W, const uint64_t *X, const uint64_t *Y,
                size_t m, size_t n, size_t v, int transpose_x, int transpose_y)
@@ -948,7 +950,7 @@ cleanup:
  * (SS, ReLU, MSB step 6, Division and Maxpool use it).
  * Roles:  as snn_matmul.  z may be the same array as x or y.
  * Comm:   step 1 P2 -> P1: n Z_L; step 2 P0 <-> P1: 2n Z_L each way.
- *         Total 40 bytes per element, 2 rounds.
+ *         Total 40 bytes per element, 1 round (as snn_matmul).
  * Returns 0, or -1 with p->err set (sticky).
  * Deviations: as snn_matmul.
  */
@@ -994,10 +996,11 @@ void snn_truncate(snn_party *p, uint64_t *y, const uint64_t *x, size_t n, unsign
  * Roles:  P0,P1 hold <alpha>, <x>, <y> and get <z> (fresh); P2 deals the
  *         triple and passes NULL for z, alpha, x, y.
  * Pre:    alpha in {0, 1}.
- * Comm:   one element-wise MatMul: 40 bytes per element, 2 rounds.
+ * Comm:   one element-wise MatMul: 40 bytes per element, 1 round
+ *         (Table 1: 2; SPEC 4.5 i).
  * Returns 0, or -1 with p->err set (sticky).
- * Deviations: none (bits are 0/1 integers and nothing is truncated,
- *         SPEC 1.3 [USE]).
+ * Deviations: bits are 0/1 integers and nothing is truncated (SPEC 1.3
+ *         [USE]); one round, as snn_matmul.
  */
 int snn_select_share(snn_party *p, uint64_t *z, const uint64_t *alpha,
                      const uint64_t *x, const uint64_t *y, size_t n)
@@ -1383,8 +1386,8 @@ cleanup:
  *         P0 <-> P1: 1 Z_{L-1} each way; step 3 Pi_PC 128 bytes; step 4
  *         P2 -> P0,P1: 1 Z_L each; step 6 element-wise MatMul 40 bytes.
  *         Total 360 bytes per element [SNN, Table 1: 4 l log p + 13 l bits],
- *         5 rounds: P2 sends step 6's Z_1 right after step 4's beta', with
- *         nothing received in between, so it carries the same round stamp.
+ *         5 rounds: steps 1, 2, 3, 4 and 6 wait on each other in turn;
+ *         step 6's Z_1 waits on nothing (SPEC 4.5 i).
  * Returns 0, or -1 with p->err set (sticky).
  * Deviations: the WP listing outputs over Z_2; SPEC 4.1 [USE]: over Z_L
  *         through one MatMul (step 6), as Table 1 counts.
@@ -1544,8 +1547,8 @@ cleanup:
  * Pre:    as snn_drelu.
  * Comm:   Pi_DReLU (664 bytes) + one element-wise MatMul (40 bytes):
  *         704 bytes per element [SNN, Table 1: 8 l log p + 24 l bits].
- *         9 rounds: Table 1 counts DReLU + 2 = 10, but P2 deals the MatMul
- *         triple with DReLU's last frame, so only step 2 of MatMul adds one.
+ *         9 rounds: Table 1 counts DReLU + 2 = 10; the product takes one
+ *         (SPEC 4.5 i).
  * Returns 0, or -1 with p->err set (sticky).
  * Deviations: the round count above (measured, Lamport stamps; SPEC 4.5 c).
  */
@@ -1591,8 +1594,8 @@ cleanup:
  *         = 2^(i+1) y > 2^i y, so every beta_i = 1 (also for y = 0).
  * Comm:   per iteration Pi_DReLU + one element-wise MatMul: 704 ell_d bytes
  *         per element [SNN, Table 1: (8 l log p + 24 l) ell_d bits].
- *         9 ell_d rounds; Table 1 says 10 ell_d (see snn_relu: P2 deals
- *         the MatMul triple with DReLU's last frame).
+ *         9 ell_d rounds; Table 1 says 10 ell_d (see snn_relu: the
+ *         product takes one round, SPEC 4.5 i).
  * Returns 0, or -1 with p->err set (sticky).
  * Deviations: the round count above.  Version (b) (WP/CODE) is not
  *         implemented.
