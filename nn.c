@@ -2997,6 +2997,48 @@ static int bad_value(const char *flag, const char *v, const char *want)
     return -1;
 }
 
+/* getaddrinfo of host:port ([v6]:port) for a stream socket; 0, or -1 if it
+ * does not parse or resolve (the caller decides what that means). */
+static int resolve_hostport(const char *hostport, struct addrinfo **res)
+{
+    char host[128];
+    const char *h = hostport, *end;
+    struct addrinfo hints;
+    size_t len;
+    if (h[0] == '[') {
+        end = strchr(h, ']');
+        h++;
+    } else {
+        end = strrchr(h, ':');
+    }
+    if (!end || end <= h || (size_t)(end - h) >= sizeof host) return -1;
+    len = (size_t)(end - h);
+    memcpy(host, h, len);
+    host[len] = '\0';
+    end = strrchr(end, ':');
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    return end && getaddrinfo(host, end + 1, &hints, res) == 0 ? 0 : -1;
+}
+
+/* Whether two host:port addresses resolve to a common address and port
+ * (localhost:7000 and 127.0.0.1:7000 do); 0 if either does not resolve. */
+static int peers_overlap(const char *a, const char *b)
+{
+    struct addrinfo *ra, *rb, *x, *y;
+    int same = 0;
+    if (resolve_hostport(a, &ra) != 0) return 0;
+    if (resolve_hostport(b, &rb) != 0) { freeaddrinfo(ra); return 0; }
+    for (x = ra; x && !same; x = x->ai_next)
+        for (y = rb; y && !same; y = y->ai_next)
+            same = x->ai_family == y->ai_family && x->ai_addrlen == y->ai_addrlen
+                   && memcmp(x->ai_addr, y->ai_addr, x->ai_addrlen) == 0;
+    freeaddrinfo(ra);
+    freeaddrinfo(rb);
+    return same;
+}
+
 /* Parses argv[first..] into o; a one-line error and -1 on any problem. */
 /* Option a (its bit) with value v (NULL for a flag) into o: 0, or -1 with
  * the bad value reported. */
@@ -3051,6 +3093,10 @@ static int set_opt(opts *o, unsigned bit, const char *a, const char *v)
                 if (strcmp(o->peers[pa], o->peers[pb]) == 0) {
                     PERR("bad value for %s: '%s' (%s is given for both P%zu and P%zu; each party needs an "
                          "address of its own)", a, v, o->peers[pa], pa, pb);
+                    return -1;
+                } else if (peers_overlap(o->peers[pa], o->peers[pb])) {
+                    PERR("bad value for %s: '%s' (%s and %s, given for P%zu and P%zu, are the same address; "
+                         "each party needs an address of its own)", a, v, o->peers[pa], o->peers[pb], pa, pb);
                     return -1;
                 }
         break;
@@ -3361,25 +3407,9 @@ static const uint64_t *key_seed(const opts *o)
 /* Whether host:port ([v6]:port) names only loopback addresses. */
 static int peer_is_loopback(const char *hostport)
 {
-    char host[128];
-    const char *h = hostport, *end;
-    struct addrinfo hints, *res, *ai;
-    size_t len;
+    struct addrinfo *res, *ai;
     int ok = 1;
-    if (h[0] == '[') {
-        end = strchr(h, ']');
-        h++;
-    } else {
-        end = strrchr(h, ':');
-    }
-    if (!end || end <= h || (size_t)(end - h) >= sizeof host) return 0;
-    len = (size_t)(end - h);
-    memcpy(host, h, len);
-    host[len] = '\0';
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0) return 0;
+    if (resolve_hostport(hostport, &res) != 0) return 0;
     for (ai = res; ai; ai = ai->ai_next) {
         if (ai->ai_family == AF_INET) {
             const struct sockaddr_in *a4 = (const struct sockaddr_in *)(const void *)ai->ai_addr;
