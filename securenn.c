@@ -162,8 +162,8 @@ uint64_t snn_prg_below(snn_prg *g, uint64_t bound)
 /*
  * The one-at-a-time samplers of Z_p (SPEC 1.4): one byte per try, rejected
  * if >= 201 = 3 * 67 so that the 201 accepted bytes fall on each residue
- * three times.  These are the reference forms; the protocols use the bulk
- * forms further down, which give the same values from the same bytes.
+ * three times.  They draw single values (explain's dealing, the tests); the
+ * protocols draw vectors, five values to a word (snn_prg_zp_n below).
  */
 
 /* snn_prg_zp -- uniform in Z_p. */
@@ -182,6 +182,51 @@ uint8_t snn_prg_zp_star(snn_prg *g)
      * it is non-zero, without the nested loop */
     do b = prg_byte(g); while (b >= (256 / SNN_P) * SNN_P || b % SNN_P == 0);
     return (uint8_t)(b % SNN_P);
+}
+
+/*
+ * The vectors of Z_p values the protocols draw (PrivateCompare's s_i and
+ * m_k, the bit shares P2 deals) come five to a 32-bit word (SPEC 4.5 j):
+ * x, four keystream bytes little-endian, stands for the fraction x / 2^32;
+ * v = floor(x b^5 / 2^32) is uniform in [0, b^5) once x is rejected when
+ * x b^5 mod 2^32 < 2^32 mod b^5 (Lemire's rejection, as in snn_prg_perm_ref),
+ * and its five base-b digits, most significant first, are the values:
+ * b = 67 for Z_p, b = 66 plus one for Z_p*.  A call of n values takes
+ * ceil(n / 5) accepted words and drops the unused digits of the last.
+ * This is the reference form, by division; the bulk form below takes the
+ * same digits by multiplication.
+ */
+#define ZP_POW5    1350125107u     /* 67^5                                */
+#define ZP_REJECT   244591975u     /* 2^32 mod 67^5: 5.7% of words        */
+#define ZPS_POW5   1252332576u     /* 66^5                                */
+#define ZPS_REJECT  537969568u     /* 2^32 mod 66^5: 12.5% of words       */
+
+static void zp_words_ref(snn_prg *g, uint8_t *out, size_t n, uint32_t base, uint32_t pow5, uint32_t reject,
+                         uint8_t add)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint32_t x = 0;
+        uint64_t t, v;
+        uint8_t d[5];
+        int k;
+        for (k = 0; k < 4; k++) x |= (uint32_t)prg_byte(g) << (8 * k);
+        t = (uint64_t)x * pow5;
+        if ((uint32_t)t < reject) continue;
+        v = t >> 32;
+        for (k = 4; k >= 0; k--) { d[k] = (uint8_t)(v % base); v /= base; }
+        for (k = 0; k < 5 && i < n; k++) out[i++] = (uint8_t)(d[k] + add);
+    }
+}
+
+void snn_prg_zp_n_ref(snn_prg *g, uint8_t *out, size_t n)
+{
+    zp_words_ref(g, out, n, SNN_P, ZP_POW5, ZP_REJECT, 0);
+}
+
+void snn_prg_zp_star_n_ref(snn_prg *g, uint8_t *out, size_t n)
+{
+    zp_words_ref(g, out, n, SNN_P - 1, ZPS_POW5, ZPS_REJECT, 1);
 }
 
 /* snn_prg_bit -- one uniform bit (the low bit of a fresh byte). */
@@ -226,44 +271,55 @@ void snn_prg_perm_ref(snn_prg *g, uint8_t *pi, size_t n)
  * reject decisions, of its reference form above.
  */
 
-/* Z_p from an accepted byte b < 201, without a division: b - 67 [b >= 67]
- * - 67 [b >= 134] (test.c checks all 201 against b % 67). */
-static uint8_t zp_of_byte(unsigned b)
+/*
+ * The five digits of word x in base b, by multiplication: t = x b; the
+ * digit is t's high half and t's low half carries the rest of the fraction
+ * x / 2^32 on (x b^5 = 2^32 (d_0 b^4 + ... + d_4) + the last low half, so
+ * these are the digits of snn_prg_zp_n_ref's v).  Writes min(5, n - i)
+ * values at out + i whether or not x is accepted, and returns how many to
+ * keep: no branch on the keystream.
+ */
+static size_t zp_word(uint8_t *out, size_t i, size_t n, uint32_t x, uint32_t base, uint32_t reject, uint8_t add)
 {
-    return (uint8_t)(b - (unsigned)SNN_P * ((unsigned)(b >= SNN_P) + (unsigned)(b >= 2 * SNN_P)));
+    const size_t k = n - i < 5 ? n - i : 5;
+    uint8_t d[5];
+    uint64_t t = x;
+    size_t j;
+    for (j = 0; j < 5; j++) {
+        t = (t & 0xffffffffu) * base;
+        d[j] = (uint8_t)(t >> 32);
+    }
+    for (j = 0; j < k; j++) out[i + j] = (uint8_t)(d[j] + add);
+    return k * (size_t)((uint32_t)t >= reject);
+}
+
+static void zp_words(snn_prg *g, uint8_t *out, size_t n, uint32_t base, uint32_t reject, uint8_t add)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned u;
+        if (SNN_PRG_BUF - g->used < 4) {
+            /* a word across the refill: its bytes one at a time */
+            uint32_t x = 0;
+            int k;
+            for (k = 0; k < 4; k++) x |= (uint32_t)prg_byte(g) << (8 * k);
+            i += zp_word(out, i, n, x, base, reject, add);
+            continue;
+        }
+        for (u = g->used; u + 4 <= SNN_PRG_BUF && i < n; u += 4)
+            i += zp_word(out, i, n, snn_load32_le(g->block + u), base, reject, add);
+        g->used = u;
+    }
 }
 
 void snn_prg_zp_n(snn_prg *g, uint8_t *out, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned u;
-        if (g->used == SNN_PRG_BUF) prg_refill(g);
-        /* every byte is written, and kept (i advances) only if accepted:
-         * no branch on the random byte */
-        for (u = g->used; u < SNN_PRG_BUF && i < n; u++) {
-            const unsigned b = g->block[u];
-            out[i] = zp_of_byte(b);
-            i += b < (256 / SNN_P) * SNN_P;
-        }
-        g->used = u;
-    }
+    zp_words(g, out, n, SNN_P, ZP_REJECT, 0);
 }
 
 void snn_prg_zp_star_n(snn_prg *g, uint8_t *out, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned u;
-        if (g->used == SNN_PRG_BUF) prg_refill(g);
-        for (u = g->used; u < SNN_PRG_BUF && i < n; u++) {
-            const unsigned b = g->block[u];
-            const uint8_t v = zp_of_byte(b);
-            out[i] = v;
-            i += (b < (256 / SNN_P) * SNN_P) & (v != 0);
-        }
-        g->used = u;
-    }
+    zp_words(g, out, n, SNN_P - 1, ZPS_REJECT, 1);
 }
 
 void snn_prg_bit_n(snn_prg *g, uint8_t *out, size_t n)

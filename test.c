@@ -1485,11 +1485,9 @@ static void test_bulk_samplers(void)
             if (kind == 5) len = 64;
             if (len > NV - done) len = NV - done;
             switch (kind) {
-            case 0: snn_prg_zp_n(&g, a8 + done, len);
-                    for (j = 0; j < len; j++) b8[done + j] = snn_prg_zp(&h);
+            case 0: snn_prg_zp_n(&g, a8 + done, len); snn_prg_zp_n_ref(&h, b8 + done, len);
                     break;
-            case 1: snn_prg_zp_star_n(&g, a8 + done, len);
-                    for (j = 0; j < len; j++) b8[done + j] = snn_prg_zp_star(&h);
+            case 1: snn_prg_zp_star_n(&g, a8 + done, len); snn_prg_zp_star_n_ref(&h, b8 + done, len);
                     break;
             case 2: snn_prg_bit_n(&g, a8 + done, len);
                     for (j = 0; j < len; j++) b8[done + j] = snn_prg_bit(&h);
@@ -1509,8 +1507,8 @@ static void test_bulk_samplers(void)
         if (kind == 3 || kind == 4) { for (j = 0; j < NV; j++) bad += a64[j] != b64[j]; }
         else { for (j = 0; j < NV; j++) bad += a8[j] != b8[j]; }
         bad += snn_prg_u64(&g) != snn_prg_u64(&h);
-        CHECK(bad == 0, "bulk %s = %d one-at-a-time draws, value for value, same stream position after (%zu differ)",
-              names[kind], NV, bad);
+        CHECK(bad == 0, "bulk %s = %s, %d values, value for value, same stream position after (%zu differ)",
+              names[kind], kind <= 1 ? "its reference form (digits by division)" : "one-at-a-time draws", NV, bad);
     }
 
     snn_prg_init(&g, key, 99);
@@ -1528,6 +1526,33 @@ static void test_bulk_samplers(void)
     }
     x = chi2(cnt, SNN_P - 1, n); lim = chi2_limit(SNN_P - 2, 4.75);
     CHECK(cnt[255] == 0 && x < lim, "bulk Z_p* uniform: chi2 = %.1f < %.1f, none 0 or >= 67", x, lim);
+    {
+        /* the five values of one word are independent: successive pairs
+         * uniform on Z_p^2; and the keystream each value costs */
+        unsigned long *pairs = xcalloc(SNN_P * SNN_P, sizeof *pairs);
+        uint64_t pos0 = snn_prg_position(&g), used;
+        for (i = 0; i < n; i += NV) {
+            snn_prg_zp_n(&g, a8, NV);
+            for (j = 0; j + 1 < NV; j += 2) pairs[a8[j] * SNN_P + a8[j + 1]]++;
+        }
+        const uint64_t p5 = 67ull * 67 * 67 * 67 * 67, q5 = 66ull * 66 * 66 * 66 * 66, two32 = 1ull << 32;
+        /* expected bytes a value: 4 / 5 per word over the accepted fraction */
+        const double wp = 0.8 / (1.0 - (double)(two32 % p5) / 4294967296.0);
+        const double wq = 0.8 / (1.0 - (double)(two32 % q5) / 4294967296.0);
+        double per;
+        used = snn_prg_position(&g) - pos0;
+        x = chi2(pairs, SNN_P * SNN_P, n / 2); lim = chi2_limit(SNN_P * SNN_P - 1, 4.75);
+        CHECK(x < lim, "bulk Z_p: successive pairs uniform on Z_p^2: chi2 = %.1f < %.1f", x, lim);
+        per = (double)used / (double)n;
+        CHECK(fabs(per - wp) < 0.008, "bulk Z_p: %.4f keystream bytes a value, expected %.4f (4/5 of a word that "
+              "is kept unless below 2^32 mod 67^5)", per, wp);
+        pos0 = snn_prg_position(&g);
+        for (i = 0; i < n; i += NV) snn_prg_zp_star_n(&g, a8, NV);
+        per = (double)(snn_prg_position(&g) - pos0) / (double)n;
+        CHECK(fabs(per - wq) < 0.011, "bulk Z_p*: %.4f keystream bytes a value, expected %.4f (the same with "
+              "66^5)", per, wq);
+        free(pairs);
+    }
     snn_wipe(&g, sizeof g);
     snn_wipe(&h, sizeof h);
 }
@@ -3491,14 +3516,14 @@ static void test_view_golden(void)
         { "MatMul",              pf_matmul,   { 0xec50915d2c19ba51u, 0xbcf8a164578bd5aau, 0xcbf29ce484222325u } },
         { "element-wise MatMul", pf_mul,      { 0x6d215bfa9e314256u, 0xc15d25d0e869b28du, 0xcbf29ce484222325u } },
         { "SelectShare",         pf_ss,       { 0x233d5ae1512800e5u, 0x9f33c7ff5bd262a3u, 0xcbf29ce484222325u } },
-        { "PrivateCompare",      pf_pc_plain, { 0xcbf29ce484222325u, 0xcbf29ce484222325u, 0x48c2609a694c1f55u } },
-        { "PrivateCompare, r = 2^64 - 1, beta = 1", pf_pc_plain, { 0xcbf29ce484222325u, 0xcbf29ce484222325u, 0xd57442f0392d0de5u } },
-        { "ShareConvert",        pf_sc,       { 0x4c5fee354585af43u, 0x791f1085dfbcfb04u, 0x21053832c1b46c86u } },
-        { "ComputeMSB",          pf_msb,      { 0x93b1e9aed13cd7d1u, 0x989d69f04a5825a7u, 0x1fe0b1f5c49308c6u } },
-        { "DReLU",               pf_drelu,    { 0xcafe69e5c18398f8u, 0x5287144763984742u, 0xf0dc00380820dd12u } },
-        { "ReLU",                pf_relu,     { 0x7c39432761abf0f5u, 0x55e3f37ab5957993u, 0xf0dc00380820dd12u } },
-        { "Division",            pf_div,      { 0x1de4406a7dcb4636u, 0xd0a22d09331e8284u, 0x14ba31e343f8d5c0u } },
-        { "Maxpool",             pf_maxpool,  { 0x655ae90385703ff9u, 0xca4849b681f96610u, 0xdbaa96a4f531760fu } },
+        { "PrivateCompare",      pf_pc_plain, { 0xcbf29ce484222325u, 0xcbf29ce484222325u, 0x8a7e2e27b6ea5f1au } },
+        { "PrivateCompare, r = 2^64 - 1, beta = 1", pf_pc_plain, { 0xcbf29ce484222325u, 0xcbf29ce484222325u, 0x1333c8570ecbf1e9u } },
+        { "ShareConvert",        pf_sc,       { 0xe28e8276b7e4759bu, 0xf3488704c21cd234u, 0x91c79c5dcd77db43u } },
+        { "ComputeMSB",          pf_msb,      { 0x07e1b399381630fau, 0xf938c6ae7bfe46dau, 0x7373af0744c3db4bu } },
+        { "DReLU",               pf_drelu,    { 0x4ff377c05e3d9a0au, 0x625ac03261166b59u, 0x67eba288fe6b3a74u } },
+        { "ReLU",                pf_relu,     { 0xaf8d7b13f9251861u, 0x17cf42634adb23ceu, 0x67eba288fe6b3a74u } },
+        { "Division",            pf_div,      { 0x2f6c8e54625fe5c4u, 0x67b922ad1dff42e2u, 0x32ca71cede18dddbu } },
+        { "Maxpool",             pf_maxpool,  { 0xb21f8bb4fb3b6ef0u, 0x30b9679ced106e6eu, 0x7b4913943eb73c9au } },
         { "DMaxpool",            pf_dmaxpool, { 0x7511bdb57f62dd96u, 0x8753ac463b97829eu, 0x68d9d8480dc53cd5u } },
     };
     enum { GN = 4 };
@@ -5135,22 +5160,22 @@ static void test_transcript(void)
 static const char golden_pc[3][1024] = {
     /* P0 */
     "# SecureNN transcript of P0, format 1 (see nn.c, section 15)\n"
-    "draw PrivateCompare K01 230\n"
-    "frame 1 send P2 PrivateCompare 3 Z_p 64 64 3f 35 04 24\n"
-    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=230\n"
-    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=230\n"
+    "draw PrivateCompare K01 186\n"
+    "frame 1 send P2 PrivateCompare 3 Z_p 64 64 18 17 36 1e\n"
+    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=186\n"
+    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=186\n"
     "total all frames 1 sent 64 recv 0 rounds 1\n",
     /* P1 */
     "# SecureNN transcript of P1, format 1 (see nn.c, section 15)\n"
-    "draw PrivateCompare K01 230\n"
-    "frame 1 send P2 PrivateCompare 3 Z_p 64 64 09 1d 12 0d\n"
-    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=230\n"
-    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=230\n"
+    "draw PrivateCompare K01 186\n"
+    "frame 1 send P2 PrivateCompare 3 Z_p 64 64 0d 0c 09 07\n"
+    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=186\n"
+    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=186\n"
     "total all frames 1 sent 64 recv 0 rounds 1\n",
     /* P2 */
     "# SecureNN transcript of P2, format 1 (see nn.c, section 15)\n"
-    "frame 1 recv P0 PrivateCompare 3 Z_p 64 64 3f 35 04 24\n"
-    "frame 1 recv P1 PrivateCompare 3 Z_p 64 64 09 1d 12 0d\n"
+    "frame 1 recv P0 PrivateCompare 3 Z_p 64 64 18 17 36 1e\n"
+    "frame 1 recv P1 PrivateCompare 3 Z_p 64 64 0d 0c 09 07\n"
     "call PrivateCompare frames 2 sent 0 recv 128 rounds 1\n"
     "total PrivateCompare frames 2 sent 0 recv 128 rounds 1\n"
     "total all frames 2 sent 0 recv 128 rounds 1\n"
@@ -5161,51 +5186,51 @@ static const char golden_sc[3][1024] = {
     "# SecureNN transcript of P0, format 1 (see nn.c, section 15)\n"
     "draw ShareConvert K01 17\n"
     "frame 1 send P2 ShareConvert 1 Z_L 1 8 fd2f7ea5d0e6a074\n"
-    "frame 2 recv P2 ShareConvert 2 Z_p 64 64 10 20 06 01\n"
-    "frame 2 recv P2 ShareConvert 2 Z_{L-1} 1 8 9adba1aed660dd1f\n"
+    "frame 2 recv P2 ShareConvert 2 Z_p 64 64 1a 0b 09 2f\n"
+    "frame 2 recv P2 ShareConvert 2 Z_{L-1} 1 8 f2a2f05d6fa8c48d\n"
     "call ShareConvert frames 3 sent 8 recv 72 rounds 2 K01=17\n"
-    "draw PrivateCompare K01 239\n"
-    "frame 3 send P2 PrivateCompare 3 Z_p 64 64 36 00 35 2c\n"
-    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=239\n"
-    "frame 4 recv P2 ShareConvert 4 Z_{L-1} 1 8 a6bfcf6b33b3761a\n"
+    "draw PrivateCompare K01 181\n"
+    "frame 3 send P2 PrivateCompare 3 Z_p 64 64 1c 2c 24 16\n"
+    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=181\n"
+    "frame 4 recv P2 ShareConvert 4 Z_{L-1} 1 8 76a77437b7ca7cc4\n"
     "call ShareConvert frames 1 sent 0 recv 8 rounds 1\n"
-    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=239\n"
+    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=181\n"
     "total ShareConvert frames 4 sent 8 recv 80 rounds 3 K01=17\n"
     "total all frames 5 sent 72 recv 80 rounds 4\n",
     /* P1 */
     "# SecureNN transcript of P1, format 1 (see nn.c, section 15)\n"
     "draw ShareConvert K01 17\n"
     "frame 1 send P2 ShareConvert 1 Z_L 1 8 a9bfb05ea6953b21\n"
-    "frame 2 recv P2 ShareConvert 2 Z_p 64 64 34 23 3e 42\n"
-    "frame 2 recv P2 ShareConvert 2 Z_{L-1} 1 8 65245e51299f22e1\n"
+    "frame 2 recv P2 ShareConvert 2 Z_p 64 64 2a 38 3b 14\n"
+    "frame 2 recv P2 ShareConvert 2 Z_{L-1} 1 8 0d5d0fa290573b73\n"
     "call ShareConvert frames 3 sent 8 recv 72 rounds 2 K01=17\n"
-    "draw PrivateCompare K01 239\n"
-    "frame 3 send P2 PrivateCompare 3 Z_p 64 64 2c 19 0b 23\n"
-    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=239\n"
-    "frame 4 recv P2 ShareConvert 4 Z_{L-1} 1 8 59403094cc4c89e5\n"
+    "draw PrivateCompare K01 181\n"
+    "frame 3 send P2 PrivateCompare 3 Z_p 64 64 26 26 0e 0f\n"
+    "call PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=181\n"
+    "frame 4 recv P2 ShareConvert 4 Z_{L-1} 1 8 89588bc84835833b\n"
     "call ShareConvert frames 1 sent 0 recv 8 rounds 1\n"
-    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=239\n"
+    "total PrivateCompare frames 1 sent 64 recv 0 rounds 1 K01=181\n"
     "total ShareConvert frames 4 sent 8 recv 80 rounds 3 K01=17\n"
     "total all frames 5 sent 72 recv 80 rounds 4\n",
     /* P2 */
     "# SecureNN transcript of P2, format 1 (see nn.c, section 15)\n"
     "frame 1 recv P0 ShareConvert 1 Z_L 1 8 fd2f7ea5d0e6a074\n"
     "frame 1 recv P1 ShareConvert 1 Z_L 1 8 a9bfb05ea6953b21\n"
-    "draw ShareConvert own 86\n"
-    "frame 2 send P0 ShareConvert 2 Z_p 64 64 10 20 06 01\n"
-    "frame 2 send P0 ShareConvert 2 Z_{L-1} 1 8 9adba1aed660dd1f\n"
-    "frame 2 send P1 ShareConvert 2 Z_p 64 64 34 23 3e 42\n"
-    "frame 2 send P1 ShareConvert 2 Z_{L-1} 1 8 65245e51299f22e1\n"
-    "call ShareConvert frames 6 sent 144 recv 16 rounds 2 own=86\n"
-    "frame 3 recv P0 PrivateCompare 3 Z_p 64 64 36 00 35 2c\n"
-    "frame 3 recv P1 PrivateCompare 3 Z_p 64 64 2c 19 0b 23\n"
+    "draw ShareConvert own 60\n"
+    "frame 2 send P0 ShareConvert 2 Z_p 64 64 1a 0b 09 2f\n"
+    "frame 2 send P0 ShareConvert 2 Z_{L-1} 1 8 f2a2f05d6fa8c48d\n"
+    "frame 2 send P1 ShareConvert 2 Z_p 64 64 2a 38 3b 14\n"
+    "frame 2 send P1 ShareConvert 2 Z_{L-1} 1 8 0d5d0fa290573b73\n"
+    "call ShareConvert frames 6 sent 144 recv 16 rounds 2 own=60\n"
+    "frame 3 recv P0 PrivateCompare 3 Z_p 64 64 1c 2c 24 16\n"
+    "frame 3 recv P1 PrivateCompare 3 Z_p 64 64 26 26 0e 0f\n"
     "call PrivateCompare frames 2 sent 0 recv 128 rounds 1\n"
     "draw ShareConvert own 8\n"
-    "frame 4 send P0 ShareConvert 4 Z_{L-1} 1 8 a6bfcf6b33b3761a\n"
-    "frame 4 send P1 ShareConvert 4 Z_{L-1} 1 8 59403094cc4c89e5\n"
+    "frame 4 send P0 ShareConvert 4 Z_{L-1} 1 8 76a77437b7ca7cc4\n"
+    "frame 4 send P1 ShareConvert 4 Z_{L-1} 1 8 89588bc84835833b\n"
     "call ShareConvert frames 2 sent 16 recv 0 rounds 1 own=8\n"
     "total PrivateCompare frames 2 sent 0 recv 128 rounds 1\n"
-    "total ShareConvert frames 8 sent 160 recv 16 rounds 3 own=94\n"
+    "total ShareConvert frames 8 sent 160 recv 16 rounds 3 own=68\n"
     "total all frames 10 sent 160 recv 144 rounds 4\n"
 };
 
