@@ -948,35 +948,12 @@ static void refuse_busy(snn_party *p)
  */
 typedef struct {
     uint32_t r[5], h[5];
-    uint32_t rk[4][5];        /* r^1, r^2, r^3, r^4 (the four-lane path)  */
     uint32_t s[4];            /* the second key half, added at the end   */
     uint8_t  buf[16];         /* a partial block                        */
     size_t   used;
 } poly1305;
 
 #define LIMB 0x3ffffffu       /* 2^26 - 1 */
-
-/* out = a b mod P, limbs as h's (a, b below 2^28 a limb; out below 2^26
- * but for out[1], which may carry a little more).  out may be a or b. */
-static void poly1305_mul(uint32_t out[5], const uint32_t a[5], const uint32_t b[5])
-{
-    const uint64_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4];
-    const uint64_t b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3], b4 = b[4];
-    uint64_t d0, d1, d2, d3, d4, c;
-    d0 = a0 * b0 + 5 * (a1 * b4 + a2 * b3 + a3 * b2 + a4 * b1);
-    d1 = a0 * b1 + a1 * b0 + 5 * (a2 * b4 + a3 * b3 + a4 * b2);
-    d2 = a0 * b2 + a1 * b1 + a2 * b0 + 5 * (a3 * b4 + a4 * b3);
-    d3 = a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0 + 5 * (a4 * b4);
-    d4 = a0 * b4 + a1 * b3 + a2 * b2 + a3 * b1 + a4 * b0;
-    c = d0 >> 26; d0 &= LIMB; d1 += c;
-    c = d1 >> 26; d1 &= LIMB; d2 += c;
-    c = d2 >> 26; d2 &= LIMB; d3 += c;
-    c = d3 >> 26; d3 &= LIMB; d4 += c;
-    c = d4 >> 26; d4 &= LIMB; d0 += c * 5;
-    c = d0 >> 26; d0 &= LIMB; d1 += c;
-    out[0] = (uint32_t)d0; out[1] = (uint32_t)d1; out[2] = (uint32_t)d2;
-    out[3] = (uint32_t)d3; out[4] = (uint32_t)d4;
-}
 
 static void poly1305_init(poly1305 *st, const uint8_t key[32])
 {
@@ -993,76 +970,6 @@ static void poly1305_init(poly1305 *st, const uint8_t key[32])
     for (i = 0; i < 5; i++) st->h[i] = 0;
     for (i = 0; i < 4; i++) st->s[i] = snn_load32_le(key + 16 + 4 * i);
     st->used = 0;
-    memcpy(st->rk[0], st->r, sizeof st->r);
-    for (i = 1; i < 4; i++) poly1305_mul(st->rk[i], st->rk[i - 1], st->r);
-}
-
-/*
- * h = (h + block + 2^128) * r mod P for each of 4 ng (ng >= 1) blocks at
- * m, in four lanes: lane l takes blocks l, l + 4, l + 8, ..., multiplying
- * by r^4 between them (lane 0 starts from h), and at the end the lanes are
- * multiplied by r^4, r^3, r^2, r and added.  That is the same polynomial,
- * h r^N + sum m_i r^(N-i) (i = 0..N-1), as one block at a time, in four
- * independent chains of products that the compiler can overlap.
- */
-static void poly1305_blocks4(poly1305 *st, const uint8_t *m, size_t ng)
-{
-    const uint32_t *q = st->rk[3];                            /* r^4 */
-    const uint64_t q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], q4 = q[4];
-    const uint64_t t1 = q1 * 5, t2 = q2 * 5, t3 = q3 * 5, t4 = q4 * 5;
-    uint32_t h[5][4], acc[5], part[5];
-    uint64_t d[5][4], c;
-    size_t l, i;
-
-    for (i = 0; i < 5; i++)
-        for (l = 0; l < 4; l++) h[i][l] = l == 0 ? st->h[i] : 0;
-    for (;;) {
-        /* add block l of the group to lane l */
-        for (l = 0; l < 4; l++) {
-            const uint8_t *b = m + 16 * l;
-            const uint32_t w0 = snn_load32_le(b), w1 = snn_load32_le(b + 4);
-            const uint32_t w2 = snn_load32_le(b + 8), w3 = snn_load32_le(b + 12);
-            h[0][l] += w0 & LIMB;
-            h[1][l] += (w0 >> 26 | w1 << 6) & LIMB;
-            h[2][l] += (w1 >> 20 | w2 << 12) & LIMB;
-            h[3][l] += (w2 >> 14 | w3 << 18) & LIMB;
-            h[4][l] += w3 >> 8 | 1u << 24;
-        }
-        m += 64;
-        if (--ng == 0) break;
-        /* every lane times r^4, as in poly1305_blocks */
-        for (l = 0; l < 4; l++) {
-            const uint64_t h0 = h[0][l], h1 = h[1][l], h2 = h[2][l], h3 = h[3][l], h4 = h[4][l];
-            d[0][l] = h0 * q0 + h1 * t4 + h2 * t3 + h3 * t2 + h4 * t1;
-            d[1][l] = h0 * q1 + h1 * q0 + h2 * t4 + h3 * t3 + h4 * t2;
-            d[2][l] = h0 * q2 + h1 * q1 + h2 * q0 + h3 * t4 + h4 * t3;
-            d[3][l] = h0 * q3 + h1 * q2 + h2 * q1 + h3 * q0 + h4 * t4;
-            d[4][l] = h0 * q4 + h1 * q3 + h2 * q2 + h3 * q1 + h4 * q0;
-        }
-        for (l = 0; l < 4; l++) {
-            c = d[0][l] >> 26; h[0][l] = (uint32_t)(d[0][l] & LIMB); d[1][l] += c;
-            c = d[1][l] >> 26; h[1][l] = (uint32_t)(d[1][l] & LIMB); d[2][l] += c;
-            c = d[2][l] >> 26; h[2][l] = (uint32_t)(d[2][l] & LIMB); d[3][l] += c;
-            c = d[3][l] >> 26; h[3][l] = (uint32_t)(d[3][l] & LIMB); d[4][l] += c;
-            c = d[4][l] >> 26; h[4][l] = (uint32_t)(d[4][l] & LIMB);
-            c = h[0][l] + c * 5;                  /* below 2^33 */
-            h[0][l] = (uint32_t)(c & LIMB); h[1][l] += (uint32_t)(c >> 26);
-        }
-    }
-    /* h = lane 0 r^4 + lane 1 r^3 + lane 2 r^2 + lane 3 r, carried */
-    memset(acc, 0, sizeof acc);
-    for (l = 0; l < 4; l++) {
-        for (i = 0; i < 5; i++) part[i] = h[i][l];
-        poly1305_mul(part, part, st->rk[3 - l]);
-        for (i = 0; i < 5; i++) acc[i] += part[i];
-    }
-    for (i = 0; i < 4; i++) { acc[i + 1] += acc[i] >> 26; acc[i] &= LIMB; }
-    c = acc[4] >> 26; acc[4] &= LIMB; acc[0] += (uint32_t)c * 5;
-    acc[1] += acc[0] >> 26; acc[0] &= LIMB;
-    memcpy(st->h, acc, sizeof acc);
-    snn_wipe(h, sizeof h);
-    snn_wipe(d, sizeof d);
-    snn_wipe(part, sizeof part);
 }
 
 /* h = (h + block + hibit 2^128) * r mod P, for each of the nb 16-byte
@@ -1107,11 +1014,6 @@ static void poly1305_update(poly1305 *st, const uint8_t *m, size_t n)
         if (st->used < 16) return;
         poly1305_blocks(st, st->buf, 1, 1);
         st->used = 0;
-    }
-    if (n >= 128) {                       /* at least two groups of four */
-        poly1305_blocks4(st, m, n / 64);
-        m += n / 64 * 64;
-        n %= 64;
     }
     poly1305_blocks(st, m, n / 16, 1);
     m += n / 16 * 16;

@@ -1023,8 +1023,7 @@ static void test_poly1305(void)
  * Poly1305 written apart from net.c's: numbers below 2^160 as five 32-bit
  * words, the product by r bit by bit (double and add), every step reduced
  * below P = 2^130 - 5 by subtraction.  Slow and plain, the reference for
- * messages of every length (net.c takes four blocks at a time from 128
- * bytes on).
+ * messages of every length.
  */
 typedef struct { uint32_t w[5]; } ref130;
 
