@@ -13,8 +13,9 @@
 #                        into nn.c or mnist.c
 #   make check-hooks     fail if the program's sources, preprocessed as ./securenn
 #                        is built, name a test hook (test_flags, SNN_TEST_*)
-#   make mnist    unpack data/*.gz (the official MNIST) and check data/CKSUMS;
-#                 test, check, valgrind and demo do this first
+#   make mnist    unpack data/*.gz (the official MNIST and network C's model
+#                 trained securely) and check data/CKSUMS; test, check,
+#                 valgrind and demo do this first
 #   make fuzz     libFuzzer on the IDX reader, the model and checkpoint readers
 #                 and the frame parser, FUZZ_SECONDS each (clang; binaries and corpora in
 #                 FUZZ_DIR, outside the tree)
@@ -144,19 +145,22 @@ demo: securenn mnist
 bench: securenn
 	./securenn bench
 
-# The official MNIST is committed gzipped (data/README.md); the unpacked
-# files are ignored by git.  Each is unpacked once, and must match its size
-# and POSIX cksum CRC in data/CKSUMS.
+# The official MNIST and the model of network C trained securely are
+# committed gzipped (data/README.md); the unpacked files are ignored by git.
+# Each is unpacked once, and must match its size and POSIX cksum CRC in
+# data/CKSUMS.
 MNIST = data/train-images-idx3-ubyte data/train-labels-idx1-ubyte \
         data/t10k-images-idx3-ubyte data/t10k-labels-idx1-ubyte
+MODEL = data/C-secure.snnm
 
-mnist: $(MNIST)
+mnist: $(MNIST) $(MODEL)
 
 data/train-images-idx3-ubyte: data/train-images-idx3-ubyte.gz
 data/train-labels-idx1-ubyte: data/train-labels-idx1-ubyte.gz
 data/t10k-images-idx3-ubyte: data/t10k-images-idx3-ubyte.gz
 data/t10k-labels-idx1-ubyte: data/t10k-labels-idx1-ubyte.gz
-$(MNIST): data/CKSUMS
+data/C-secure.snnm: data/C-secure.snnm.gz
+$(MNIST) $(MODEL): data/CKSUMS
 	@b=`basename $@`; gzip -dc $@.gz > $@.tmp || { rm -f $@.tmp; exit 1; }; \
 	want=`awk -v n="$$b" '$$3 == n { print $$1, $$2 }' data/CKSUMS`; \
 	got=`cksum < $@.tmp | awk '{ print $$1, $$2 }'`; \

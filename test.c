@@ -8662,6 +8662,77 @@ static void test_cli_predictions(void)
 }
 
 /*
+ * The model that ships in data/: network C trained securely from random
+ * weights (README, Accuracy).  infer --local classifies the first n = 128
+ * test digits (--quick: 16) with it on three processes; the twin
+ * (snn_plain_infer, one process, floor truncation) classifies them from
+ * the same file.  The two may differ only where truncation's rounding flips
+ * a near tie, at most one digit here; each must be right on all but n/32 + 1.
+ */
+static void test_cli_shipped_model(void)
+{
+    char path[] = "data/C-secure.snnm", tmpl[] = "/tmp/snn_ship_XXXXXX", pred[256], out[256], why[256], port_s[16];
+    snn_mnist test;
+    snn_model m;
+    snn_net net;
+    bg_proc owner;
+    cmd_result ro;
+    uint64_t twin[128];
+    const size_t n = quick ? 16 : 128, need = n - n / 32 - 1;
+    size_t i, differ = 0, twin_ok = 0;
+    long secure_ok;
+    char n_s[8];
+    int base = 0;
+    char *text;
+    FILE *f;
+
+    memset(&test, 0, sizeof test);
+    memset(&m, 0, sizeof m);
+    if (!mkdtemp(tmpl) || free_port_run(&base) != 0) { CHECK(0, "temporary directory and ports"); return; }
+    if (snn_mnist_load(&test, "data", "test", why, sizeof why) != 0) { CHECK(0, "MNIST: %s", why); return; }
+    if (snn_model_load(&m, path, SNN_NET_C, why, sizeof why) != 0) {
+        CHECK(0, "%s loads as network C (make mnist unpacks it): %s", path, why);
+        snn_mnist_free(&test);
+        rmdir(tmpl);
+        return;
+    }
+    snn_net_init(&net, SNN_NET_C);
+    CHECK(snn_plain_infer(&net, m.param, &test, n, n, twin, why, sizeof why) == 0, "the twin classifies "
+          "%zu digits with %s (%s)", n, path, why);
+    snprintf(n_s, sizeof n_s, "%zu", n);
+    snprintf(pred, sizeof pred, "%s/pred.txt", tmpl);
+    snprintf(out, sizeof out, "%s/out", tmpl);
+    snprintf(port_s, sizeof port_s, "%d", base);
+    {
+        char *argv[] = { "./securenn", "infer", "--local", "--model", path, "--test-n", n_s, "--port",
+                         port_s, "--timeout", "60", "--predictions", pred, NULL };
+        if (spawn_out(&owner, argv, out) == 0) wait_bg(&owner, &ro, mono_s() + 300);
+        else ro.status = -1;
+    }
+    text = slurp(out);
+    secure_ok = check_predictions(pred, text, &test, n, why, sizeof why);
+    if (secure_ok >= 0 && (f = fopen(pred, "r")) != NULL) {
+        for (i = 0; i < n; i++) {
+            unsigned long idx, lab, pr;
+            if (fscanf(f, "%lu %lu %lu", &idx, &lab, &pr) != 3) { differ = n; break; }
+            differ += pr != twin[i];
+            twin_ok += twin[i] == test.labels[i];
+        }
+        fclose(f);
+    }
+    CHECK(ro.status == 0 && secure_ok >= (long)need && twin_ok >= need && differ <= 1,
+          "infer --local --model %s: exit %d; on the first %zu test digits %ld right securely, %zu in the twin, "
+          "%zu predictions differ (want >= %zu, >= %zu, <= 1; %s)", path, ro.status, n, secure_ok, twin_ok, differ,
+          need, need, why);
+    free(text);
+    remove(pred);
+    remove(out);
+    rmdir(tmpl);
+    snn_model_free(&m);
+    snn_mnist_free(&test);
+}
+
+/*
  * COMMAND --help: exit 0, that command's usage line and entry, and exactly
  * the options it accepts (a sample in and out for each command).
  */
@@ -9977,6 +10048,7 @@ static const test_entry tests[] = {
     { "cli_forget",      test_cli_forget },
     { "cli_talk",        test_cli_talk },
     { "cli_predictions", test_cli_predictions },
+    { "cli_shipped_model", test_cli_shipped_model },
     { "cli_checkpoint",  test_cli_checkpoint },
     { "cli_help",        test_cli_help },
     { "cli_modes",       test_cli_modes },
