@@ -3023,7 +3023,9 @@ static int resolve_hostport(const char *hostport, struct addrinfo **res)
 }
 
 /* Whether two host:port addresses resolve to a common address and port
- * (localhost:7000 and 127.0.0.1:7000 do); 0 if either does not resolve. */
+ * (localhost:7000 and 127.0.0.1:7000 do); 0 if either does not resolve.
+ * Addresses are compared as given: an IPv4-mapped IPv6 address and its
+ * IPv4 form, or a wildcard and a specific address, count as different. */
 static int peers_overlap(const char *a, const char *b)
 {
     struct addrinfo *ra, *rb, *x, *y;

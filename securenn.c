@@ -36,10 +36,12 @@
  *   - Alg. 10: windows must be powers of two (n | 2^64).
  *   - Bits are 0/1 integers and only fixed x fixed products are truncated
  *     (SPEC 1.3 [USE]).
- *   - Alg. 1: P1 receives Z_1 after it sends E_1, F_1, so MatMul and
- *     SelectShare take 1 round, not Table 1's 2, and ReLU and Division 9
- *     and 9 ell_d, not 10 and 10 ell_d (measured critical path, net.c;
- *     SPEC 3, 4.5 c, 4.5 i).
+ *   - Alg. 1: P1 receives Z_1 after it sends E_1, F_1, so a product
+ *     (MatMul, SelectShare) takes 1 round, not Table 1's 2 (SPEC 4.5 i).
+ *     ReLU and Division take 9 and 9 ell_d rounds, not 10 and 10 ell_d,
+ *     as P2 deals the product's triple with DReLU's last frame (measured
+ *     critical path, net.c; SPEC 3, 4.5 c).
+ *   - Vectors of Z_p are drawn five values to a 32-bit word (SPEC 4.5 j).
  *   - Each key drives one running stream (SPEC 4.5 e; SPEC 1.4 [USE] suggests a
  *     sub-stream per (protocol, call)).  Both holders draw the same counts
  *     in the same order, which every protocol's public sizes fix; a

@@ -1452,8 +1452,9 @@ static void test_samplers(void)
 }
 
 /*
- * The bulk samplers the protocols use against the one-at-a-time reference
- * forms: from two copies of one stream, the same values in the same order
+ * The bulk samplers the protocols use against their reference forms (the
+ * one-at-a-time draws; for Z_p vectors the digits by division): from two
+ * copies of one stream, the same values in the same order
  * and the streams left at the same place, over draws of random lengths that
  * cross many refills (and the fast mod-67 reduction against %).  Then
  * chi-square tests on the bulk forms themselves.
@@ -1551,6 +1552,33 @@ static void test_bulk_samplers(void)
         CHECK(fabs(per - wq) < 0.011, "bulk Z_p*: %.4f keystream bytes a value, expected %.4f (the same with "
               "66^5)", per, wq);
         free(pairs);
+    }
+    {
+        /* every start within a word of the refill (the word straddles it
+         * or starts the next buffer), and counts 0, 1, 4, 5, 6: the bulk
+         * forms equal the reference ones, and n = 0 draws nothing */
+        static const size_t cnt_n[] = { 0, 1, 4, 5, 6 };
+        size_t s, c2, z;
+        bad = 0;
+        for (s = SNN_PRG_BUF - 4; s <= SNN_PRG_BUF + 1; s++)
+            for (c2 = 0; c2 < sizeof cnt_n / sizeof cnt_n[0]; c2++)
+                for (z = 0; z < 2; z++) {
+                    uint64_t p0;
+                    snn_prg_init(&g, key, 7);
+                    snn_prg_init(&h, key, 7);
+                    snn_prg_seek(&g, s);
+                    snn_prg_seek(&h, s);
+                    memset(a8, 0xee, 8);
+                    memset(b8, 0xee, 8);
+                    if (z) { snn_prg_zp_star_n(&g, a8, cnt_n[c2]); snn_prg_zp_star_n_ref(&h, b8, cnt_n[c2]); }
+                    else { snn_prg_zp_n(&g, a8, cnt_n[c2]); snn_prg_zp_n_ref(&h, b8, cnt_n[c2]); }
+                    p0 = snn_prg_position(&g);
+                    bad += memcmp(a8, b8, 8) != 0 || p0 != snn_prg_position(&h)
+                           || (cnt_n[c2] == 0 && p0 != s) || snn_prg_u64(&g) != snn_prg_u64(&h);
+                }
+        CHECK(bad == 0, "bulk Z_p and Z_p* at every start from 4 bytes before a refill to 1 after, n = 0, 1, 4, "
+              "5, 6: the reference's values and position, nothing drawn for n = 0, nothing written past n "
+              "(%zu differ)", bad);
     }
     snn_wipe(&g, sizeof g);
     snn_wipe(&h, sizeof h);
@@ -8688,8 +8716,9 @@ static void test_cli_shipped_model(void)
 
     memset(&test, 0, sizeof test);
     memset(&m, 0, sizeof m);
-    if (!mkdtemp(tmpl) || free_port_run(&base) != 0) { CHECK(0, "temporary directory and ports"); return; }
-    if (snn_mnist_load(&test, "data", "test", why, sizeof why) != 0) { CHECK(0, "MNIST: %s", why); return; }
+    if (!mkdtemp(tmpl)) { CHECK(0, "temporary directory"); return; }
+    if (free_port_run(&base) != 0) { CHECK(0, "three free ports in a row"); rmdir(tmpl); return; }
+    if (snn_mnist_load(&test, "data", "test", why, sizeof why) != 0) { CHECK(0, "MNIST: %s", why); rmdir(tmpl); return; }
     if (snn_model_load(&m, path, SNN_NET_C, why, sizeof why) != 0) {
         CHECK(0, "%s loads as network C (make mnist unpacks it): %s", path, why);
         snn_mnist_free(&test);
