@@ -140,7 +140,7 @@ check-32:
 
 # make demo PORT=7300: the parties listen on 7300-7302 (default 7000-7002)
 demo: securenn mnist
-	p='$(PORT)'; ./securenn demo $${p:+--port "$$p"}
+	@p='$(PORT)'; echo "./securenn demo$${p:+ --port $$p}"; ./securenn demo $${p:+--port "$$p"}
 
 bench: securenn
 	./securenn bench

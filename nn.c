@@ -4257,9 +4257,9 @@ static int start_servers(const opts *o, pid_t pid[SNN_NPARTY], size_t *nkids, vo
             ssize_t got = read(ready[0], &len, 1) == 1 ? read(ready[0], why, len) : -1;
             why[got > 0 ? (size_t)got : 0] = '\0';
             if (strstr(why, "cannot listen"))
-                PERR("%s; %s parties listen on ports %u-%u: choose others with --port", why,
+                PERR("%s; %s parties listen on ports %u-%u: choose others with --port P%s", why,
                      strcmp(o->cmd, "demo") == 0 ? "the demo's" : "the local", (unsigned)o->port,
-                     (unsigned)o->port + 2);
+                     (unsigned)o->port + 2, strcmp(o->cmd, "demo") == 0 ? " (make demo PORT=P)" : "");
             else
                 PERR("%s", why);
             stop_kids(pid, *nkids);

@@ -8066,6 +8066,8 @@ static void test_cli_talk(void)
             char *argv[] = { "./securenn", "demo", "--port", port_s, "--iters", "1", "--timeout", "20", NULL };
             snprintf(port_s, sizeof port_s, "%d", q - 1);
             expect_cli_error(argv, "in use; the demo's parties listen on ports", 10, "demo: a port in use");
+            expect_cli_error(argv, "choose others with --port P (make demo PORT=P)", 10,
+                             "demo: a port in use, with the option and make's variable that move it");
             close(fd);
         } else {
             CHECK(0, "could not occupy a port for the test");
@@ -9521,6 +9523,7 @@ static void test_nn_import(void)
                   one_line(err, sizeof err, r.err));
             W[0][0] = 1099511627776.0;
             npy_write(path, 8, ws, 2, W[0], 0);
+            err[0] = '\0';
             CHECK(snn_model_import(tmpl, id, imp, err, sizeof err) == 0 && imp[net.layer[0].woff] == (uint64_t)1 << 53,
                   "import: a weight of 2^40 is accepted (%s)", err);
             W[0][0] = 1099511627776.0 * (1 + 1.0 / 1048576);
