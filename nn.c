@@ -3008,6 +3008,7 @@ static int resolve_hostport(const char *hostport, struct addrinfo **res)
     if (h[0] == '[') {
         end = strchr(h, ']');
         h++;
+        if (end && end[1] != ':') return -1;                  /* [v6] then :port, nothing between */
     } else {
         end = strrchr(h, ':');
     }
